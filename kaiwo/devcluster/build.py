@@ -1,0 +1,200 @@
+"""Build the control-plane binaries from Go modules and cache them by version.
+
+The cache lives in ``${XDG_CACHE_HOME:-~/.cache}/kaiwo/bin/<name>-<version>-<key>/<name>`` where the key
+hashes everything that changes the output (the wrapper module's go.mod/go.sum, ldflags, the Go version).
+A present cache entry is used as is, so the second `ensure` costs a few stat calls. Builds are serialised
+by a file lock so parallel test sessions never build the same thing twice or see a half-written binary
+(entries appear by an atomic rename).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kaiwo.devcluster import versions
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kaiwo"
+
+
+def tools_dir() -> Path:
+    """The repository's tools/ folder with the Go wrapper modules."""
+    override = os.environ.get("KAIWO_TOOLS_DIR")
+    path = Path(override) if override else Path(__file__).resolve().parents[2] / "tools"
+    if not (path / "k8s" / "go.mod").is_file():
+        raise BuildError(f"Go wrapper modules not found in {path} (set KAIWO_TOOLS_DIR to the repo's tools/)")
+    return path
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def _k8s_ldflags(version: str) -> tuple[str, ...]:
+    major, minor, _ = version.removeprefix("v").split(".")
+    pkg = "k8s.io/component-base/version"
+    return (
+        f"-X {pkg}.gitVersion={version}",
+        f"-X {pkg}.gitMajor={major}",
+        f"-X {pkg}.gitMinor={minor}",
+        f"-X {pkg}.gitTreeState=clean",
+        f"-X {pkg}.buildDate=1970-01-01T00:00:00Z",
+    )
+
+
+@dataclass(frozen=True)
+class GoBinary:
+    """One executable built from a Go main package.
+
+    ``module`` names a wrapper module under tools/ (built with ``go build`` inside it, so its go.mod pins
+    and replaces apply); ``None`` means ``go install package@version`` (the package's own go.mod pins).
+    """
+
+    name: str
+    package: str
+    version: str
+    module: str | None = None
+    ldflags: tuple[str, ...] = field(default=())
+
+    def target(self) -> str:
+        return self.package if self.module else f"{self.package}@{self.version}"
+
+
+_K8S = _k8s_ldflags(versions.KUBERNETES)
+
+BINARIES: dict[str, GoBinary] = {
+    b.name: b
+    for b in [
+        GoBinary("etcd", "go.etcd.io/etcd/server/v3", versions.ETCD, "k8s"),
+        GoBinary("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", versions.KUBERNETES, "k8s", _K8S),
+        GoBinary(
+            "kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+            versions.KUBERNETES,
+            "k8s",
+            _K8S,
+        ),
+        GoBinary("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", versions.KUBERNETES, "k8s", _K8S),
+        GoBinary("kubectl", "k8s.io/kubernetes/cmd/kubectl", versions.KUBERNETES, "k8s", _K8S),
+        GoBinary("kwok", "sigs.k8s.io/kwok/cmd/kwok", versions.KWOK),
+    ]
+}
+
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
+
+Progress = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CGO_ENABLED", "0")
+    env.setdefault("GOFLAGS", "-buildvcs=false")
+    return env
+
+
+def _go_version() -> str:
+    try:
+        out = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise BuildError(f"the Go toolchain is needed to build the local cluster: {e}") from e
+    return out.stdout.strip()
+
+
+class Builder:
+    def __init__(self, progress: Progress = _stderr) -> None:
+        self.progress = progress
+        self._go: str | None = None
+        self._tools: Path | None = None
+
+    @property
+    def go(self) -> str:
+        if self._go is None:
+            self._go = _go_version()
+        return self._go
+
+    def _module_dir(self, module: str) -> Path:
+        if self._tools is None:
+            self._tools = tools_dir()
+        return self._tools / module
+
+    def key(self, b: GoBinary) -> str:
+        h = hashlib.sha256()
+        h.update(f"{b.target()}\n{' '.join(b.ldflags)}\n{self.go}\n".encode())
+        if b.module:
+            for f in ("go.mod", "go.sum"):
+                h.update((self._module_dir(b.module) / f).read_bytes())
+        return h.hexdigest()[:12]
+
+    def path(self, b: GoBinary) -> Path:
+        return cache_root() / "bin" / f"{b.name}-{b.version}-{self.key(b)}" / b.name
+
+    def ensure(self, names: Iterable[str] = CONTROL_PLANE) -> dict[str, Path]:
+        """Return the cached binary for each name, building the missing ones."""
+        wanted = [BINARIES[n] for n in names]
+        paths = {b.name: self.path(b) for b in wanted}
+        missing = [b for b in wanted if not paths[b.name].exists()]
+        if not missing:
+            return paths
+        lock_path = cache_root() / "build.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            missing = [b for b in missing if not paths[b.name].exists()]  # another process may have built them
+            groups: dict[tuple[str | None, tuple[str, ...]], list[GoBinary]] = {}
+            for b in missing:
+                groups.setdefault((b.module, b.ldflags), []).append(b)
+            for (module, ldflags), group in groups.items():
+                self._build(module, ldflags, group, paths)
+        return paths
+
+    def _build(
+        self, module: str | None, ldflags: tuple[str, ...], group: list[GoBinary], paths: dict[str, Path]
+    ) -> None:
+        names = ", ".join(b.name for b in group)
+        self.progress(f"building {names} from Go modules (first time only; several minutes on 2 cores)")
+        started = time.monotonic()
+        flags = ["-trimpath", "-ldflags", " ".join(("-s", "-w", *ldflags))]
+        with tempfile.TemporaryDirectory(dir=cache_root()) as tmp:
+            for b in group:
+                # One binary per `go` call keeps output names explicit; the Go build cache shares the packages,
+                # and -p lets each call use every core.
+                out = Path(tmp) / b.name
+                if module:
+                    cmd = ["go", "build", *flags, "-o", str(out), b.package]
+                    cwd: Path | None = self._module_dir(module)
+                    env = _go_env()
+                else:
+                    cmd = ["go", "install", *flags, b.target()]
+                    cwd = None
+                    env = {**_go_env(), "GOBIN": tmp}
+                self.progress(f"  go {cmd[1]} {b.target()}")
+                proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise BuildError(f"building {b.name} failed:\n{proc.stderr[-4000:]}")
+                built = out if module else Path(tmp) / b.package.rsplit("/", 1)[-1]
+                dest = paths[b.name]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                staged = dest.parent / f".{b.name}.tmp"
+                shutil.move(str(built), staged)
+                os.replace(staged, dest)
+        self.progress(f"built {names} in {time.monotonic() - started:.0f}s")
+
+
+def ensure_binaries(names: Iterable[str] = CONTROL_PLANE, progress: Progress = _stderr) -> dict[str, Path]:
+    return Builder(progress).ensure(names)

@@ -1,0 +1,183 @@
+"""Command lines of the control-plane components, and how to tell each one is healthy.
+
+Every component listens on 127.0.0.1 only, on ports chosen free at start.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from kaiwo.devcluster import versions
+
+SERVICE_CIDR = "10.96.0.0/16"  # allocated in etcd only; nothing routes to it
+POD_CIDR = "10.244.0.0/16"  # fake pod IPs handed out by kwok; nothing routes to it
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Ports:
+    etcd: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+    @classmethod
+    def pick(cls) -> Ports:
+        socks = []
+        try:
+            for _ in range(6):  # hold all sockets open so the six ports are distinct
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                socks.append(s)
+            return cls(*(s.getsockname()[1] for s in socks))
+        finally:
+            for s in socks:
+                s.close()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Files of one cluster's state folder."""
+
+    root: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def etcd_data(self) -> Path:
+        return self.root / "etcd-data"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def status(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def kwok_config(self) -> Path:
+        return self.root / "kwok.yaml"
+
+    @property
+    def certs(self) -> Path:
+        return self.root / "certs"
+
+    def log(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+
+def etcd(binary: Path, layout: Layout, ports: Ports) -> list[str]:
+    peer = f"http://127.0.0.1:{ports.etcd_peer}"
+    client = f"http://127.0.0.1:{ports.etcd}"
+    return [
+        str(binary), "--name=kaiwo-dev", f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=kaiwo-dev={peer}", "--initial-cluster-state=new",
+        "--unsafe-no-fsync=true",  # a throw-away dev store: durability is not worth the latency
+        "--log-level=warn", "--quota-backend-bytes=4294967296",
+    ]
+
+
+def apiserver(binary: Path, layout: Layout, ports: Ports) -> list[str]:
+    p = layout.pki
+    return [
+        str(binary),
+        f"--etcd-servers=http://127.0.0.1:{ports.etcd}",
+        "--bind-address=127.0.0.1", f"--secure-port={ports.apiserver}", "--advertise-address=127.0.0.1",
+        # The kubernetes Service cannot have a loopback endpoint, so do not try to maintain one.
+        "--endpoint-reconciler-type=none",
+        f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+        f"--client-ca-file={p / 'ca.crt'}",
+        f"--service-account-key-file={p / 'sa.pub'}", f"--service-account-signing-key-file={p / 'sa.key'}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--authorization-mode=RBAC", "--allow-privileged=true",
+        f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+        "--kubelet-preferred-address-types=InternalIP", "--v=1",
+    ]
+
+
+def controller_manager(binary: Path, layout: Layout, ports: Ports) -> list[str]:
+    p = layout.pki
+    return [
+        str(binary), f"--kubeconfig={layout.kubeconfig}",
+        f"--authentication-kubeconfig={layout.kubeconfig}", f"--authorization-kubeconfig={layout.kubeconfig}",
+        "--bind-address=127.0.0.1", f"--secure-port={ports.controller_manager}",
+        f"--cert-dir={layout.certs / 'kube-controller-manager'}",
+        "--leader-elect=false",
+        # Every default controller (garbage collector, Job, Deployment/ReplicaSet, namespace, service accounts
+        # and their tokens, PV binding, node lifecycle, ...), as on a real cluster.
+        "--controllers=*",
+        f"--service-account-private-key-file={p / 'sa.key'}", f"--root-ca-file={p / 'ca.crt'}",
+        f"--cluster-signing-cert-file={p / 'ca.crt'}", f"--cluster-signing-key-file={p / 'ca.key'}",
+        "--use-service-account-credentials=false",
+        # Dynamic hostPath volumes for the default StorageClass: claims bind like on a real cluster.
+        "--enable-hostpath-provisioner=true",
+        "--v=1",
+    ]
+
+
+def scheduler(binary: Path, layout: Layout, ports: Ports) -> list[str]:
+    return [
+        str(binary), f"--kubeconfig={layout.kubeconfig}",
+        f"--authentication-kubeconfig={layout.kubeconfig}", f"--authorization-kubeconfig={layout.kubeconfig}",
+        "--bind-address=127.0.0.1", f"--secure-port={ports.scheduler}",
+        f"--cert-dir={layout.certs / 'kube-scheduler'}",
+        "--leader-elect=false", "--v=1",
+    ]
+
+
+def kwok(binary: Path, layout: Layout, ports: Ports) -> list[str]:
+    return [
+        str(binary), f"--kubeconfig={layout.kubeconfig}", f"--config={layout.kwok_config}",
+        "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        f"--server-address=127.0.0.1:{ports.kwok}", f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+        "--node-lease-duration-seconds=40",
+    ]
+
+
+def health_url(component: str, ports: Ports) -> str:
+    return {
+        "etcd": f"http://127.0.0.1:{ports.etcd}/health",
+        "kube-apiserver": f"https://127.0.0.1:{ports.apiserver}/readyz",
+        "kube-controller-manager": f"https://127.0.0.1:{ports.controller_manager}/healthz",
+        "kube-scheduler": f"https://127.0.0.1:{ports.scheduler}/healthz",
+        "kwok": f"http://127.0.0.1:{ports.kwok}/healthz",
+    }[component]
+
+
+def admin_ssl(layout: Layout) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
+    ctx.load_cert_chain(str(layout.pki / "admin.crt"), str(layout.pki / "admin.key"))
+    return ctx
+
+
+def insecure_ssl() -> ssl.SSLContext:
+    """For the self-signed health endpoints of the controller manager and scheduler."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+KUBELET_VERSION = versions.KUBERNETES  # what the fake nodes report

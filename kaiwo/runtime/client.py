@@ -1,0 +1,336 @@
+"""Kubernetes API access on one shared aiohttp session.
+
+kubernetes_asyncio is the transport: it loads kubeconfig / in-cluster credentials (client certificates,
+tokens, exec plugins with refresh) and owns the aiohttp session. Bodies are (de)serialised with orjson into
+plain dicts; the generated OpenAPI models are never used because they are slow and lossy for custom
+resources.
+
+Every call has a timeout. 429 (honouring Retry-After), 5xx and connection errors are retried with
+exponential backoff; other errors raise ``ApiError`` carrying the apiserver's Status message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import orjson
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+Obj = dict[str, Any]
+DEFAULT_TIMEOUT = 30.0
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class ApiError(Exception):
+    """A non-success answer of the apiserver, with its Status reason and message."""
+
+    def __init__(self, status: int, body: Any, method: str = "", path: str = "") -> None:
+        self.status = status
+        self.body = body if isinstance(body, dict) else {}
+        self.reason: str = self.body.get("reason", "")
+        self.message: str = self.body.get("message") or (body if isinstance(body, str) else "") or ""
+        self.retry_after: float | None = None
+        super().__init__(f"{method} {path}: {status} {self.reason}: {self.message}".strip())
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, ApiError):
+        return exc.status in RETRYABLE_STATUS
+    return isinstance(exc, aiohttp.ClientConnectionError | asyncio.TimeoutError)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the REST API."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        parts = [base]
+        if self.namespaced and namespace:
+            parts.append(f"namespaces/{quote(namespace, safe='')}")
+        parts.append(self.plural)
+        if name:
+            parts.append(quote(name, safe=""))
+        if subresource:
+            parts.append(subresource)
+        return "/".join(parts)
+
+
+class Client:
+    """Thin async REST client. Create with ``await Client.from_kubeconfig(...)``; close with ``await close()``."""
+
+    def __init__(self, api: k8s_client.ApiClient) -> None:
+        self._api = api
+        self.host: str = str(api.configuration.host).rstrip("/")
+        self._resources: dict[tuple[str, str], Resource] = {}
+        self._discovered: set[str] = set()
+        self.max_attempts = 5
+
+    @classmethod
+    async def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Client:
+        cfg = k8s_client.Configuration()
+        await k8s_config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+        return cls(k8s_client.ApiClient(cfg))
+
+    @classmethod
+    def in_cluster(cls) -> Client:
+        cfg = k8s_client.Configuration()
+        k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        return cls(k8s_client.ApiClient(cfg))
+
+    @classmethod
+    async def auto(cls, kubeconfig: str | None = None, context: str | None = None) -> Client:
+        """kubeconfig if given or found, else the in-cluster service account."""
+        try:
+            return await cls.from_kubeconfig(kubeconfig, context)
+        except k8s_config.ConfigException:
+            if kubeconfig:
+                raise
+            return cls.in_cluster()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        session: aiohttp.ClientSession = self._api.rest_client.pool_manager
+        return session
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers: dict[str, str] = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        await self._api.update_params_for_auth(headers, [], ["BearerToken"])
+        return headers
+
+    def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
+        url = self.host + path
+        if params:
+            clean = {k: ("true" if v is True else "false" if v is False else v)
+                     for k, v in params.items() if v is not None}
+            if clean:
+                url += "?" + urlencode(clean)
+        return url
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Any:
+        """One API call with retries; returns the decoded JSON body (or None when empty)."""
+        data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=_RetryAfterWait(),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._once(method, path, params, data, content_type, timeout)
+        raise AssertionError("unreachable")
+
+    async def _once(
+        self, method: str, path: str, params: Mapping[str, Any] | None, data: bytes | None,
+        content_type: str, timeout: float,
+    ) -> Any:
+        headers = await self._headers(content_type if data is not None else None)
+        async with self.session.request(
+            method, self._url(path, params), data=data, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            raw = await resp.read()
+            if resp.status >= 400:
+                try:
+                    decoded: Any = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    decoded = raw.decode(errors="replace")
+                err = ApiError(resp.status, decoded, method, path)
+                if "Retry-After" in resp.headers:
+                    with contextlib.suppress(ValueError):
+                        err.retry_after = float(resp.headers["Retry-After"])
+                raise err
+            return orjson.loads(raw) if raw else None
+
+    async def stream_lines(
+        self, path: str, params: Mapping[str, Any], *, timeout: float
+    ) -> AsyncIterator[bytes]:
+        """Yield the lines of a streaming response (watch), with a total client-side timeout."""
+        headers = await self._headers(None)
+        async with self.session.get(
+            self._url(path, params), headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=DEFAULT_TIMEOUT),
+        ) as resp:
+            if resp.status >= 400:
+                raw = await resp.read()
+                try:
+                    decoded: Any = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    decoded = raw.decode(errors="replace")
+                raise ApiError(resp.status, decoded, "WATCH", path)
+            async for line in resp.content:
+                if line.strip():
+                    yield line
+
+    # --- discovery -------------------------------------------------------------------------------------
+
+    async def resource(self, api_version: str, kind: str) -> Resource:
+        """The REST mapping of a kind, from API discovery (cached; refreshed once on a miss)."""
+        key = (api_version, kind)
+        if key not in self._resources:
+            await self._discover(api_version, refresh=api_version in self._discovered)
+        try:
+            return self._resources[key]
+        except KeyError:
+            raise ApiError(404, {"reason": "NotFound",
+                                 "message": f"the server has no resource for kind {kind} in {api_version}"}) from None
+
+    async def _discover(self, api_version: str, refresh: bool = False) -> None:
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            doc = await self.request("GET", path)
+        except ApiError as e:
+            if e.not_found:
+                self._discovered.add(api_version)
+                return
+            raise
+        self._discovered.add(api_version)
+        for r in doc.get("resources", []):
+            if "/" in r["name"]:
+                continue
+            self._resources[(api_version, r["kind"])] = Resource(api_version, r["kind"], r["name"], r["namespaced"])
+
+    def forget_discovery(self) -> None:
+        """Drop cached mappings (after installing CRDs)."""
+        self._resources.clear()
+        self._discovered.clear()
+
+    # --- object helpers --------------------------------------------------------------------------------
+
+    async def _locate(self, obj: Mapping[str, Any]) -> tuple[Resource, str | None, str]:
+        res = await self.resource(obj["apiVersion"], obj["kind"])
+        meta = obj.get("metadata", {})
+        return res, meta.get("namespace") if res.namespaced else None, meta["name"]
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj:
+        res = await self.resource(api_version, kind)
+        result: Obj = await self.request("GET", res.path(namespace, name))
+        return result
+
+    async def get_or_none(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        try:
+            return await self.get(api_version, kind, name, namespace)
+        except ApiError as e:
+            if e.not_found:
+                return None
+            raise
+
+    async def list(
+        self, api_version: str, kind: str, namespace: str | None = None, **params: Any
+    ) -> list[Obj]:
+        """All items, following pagination."""
+        res = await self.resource(api_version, kind)
+        items: list[Obj] = []
+        cont: str | None = None
+        while True:
+            page = await self.request("GET", res.path(namespace), params={**params, "limit": 500, "continue": cont})
+            items.extend(page.get("items", []))
+            cont = page.get("metadata", {}).get("continue")
+            if not cont:
+                return items
+
+    async def create(self, obj: Mapping[str, Any], **params: Any) -> Obj:
+        res, ns, _ = await self._locate(obj)
+        result: Obj = await self.request("POST", res.path(ns), body=obj, params=params)
+        return result
+
+    async def apply(
+        self, obj: Mapping[str, Any], field_manager: str, *, force: bool = True, dry_run: bool = False,
+        subresource: str | None = None,
+    ) -> Obj:
+        """Server-side apply of ``obj`` (a full intent, as a dict)."""
+        res, ns, name = await self._locate(obj)
+        params: dict[str, Any] = {"fieldManager": field_manager, "force": force}
+        if dry_run:
+            params["dryRun"] = "All"
+        result: Obj = await self.request(
+            "PATCH", res.path(ns, name, subresource), params=params, body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    async def patch(
+        self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None = None,
+        *, patch_type: str = "merge", subresource: str | None = None,
+    ) -> Obj:
+        res = await self.resource(api_version, kind)
+        ctype = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
+                 "strategic": "application/strategic-merge-patch+json"}[patch_type]
+        result: Obj = await self.request("PATCH", res.path(namespace, name, subresource), body=patch,
+                                         content_type=ctype)
+        return result
+
+    async def delete(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None,
+        *, propagation: str = "Background", missing_ok: bool = True,
+    ) -> None:
+        res = await self.resource(api_version, kind)
+        try:
+            await self.request("DELETE", res.path(namespace, name), body={"propagationPolicy": propagation})
+        except ApiError as e:
+            if not (missing_ok and e.not_found):
+                raise
+
+
+class _RetryAfterWait:
+    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+
+    def __init__(self) -> None:
+        self._exp = wait_random_exponential(multiplier=0.2, max=10.0)
+
+    def __call__(self, retry_state: Any) -> float:
+        delay: float = self._exp(retry_state)
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, ApiError) and exc.retry_after is not None:
+            delay = max(delay, min(exc.retry_after, 60.0))
+        return delay

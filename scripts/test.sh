@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# All checks and tests: lint, types, unit tests, and e2e tests against a local control plane that the
+# test session builds (first time only), starts and stops. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+.venv/bin/ruff check kaiwo tests tools bench
+.venv/bin/mypy
+.venv/bin/kaiwo-dev build >/dev/null  # builds show their progress here rather than inside a test fixture
+exec .venv/bin/pytest -ra "$@"

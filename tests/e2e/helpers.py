@@ -1,0 +1,25 @@
+"""Polling helpers for e2e tests: every wait has a deadline and says what it waited for."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 60.0, interval: float = 0.25
+) -> T:
+    """Call ``probe`` until it returns something truthy; fail with ``what`` and the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = await probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+        await asyncio.sleep(interval)

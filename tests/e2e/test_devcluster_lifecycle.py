@@ -1,0 +1,96 @@
+"""kaiwo-dev's own promises: idempotent up, clean down, no orphans after a supervisor crash.
+
+These start a second, private cluster, so they only run where the binaries are built here (not against an
+external KAIWO_E2E_KUBECONFIG cluster).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kaiwo.devcluster.cluster import DevCluster
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("KAIWO_E2E_KUBECONFIG")), reason="needs the locally built control plane"
+)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_dead(pids: list[int], timeout: float = 15) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in pids if _alive(p)]
+        if not alive:
+            return []
+        time.sleep(0.1)
+    return [p for p in pids if _alive(p)]
+
+
+def _component_pids(cluster: DevCluster) -> dict[str, int]:
+    return {name: c["pid"] for name, c in cluster.status().data["components"].items()}
+
+
+def test_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -> None:
+    cluster = DevCluster(tmp_path / "state")
+    try:
+        kubeconfig = cluster.up(progress=lambda _: None)
+        first = cluster.status()
+        assert first.phase == "ready"
+        pids = _component_pids(cluster)
+        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+        assert cluster.up(progress=lambda _: None) == kubeconfig
+        assert cluster.status().data["pid"] == first.data["pid"]  # reused, not restarted
+        for name in pids:
+            assert (cluster.layout.logs / f"{name}.log").stat().st_size > 0
+    finally:
+        assert cluster.down() in (True, False)
+    assert _wait_dead([first.data["pid"], *pids.values()]) == []
+    assert cluster.status().phase == "stopped"
+    assert cluster.down() is False
+
+
+def test_a_killed_supervisor_takes_its_components_with_it(tmp_path: Path) -> None:
+    cluster = DevCluster(tmp_path / "state")
+    cluster.up(progress=lambda _: None)
+    supervisor = cluster.status().data["pid"]
+    pids = list(_component_pids(cluster).values())
+    os.kill(supervisor, signal.SIGKILL)
+    try:
+        assert _wait_dead(pids) == [], "components outlived the SIGKILLed supervisor"
+        assert cluster.status().phase == "failed"
+    finally:
+        cluster.down()
+
+
+def test_cli_up_prints_export_and_status_shows_nodes(tmp_path: Path) -> None:
+    env = {**os.environ, "KAIWO_DEV_STATE": str(tmp_path / "state")}
+    cli = [sys.executable, "-m", "kaiwo.devcluster.cli"]
+    try:
+        up = subprocess.run([*cli, "up"], env=env, capture_output=True, text=True, timeout=600)
+        assert up.returncode == 0, up.stderr
+        assert up.stdout.strip() == f"export KUBECONFIG={tmp_path / 'state' / 'kubeconfig'}"
+        st = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert st.returncode == 0, st.stderr
+        assert "phase: ready" in st.stdout
+        assert "amd-mi300x-3" in st.stdout and "nvidia-h100-1" in st.stdout and "8 amd.com/gpu" in st.stdout
+    finally:
+        down = subprocess.run([*cli, "down"], env=env, capture_output=True, text=True, timeout=120)
+    assert "stopped" in down.stderr
