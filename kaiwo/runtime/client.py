@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -22,6 +22,7 @@ import aiohttp
 import orjson
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
+from opentelemetry import trace
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -91,6 +92,9 @@ class Client:
 
     def __init__(self, api: k8s_client.ApiClient) -> None:
         self._api = api
+        # Observers of every HTTP exchange (method, status code; 0 = no response), e.g. Prometheus counters.
+        self.observers: list[Callable[[str, int], None]] = []
+        self.tracer: trace.Tracer = trace.get_tracer("kaiwo.runtime.client")
         self.host: str = str(api.configuration.host).rstrip("/")
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovered: set[str] = set()
@@ -175,11 +179,19 @@ class Client:
         content_type: str, timeout: float,
     ) -> Any:
         headers = await self._headers(content_type if data is not None else None)
-        async with self.session.request(
-            method, self._url(path, params), data=data, headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as resp:
-            raw = await resp.read()
+        with self.tracer.start_as_current_span(f"{method} {path}", kind=trace.SpanKind.CLIENT) as span:
+            try:
+                async with self.session.request(
+                    method, self._url(path, params), data=data, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=timeout),
+                ) as resp:
+                    raw = await resp.read()
+            except BaseException:
+                self._observe(method, 0)
+                raise
+            self._observe(method, resp.status)
+            span.set_attribute("http.request.method", method)
+            span.set_attribute("http.response.status_code", resp.status)
             if resp.status >= 400:
                 try:
                     decoded: Any = orjson.loads(raw)
@@ -192,6 +204,10 @@ class Client:
                 raise err
             return orjson.loads(raw) if raw else None
 
+    def _observe(self, method: str, code: int) -> None:
+        for observe in self.observers:
+            observe(method, code)
+
     async def stream_lines(
         self, path: str, params: Mapping[str, Any], *, timeout: float
     ) -> AsyncIterator[bytes]:
@@ -201,6 +217,7 @@ class Client:
             self._url(path, params), headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=DEFAULT_TIMEOUT),
         ) as resp:
+            self._observe("WATCH", resp.status)
             if resp.status >= 400:
                 raw = await resp.read()
                 try:

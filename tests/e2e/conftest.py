@@ -4,7 +4,8 @@ By default the session starts the local control plane (kaiwo.devcluster) in a te
 stops it at the end; the supervisor is attached to the pytest process, so even a killed test run leaves no
 processes behind. ``KAIWO_E2E_KUBECONFIG=/path`` runs the same tests against an existing cluster instead
 (kind, a real one, or a `kaiwo-dev up` cluster); such a cluster needs the fake GPU nodes of the default
-topology for the node tests.
+topology for the node tests, and Kueue (managing namespaces labelled kueue-managed=true), KubeRay and
+AppWrapper for the workload-stack tests.
 """
 
 from __future__ import annotations
@@ -31,18 +32,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    existing = os.environ.get("KAIWO_E2E_KUBECONFIG")
-    if existing:
-        yield existing
+def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster | None]:
+    """The local cluster this session started, or None when testing an existing cluster."""
+    if os.environ.get("KAIWO_E2E_KUBECONFIG"):
+        yield None
         return
     state = Path(os.environ.get("KAIWO_E2E_STATE") or tmp_path_factory.mktemp("devcluster"))
     cluster = DevCluster(state)
-    path = cluster.up(attach=True, complete_after_ms=2000, timeout=1800)
+    reused = cluster.status().phase == "ready"  # a cluster already running in KAIWO_E2E_STATE is kept running
+    cluster.up(attach=True, complete_after_ms=2000, timeout=1800)
     try:
-        yield str(path)
+        yield cluster
     finally:
-        cluster.down()
+        if not reused:
+            cluster.down()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(dev_cluster: DevCluster | None) -> str:
+    return str(dev_cluster.kubeconfig) if dev_cluster else os.environ["KAIWO_E2E_KUBECONFIG"]
+
+
+@pytest.fixture(scope="session")
+def etcd_url(dev_cluster: DevCluster | None) -> str:
+    """The local cluster's etcd (tests that compact it need direct access)."""
+    if dev_cluster is None:
+        pytest.skip("needs direct etcd access: only the local control plane offers it")
+    return f"http://127.0.0.1:{dev_cluster.status().data['ports']['etcd']}"
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +74,9 @@ async def client(kubeconfig: str) -> AsyncIterator[Client]:
 async def namespace(client: Client, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].rstrip("-")
     name = f"e2e-{slug}-{secrets.token_hex(3)}"
-    await client.create({"apiVersion": "v1", "kind": "Namespace",
-                         "metadata": {"name": name, "labels": {"kaiwo.dev/e2e": "true"}}})
+    # kueue-managed=true: the local cluster's Kueue (like upstream Kaiwo's) manages only namespaces with this label.
+    labels = {"kaiwo.dev/e2e": "true", "kueue-managed": "true"}
+    await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
     # Pods are refused until the namespace's default ServiceAccount exists.
     await eventually(lambda: client.get_or_none("v1", "ServiceAccount", "default", name),
                      f"default ServiceAccount in {name}", timeout=30)

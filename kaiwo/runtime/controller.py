@@ -1,0 +1,196 @@
+"""Controllers: a workqueue of object keys, N async workers, and a reconciler (controller-runtime's contract).
+
+``reconcile(request)`` reads the current state from caches and makes the world match it; it never trusts the
+event that enqueued the key. What a worker does with the outcome:
+
+| outcome                          | worker action                                  | reconcile_total result |
+| -------------------------------- | ---------------------------------------------- | ---------------------- |
+| raises                           | log with the key, count, ``add_rate_limited``  | error                  |
+| ``Result(requeue_after=t)``, t>0 | ``forget``, ``add_after(t)``                    | requeue_after          |
+| ``Result(requeue=True)``         | ``add_rate_limited``                            | requeue                |
+| ``None`` or ``Result()``         | ``forget``                                      | success                |
+
+A reconcile exception never stops the worker or the manager. A key is never reconciled by two workers at once
+(the workqueue guarantees it); different keys run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from opentelemetry import trace
+
+from kaiwo.runtime.clock import Clock, RealClock
+from kaiwo.runtime.informer import FuncHandler, Informer
+from kaiwo.runtime.logs import log_context
+from kaiwo.runtime.metrics import QueueMetricsAdapter, RuntimeMetrics
+from kaiwo.runtime.workqueue import ShutDown, WorkQueue
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+
+class Request(NamedTuple):
+    """The key of the object to reconcile."""
+
+    namespace: str | None
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    @classmethod
+    def of(cls, obj: Obj) -> Request:
+        meta = obj["metadata"]
+        return cls(meta.get("namespace") or None, meta["name"])
+
+
+@dataclass(frozen=True)
+class Result:
+    requeue_after: float = 0.0
+    requeue: bool = False
+
+
+class Reconciler(Protocol):
+    async def reconcile(self, request: Request) -> Result | None: ...
+
+
+Mapper = Callable[[Obj], Iterable[Request]]
+
+
+def owner_mapper(owner_api_version: str, owner_kind: str, *, controller_only: bool = True) -> Mapper:
+    """Map an object to its owner of the given kind via ownerReferences (controller-runtime's EnqueueOwner)."""
+    group = owner_api_version.rsplit("/", 1)[0] if "/" in owner_api_version else ""
+
+    def mapper(obj: Obj) -> Iterable[Request]:
+        meta = obj["metadata"]
+        for ref in meta.get("ownerReferences") or ():
+            ref_group = ref.get("apiVersion", "").rsplit("/", 1)[0] if "/" in ref.get("apiVersion", "") else ""
+            if ref.get("kind") == owner_kind and ref_group == group and (ref.get("controller") or not controller_only):
+                yield Request(meta.get("namespace") or None, ref["name"])
+
+    return mapper
+
+
+class Controller:
+    def __init__(
+        self, name: str, reconciler: Reconciler, *, workers: int = 2, metrics: RuntimeMetrics | None = None,
+        clock: Clock | None = None, tracer: trace.Tracer | None = None,
+    ) -> None:
+        self.name = name
+        self.reconciler = reconciler
+        self.workers = workers
+        self.metrics = metrics or RuntimeMetrics()
+        self.clock: Clock = clock or RealClock()
+        self.tracer = tracer or trace.get_tracer("kaiwo.runtime.controller")
+        self.queue: WorkQueue[Request] = WorkQueue(name, clock=self.clock,
+                                                   metrics=QueueMetricsAdapter(lambda: self.metrics))
+        self.primary: list[Informer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- wiring -----------------------------------------------------------------------------------------
+
+    def watches(self, informer: Informer, mapper: Mapper | None = None) -> None:
+        """Enqueue keys for every change of ``informer``'s objects: the object itself, or what ``mapper`` says."""
+        to_keys: Mapper = mapper or (lambda obj: (Request.of(obj),))
+        if mapper is None:
+            self.primary.append(informer)
+
+        def add(obj: Obj, initial: bool) -> None:
+            for req in to_keys(obj):
+                self.queue.add(req, low_priority=initial)
+
+        def update(old: Obj, new: Obj) -> None:
+            for req in {*to_keys(old), *to_keys(new)}:
+                self.queue.add(req)
+
+        def delete(obj: Obj) -> None:
+            for req in to_keys(obj):
+                self.queue.add(req)
+
+        informer.add_handler(FuncHandler(add, update, delete))
+
+    def owns(self, informer: Informer, owner_api_version: str, owner_kind: str) -> None:
+        """Enqueue the controlling owner of every changed child."""
+        self.watches(informer, owner_mapper(owner_api_version, owner_kind))
+
+    def resync(self) -> int:
+        """Enqueue every cached primary object at low priority (a periodic safety net); returns how many."""
+        n = 0
+        for inf in self.primary:
+            for obj in inf.objects():
+                self.queue.add(Request.of(obj), low_priority=True)
+                n += 1
+        return n
+
+    # --- running ----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.metrics.max_concurrent.labels(self.name).set(self.workers)
+        self.metrics.active_workers.labels(self.name).set(0)
+        self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-worker-{i}")
+                       for i in range(self.workers)]
+
+    async def stop(self, drain_timeout: float = 30.0) -> None:
+        """Stop taking work; let in-flight reconciles finish (up to ``drain_timeout``)."""
+        try:
+            await asyncio.wait_for(self.queue.shutdown_with_drain(), drain_timeout)
+        except TimeoutError:
+            log.warning("controller %s: reconciles still running after %.0fs; cancelling", self.name, drain_timeout)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _worker(self) -> None:
+        while True:
+            try:
+                req = await self.queue.get()
+            except ShutDown:
+                return
+            try:
+                await self.process(req)
+            finally:
+                self.queue.done(req)
+
+    async def process(self, req: Request) -> None:
+        """Reconcile one key and act on the outcome (see the module table)."""
+        m = self.metrics
+        reconcile_id = str(uuid.uuid4())
+        m.active_workers.labels(self.name).inc()
+        started = time.perf_counter()
+        with self.tracer.start_as_current_span(
+            f"reconcile {self.name}",
+            attributes={"controller": self.name, "namespace": req.namespace or "", "name": req.name,
+                        "reconcileID": reconcile_id},
+        ) as span, log_context(controller=self.name, namespace=req.namespace, name=req.name,
+                               reconcileID=reconcile_id):
+            try:
+                result = await self.reconciler.reconcile(req) or Result()
+            except Exception as e:
+                m.reconcile_errors.labels(self.name).inc()
+                m.reconcile_total.labels(self.name, "error").inc()
+                span.record_exception(e)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(e)))
+                log.error("reconcile %s failed: %s", req, e, exc_info=True)
+                self.queue.add_rate_limited(req)
+                return
+            finally:
+                m.reconcile_time.labels(self.name).observe(time.perf_counter() - started)
+                m.active_workers.labels(self.name).dec()
+        if result.requeue_after > 0:
+            self.queue.forget(req)
+            self.queue.add_after(req, result.requeue_after)
+            m.reconcile_total.labels(self.name, "requeue_after").inc()
+        elif result.requeue:
+            self.queue.add_rate_limited(req)
+            m.reconcile_total.labels(self.name, "requeue").inc()
+        else:
+            self.queue.forget(req)
+            m.reconcile_total.labels(self.name, "success").inc()

@@ -1,0 +1,353 @@
+"""Informer: a watched, indexed, local cache of one resource type (client-go's reflector + indexer).
+
+LIST (paginated), then WATCH from the list's resourceVersion with bookmarks. Why the details matter:
+- The server ends a watch after ``timeoutSeconds`` (random in 5-10 min so that many informers do not re-watch
+  in lockstep); the client gives up ``CLIENT_GRACE`` later. A stream that silently stops delivering (a dead
+  TCP peer, a hung proxy) is thereby replaced within the client timeout instead of hanging forever - the
+  classic failure of Python operators.
+- A watch resumes from the last resourceVersion seen (events or bookmarks), so nothing is missed. When the
+  server no longer has that version (410 Gone, or an ERROR event with code 410, after etcd compaction) or
+  refuses it as too large, the informer relists from scratch and diffs against the cache: vanished objects
+  produce delete events, changed ones update events, so handlers never miss a deletion.
+- Errors back off 0.8 s doubling to 30 s with jitter; a successful watch event resets the backoff.
+
+Objects are plain dicts parsed with orjson; ``metadata.managedFields`` is dropped before caching, and an
+optional ``transform`` may drop more. Handlers are synchronous and must be fast (they enqueue keys);
+they are called in event order from the informer task. Cached objects are shared: never mutate them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from kaiwo.runtime.client import ApiError, Client, Resource
+from kaiwo.runtime.clock import Clock, RealClock
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+Transform = Callable[[Obj], Obj]
+WATCH_TIMEOUT_RANGE = (300, 600)
+CLIENT_GRACE = 30.0
+BACKOFF_INITIAL, BACKOFF_MAX = 0.8, 30.0
+LIST_PAGE_SIZE = 500
+
+
+def object_key(obj: Obj) -> str:
+    """``namespace/name`` for namespaced objects, ``name`` for cluster-scoped ones (client-go's MetaNamespaceKey)."""
+    meta = obj["metadata"]
+    ns = meta.get("namespace")
+    return f"{ns}/{meta['name']}" if ns else str(meta["name"])
+
+
+def strip_managed_fields(obj: Obj) -> Obj:
+    obj.get("metadata", {}).pop("managedFields", None)
+    return obj
+
+
+class ResourceVersionExpired(Exception):
+    """The watch cannot resume from our resourceVersion; a relist is needed."""
+
+
+class ListerWatcher(Protocol):
+    """The two calls an informer makes; the real one is ``ApiListerWatcher``, tests script their own."""
+
+    async def list_page(self, continue_token: str | None) -> Obj: ...
+
+    def watch(self, resource_version: str, timeout_seconds: int, client_grace: float) -> AsyncIterator[Obj]: ...
+
+
+class ApiListerWatcher:
+    def __init__(
+        self, client: Client, resource: Resource, namespace: str | None = None,
+        label_selector: str | None = None, field_selector: str | None = None,
+    ) -> None:
+        self.client = client
+        self.path = resource.path(namespace)
+        self.selectors = {"labelSelector": label_selector, "fieldSelector": field_selector}
+
+    async def list_page(self, continue_token: str | None) -> Obj:
+        page: Obj = await self.client.request(
+            "GET", self.path, params={**self.selectors, "limit": LIST_PAGE_SIZE, "continue": continue_token})
+        return page
+
+    async def watch(
+        self, resource_version: str, timeout_seconds: int, client_grace: float = CLIENT_GRACE
+    ) -> AsyncIterator[Obj]:
+        # The client-side total timeout is what replaces a stream that went silent without closing.
+        params = {**self.selectors, "watch": True, "resourceVersion": resource_version,
+                  "allowWatchBookmarks": True, "timeoutSeconds": timeout_seconds}
+        try:
+            async for line in self.client.stream_lines(self.path, params, timeout=timeout_seconds + client_grace):
+                yield orjson.loads(line)
+        except ApiError as e:
+            if e.gone or _too_large_rv(e):
+                raise ResourceVersionExpired(str(e)) from e
+            raise
+
+
+def _too_large_rv(e: ApiError) -> bool:
+    causes = (e.body.get("details") or {}).get("causes") or []
+    too_large = any(c.get("reason") == "ResourceVersionTooLarge" for c in causes)
+    return too_large or "Too large resource version" in e.message
+
+
+class EventHandler(Protocol):
+    def on_add(self, obj: Obj, initial: bool) -> None: ...
+
+    def on_update(self, old: Obj, new: Obj) -> None: ...
+
+    def on_delete(self, obj: Obj) -> None: ...
+
+
+@dataclass
+class FuncHandler:
+    """An EventHandler from plain functions; any may be omitted."""
+
+    add: Callable[[Obj, bool], None] | None = None
+    update: Callable[[Obj, Obj], None] | None = None
+    delete: Callable[[Obj], None] | None = None
+
+    def on_add(self, obj: Obj, initial: bool) -> None:
+        if self.add:
+            self.add(obj, initial)
+
+    def on_update(self, old: Obj, new: Obj) -> None:
+        if self.update:
+            self.update(old, new)
+
+    def on_delete(self, obj: Obj) -> None:
+        if self.delete:
+            self.delete(obj)
+
+
+IndexFunc = Callable[[Obj], Iterable[str]]
+
+
+def by_namespace(obj: Obj) -> Iterable[str]:
+    ns = obj["metadata"].get("namespace")
+    return (ns,) if ns else ()
+
+
+def by_owner_uid(obj: Obj) -> Iterable[str]:
+    return tuple(ref["uid"] for ref in obj["metadata"].get("ownerReferences") or () if "uid" in ref)
+
+
+def by_label(key: str) -> IndexFunc:
+    def index(obj: Obj) -> Iterable[str]:
+        value = (obj["metadata"].get("labels") or {}).get(key)
+        return (value,) if value is not None else ()
+
+    return index
+
+
+@dataclass
+class Indexer:
+    """The cache: objects by key plus secondary indexes (index name -> value -> keys)."""
+
+    index_funcs: dict[str, IndexFunc] = field(default_factory=lambda: {
+        "namespace": by_namespace, "owner": by_owner_uid})
+    items: dict[str, Obj] = field(default_factory=dict)
+    indexes: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+
+    def add_index(self, name: str, func: IndexFunc) -> None:
+        if name in self.index_funcs:
+            return
+        self.index_funcs[name] = func
+        idx: dict[str, set[str]] = {}
+        for key, obj in self.items.items():
+            for v in func(obj):
+                idx.setdefault(v, set()).add(key)
+        self.indexes[name] = idx
+
+    def put(self, key: str, obj: Obj) -> Obj | None:
+        old = self.items.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        self.items[key] = obj
+        for name, func in self.index_funcs.items():
+            idx = self.indexes.setdefault(name, {})
+            for v in func(obj):
+                idx.setdefault(v, set()).add(key)
+        return old
+
+    def remove(self, key: str) -> Obj | None:
+        old = self.items.pop(key, None)
+        if old is not None:
+            self._unindex(key, old)
+        return old
+
+    def _unindex(self, key: str, obj: Obj) -> None:
+        for name, func in self.index_funcs.items():
+            idx = self.indexes.get(name, {})
+            for v in func(obj):
+                keys = idx.get(v)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del idx[v]
+
+    def by_index(self, name: str, value: str) -> list[Obj]:
+        return [self.items[k] for k in self.indexes.get(name, {}).get(value, ())]
+
+
+class Informer:
+    """Keeps ``indexer`` equal to the server's state of one resource and tells handlers what changed."""
+
+    def __init__(
+        self, lister_watcher: ListerWatcher, *, name: str = "", transform: Transform | None = None,
+        clock: Clock | None = None, rng: random.Random | None = None,
+        watch_timeout_range: tuple[int, int] = WATCH_TIMEOUT_RANGE, client_grace: float = CLIENT_GRACE,
+    ) -> None:
+        self.lw = lister_watcher
+        self.name = name
+        self.transform = transform
+        self.clock: Clock = clock or RealClock()
+        self.rng = rng or random.Random()
+        self.indexer = Indexer()
+        self.handlers: list[EventHandler] = []
+        self.resource_version = ""
+        self._synced = asyncio.Event()
+        self.watch_timeout_range = watch_timeout_range
+        self.client_grace = client_grace
+        self.relists = 0  # how many full lists were made (observability and tests)
+        self.watches = 0  # how many watch streams were opened
+        self._events = 0  # events seen on the current stream; any resets the error backoff
+
+    # --- reading the cache ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Obj | None:
+        return self.indexer.items.get(key)
+
+    def get_by(self, name: str, namespace: str | None = None) -> Obj | None:
+        return self.indexer.items.get(f"{namespace}/{name}" if namespace else name)
+
+    def objects(self, namespace: str | None = None) -> list[Obj]:
+        if namespace is None:
+            return list(self.indexer.items.values())
+        return self.indexer.by_index("namespace", namespace)
+
+    def by_index(self, name: str, value: str) -> list[Obj]:
+        return self.indexer.by_index(name, value)
+
+    def add_index(self, name: str, func: IndexFunc) -> None:
+        self.indexer.add_index(name, func)
+
+    def add_handler(self, handler: EventHandler) -> None:
+        """Register a handler; it first receives an add for every object already cached."""
+        self.handlers.append(handler)
+        for obj in list(self.indexer.items.values()):
+            handler.on_add(obj, True)
+
+    @property
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_synced(self) -> None:
+        await self._synced.wait()
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    def _prepare(self, obj: Obj) -> Obj:
+        obj = strip_managed_fields(obj)
+        return self.transform(obj) if self.transform else obj
+
+    async def run(self) -> None:
+        """List and watch until cancelled. A restarted informer resumes watching from its last version."""
+        backoff = BACKOFF_INITIAL
+        need_list = not self.has_synced
+        while True:
+            try:
+                if need_list:
+                    await self._relist()
+                    need_list = False
+                    backoff = BACKOFF_INITIAL
+                await self._watch()
+                backoff = BACKOFF_INITIAL
+                continue  # a normal end of the watch (server timeout): resume from the last version
+            except ResourceVersionExpired as e:
+                log.info("informer %s: resourceVersion %s expired (%s), relisting",
+                         self.name, self.resource_version, e)
+                need_list = True
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if self._events:
+                    backoff = BACKOFF_INITIAL
+                log.warning("informer %s: %r; retrying in %.1fs", self.name, e, backoff)
+            await self.clock.sleep(backoff * (1 + 0.2 * self.rng.random()))
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _relist(self) -> None:
+        items: list[Obj] = []
+        token: str | None = None
+        while True:
+            page = await self.lw.list_page(token)
+            items.extend(page.get("items") or [])
+            meta = page.get("metadata") or {}
+            token = meta.get("continue")
+            if not token:
+                break
+        self.relists += 1
+        self._replace([self._prepare(o) for o in items], str(meta.get("resourceVersion", "")))
+
+    def _replace(self, objs: list[Obj], resource_version: str) -> None:
+        """Make the cache equal to a fresh list, emitting the differences as events."""
+        initial = not self._synced.is_set()
+        fresh = {object_key(o): o for o in objs}
+        for key in [k for k in self.indexer.items if k not in fresh]:
+            gone = self.indexer.remove(key)
+            if gone is not None:
+                for h in self.handlers:
+                    h.on_delete(gone)
+        for key, obj in fresh.items():
+            old = self.indexer.put(key, obj)
+            for h in self.handlers:
+                if old is None:
+                    h.on_add(obj, initial)
+                elif old["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
+                    h.on_update(old, obj)
+        self.resource_version = resource_version
+        self._synced.set()
+
+    async def _watch(self) -> None:
+        """One watch stream, until the server ends it or it fails."""
+        timeout = self.rng.randint(*self.watch_timeout_range)
+        self.watches += 1
+        self._events = 0
+        async for event in self.lw.watch(self.resource_version, timeout, self.client_grace):
+            etype = event.get("type")
+            obj = event.get("object") or {}
+            if etype == "ERROR":
+                if obj.get("code") == 410:
+                    raise ResourceVersionExpired(obj.get("message", "410 Gone"))
+                raise ApiError(int(obj.get("code") or 500), obj, "WATCH", self.name)
+            self._events += 1
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if etype == "BOOKMARK":
+                if rv:
+                    self.resource_version = rv
+                continue
+            obj = self._prepare(obj)
+            key = object_key(obj)
+            if etype in ("ADDED", "MODIFIED"):
+                old = self.indexer.put(key, obj)
+                for h in self.handlers:
+                    if old is None:
+                        h.on_add(obj, False)
+                    else:
+                        h.on_update(old, obj)
+            elif etype == "DELETED":
+                gone = self.indexer.remove(key) or obj
+                for h in self.handlers:
+                    h.on_delete(gone)
+            if rv:
+                self.resource_version = rv

@@ -1,0 +1,183 @@
+"""Leader election on a coordination.k8s.io/v1 Lease (client-go's leaderelection, in asyncio).
+
+A candidate acquires the Lease when it is absent, released (empty holder), or not renewed for
+``lease_duration`` as measured on the candidate's *own monotonic clock* since it last saw the Lease change;
+wall-clock times written into the Lease are for humans only, so clock skew between machines does not matter
+(only clock *rate* does). The leader renews every ``retry_period``; if it cannot renew for ``renew_deadline``
+it stops leading, which the manager turns into a process exit. Because renew_deadline < lease_duration, the
+old leader has stopped before any other candidate can take over.
+
+Not guaranteed (as in client-go): fencing. A leader that is paused longer than the lease (e.g. a stopped VM)
+may briefly act after another has taken over; reconciles must stay idempotent. On graceful shutdown the
+leader releases the Lease (empty holder), so a successor takes over within one retry period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.clock import Clock, RealClock
+
+log = logging.getLogger(__name__)
+LEASE_API = "coordination.k8s.io/v1"
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}_{secrets.token_hex(4)}"
+
+
+def _micro_time() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class LeaderElectionConfig:
+    namespace: str
+    name: str
+    identity: str = ""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.lease_duration > self.renew_deadline > 0:
+            raise ValueError("leader election: lease duration must be greater than the renew deadline (> 0)")
+        if not 0 < self.retry_period < self.renew_deadline:
+            raise ValueError("leader election: retry period must be positive and less than the renew deadline")
+
+
+class LeaderElector:
+    def __init__(
+        self, client: Client, config: LeaderElectionConfig, *, clock: Clock | None = None,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.identity = config.identity or default_identity()
+        self.clock: Clock = clock or RealClock()
+        self.on_change = on_change
+        self._leading = False
+        self._observed_spec: dict[str, Any] | None = None
+        self._observed_at = 0.0  # local monotonic time when the Lease spec last changed as we saw it
+        self._lease: dict[str, Any] | None = None  # last Lease object we read or wrote (for resourceVersion)
+        self.leading = asyncio.Event()
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading
+
+    def _set_leading(self, value: bool) -> None:
+        if value != self._leading:
+            self._leading = value
+            (self.leading.set if value else self.leading.clear)()
+            log.info("leader election: %s lease %s/%s as %s", "acquired" if value else "lost",
+                     self.config.namespace, self.config.name, self.identity)
+            if self.on_change:
+                self.on_change(value)
+
+    async def acquire(self) -> None:
+        """Return once this candidate holds the Lease."""
+        while not await self.try_acquire_or_renew():
+            await self.clock.sleep(self.config.retry_period)
+        self._set_leading(True)
+
+    async def keep_renewing(self) -> None:
+        """Renew until a renewal fails for renew_deadline; then return (leadership is lost)."""
+        cfg = self.config
+        while True:
+            started = self.clock.now()
+            while not await self.try_acquire_or_renew():
+                if self.clock.now() - started + cfg.retry_period > cfg.renew_deadline:
+                    self._set_leading(False)
+                    return
+                await self.clock.sleep(cfg.retry_period)
+            await self.clock.sleep(cfg.retry_period)
+
+    async def run(self) -> None:
+        """Acquire, then renew; returns when leadership is lost."""
+        await self.acquire()
+        await self.keep_renewing()
+
+    async def try_acquire_or_renew(self) -> bool:
+        cfg = self.config
+        now = self.clock.now()
+        try:
+            lease = await self.client.get_or_none(LEASE_API, "Lease", cfg.name, cfg.namespace)
+        except Exception as e:  # any failure is just an unsuccessful attempt
+            log.warning("leader election: cannot read lease: %s", e)
+            return False
+        spec_now = {"holderIdentity": self.identity, "leaseDurationSeconds": int(cfg.lease_duration),
+                    "renewTime": _micro_time()}
+        if lease is None:
+            body = {"apiVersion": LEASE_API, "kind": "Lease",
+                    "metadata": {"name": cfg.name, "namespace": cfg.namespace},
+                    "spec": {**spec_now, "acquireTime": spec_now["renewTime"], "leaseTransitions": 0}}
+            return await self._write(self.client.create(body), now)
+        spec = lease.get("spec") or {}
+        if spec != self._observed_spec:
+            self._observed_spec, self._observed_at = spec, now
+        holder = spec.get("holderIdentity") or ""
+        held_by_other = holder not in ("", self.identity)
+        if held_by_other and self._observed_at + cfg.lease_duration > now:
+            if self._leading:
+                self._set_leading(False)
+            return False
+        new_spec = dict(spec_now)
+        if holder == self.identity:
+            new_spec["acquireTime"] = spec.get("acquireTime") or spec_now["renewTime"]
+            new_spec["leaseTransitions"] = spec.get("leaseTransitions") or 0
+        else:
+            new_spec["acquireTime"] = spec_now["renewTime"]
+            new_spec["leaseTransitions"] = (spec.get("leaseTransitions") or 0) + 1
+        body = {**lease, "spec": new_spec}
+        return await self._write(self._replace(body), now)
+
+    async def _replace(self, body: dict[str, Any]) -> dict[str, Any]:
+        res = await self.client.resource(LEASE_API, "Lease")
+        meta = body["metadata"]
+        result: dict[str, Any] = await self.client.request(
+            "PUT", res.path(meta["namespace"], meta["name"]), body=body)
+        return result
+
+    async def _write(self, call: Any, now: float) -> bool:
+        try:
+            lease = await call
+        except ApiError as e:
+            if not (e.conflict or e.status == 409):
+                log.warning("leader election: cannot write lease: %s", e)
+            return False
+        except Exception as e:
+            log.warning("leader election: cannot write lease: %s", e)
+            return False
+        self._lease = lease
+        self._observed_spec, self._observed_at = lease.get("spec") or {}, now
+        return True
+
+    async def release(self) -> None:
+        """Give the Lease up (graceful shutdown) so a successor need not wait for it to expire."""
+        if not self._leading or self._lease is None:
+            return
+        spec = self._lease.get("spec") or {}
+        now = _micro_time()
+        body = {**self._lease, "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now,
+                                        "acquireTime": now, "leaseTransitions": spec.get("leaseTransitions") or 0}}
+        try:
+            await self._replace(body)
+        except Exception as e:  # any failure is just an unsuccessful attempt
+            log.warning("leader election: cannot release lease: %s", e)
+        self._set_leading(False)
+
+
+def identity_from_env() -> str:
+    """POD_NAME when running in a pod (unique and readable), else hostname plus a random suffix."""
+    pod = os.environ.get("POD_NAME")
+    return f"{pod}_{secrets.token_hex(4)}" if pod else default_identity()

@@ -1,0 +1,112 @@
+"""Controller outcomes (controller-runtime's table) and event-to-key mapping, on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kaiwo.runtime.clock import FakeClock
+from kaiwo.runtime.controller import Controller, Request, Result, owner_mapper
+from kaiwo.runtime.metrics import RuntimeMetrics
+
+
+class Scripted:
+    """Returns (or raises) the scripted outcomes in turn, recording each call."""
+
+    def __init__(self, *outcomes: Result | Exception | None) -> None:
+        self.outcomes = list(outcomes)
+        self.calls: list[Request] = []
+
+    async def reconcile(self, req: Request) -> Result | None:
+        self.calls.append(req)
+        out = self.outcomes.pop(0) if self.outcomes else None
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+
+def sample(m: RuntimeMetrics, name: str, **labels: str) -> float:
+    value = m.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+async def run_for(ctrl: Controller, clock: FakeClock, seconds: float, step: float = 0.001) -> None:
+    ctrl.start()
+    try:
+        t = 0.0
+        while t < seconds:
+            await clock.advance(step)
+            t += step
+    finally:
+        await ctrl.stop(drain_timeout=1)
+
+
+async def test_errors_are_counted_and_retried_with_backoff() -> None:
+    clock = FakeClock()
+    rec = Scripted(RuntimeError("boom"), RuntimeError("boom"), None)
+    ctrl = Controller("c", rec, clock=clock, workers=1)
+    ctrl.queue.add(Request("ns", "x"))
+    await run_for(ctrl, clock, 0.05)
+    assert rec.calls == [Request("ns", "x")] * 3  # retried after 5 ms and 10 ms
+    m = ctrl.metrics
+    assert sample(m, "controller_runtime_reconcile_errors_total", controller="c") == 2
+    assert sample(m, "controller_runtime_reconcile_total", controller="c", result="error") == 2
+    assert sample(m, "controller_runtime_reconcile_total", controller="c", result="success") == 1
+    assert ctrl.queue.num_requeues(Request("ns", "x")) == 0  # forgotten after success
+
+
+async def test_requeue_after_and_requeue() -> None:
+    clock = FakeClock()
+    rec = Scripted(Result(requeue_after=5.0), Result(requeue=True), None)
+    ctrl = Controller("c", rec, clock=clock, workers=2)
+    ctrl.queue.add(Request(None, "cluster-scoped"))
+    ctrl.start()
+    try:
+        await clock.advance(4.999)
+        assert len(rec.calls) == 1
+        await clock.advance(0.002)  # t = 5.001: the requeue_after is due
+        assert len(rec.calls) == 2
+        await clock.advance(0.005)  # rate-limited requeue: first retry 5 ms later
+        assert len(rec.calls) == 3
+    finally:
+        await ctrl.stop(drain_timeout=1)
+    assert sample(ctrl.metrics, "controller_runtime_reconcile_total", controller="c", result="requeue_after") == 1
+    assert sample(ctrl.metrics, "controller_runtime_reconcile_total", controller="c", result="requeue") == 1
+
+
+async def test_a_key_is_never_reconciled_twice_at_once() -> None:
+    active: set[Request] = set()
+    overlaps = 0
+    calls = 0
+
+    class Slow:
+        async def reconcile(self, req: Request) -> Result | None:
+            nonlocal overlaps, calls
+            calls += 1
+            if req in active:
+                overlaps += 1
+            active.add(req)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            active.discard(req)
+            return None
+
+    ctrl = Controller("c", Slow(), workers=8)
+    ctrl.start()
+    for i in range(200):
+        ctrl.queue.add(Request("ns", f"k{i % 5}"))
+        await asyncio.sleep(0)
+    await ctrl.stop(drain_timeout=5)
+    assert overlaps == 0 and calls >= 5
+
+
+def test_owner_mapper_follows_the_controller_reference_of_the_right_kind() -> None:
+    child: dict[str, Any] = {"metadata": {"namespace": "ns", "name": "child", "ownerReferences": [
+        {"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoJob", "name": "job", "uid": "1",
+         "controller": True},
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "2"},
+        {"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoJob", "name": "not-controller", "uid": "3"},
+    ]}}
+    mapper = owner_mapper("kaiwo.silogen.ai/v1alpha1", "KaiwoJob")
+    assert list(mapper(child)) == [Request("ns", "job")]
+    assert list(owner_mapper("other.group/v1", "KaiwoJob")(child)) == []

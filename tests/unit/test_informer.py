@@ -1,0 +1,180 @@
+"""Informer relist/watch logic against a scripted ListerWatcher on a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from kaiwo.runtime.clock import FakeClock
+from kaiwo.runtime.informer import (
+    BACKOFF_MAX,
+    FuncHandler,
+    Informer,
+    ResourceVersionExpired,
+    by_label,
+    object_key,
+)
+
+Obj = dict[str, Any]
+
+
+def cm(name: str, rv: str, ns: str = "ns", owner: str | None = None, **labels: str) -> Obj:
+    meta: Obj = {"name": name, "namespace": ns, "resourceVersion": rv, "labels": labels,
+                 "managedFields": [{"manager": "x"}]}
+    if owner:
+        meta["ownerReferences"] = [{"uid": owner, "kind": "Thing", "name": "o"}]
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+
+
+class Script:
+    """Lists and watch streams handed out in order; a stream is a list of events or an exception."""
+
+    def __init__(self, lists: list[tuple[list[Obj], str]], watches: list[list[Obj] | Exception]) -> None:
+        self.lists = lists
+        self.watches = watches
+        self.watch_calls: list[str] = []
+        self.list_calls = 0
+        self.idle = asyncio.Event()
+
+    async def list_page(self, continue_token: str | None) -> Obj:
+        items, rv = self.lists.pop(0)
+        self.list_calls += 1
+        # Two pages when there is more than one item, to exercise pagination.
+        if continue_token is None and len(items) > 1:
+            self.lists.insert(0, (items[1:], rv))
+            return {"items": items[:1], "metadata": {"continue": "next", "resourceVersion": rv}}
+        return {"items": items, "metadata": {"resourceVersion": rv}}
+
+    async def watch(self, resource_version: str, timeout_seconds: int, client_grace: float) -> AsyncIterator[Obj]:
+        self.watch_calls.append(resource_version)
+        if not self.watches:
+            self.idle.set()
+            await asyncio.Event().wait()  # hang until cancelled
+        stream = self.watches.pop(0)
+        if isinstance(stream, Exception):
+            raise stream
+        for event in stream:
+            yield event
+
+
+class Events:
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str, bool | str]] = []
+
+    def handler(self) -> FuncHandler:
+        return FuncHandler(
+            add=lambda o, initial: self.log.append(("add", object_key(o), initial)),
+            update=lambda old, new: self.log.append(("update", object_key(new), new["metadata"]["resourceVersion"])),
+            delete=lambda o: self.log.append(("delete", object_key(o), "")),
+        )
+
+
+async def run_until_idle(inf: Informer, script: Script, clock: FakeClock, advance: float = 0.0) -> None:
+    task = asyncio.create_task(inf.run())
+    try:
+        for _ in range(200):
+            if script.idle.is_set():
+                break
+            await clock.advance(advance or 0.01)
+        assert script.idle.is_set(), "the script was not consumed"
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_list_then_watch_events_in_order() -> None:
+    script = Script(
+        lists=[([cm("a", "1"), cm("b", "2")], "10")],
+        watches=[[{"type": "ADDED", "object": cm("c", "11")},
+                  {"type": "MODIFIED", "object": cm("a", "12")},
+                  {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}},
+                  {"type": "DELETED", "object": cm("b", "16")}]],
+    )
+    clock, ev = FakeClock(), Events()
+    inf = Informer(script, clock=clock)
+    inf.add_handler(ev.handler())
+    await run_until_idle(inf, script, clock)
+    assert ev.log == [("add", "ns/a", True), ("add", "ns/b", True), ("add", "ns/c", False),
+                      ("update", "ns/a", "12"), ("delete", "ns/b", "")]
+    assert script.watch_calls == ["10", "16"]  # resumed from the last event after the stream ended
+    assert inf.has_synced and sorted(inf.indexer.items) == ["ns/a", "ns/c"]
+    assert all("managedFields" not in o["metadata"] for o in inf.objects())
+
+
+async def test_gone_relists_and_emits_deletes_for_vanished_objects() -> None:
+    script = Script(
+        lists=[([cm("a", "1"), cm("b", "2"), cm("c", "3")], "10"),
+               ([cm("a", "1"), cm("c", "20")], "30")],
+        watches=[[{"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}]],
+    )
+    clock, ev = FakeClock(), Events()
+    inf = Informer(script, clock=clock)
+    inf.add_handler(ev.handler())
+    await run_until_idle(inf, script, clock)
+    assert ev.log[3:] == [("delete", "ns/b", ""), ("update", "ns/c", "20")]  # a is unchanged: no event
+    assert inf.relists == 2 and script.watch_calls == ["10", "30"]
+
+
+async def test_expired_resource_version_error_also_relists() -> None:
+    script = Script(lists=[([cm("a", "1")], "10"), ([], "40")], watches=[ResourceVersionExpired("410 Gone")])
+    clock, ev = FakeClock(), Events()
+    inf = Informer(script, clock=clock)
+    inf.add_handler(ev.handler())
+    await run_until_idle(inf, script, clock)
+    assert ev.log == [("add", "ns/a", True), ("delete", "ns/a", "")]
+
+
+async def test_errors_back_off_exponentially_to_the_cap() -> None:
+    failures = 10
+    script = Script(lists=[([], "1")], watches=[ConnectionError("down")] * failures)
+    clock = FakeClock()
+    sleeps: list[float] = []
+    real_sleep = clock.sleep
+
+    async def recording_sleep(s: float) -> None:
+        sleeps.append(s)
+        await real_sleep(s)
+
+    clock.sleep = recording_sleep  # type: ignore[method-assign,assignment]
+    inf = Informer(script, clock=clock)
+    await run_until_idle(inf, script, clock, advance=1.0)
+    expected = [min(0.8 * 2**i, BACKOFF_MAX) for i in range(failures)]
+    assert len(sleeps) == failures
+    for got, base in zip(sleeps, expected, strict=True):
+        assert base <= got <= base * 1.2  # up to 20 % jitter
+    assert script.watch_calls == ["1"] * (failures + 1)  # resumes from the same version; no relist
+    assert inf.relists == 1
+
+
+async def test_indexes_by_namespace_owner_and_label() -> None:
+    script = Script(lists=[([cm("a", "1", ns="x", owner="u1", team="red"), cm("b", "2", ns="y", owner="u1"),
+                             cm("c", "3", ns="x", team="blue")], "5")],
+                    watches=[[{"type": "MODIFIED", "object": cm("a", "6", ns="x", team="blue")}]])
+    clock = FakeClock()
+    inf = Informer(script, clock=clock)
+    inf.add_index("team", by_label("team"))
+    await run_until_idle(inf, script, clock)
+
+    def names(objs: list[Obj]) -> list[str]:
+        return sorted(o["metadata"]["name"] for o in objs)
+
+    assert names(inf.objects("x")) == ["a", "c"]
+    assert names(inf.by_index("owner", "u1")) == ["b"]  # a lost its owner reference in the update
+    assert names(inf.by_index("team", "blue")) == ["a", "c"]
+    assert inf.by_index("team", "red") == []
+
+
+async def test_transform_drops_fields_before_caching() -> None:
+    def drop_labels(o: Obj) -> Obj:
+        o["metadata"].pop("labels", None)
+        return o
+
+    script = Script(lists=[([cm("a", "1", team="red")], "5")], watches=[])
+    clock = FakeClock()
+    inf = Informer(script, clock=clock, transform=drop_labels)
+    await run_until_idle(inf, script, clock)
+    assert "labels" not in inf.objects()[0]["metadata"]
