@@ -1,0 +1,70 @@
+"""Applier skipping and status minimality, Expectations, on a recording fake client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaiwo.runtime.apply import DEFAULT_HASH_ANNOTATION, Applier, Expectations, desired_hash
+
+Obj = dict[str, Any]
+
+
+class RecordingClient:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    async def apply(self, obj: Obj, field_manager: str, *, force: bool = True) -> Obj:
+        self.calls.append(("apply", obj))
+        return obj
+
+    async def patch(self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None = None,
+                    *, subresource: str | None = None) -> Obj:
+        self.calls.append(("patch", (name, patch, subresource)))
+        return {"status": patch["status"]}
+
+
+def cm(**data: str) -> Obj:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "ns"}, "data": data}
+
+
+async def test_apply_records_hash_and_skips_when_live_has_it() -> None:
+    client = RecordingClient()
+    applier = Applier(client, "mgr")  # type: ignore[arg-type]
+    sent = await applier.apply(cm(a="1"), None)
+    assert sent is not None
+    assert sent["metadata"]["annotations"][DEFAULT_HASH_ANNOTATION] == desired_hash(cm(a="1"))
+    live = sent
+    assert await applier.apply(cm(a="1"), live) is None
+    assert len(client.calls) == 1
+    assert await applier.apply(cm(a="2"), live) is not None
+    assert len(client.calls) == 2 and (applier.applied, applier.skipped) == (2, 1)
+
+
+def test_hash_is_independent_of_key_order() -> None:
+    a = {"kind": "K", "metadata": {"name": "n", "labels": {"x": "1", "y": "2"}}}
+    b = {"metadata": {"labels": {"y": "2", "x": "1"}, "name": "n"}, "kind": "K"}
+    assert desired_hash(a) == desired_hash(b)
+    assert desired_hash(a) != desired_hash({**a, "kind": "L"})
+
+
+async def test_status_is_written_only_when_it_differs() -> None:
+    client = RecordingClient()
+    applier = Applier(client, "mgr")  # type: ignore[arg-type]
+    live = {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "x", "namespace": "ns"},
+            "status": {"phase": "RUNNING"}}
+    assert await applier.write_status(live, {"phase": "RUNNING"}) is None
+    assert client.calls == []
+    assert await applier.write_status(live, {"phase": "COMPLETE"}) == {"status": {"phase": "COMPLETE"}}
+    assert client.calls == [("patch", ("x", {"status": {"phase": "COMPLETE"}}, "status"))]
+
+
+def test_expectations_wait_for_the_cache_and_expire() -> None:
+    exp = Expectations(ttl=300)
+    assert exp.satisfied("ns/owner")
+    exp.expect("ns/owner", "ns/child-abc")
+    assert not exp.satisfied("ns/owner")
+    exp.observed("ns/owner", "ns/child-abc")
+    assert exp.satisfied("ns/owner")
+    expiring = Expectations(ttl=0)
+    expiring.expect("o", "c")
+    assert expiring.satisfied("o")  # a lost watch event cannot block the owner forever
