@@ -1,0 +1,73 @@
+"""KaiwoQueueConfig -> Kueue objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaiwo.translate import queueconfig as qc
+
+CONFIG: dict[str, Any] = {
+    "apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoQueueConfig",
+    "metadata": {"name": "kaiwo", "uid": "u-1"},
+    "spec": {
+        "topologies": [{"metadata": {"name": "rack"}, "spec": {"levels": [
+            {"nodeLabel": "kaiwo/topology-rack"}, {"nodeLabel": "kubernetes.io/hostname"}]}}],
+        "resourceFlavors": [
+            {"name": "mi300x", "nodeLabels": {"kaiwo/nodepool": "mi300x"}, "topologyName": "rack",
+             "taints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]},
+            {"name": "plain", "nodeLabels": {"kaiwo/nodepool": "plain"}},
+        ],
+        "clusterQueues": [
+            {"name": "team-a", "namespaces": ["a", "a", "missing"], "spec": {
+                "cohort": "kaiwo", "queueingStrategy": "BestEffortFIFO", "unknownField": 1,
+                "resourceGroups": [{"coveredResources": ["cpu", "memory", "amd.com/gpu"], "flavors": [
+                    {"name": "mi300x", "resources": [{"name": "amd.com/gpu", "nominalQuota": 8},
+                                                     {"name": "memory", "nominalQuota": "1Ti"},
+                                                     {"name": "cpu", "nominalQuota": 100}]}]}]}},
+            {"name": "shared", "spec": {}},
+        ],
+        "workloadPriorityClasses": [{"metadata": {"name": "high"}, "value": 1000, "description": "urgent"}],
+    },
+}
+
+
+def test_objects_are_labelled_and_owned() -> None:
+    out = qc.kueue_objects(CONFIG, topology_api_version="kueue.x-k8s.io/v1beta1", existing_namespaces={"a", "b"})
+    kinds = {kind: [o["metadata"]["name"] for o in objs] for kind, objs in out.in_order()}
+    assert kinds == {"Topology": ["rack"], "ResourceFlavor": ["mi300x", "plain"],
+                     "ClusterQueue": ["team-a", "shared"], "LocalQueue": ["team-a"],
+                     "WorkloadPriorityClass": ["high"]}
+    for _, objs in out.in_order():
+        for o in objs:
+            assert qc.owned_by_kaiwo(o)
+            (ref,) = o["metadata"]["ownerReferences"]
+            assert ref["uid"] == "u-1" and ref["controller"] is True and ref["kind"] == "KaiwoQueueConfig"
+    (lq,) = out.local_queues
+    assert lq["metadata"]["namespace"] == "a" and lq["spec"] == {"clusterQueue": "team-a"}
+
+
+def test_flavors_topology_and_worker_label() -> None:
+    out = qc.kueue_objects(CONFIG, topology_api_version="kueue.x-k8s.io/v1beta1", existing_namespaces=set())
+    mi300x, plain = out.resource_flavors
+    assert mi300x["spec"] == {"nodeLabels": {"kaiwo/nodepool": "mi300x"}, "topologyName": "rack",
+                              "nodeTaints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]}
+    assert plain["spec"] == {"nodeLabels": {"kaiwo/nodepool": "plain", "kaiwo/worker": "true"},
+                             "topologyName": "default-topology"}
+    assert out.topologies[0]["apiVersion"] == "kueue.x-k8s.io/v1beta1"
+
+
+def test_without_topology_api_topologies_are_skipped_and_flavors_lose_topology_name() -> None:
+    out = qc.kueue_objects(CONFIG, topology_api_version=None, existing_namespaces=set())
+    assert out.topologies == []
+    assert all("topologyName" not in f["spec"] for f in out.resource_flavors)
+
+
+def test_cluster_queue_keeps_known_fields_and_orders_quotas_by_covered_resources() -> None:
+    out = qc.kueue_objects(CONFIG, topology_api_version=None, existing_namespaces=set())
+    spec = out.cluster_queues[0]["spec"]
+    assert "unknownField" not in spec and spec["cohort"] == "kaiwo"
+    resources = spec["resourceGroups"][0]["flavors"][0]["resources"]
+    assert [r["name"] for r in resources] == ["cpu", "memory", "amd.com/gpu"]
+    assert out.priority_classes[0] == {
+        "apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "WorkloadPriorityClass",
+        "metadata": out.priority_classes[0]["metadata"], "value": 1000, "description": "urgent"}
