@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from kaiwo.api import crds
 from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.objects import has_condition
 from tests.e2e.helpers import eventually
 
 pytestmark = pytest.mark.e2e
@@ -82,3 +84,21 @@ async def namespace(client: Client, request: pytest.FixtureRequest) -> AsyncIter
                      f"default ServiceAccount in {name}", timeout=30)
     yield name
     await client.delete("v1", "Namespace", name)
+
+
+@pytest.fixture(scope="session")
+async def kaiwo_crds(client: Client) -> None:
+    """Kaiwo's CRDs (generated from kaiwo.api), installed by server-side apply and Established."""
+    for crd in crds.installable():
+        await client.apply(crd, "kaiwo-e2e")
+
+    async def established() -> bool:
+        for info in crds.ALL:
+            live = await client.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", info.name)
+            if not has_condition(live, "Established"):
+                return False
+        return True
+
+    await eventually(established, "Kaiwo CRDs Established", timeout=60)
+    client.forget_discovery()
+
