@@ -96,8 +96,15 @@ class Controller:
 
     # --- wiring -----------------------------------------------------------------------------------------
 
-    def watches(self, informer: Informer, mapper: Mapper | None = None) -> None:
-        """Enqueue keys for every change of ``informer``'s objects: the object itself, or what ``mapper`` says."""
+    def watches(
+        self, informer: Informer, mapper: Mapper | None = None,
+        update_filter: Callable[[Obj, Obj], bool] | None = None,
+    ) -> None:
+        """Enqueue keys for every change of ``informer``'s objects: the object itself, or what ``mapper`` says.
+
+        ``update_filter(old, new)`` may drop updates that cannot matter (controller-runtime's predicates);
+        adds and deletes always pass.
+        """
         to_keys: Mapper = mapper or (lambda obj: (Request.of(obj),))
         if mapper is None:
             self.primary.append(informer)
@@ -107,6 +114,8 @@ class Controller:
                 self.queue.add(req, low_priority=initial)
 
         def update(old: Obj, new: Obj) -> None:
+            if update_filter is not None and not update_filter(old, new):
+                return
             for req in {*to_keys(old), *to_keys(new)}:
                 self.queue.add(req)
 

@@ -1,0 +1,275 @@
+"""KaiwoQueueConfig controller: node-pool discovery, the default config, and the Kueue objects it owns.
+
+Reconcile of the singleton ``kaiwo`` (upstream-kaiwo.md §2.10, DECISIONS 8-9):
+1. read KaiwoConfig, Nodes and Namespaces from the caches and discover the node pools;
+2. if the KaiwoQueueConfig is missing, create the default one (discovered flavors, default ClusterQueue and
+   Topology) and stop: its creation event brings us back. In dynamic mode, merge the freshly discovered
+   defaults into the existing config (flavors and topologies by name, the default ClusterQueue replaced);
+3. label every pool node (``kaiwo/worker``, ``kaiwo/nodepool``, ``kaiwo/gpu-model``, default topology labels
+   where missing) with server-side apply under a field manager of its own;
+4. sync Topologies -> ResourceFlavors -> ClusterQueues -> LocalQueues -> WorkloadPriorityClasses: apply what
+   changed, delete what Kaiwo owns (label + ownerReference) but no longer wants, never touch other objects;
+   a ResourceFlavor whose immutable spec changed is deleted (finalizer removed) and recreated;
+5. write ``status.status`` READY or FAILED with a ``Ready`` condition saying what failed; retry after 30 s.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from kaiwo.api import crds
+from kaiwo.api import queueconfig as api_queueconfig
+from kaiwo.api.schema import apply_defaults
+from kaiwo.controllers import settings
+from kaiwo.runtime.apply import Applier
+from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.controller import Controller, Request, Result
+from kaiwo.runtime.informer import Informer, object_key
+from kaiwo.runtime.manager import Manager
+from kaiwo.translate import nodepools, queueconfig
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+API = "kaiwo.silogen.ai/v1alpha1"
+KIND = "KaiwoQueueConfig"
+NAME = "kaiwo"
+FIELD_MANAGER = "kaiwo-queueconfig"
+NODE_FIELD_MANAGER = "kaiwo-nodepools"
+FAILED_RETRY = 30.0
+KUEUE = queueconfig.KUEUE_API
+FLAVOR_IN_USE_FINALIZER = "kueue.x-k8s.io/resource-in-use"
+TOPOLOGY_VERSIONS = ("kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1alpha1")
+
+
+@dataclass
+class Caches:
+    queue_configs: Informer
+    kaiwo_configs: Informer | None
+    nodes: Informer
+    namespaces: Informer
+    kueue: dict[str, Informer]  # kind -> informer (Topology only when the cluster serves it)
+    topology_api: str | None
+
+
+def default_spec(pools: list[nodepools.NodePool], cfg: Any) -> Obj:
+    return {
+        "clusterQueues": [nodepools.default_cluster_queue(pools, cfg.default_cluster_queue_name,
+                                                          cfg.default_cluster_queue_cohort_name)],
+        "resourceFlavors": nodepools.default_flavors(pools, cfg.default_topology_name),
+        "topologies": [nodepools.default_topology(cfg.default_topology_name)],
+    }
+
+
+@functools.cache
+def _spec_schema() -> Obj:
+    crd = crds.crd(api_queueconfig.CRD)
+    schema: Obj = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return schema
+
+
+def with_defaults(spec: Obj) -> Obj:
+    result: Obj = apply_defaults(_spec_schema(), spec)
+    return result
+
+
+def merge_defaults(spec: Obj, defaults: Obj, default_queue: str) -> Obj:
+    """Dynamic mode: discovered flavors and topologies replace same-named entries, the default CQ is replaced."""
+
+    def by_name(items: list[Obj], new: list[Obj], name: Any) -> list[Obj]:
+        names = {name(n) for n in new}
+        return [i for i in items if name(i) not in names] + new
+
+    merged = dict(spec)
+    merged["resourceFlavors"] = by_name(spec.get("resourceFlavors") or [], defaults["resourceFlavors"],
+                                        lambda f: f["name"])
+    merged["topologies"] = by_name(spec.get("topologies") or [], defaults["topologies"],
+                                   lambda t: t["metadata"]["name"])
+    queues = [q for q in spec.get("clusterQueues") or [] if q["name"] != default_queue]
+    merged["clusterQueues"] = [*queues, *defaults["clusterQueues"]]
+    return merged
+
+
+class QueueConfigReconciler:
+    def __init__(self, client: Client, caches: Caches) -> None:
+        self.client = client
+        self.caches = caches
+        self.applier = Applier(client, FIELD_MANAGER)
+        self.node_applier = Applier(client, NODE_FIELD_MANAGER, hash_annotation="kaiwo.silogen.ai/nodepool-hash")
+
+    async def reconcile(self, req: Request) -> Result | None:
+        if req.name != NAME:
+            log.warning("ignoring KaiwoQueueConfig %s: only the singleton %r is used", req.name, NAME)
+            return None
+        c = self.caches
+        cfg = settings.current(c.kaiwo_configs)
+        pools = nodepools.discover(c.nodes.objects(),
+                                   exclude_control_plane=cfg.nodes.exclude_master_nodes_from_node_pools)
+        live = c.queue_configs.get_by(NAME)
+        defaults = default_spec(pools, cfg)
+        if live is None:
+            await self.client.create({"apiVersion": API, "kind": KIND, "metadata": {"name": NAME}, "spec": defaults})
+            log.info("created the default KaiwoQueueConfig", extra={"fields": {"flavors": len(pools)}})
+            return None
+        if cfg.dynamically_update_default_cluster_queue:
+            merged = merge_defaults(live.get("spec") or {}, defaults, cfg.default_cluster_queue_name)
+            # Compare as the apiserver stores it (with CRD defaults filled in), or every pass would re-patch.
+            if with_defaults(merged) != with_defaults(live.get("spec") or {}):
+                await self.client.patch(API, KIND, NAME, {"spec": merged})
+                return None  # the update event brings us back with the new spec
+        errors = await self._label_nodes(pools)
+        namespaces = {n["metadata"]["name"] for n in c.namespaces.objects()
+                      if not n["metadata"].get("deletionTimestamp")}
+        for cq in (live.get("spec") or {}).get("clusterQueues") or []:
+            missing = sorted(set(cq.get("namespaces") or ()) - namespaces)
+            if missing:
+                errors.append(f"ClusterQueue {cq['name']}: namespace(s) {', '.join(missing)} do not exist, "
+                              "so their LocalQueues cannot be created")
+        desired = queueconfig.kueue_objects(
+            live, topology_api_version=c.topology_api, existing_namespaces=namespaces,
+            default_topology=cfg.default_topology_name)
+        for kind, objs in desired.in_order():
+            informer = c.kueue.get(kind)
+            if informer is None:
+                continue
+            errors += await self._sync(kind, objs, informer, live["metadata"]["uid"])
+        await self._write_status(live, errors)
+        return Result(requeue_after=FAILED_RETRY) if errors else None
+
+    async def _label_nodes(self, pools: list[nodepools.NodePool]) -> list[str]:
+        errors = []
+        for pool in pools:
+            labels = nodepools.node_labels(pool)
+            for name in pool.nodes:
+                node = self.caches.nodes.get_by(name)
+                if node is None:
+                    continue
+                current = node["metadata"].get("labels") or {}
+                want = dict(labels)
+                for topo_label, default in ((nodepools.TOPOLOGY_BLOCK_LABEL, "block-a"),
+                                            (nodepools.TOPOLOGY_RACK_LABEL, "rack-a")):
+                    want[topo_label] = current.get(topo_label, default)
+                if all(current.get(k) == v for k, v in want.items()):
+                    continue
+                try:
+                    await self.client.apply({"apiVersion": "v1", "kind": "Node",
+                                             "metadata": {"name": name, "labels": want}}, NODE_FIELD_MANAGER)
+                except ApiError as e:
+                    errors.append(f"labelling node {name}: {e.message}")
+        return errors
+
+    async def _sync(self, kind: str, objs: list[Obj], informer: Informer, owner_uid: str) -> list[str]:
+        errors = []
+        wanted = set()
+        for obj in objs:
+            key = object_key(obj)
+            wanted.add(key)
+            try:
+                await self.applier.apply(obj, informer.get(key))
+            except ApiError as e:
+                if kind == "ResourceFlavor" and e.status == 422 and informer.get(key) is not None:
+                    errors += await self._recreate_flavor(obj)
+                else:
+                    errors.append(f"{kind} {key}: {e.message or e}")
+        for existing in informer.objects():
+            key = object_key(existing)
+            refs = existing["metadata"].get("ownerReferences") or []
+            ours = queueconfig.owned_by_kaiwo(existing) and any(r.get("uid") == owner_uid for r in refs)
+            if ours and key not in wanted and not existing["metadata"].get("deletionTimestamp"):
+                meta = existing["metadata"]
+                try:
+                    await self.client.delete(existing["apiVersion"], kind, meta["name"], meta.get("namespace"))
+                    log.info("pruned %s %s", kind, key)
+                except ApiError as e:
+                    errors.append(f"pruning {kind} {key}: {e.message}")
+        return errors
+
+    async def _recreate_flavor(self, obj: Obj) -> list[str]:
+        """ResourceFlavor specs are immutable once a topology is set: delete (even if in use) and recreate."""
+        name = obj["metadata"]["name"]
+        try:
+            live = await self.client.get_or_none(KUEUE, "ResourceFlavor", name)
+            if live is not None:
+                finalizers = [f for f in live["metadata"].get("finalizers") or [] if f != FLAVOR_IN_USE_FINALIZER]
+                await self.client.patch(KUEUE, "ResourceFlavor", name, {"metadata": {
+                    "finalizers": finalizers or None, "resourceVersion": live["metadata"]["resourceVersion"]}})
+                await self.client.delete(KUEUE, "ResourceFlavor", name)
+            await self.applier.apply(obj, None)
+            log.info("recreated ResourceFlavor %s (immutable spec changed)", name)
+            return []
+        except ApiError as e:
+            return [f"recreating ResourceFlavor {name}: {e.message or e}"]
+
+    async def _write_status(self, live: Obj, errors: list[str]) -> None:
+        old = live.get("status") or {}
+        ok = not errors
+        message = "all Kueue objects are in sync" if ok else "; ".join(errors)[:1000]
+        reason = "Synced" if ok else "SyncFailed"
+        prev = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), None)
+        unchanged = prev and prev.get("status") == str(ok) and prev.get("reason") == reason \
+            and prev.get("message") == message
+        condition = prev if unchanged else {
+            "type": "Ready", "status": str(ok), "reason": reason, "message": message,
+            "lastTransitionTime": _now(), "observedGeneration": live["metadata"].get("generation", 0)}
+        status = {"status": "READY" if ok else "FAILED", "conditions": [condition]}
+        await self.applier.write_status(live, status)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _node_changed(old: Obj, new: Obj) -> bool:
+    """Only what discovery reads: schedulability, capacity and labels (not heartbeats)."""
+    def view(n: Obj) -> tuple[Any, ...]:
+        return ((n.get("spec") or {}).get("unschedulable"), (n.get("status") or {}).get("capacity"),
+                n["metadata"].get("labels"))
+
+    return view(old) != view(new)
+
+
+def _terminating_changed(old: Obj, new: Obj) -> bool:
+    return bool(old["metadata"].get("deletionTimestamp")) != bool(new["metadata"].get("deletionTimestamp"))
+
+
+async def topology_api(client: Client) -> str | None:
+    for version in TOPOLOGY_VERSIONS:
+        try:
+            await client.resource(version, "Topology")
+            return version
+        except ApiError as e:
+            if not e.not_found:
+                raise
+    return None
+
+
+async def setup(manager: Manager, workers: int = 1) -> Controller:
+    """Register the controller and its watches with ``manager``."""
+    client = manager.client
+    topo = await topology_api(client)
+    kinds = ["ResourceFlavor", "ClusterQueue", "LocalQueue", "WorkloadPriorityClass"]
+    kueue = {k: await manager.informer(KUEUE, k) for k in kinds}
+    if topo:
+        kueue["Topology"] = await manager.informer(topo, "Topology")
+    try:
+        kaiwo_configs: Informer | None = await manager.informer(settings.KAIWO_CONFIG_API, "KaiwoConfig")
+    except ApiError:
+        kaiwo_configs = None
+    caches = Caches(
+        queue_configs=await manager.informer(API, KIND), kaiwo_configs=kaiwo_configs,
+        nodes=await manager.informer("v1", "Node"), namespaces=await manager.informer("v1", "Namespace"),
+        kueue=kueue, topology_api=topo)
+    ctrl = Controller("kaiwoqueueconfig", QueueConfigReconciler(client, caches), workers=workers)
+    singleton = (Request(None, NAME),)
+    ctrl.watches(caches.queue_configs)
+    ctrl.watches(caches.nodes, lambda _: singleton, update_filter=_node_changed)
+    ctrl.watches(caches.namespaces, lambda _: singleton, update_filter=_terminating_changed)
+    if kaiwo_configs is not None:
+        ctrl.watches(kaiwo_configs, lambda _: singleton)
+    for inf in kueue.values():
+        ctrl.watches(inf, lambda o: singleton if queueconfig.owned_by_kaiwo(o) else ())
+    manager.add(ctrl)
+    return ctrl
