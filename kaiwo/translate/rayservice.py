@@ -1,0 +1,40 @@
+"""KaiwoService with Ray -> a RayService inside a workload.codeflare.dev/v1beta2 AppWrapper (upstream-kaiwo.md
+§2.6): Kueue does not manage RayServices itself, so the AppWrapper is what Kueue admits.
+
+The RayService: base ``spec.rayService.spec`` plus ``serveConfigV2`` (the KaiwoService's wins) and the Ray
+cluster of ``kaiwo.translate.raycluster`` as ``rayClusterConfig`` (restart policy left to KubeRay). It is the
+AppWrapper's only component, with one pod set for the head (1 replica) and one per worker group (the computed
+replicas). The AppWrapper carries the system, queue and priority labels and the controller ownerReference;
+the embedded RayService carries the system labels and no namespace (the AppWrapper's is used).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from kaiwo.translate import raycluster
+from kaiwo.translate.meta import Obj, TranslateError, child_meta, queue_labels, system_labels
+from kaiwo.translate.podtemplate import Workload
+
+APPWRAPPER_API = "workload.codeflare.dev/v1beta2"
+CLUSTER_PATH = "template.spec.rayClusterConfig"
+
+
+def build(w: Workload, base: Obj | None, serve_config: str | None) -> tuple[list[Obj], list[str]] | TranslateError:
+    spec: Obj = copy.deepcopy((base or {}).get("spec") or {})
+    if serve_config:
+        spec["serveConfigV2"] = serve_config
+    cluster = raycluster.build(w, spec.get("rayClusterConfig"), "spec.rayService.spec.rayClusterConfig", None)
+    if isinstance(cluster, TranslateError):
+        return cluster
+    spec["rayClusterConfig"] = cluster
+    system = system_labels(w.cr, w.workload_type)
+    ray_service = {"apiVersion": "ray.io/v1", "kind": "RayService",
+                   "metadata": {"name": w.name, "labels": dict(sorted(system.items()))}, "spec": spec}
+    pod_sets = [{"path": f"{CLUSTER_PATH}.headGroupSpec.template", "replicas": 1}]
+    pod_sets += [{"path": f"{CLUSTER_PATH}.workerGroupSpecs[{i}].template", "replicas": g["replicas"]}
+                 for i, g in enumerate(cluster["workerGroupSpecs"])]
+    labels = {**system, **queue_labels(w.queue, w.spec.priority_class)}
+    appwrapper = {"apiVersion": APPWRAPPER_API, "kind": "AppWrapper", "metadata": child_meta(w.cr, w.name, labels),
+                  "spec": {"components": [{"podSets": pod_sets, "template": ray_service}]}}
+    return [appwrapper], []

@@ -1,0 +1,127 @@
+"""Storage children of a workload (upstream-kaiwo.md §1.3, §2.7, DECISIONS 10): PVCs ``<name>-data`` and
+``<name>-hf``, and when downloads are configured the ConfigMap and Job ``<name>-download``.
+
+- ``<name>-data`` exists when ``storage.data.storageSize`` is set, ``<name>-hf`` whenever
+  ``storage.huggingFace.storageSize`` is set (DECISIONS 10; upstream only with pre-cache repos). Both use
+  ``storage.accessMode`` and ``storage.storageClassName``, else KaiwoConfig ``storage.defaultStorageClass``,
+  else no class (the cluster default).
+- ConfigMap key ``config.yaml``: ``{downloadRoot, hfHome, s3, gcs, azureBlob, git, hf}`` (empty sections left
+  out), with every secret reference's ``file`` set to ``/app/secrets/<secretName>/<secretKey>``.
+- The download Job (type ``downloader``, no Kueue queue label, as upstream): image ``Facts.downloader_image``,
+  ``python -m kaiwo.downloader --log-level=INFO /config/config.yaml``, backoffLimit 0, restartPolicy Never,
+  runAsUser/Group/fsGroup 1000, requests 1 CPU/1Gi, limits 2 CPU/4Gi; the ConfigMap at ``/config``, the data
+  PVC at downloadRoot, each referenced Secret (only the keys used) at ``/app/secrets/<secretName>``, the HF PVC
+  at hfHome with ``HF_HOME``; the workload's ``env`` and image pull secrets.
+- Choice: pre-cache repos without ``huggingFace.storageSize`` is InvalidSpec (the download would land in a
+  volume that does not exist); data downloads without ``data.storageSize`` are ignored, as upstream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from kaiwo.api.base import wire
+from kaiwo.api.storage import StorageSpec, data_mount_path, hf_mount_path
+from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_meta, system_labels
+from kaiwo.translate.podtemplate import SECURITY_CONTEXT, Workload
+
+DOWNLOADER_IMAGE = "ghcr.io/silogen/kaiwo-python:0.6"
+SECRETS_ROOT = "/app/secrets"
+CONFIG_KEY = "config.yaml"
+
+
+def _pvc(w: Workload, storage: StorageSpec, suffix: str, size: str) -> Obj:
+    spec: Obj = {"accessModes": [storage.access_mode.value], "resources": {"requests": {"storage": size}}}
+    storage_class = storage.storage_class_name or w.config.storage.default_storage_class
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": child_meta(w.cr, f"{w.name}-{suffix}", system_labels(w.cr, w.workload_type)), "spec": spec}
+
+
+def _resolve_secrets(value: Any, secrets: dict[str, set[str]]) -> Any:
+    """Copy of ``value`` with ``file`` set on every secret reference; collects secret name -> keys."""
+    if isinstance(value, list):
+        return [_resolve_secrets(v, secrets) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _resolve_secrets(v, secrets) for k, v in value.items()}
+    if "secretName" in out and "secretKey" in out:
+        secrets.setdefault(out["secretName"], set()).add(out["secretKey"])
+        out["file"] = f"{SECRETS_ROOT}/{out['secretName']}/{out['secretKey']}"
+    return out
+
+
+def download_config(w: Workload, storage: StorageSpec) -> tuple[Obj, dict[str, set[str]]]:
+    secrets: dict[str, set[str]] = {}
+    config: Obj = {"downloadRoot": data_mount_path(storage, w.config.storage.default_data_mount_path)}
+    if storage.hugging_face and storage.hugging_face.storage_size:
+        config["hfHome"] = hf_mount_path(storage, w.config.storage.default_hf_mount_path)
+    if storage.has_object_downloads() and storage.data and storage.data.download:
+        dl = wire(storage.data.download)
+        for key in ("s3", "gcs", "azureBlob", "git"):
+            if dl.get(key):
+                config[key] = _resolve_secrets(dl[key], secrets)
+    if storage.has_hf_downloads() and storage.hugging_face:
+        config["hf"] = [wire(r) for r in storage.hugging_face.pre_cache_repos or []]
+    return config, secrets
+
+
+def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[str, set[str]],
+                  image: str) -> Obj:
+    name = f"{w.name}-download"
+    labels = system_labels(w.cr, "downloader")
+    volumes: list[Obj] = [{"name": "download-config", "configMap": {"name": name}}]
+    mounts: list[Obj] = [{"name": "download-config", "mountPath": "/config", "readOnly": True}]
+    env = [wire(e) for e in w.spec.env or []]
+    if storage.has_data():
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": f"{w.name}-data"}})
+        mounts.append({"name": "data", "mountPath": config["downloadRoot"]})
+    if "hfHome" in config:
+        volumes.append({"name": "hf", "persistentVolumeClaim": {"claimName": f"{w.name}-hf"}})
+        mounts.append({"name": "hf", "mountPath": config["hfHome"]})
+        env = [e for e in env if e["name"] != "HF_HOME"] + [{"name": "HF_HOME", "value": config["hfHome"]}]
+    for i, secret in enumerate(sorted(secrets)):
+        volumes.append({"name": f"secret-{i}", "secret": {
+            "secretName": secret, "items": [{"key": k, "path": k} for k in sorted(secrets[secret])]}})
+        mounts.append({"name": f"secret-{i}", "mountPath": f"{SECRETS_ROOT}/{secret}", "readOnly": True})
+    container: Obj = {
+        "name": "downloader", "image": image,
+        "command": ["python", "-m", "kaiwo.downloader", "--log-level=INFO", f"/config/{CONFIG_KEY}"],
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+        "volumeMounts": mounts,
+    }
+    if env:
+        container["env"] = env
+    pod_spec: Obj = {"restartPolicy": "Never", "securityContext": dict(SECURITY_CONTEXT),
+                     "containers": [container], "volumes": volumes}
+    if w.spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [wire(s) for s in w.spec.image_pull_secrets]
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": child_meta(w.cr, name, labels),
+            "spec": {"backoffLimit": 0,
+                     "template": {"metadata": {"labels": dict(sorted(labels.items()))}, "spec": pod_spec}}}
+
+
+def build(w: Workload, downloader_image: str = DOWNLOADER_IMAGE) -> list[Obj] | TranslateError:
+    storage = w.spec.storage
+    if storage is None or not storage.storage_enabled:
+        return []
+    hf = storage.hugging_face
+    if storage.has_hf_downloads() and not (hf and hf.storage_size):
+        return TranslateError(INVALID_SPEC, "spec.storage.huggingFace.storageSize: required when preCacheRepos is "
+                                            "set (the models are downloaded into the <name>-hf volume)")
+    out: list[Obj] = []
+    if storage.has_data() and storage.data and storage.data.storage_size:
+        out.append(_pvc(w, storage, "data", storage.data.storage_size))
+    if hf and hf.storage_size:
+        out.append(_pvc(w, storage, "hf", hf.storage_size))
+    if storage.has_downloads():
+        config, secrets = download_config(w, storage)
+        name = f"{w.name}-download"
+        out.append({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": child_meta(w.cr, name, system_labels(w.cr, "downloader")),
+                    "data": {CONFIG_KEY: yaml.safe_dump(config, sort_keys=True)}})
+        out.append(_download_job(w, storage, config, secrets, downloader_image))
+    return out

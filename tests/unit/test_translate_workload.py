@@ -1,0 +1,43 @@
+"""kaiwo.translate.workload edge cases that are clearer as small tests than as golden files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kaiwo.translate.gpus import GpuPool
+from kaiwo.translate.meta import INVALID_SPEC, TranslateError
+from kaiwo.translate.workload import Children, Facts, desired_children
+
+
+def cr(spec: dict[str, Any], kind: str = "KaiwoJob") -> dict[str, Any]:
+    return {"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": kind,
+            "metadata": {"name": "w", "namespace": "ns", "uid": "u"}, "spec": spec}
+
+
+def test_ray_job_needs_an_entrypoint() -> None:
+    out = desired_children(cr({"ray": True}), Facts())
+    assert isinstance(out, TranslateError) and out.reason == INVALID_SPEC and "spec.entrypoint" in out.message
+
+
+def test_precache_without_size_is_invalid() -> None:
+    out = desired_children(cr({"image": "i", "storage": {"storageEnabled": True, "huggingFace": {
+        "preCacheRepos": [{"repoId": "a/b"}]}}}), Facts())
+    assert isinstance(out, TranslateError) and "huggingFace.storageSize" in out.message
+
+
+def test_invalid_spec_value() -> None:
+    out = desired_children(cr({"image": "i", "gpus": -1}), Facts())
+    assert isinstance(out, TranslateError) and out.reason == INVALID_SPEC and out.message.startswith("spec.gpus")
+
+
+def test_storage_is_separate_and_first() -> None:
+    out = desired_children(cr({"image": "i", "gpus": 8, "storage": {"storageEnabled": True, "data": {
+        "storageSize": "1Gi"}}}, "KaiwoService"), Facts(gpu_pools=(GpuPool("amd", 8, 1),)))
+    assert isinstance(out, Children)
+    assert [o["kind"] for o in out.objects] == ["PersistentVolumeClaim", "Deployment"]
+    assert [o["kind"] for o in out.storage] == ["PersistentVolumeClaim"]
+
+
+def test_storage_disabled_is_ignored() -> None:
+    out = desired_children(cr({"image": "i", "storage": {"data": {"storageSize": "1Gi"}}}), Facts())
+    assert isinstance(out, Children) and out.storage == ()
