@@ -1,0 +1,146 @@
+"""``python -m kaiwo.manager``: the Kaiwo operator process.
+
+Flags have matching environment variables (``KAIWO_<FLAG>``, e.g. ``KAIWO_LEADER_ELECT=false``). The process
+logs one line with its effective configuration, serves /healthz, /readyz and /metrics, runs the controllers
+while it holds the leader Lease, and shuts down gracefully on SIGTERM (releasing the Lease).
+
+Controllers registered today: KaiwoQueueConfig. At start-up the KaiwoConfig singleton ``kaiwo`` is created
+(empty, so every default applies) when it is missing, as upstream does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass
+
+from kaiwo import __version__
+from kaiwo.controllers import queueconfig, settings
+from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.leader import LeaderElectionConfig, identity_from_env
+from kaiwo.runtime.logs import setup_logging
+from kaiwo.runtime.manager import Manager, ManagerOptions, stop_on_signals
+from kaiwo.runtime.tracing import setup_tracing
+
+log = logging.getLogger("kaiwo.manager")
+LEASE_NAME = "83fc2279.silogen.ai"  # upstream's leader-election ID, so old and new never run together
+
+
+@dataclass(frozen=True)
+class Config:
+    kubeconfig: str | None
+    context: str | None
+    leader_elect: bool
+    leader_election_namespace: str
+    lease_duration: float
+    renew_deadline: float
+    retry_period: float
+    metrics_bind_address: str
+    health_probe_bind_address: str
+    workers: int
+    log_level: str
+    log_format: str
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name}={value!r}: expected true or false")
+
+
+def _namespace_default() -> str:
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip()
+    except OSError:
+        return "kaiwo-system"
+
+
+def parse(argv: list[str] | None = None) -> Config:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="python -m kaiwo.manager", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig file (default: in-cluster)")
+    p.add_argument("--context", default=env("KAIWO_CONTEXT"))
+    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction,
+                   default=_env_bool("KAIWO_LEADER_ELECT", True))
+    p.add_argument("--leader-election-namespace", default=env("KAIWO_LEADER_ELECTION_NAMESPACE")
+                   or _namespace_default())
+    p.add_argument("--lease-duration", type=float, default=float(env("KAIWO_LEASE_DURATION", "15")))
+    p.add_argument("--renew-deadline", type=float, default=float(env("KAIWO_RENEW_DEADLINE", "10")))
+    p.add_argument("--retry-period", type=float, default=float(env("KAIWO_RETRY_PERIOD", "2")))
+    p.add_argument("--metrics-bind-address", default=env("KAIWO_METRICS_BIND_ADDRESS", ":8080"),
+                   help="host:port for /metrics; empty or 0 disables")
+    p.add_argument("--health-probe-bind-address", default=env("KAIWO_HEALTH_PROBE_BIND_ADDRESS", ":8081"))
+    p.add_argument("--workers", type=int, default=int(env("KAIWO_WORKERS", "2")),
+                   help="concurrent reconciles per controller")
+    p.add_argument("--log-level", default=env("KAIWO_LOG_LEVEL", "info"),
+                   choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", default=env("KAIWO_LOG_FORMAT", "json"), choices=["json", "text"])
+    a = p.parse_args(argv)
+    if a.workers < 1:
+        p.error(f"--workers must be at least 1 (got {a.workers})")
+    if a.leader_elect:
+        try:
+            LeaderElectionConfig(a.leader_election_namespace, LEASE_NAME, lease_duration=a.lease_duration,
+                                 renew_deadline=a.renew_deadline, retry_period=a.retry_period)
+        except ValueError as e:
+            p.error(str(e))
+    for flag in ("metrics_bind_address", "health_probe_bind_address"):
+        value = getattr(a, flag)
+        if value not in ("", "0") and not value.rpartition(":")[2].isdigit():
+            p.error(f"--{flag.replace('_', '-')} {value!r}: expected host:port, :port, or 0 to disable")
+    return Config(a.kubeconfig, a.context, a.leader_elect, a.leader_election_namespace, a.lease_duration,
+                  a.renew_deadline, a.retry_period, a.metrics_bind_address, a.health_probe_bind_address,
+                  a.workers, a.log_level, a.log_format)
+
+
+async def ensure_kaiwo_config(client: Client) -> None:
+    try:
+        await client.create({"apiVersion": settings.KAIWO_CONFIG_API, "kind": "KaiwoConfig",
+                             "metadata": {"name": settings.SINGLETON}, "spec": {}})
+        log.info("created the default KaiwoConfig %s", settings.SINGLETON)
+    except ApiError as e:
+        if not e.conflict:
+            raise
+
+
+async def run(cfg: Config) -> int:
+    setup_tracing("kaiwo-operator")
+    client = await Client.auto(cfg.kubeconfig, cfg.context)
+    try:
+        le = None
+        if cfg.leader_elect:
+            le = LeaderElectionConfig(cfg.leader_election_namespace, LEASE_NAME, identity_from_env(),
+                                      cfg.lease_duration, cfg.renew_deadline, cfg.retry_period)
+        opts = ManagerOptions(
+            health_address="" if cfg.health_probe_bind_address in ("", "0") else cfg.health_probe_bind_address,
+            metrics_address="" if cfg.metrics_bind_address in ("", "0") else cfg.metrics_bind_address,
+            leader_election=le)
+        mgr = Manager(client, opts)
+        await ensure_kaiwo_config(client)
+        await queueconfig.setup(mgr, workers=1)  # a singleton: one worker is all it can use
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        return await mgr.run(stop)
+    finally:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse(argv)
+    setup_logging(cfg.log_level, cfg.log_format)
+    log.info("starting kaiwo operator", extra={"fields": {"version": __version__, "config": asdict(cfg)}})
+    return asyncio.run(run(cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

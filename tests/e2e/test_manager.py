@@ -1,0 +1,67 @@
+"""``python -m kaiwo.manager`` as a process: config line, health, the default KaiwoConfig, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import aiohttp
+import orjson
+
+from kaiwo.devcluster.components import free_port
+from kaiwo.runtime.client import Client
+from tests.e2e.helpers import eventually
+
+
+def start_manager(kubeconfig: str, namespace: str, health: int, metrics: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "kaiwo.manager", f"--kubeconfig={kubeconfig}", "--leader-election-namespace",
+         namespace, f"--health-probe-bind-address=127.0.0.1:{health}",
+         f"--metrics-bind-address=127.0.0.1:{metrics}", "--log-format=json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+async def test_manager_runs_reports_and_stops_gracefully(client: Client, kubeconfig: str, kaiwo_crds: None,
+                                                         namespace: str) -> None:
+    health, metrics = free_port(), free_port()
+    proc = start_manager(kubeconfig, namespace, health, metrics)
+    try:
+        assert proc.stderr is not None
+        first: dict[str, Any] = orjson.loads(proc.stderr.readline())
+        assert first["msg"] == "starting kaiwo operator"
+        assert first["config"]["leader_election_namespace"] == namespace and first["config"]["leader_elect"]
+
+        async def ready() -> bool:
+            try:
+                async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{health}/readyz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(ready, "/readyz 200", timeout=60)
+        assert await client.get_or_none("config.kaiwo.silogen.ai/v1alpha1", "KaiwoConfig", "kaiwo") is not None
+        lease = await eventually(lambda: client.get_or_none("coordination.k8s.io/v1", "Lease",
+                                                            "83fc2279.silogen.ai", namespace), "the leader Lease")
+        assert lease["spec"]["holderIdentity"]
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{metrics}/metrics") as r:
+            text = await r.text()
+        assert 'leader_election_master_status{name="83fc2279.silogen.ai"} 1.0' in text
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
+        assert code == 0
+        released = await client.get("coordination.k8s.io/v1", "Lease", "83fc2279.silogen.ai", namespace)
+        assert not released["spec"].get("holderIdentity"), "the Lease is released on SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_bad_flags_exit_with_a_clear_message() -> None:
+    out = subprocess.run([sys.executable, "-m", "kaiwo.manager", "--renew-deadline", "20"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "lease duration must be greater than the renew deadline" in out.stderr
