@@ -4,7 +4,7 @@ Flags have matching environment variables (``KAIWO_<FLAG>``, e.g. ``KAIWO_LEADER
 logs one line with its effective configuration, serves /healthz, /readyz and /metrics, runs the controllers
 while it holds the leader Lease, and shuts down gracefully on SIGTERM (releasing the Lease).
 
-Controllers registered today: KaiwoQueueConfig. At start-up the KaiwoConfig singleton ``kaiwo`` is created
+Controllers: KaiwoQueueConfig, KaiwoJob, KaiwoService. At start-up the KaiwoConfig singleton ``kaiwo`` is created
 (empty, so every default applies) when it is missing, as upstream does.
 """
 
@@ -18,7 +18,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from kaiwo import __version__
-from kaiwo.controllers import queueconfig, settings
+from kaiwo.controllers import queueconfig, settings, workload
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.leader import LeaderElectionConfig, identity_from_env
 from kaiwo.runtime.logs import setup_logging
@@ -128,6 +128,8 @@ async def run(cfg: Config) -> int:
         mgr = Manager(client, opts)
         await ensure_kaiwo_config(client)
         await queueconfig.setup(mgr, workers=1)  # a singleton: one worker is all it can use
+        await workload.setup(mgr, "KaiwoJob", workers=cfg.workers)
+        await workload.setup(mgr, "KaiwoService", workers=cfg.workers)
         stop = asyncio.Event()
         stop_on_signals(stop)
         return await mgr.run(stop)

@@ -199,6 +199,9 @@ class WorkloadStatusFields(KaiwoModel):
     """What Kaiwo reports about a workload (upstream `CommonStatusSpec`)."""
 
     start_time: Time | None = Field(default=None, description="When the workload started running.")
+    completion_time: Time | None = Field(
+        default=None, description="When the workload reached COMPLETE, FAILED or TERMINATED (not upstream: "
+        "DECISIONS 4).")
     conditions: list[Condition] | None = conditions_field(
         "Details of the workload's state: Schedulable, Admitted, DownloadJobSucceeded, PvcReady, Preemptable, "
         "WorkloadTerminatedEarly, ResourceUnderutilization, SpecApplied.")

@@ -265,9 +265,10 @@ class Client:
     # --- object helpers --------------------------------------------------------------------------------
 
     async def _locate(self, obj: Mapping[str, Any]) -> tuple[Resource, str | None, str]:
+        """REST mapping, namespace and name ("" for a create with generateName)."""
         res = await self.resource(obj["apiVersion"], obj["kind"])
         meta = obj.get("metadata", {})
-        return res, meta.get("namespace") if res.namespaced else None, meta["name"]
+        return res, meta.get("namespace") if res.namespaced else None, meta.get("name", "")
 
     async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj:
         res = await self.resource(api_version, kind)

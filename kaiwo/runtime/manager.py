@@ -52,7 +52,7 @@ class Manager:
         self.metrics = metrics or RuntimeMetrics()
         self.tracer = tracer
         client.observers.append(self.metrics.observe_request)
-        self.informers: dict[tuple[str, str, str | None], Informer] = {}
+        self.informers: dict[tuple[str, str, str | None, str | None], Informer] = {}
         self.controllers: list[Controller] = []
         self.elector: LeaderElector | None = None
         self.controllers_started = False
@@ -60,14 +60,15 @@ class Manager:
         self._informer_tasks: list[asyncio.Task[None]] = []
 
     async def informer(
-        self, api_version: str, kind: str, *, namespace: str | None = None, transform: Transform | None = None,
+        self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None,
+        transform: Transform | None = None,
     ) -> Informer:
-        """The one shared informer for this type (and namespace); created on first use."""
-        key = (api_version, kind, namespace)
+        """The one shared informer for this type (namespace and label selector); created on first use."""
+        key = (api_version, kind, namespace, label_selector)
         if key not in self.informers:
             res = await self.client.resource(api_version, kind)
-            inf = Informer(ApiListerWatcher(self.client, res, namespace), name=f"{kind}.{api_version}",
-                           transform=transform)
+            inf = Informer(ApiListerWatcher(self.client, res, namespace, label_selector),
+                           name=f"{kind}.{api_version}", transform=transform)
             self.informers[key] = inf
             if self._informer_tasks:  # manager already running: start it now
                 self._informer_tasks.append(asyncio.create_task(inf.run(), name=f"informer-{inf.name}"))

@@ -1,0 +1,288 @@
+"""KaiwoJob and KaiwoService controllers: one shared reconcile (upstream-kaiwo.md §2.2, DECISIONS 3-7, 9-11).
+
+Per reconcile of a workload:
+1. terminal (COMPLETE, FAILED, TERMINATED): nothing to do; TERMINATING: delete the children, TERMINATED;
+2. translate the CR with the live KaiwoConfig and the node pools (kaiwo.translate.workload); a TranslateError
+   or a queue that the KaiwoQueueConfig does not offer (to this namespace) -> ERROR, ``Schedulable=False``;
+3. apply the storage children; while the download Job runs -> DOWNLOADING, if it failed -> FAILED;
+4. ensure the LocalQueue (only for ClusterQueues without a ``namespaces`` list, DECISIONS 9), then apply
+   the workload children by server-side apply (skipped when unchanged, so spec edits propagate and a settled
+   workload costs no writes); an immutable-field rejection -> ``SpecApplied=False`` and a Warning event;
+5. derive the phase from the child and Kueue's Workload (kaiwo.translate.status) and write the status only
+   when it changed, with one event per phase transition.
+
+Not yet here (noted on the issue): duration-based preemption and the Preemptable condition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kaiwo.controllers import settings
+from kaiwo.runtime.apply import Applier
+from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.controller import Controller, Request, Result
+from kaiwo.runtime.events import EventRecorder
+from kaiwo.runtime.informer import Informer, object_key
+from kaiwo.runtime.manager import Manager
+from kaiwo.translate import gpus, nodepools
+from kaiwo.translate import status as st
+from kaiwo.translate.meta import TranslateError
+from kaiwo.translate.queueconfig import KUEUE_API
+from kaiwo.translate.workload import Children, Facts, desired_children
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+API = "kaiwo.silogen.ai/v1alpha1"
+RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
+NAME_LABEL = "kaiwo.silogen.ai/name"
+ERROR_RETRY = 60.0
+CHILD_KINDS = {
+    # kind -> (apiVersion, owner kinds that may own it)
+    "Job": "batch/v1", "Deployment": "apps/v1", "Service": "v1", "PersistentVolumeClaim": "v1",
+    "ConfigMap": "v1", "RayJob": "ray.io/v1", "AppWrapper": "workload.codeflare.dev/v1beta2",
+}
+WORKLOAD_KINDS = ("Job", "RayJob", "Deployment", "AppWrapper")
+EVENTS = {"PENDING": "WorkloadPending", "STARTING": "WorkloadStarting", "RUNNING": "WorkloadRunning",
+          "COMPLETE": "WorkloadComplete", "FAILED": "WorkloadFailed", "ERROR": "WorkloadError",
+          "DOWNLOADING": "WorkloadDownloading", "TERMINATED": "WorkloadTerminated"}
+
+
+@dataclass
+class Caches:
+    primary: Informer
+    children: dict[str, Informer]  # kind -> informer of objects labelled with a Kaiwo run id
+    workloads: Informer | None  # Kueue Workloads
+    pods: Informer
+    nodes: Informer
+    kaiwo_configs: Informer | None
+    queue_configs: Informer | None
+    local_queues: Informer | None
+
+
+def _now() -> tuple[str, float]:
+    now = time.time()
+    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), now
+
+
+class WorkloadReconciler:
+    def __init__(self, client: Client, kind: str, caches: Caches, field_manager: str) -> None:
+        self.client = client
+        self.kind = kind
+        self.caches = caches
+        self.applier = Applier(client, field_manager)
+        self.events = EventRecorder(client, field_manager)
+
+    async def reconcile(self, req: Request) -> Result | None:
+        cr = self.caches.primary.get_by(req.name, req.namespace)
+        if cr is None:
+            return None
+        old = cr.get("status") or {}
+        phase = old.get("status") or ""
+        if phase in st.TERMINAL:
+            return None
+        if phase == "TERMINATING":
+            await self._delete_children(cr)
+            await self._set(cr, "TERMINATED", [st.condition("WorkloadTerminatedEarly", True, "EarlyTermination",
+                                                             "the workload was terminated")])
+            return None
+        cfg = settings.current(self.caches.kaiwo_configs)
+        pools = nodepools.discover(self.caches.nodes.objects(),
+                                   exclude_control_plane=cfg.nodes.exclude_master_nodes_from_node_pools)
+        built = desired_children(cr, Facts(config=cfg, gpu_pools=gpus.gpu_pools(pools)))
+        if isinstance(built, TranslateError):
+            await self._set(cr, "ERROR", [st.condition("Schedulable", False, built.reason, built.message)])
+            return Result(requeue_after=ERROR_RETRY)
+        queue = (cr.get("spec") or {}).get("clusterQueue") or cfg.default_cluster_queue_name
+        problem = self._queue_problem(cr, queue)
+        if problem:
+            await self._set(cr, "ERROR", [st.condition("Schedulable", False, *problem)])
+            return Result(requeue_after=ERROR_RETRY)
+        schedulable = st.condition("Schedulable", True, "Schedulable", "the workload fits the cluster")
+        conditions = [schedulable]
+
+        failures = await self._apply(built.storage)
+        download = next((o for o in built.storage if o["kind"] == "Job"), None)
+        if download is not None:
+            dl = self._live(download)
+            d_phase = st.job_phase(dl, True)
+            if d_phase.status == "FAILED":
+                await self._set(cr, "FAILED", [*conditions, st.condition(
+                    "DownloadJobSucceeded", False, "JobFailed", d_phase.message)])
+                return None
+            if d_phase.status != "COMPLETE":
+                await self._set(cr, "DOWNLOADING", [*conditions, st.condition(
+                    "DownloadJobSucceeded", False, "JobInProgress", "downloading into the storage volumes")])
+                return None
+            conditions.append(st.condition("DownloadJobSucceeded", True, "JobCompleted", "downloads complete"))
+
+        await self._ensure_local_queue(cr, queue)
+        failures += await self._apply(built.workload)
+        if failures:
+            await self.events.emit(cr, "SpecNotApplied", "; ".join(failures), warning=True)
+            conditions.append(st.condition("SpecApplied", False, "ImmutableField", "; ".join(failures)))
+        else:
+            conditions.append(st.condition("SpecApplied", True, "Applied", "children match the spec"))
+        phase_now, admitted_cond = self._observe(built)
+        if admitted_cond:
+            conditions.append(admitted_cond)
+        await self._set(cr, phase_now.status, conditions)
+        return Result(requeue_after=ERROR_RETRY) if phase_now.status == "ERROR" else None
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    def _queue_problem(self, cr: Obj, queue: str) -> tuple[str, str] | None:
+        qcs = self.caches.queue_configs
+        qc = qcs.get_by("kaiwo") if qcs is not None else None
+        if qc is None:
+            return None  # no KaiwoQueueConfig (yet): Kueue itself decides whether the queue exists
+        for cq in (qc.get("spec") or {}).get("clusterQueues") or []:
+            if cq.get("name") == queue:
+                namespaces = cq.get("namespaces") or []
+                ns = cr["metadata"].get("namespace")
+                if namespaces and ns not in namespaces:
+                    return ("WrongQueueNamespace",
+                            f"spec.clusterQueue: ClusterQueue {queue!r} only serves namespaces {namespaces}")
+                return None
+        return ("ClusterQueueNotFound", f"spec.clusterQueue: no ClusterQueue {queue!r} in KaiwoQueueConfig kaiwo")
+
+    def _live(self, obj: Obj) -> Obj | None:
+        inf = self.caches.children.get(obj["kind"])
+        return inf.get(object_key(obj)) if inf is not None else None
+
+    async def _apply(self, objs: tuple[Obj, ...]) -> list[str]:
+        failures = []
+        for obj in objs:
+            try:
+                await self.applier.apply(obj, self._live(obj))
+            except ApiError as e:
+                if e.status != 422:
+                    raise
+                failures.append(f"{obj['kind']} {obj['metadata']['name']}: {e.message}")
+        return failures
+
+    async def _ensure_local_queue(self, cr: Obj, queue: str) -> None:
+        """Lazily create the LocalQueue for ClusterQueues that do not list namespaces (DECISIONS 9)."""
+        ns = cr["metadata"]["namespace"]
+        if self.caches.local_queues is None or self.caches.local_queues.get_by(queue, ns) is not None:
+            return
+        qcs = self.caches.queue_configs
+        qc = qcs.get_by("kaiwo") if qcs is not None else None
+        listed = any(cq.get("name") == queue and cq.get("namespaces")
+                     for cq in ((qc or {}).get("spec") or {}).get("clusterQueues") or [])
+        if listed:
+            return  # the KaiwoQueueConfig controller owns LocalQueues of this ClusterQueue
+        try:
+            await self.client.create({"apiVersion": KUEUE_API, "kind": "LocalQueue",
+                                      "metadata": {"name": queue, "namespace": ns,
+                                                   "labels": {"kaiwo.silogen.ai/managed-by": "kaiwo-workload"}},
+                                      "spec": {"clusterQueue": queue}})
+        except ApiError as e:
+            if not e.conflict:
+                raise
+
+    def _observe(self, built: Children) -> tuple[st.Phase, Obj | None]:
+        main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
+        if main is None:
+            return st.Phase("STARTING"), None
+        live = self._live(main)
+        admitted, message = self._admission(live)
+        cond = st.condition("Admitted", admitted, "Admitted" if admitted else "Pending", message)
+        kind = main["kind"]
+        if kind == "Job":
+            return st.job_phase(live, admitted), cond
+        if kind == "RayJob":
+            return st.rayjob_phase(live, admitted), cond
+        if kind == "AppWrapper":
+            return st.appwrapper_phase(live), cond
+        gated = self._gated_pods(main)
+        admitted = gated == 0 and live is not None
+        cond = st.condition("Admitted", admitted, "Admitted" if admitted else "Pending",
+                            "admitted by Kueue" if admitted else f"{gated} pod(s) wait for Kueue admission")
+        return st.deployment_phase(live, gated), cond
+
+    def _admission(self, child: Obj | None) -> tuple[bool, str]:
+        if child is None or self.caches.workloads is None:
+            return False, "waiting for the child to be created"
+        owned = self.caches.workloads.by_index("owner", child["metadata"]["uid"])
+        return st.admission(owned[0] if owned else None)
+
+    def _gated_pods(self, deployment: Obj) -> int:
+        meta = deployment["metadata"]
+        return sum(1 for p in self.caches.pods.objects(meta["namespace"])
+                   if (p["metadata"].get("labels") or {}).get(NAME_LABEL) == meta["name"]
+                   and (p.get("spec") or {}).get("schedulingGates"))
+
+    async def _set(self, cr: Obj, phase: str, conditions: list[Obj]) -> None:
+        old = cr.get("status") or {}
+        now, epoch = _now()
+        new = st.next_status(old, phase, conditions, now=now, now_epoch=epoch,
+                             generation=cr["metadata"].get("generation", 0))
+        if not st.differs(old, new):
+            return
+        await self.applier.write_status(cr, new)
+        if old.get("status") != phase and phase in EVENTS:
+            message = next((c["message"] for c in conditions if c["status"] == "False"), f"workload is {phase}")
+            await self.events.emit(cr, EVENTS[phase], message, warning=phase in ("FAILED", "ERROR"))
+
+    async def _delete_children(self, cr: Obj) -> None:
+        uid = cr["metadata"]["uid"]
+        for kind, inf in self.caches.children.items():
+            for obj in inf.by_index("owner", uid):
+                meta = obj["metadata"]
+                await self.client.delete(CHILD_KINDS[kind], kind, meta["name"], meta.get("namespace"),
+                                         propagation="Foreground")
+
+
+async def _optional(manager: Manager, api_version: str, kind: str, **kw: Any) -> Informer | None:
+    try:
+        return await manager.informer(api_version, kind, **kw)
+    except ApiError as e:
+        if e.not_found:
+            log.warning("%s/%s is not served by this cluster; related features are off", api_version, kind)
+            return None
+        raise
+
+
+async def setup(manager: Manager, kind: str, workers: int = 2) -> Controller:
+    """Register the KaiwoJob or KaiwoService controller with ``manager``."""
+    children: dict[str, Informer] = {}
+    for child_kind, api_version in CHILD_KINDS.items():
+        inf = await _optional(manager, api_version, child_kind, label_selector=RUN_ID_LABEL)
+        if inf is not None:
+            children[child_kind] = inf
+    caches = Caches(
+        primary=await manager.informer(API, kind), children=children,
+        workloads=await _optional(manager, KUEUE_API, "Workload"),
+        pods=await manager.informer("v1", "Pod", label_selector=RUN_ID_LABEL),
+        nodes=await manager.informer("v1", "Node"),
+        kaiwo_configs=await _optional(manager, settings.KAIWO_CONFIG_API, "KaiwoConfig"),
+        queue_configs=await _optional(manager, API, "KaiwoQueueConfig"),
+        local_queues=await _optional(manager, KUEUE_API, "LocalQueue"))
+    name = kind.lower()
+    ctrl = Controller(name, WorkloadReconciler(manager.client, kind, caches, f"kaiwo-{name}"), workers=workers)
+    ctrl.watches(caches.primary)
+    for inf in children.values():
+        ctrl.owns(inf, API, kind)
+    if caches.workloads is not None:
+        wl_children = children
+
+        def workload_owner(wl: Obj) -> list[Request]:
+            out = []
+            for ref in wl["metadata"].get("ownerReferences") or []:
+                child_inf = wl_children.get(ref.get("kind", ""))
+                child = child_inf.get_by(ref["name"], wl["metadata"].get("namespace")) if child_inf else None
+                if child is not None:
+                    out += [Request(wl["metadata"].get("namespace"), r["name"])
+                            for r in child["metadata"].get("ownerReferences") or [] if r.get("kind") == kind]
+            return out
+
+        ctrl.watches(caches.workloads, workload_owner)
+    ctrl.watches(caches.pods, lambda p: [Request(p["metadata"].get("namespace"), p["metadata"]["labels"][NAME_LABEL])]
+                 if NAME_LABEL in (p["metadata"].get("labels") or {}) else [])
+    manager.add(ctrl)
+    return ctrl

@@ -1,0 +1,146 @@
+"""Workload status from observations: the child's state and Kueue's admission -> phase and conditions.
+
+Pure: the caller passes the objects it read and ``now`` (an RFC 3339 string and epoch seconds).
+Phases (upstream-kaiwo.md §1.6): "" (new) -> [DOWNLOADING] -> PENDING -> STARTING -> RUNNING ->
+COMPLETE | FAILED, ERROR (recoverable), TERMINATING -> TERMINATED.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+Obj = dict[str, Any]
+TERMINAL = frozenset({"COMPLETE", "FAILED", "TERMINATED"})
+
+
+@dataclass(frozen=True)
+class Phase:
+    status: str
+    reason: str = ""
+    message: str = ""
+
+
+def _cond(obj: Obj | None, ctype: str) -> Obj | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == ctype:
+            return dict(c)
+    return None
+
+
+def _true(obj: Obj | None, ctype: str) -> bool:
+    c = _cond(obj, ctype)
+    return c is not None and c.get("status") == "True"
+
+
+def admission(workload: Obj | None) -> tuple[bool, str]:
+    """(admitted, message) from a Kueue Workload; no Workload yet means not admitted."""
+    if workload is None:
+        return False, "waiting for Kueue to create the Workload"
+    if _true(workload, "Admitted"):
+        return True, "admitted by Kueue"
+    pending = _cond(workload, "QuotaReserved")
+    return False, (pending or {}).get("message") or "pending admission"
+
+
+def job_phase(job: Obj | None, admitted: bool) -> Phase:
+    if job is None:
+        return Phase("STARTING", "ChildMissing", "the Job is being created")
+    if _true(job, "Complete") or _true(job, "SuccessCriteriaMet"):
+        return Phase("COMPLETE", "JobComplete", "the Job completed")
+    if _true(job, "Failed") or _true(job, "FailureTarget"):
+        c = _cond(job, "Failed") or _cond(job, "FailureTarget") or {}
+        return Phase("FAILED", c.get("reason") or "JobFailed", c.get("message") or "the Job failed")
+    spec, st = job.get("spec") or {}, job.get("status") or {}
+    if spec.get("suspend") and not admitted:
+        return Phase("PENDING")
+    if (st.get("ready") or 0) > 0:
+        return Phase("RUNNING")
+    return Phase("STARTING")
+
+
+def deployment_phase(dep: Obj | None, gated_pods: int) -> Phase:
+    if dep is None:
+        return Phase("STARTING", "ChildMissing", "the Deployment is being created")
+    progressing = _cond(dep, "Progressing")
+    if progressing and progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Phase("ERROR", "ProgressDeadlineExceeded", progressing.get("message") or "")
+    want = (dep.get("spec") or {}).get("replicas", 1)
+    available = (dep.get("status") or {}).get("availableReplicas") or 0
+    if want and available >= want:
+        return Phase("RUNNING")
+    if gated_pods:
+        return Phase("PENDING")
+    return Phase("STARTING")
+
+
+def rayjob_phase(rayjob: Obj | None, admitted: bool) -> Phase:
+    if rayjob is None:
+        return Phase("STARTING", "ChildMissing", "the RayJob is being created")
+    st = rayjob.get("status") or {}
+    deployment = st.get("jobDeploymentStatus") or ""
+    if deployment == "Complete":
+        return Phase("COMPLETE", "RayJobComplete", st.get("message") or "the RayJob completed")
+    if deployment == "Failed":
+        return Phase("FAILED", st.get("reason") or "RayJobFailed", st.get("message") or "the RayJob failed")
+    if deployment == "Running":
+        return Phase("RUNNING")
+    if not admitted:
+        return Phase("PENDING")
+    return Phase("STARTING")
+
+
+def appwrapper_phase(aw: Obj | None) -> Phase:
+    if aw is None:
+        return Phase("STARTING", "ChildMissing", "the AppWrapper is being created")
+    phase = (aw.get("status") or {}).get("phase") or ""
+    return {"Running": Phase("RUNNING"), "Succeeded": Phase("COMPLETE"),
+            "Failed": Phase("FAILED", "AppWrapperFailed", "the AppWrapper failed"),
+            "Suspended": Phase("PENDING"), "": Phase("PENDING")}.get(phase, Phase("STARTING"))
+
+
+def condition(ctype: str, ok: bool, reason: str, message: str) -> Obj:
+    return {"type": ctype, "status": "True" if ok else "False", "reason": reason, "message": message}
+
+
+def _epoch(ts: str) -> float:
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def next_status(old: Obj, phase: str, conditions: list[Obj], *, now: str, now_epoch: float,
+                generation: int) -> Obj:
+    """The new status: merged conditions (transition times kept when unchanged), start/completion times,
+    duration and observedGeneration."""
+    previous = {c["type"]: c for c in old.get("conditions") or []}
+    merged = {t: dict(c) for t, c in previous.items()}
+    for c in conditions:
+        prev = previous.get(c["type"])
+        same = prev is not None and prev.get("status") == c["status"]
+        merged[c["type"]] = {**c, "observedGeneration": generation,
+                             "lastTransitionTime": prev["lastTransitionTime"] if same and prev else now}
+    status: Obj = {"status": phase, "conditions": [merged[t] for t in sorted(merged)],
+                   "observedGeneration": generation}
+    start = old.get("startTime")
+    if phase == "RUNNING" and not start:
+        start = now
+    if start:
+        status["startTime"] = start
+        status["duration"] = max(0, int(now_epoch - _epoch(start)))
+    completion = old.get("completionTime")
+    if phase in TERMINAL and not completion:
+        completion = now
+    if completion:
+        status["completionTime"] = completion
+        if start:
+            status["duration"] = max(0, int(_epoch(completion) - _epoch(start)))
+    return status
+
+
+def differs(old: Obj, new: Obj) -> bool:
+    """Whether a write is needed: anything but the running duration and transition timestamps changed."""
+    def view(s: Obj) -> Obj:
+        conds = [{k: v for k, v in c.items() if k not in ("lastTransitionTime",)} for c in s.get("conditions") or []]
+        return {**{k: v for k, v in s.items() if k not in ("duration", "conditions")}, "conditions": conds}
+
+    return view(old) != view(new)

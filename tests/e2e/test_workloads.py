@@ -1,0 +1,151 @@
+"""KaiwoJob and KaiwoService controllers end to end: Kueue admission, kwok pods, status and children.
+
+The queue-config and workload controllers run in this process; Kueue, KubeRay and AppWrapper run in the local
+cluster. Every workload uses the default ClusterQueue `kaiwo` that the queue-config controller derives from
+the fake GPU nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from kaiwo.controllers import queueconfig as qcc
+from kaiwo.controllers import workload
+from kaiwo.runtime.client import Client
+from kaiwo.runtime.manager import Manager, ManagerOptions
+from kaiwo.runtime.objects import condition
+from tests.e2e.helpers import eventually
+
+API = "kaiwo.silogen.ai/v1alpha1"
+Obj = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+async def operator(client: Client, kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[Manager]:
+    # The local cluster runs only the default scheduler (no kaiwo-scheduler yet): point generated pods at it.
+    await client.apply({"apiVersion": "config.kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoConfig",
+                        "metadata": {"name": "kaiwo"},
+                        "spec": {"scheduling": {"kubeSchedulerName": "default-scheduler"}}}, "e2e-workloads")
+    mgr_client = await Client.from_kubeconfig(kubeconfig)
+    mgr = Manager(mgr_client, ManagerOptions(health_address="", metrics_address=""))
+    await qcc.setup(mgr)
+    await workload.setup(mgr, "KaiwoJob")
+    await workload.setup(mgr, "KaiwoService")
+    stop = asyncio.Event()
+    task = asyncio.create_task(mgr.run(stop))
+
+    async def cq_ready() -> bool:
+        return await client.get_or_none("kueue.x-k8s.io/v1beta1", "ClusterQueue", "kaiwo") is not None
+
+    await eventually(cq_ready, "the default ClusterQueue", timeout=60)
+    try:
+        yield mgr
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await mgr_client.close()
+        await client.delete("config.kaiwo.silogen.ai/v1alpha1", "KaiwoConfig", "kaiwo")
+
+
+def kaiwojob(name: str, ns: str, **spec: Any) -> Obj:
+    annotations = spec.pop("annotations", None)
+    meta: Obj = {"name": name, "namespace": ns}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": API, "kind": "KaiwoJob", "metadata": meta,
+            "spec": {"image": "busybox:1.36", "entrypoint": "echo hello", **spec}}
+
+
+async def phase_is(client: Client, kind: str, name: str, ns: str, *phases: str) -> Obj | None:
+    obj = await client.get_or_none(API, kind, name, ns)
+    return obj if obj and (obj.get("status") or {}).get("status") in phases else None
+
+
+async def test_busybox_job_completes_after_admission(client: Client, namespace: str, operator: Manager) -> None:
+    await client.create(kaiwojob("hello", namespace, user="test@amd.com"))
+    done = await eventually(lambda: phase_is(client, "KaiwoJob", "hello", namespace, "COMPLETE", "FAILED", "ERROR"),
+                            "KaiwoJob hello finished", timeout=90)
+    status = done["status"]
+    assert status["status"] == "COMPLETE", status
+    assert (condition(done, "Admitted") or {}).get("status") == "True"
+    assert status["startTime"] <= status["completionTime"] and status["observedGeneration"] == 1
+    job = await client.get("batch/v1", "Job", "hello", namespace)
+    ref = job["metadata"]["ownerReferences"][0]
+    assert (ref["kind"], ref["name"], ref["controller"]) == ("KaiwoJob", "hello", True)
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "kaiwo"
+    assert job["metadata"]["labels"]["kaiwo.silogen.ai/user"] == "test-amd.com"
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["ttlSecondsAfterFinished"] == 3600
+    requests = job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert (requests["cpu"], requests["memory"]) == ("2", "16Gi")  # no GPUs: 2 CPU + 16Gi
+    lq = await client.get("kueue.x-k8s.io/v1beta1", "LocalQueue", "kaiwo", namespace)
+    assert lq["spec"]["clusterQueue"] == "kaiwo"
+    events = await client.list("v1", "Event", namespace, fieldSelector="involvedObject.name=hello")
+    reasons = {e["reason"] for e in events}
+    assert {"WorkloadComplete"} <= reasons
+
+
+async def test_failing_job_reaches_failed(client: Client, namespace: str, operator: Manager) -> None:
+    await client.create(kaiwojob("broken", namespace, annotations={"kwok.kaiwo.dev/fail": "true"}))
+    done = await eventually(lambda: phase_is(client, "KaiwoJob", "broken", namespace, "FAILED", "COMPLETE"),
+                            "KaiwoJob broken finished", timeout=90)
+    assert done["status"]["status"] == "FAILED"
+
+
+async def test_multi_node_gpu_job_becomes_an_indexed_job(client: Client, namespace: str, operator: Manager) -> None:
+    await client.create(kaiwojob("ddp", namespace, gpus=16, annotations={"kwok.kaiwo.dev/duration": "30s"}))
+    await eventually(lambda: phase_is(client, "KaiwoJob", "ddp", namespace, "RUNNING"), "ddp RUNNING", timeout=90)
+    job = await client.get("batch/v1", "Job", "ddp", namespace)
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["parallelism"] == job["spec"]["completions"] == 2
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["amd.com/gpu"] == "8"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["WORLD_SIZE"] == "2" and env["NUM_GPUS"] == "16" and env["MASTER_ADDR"]
+    svc = await client.get("v1", "Service", "ddp", namespace)
+    assert svc["spec"]["clusterIP"] == "None"
+    pods = await client.list("v1", "Pod", namespace, labelSelector="job-name=ddp")
+    assert len(pods) == 2 and all(p["spec"]["nodeName"].startswith("amd-mi300x-") for p in pods)
+
+
+async def test_unsatisfiable_gpu_request_is_an_error_with_a_message(client: Client, namespace: str,
+                                                                    operator: Manager) -> None:
+    await client.create(kaiwojob("huge", namespace, gpus=13))
+    err = await eventually(lambda: phase_is(client, "KaiwoJob", "huge", namespace, "ERROR"), "huge ERROR")
+    cond = condition(err, "Schedulable")
+    assert cond is not None and cond["status"] == "False" and "12" in cond["message"]
+    assert await client.get_or_none("batch/v1", "Job", "huge", namespace) is None
+
+
+async def test_service_runs_and_spec_edits_reach_the_deployment(client: Client, namespace: str,
+                                                                operator: Manager) -> None:
+    svc = {"apiVersion": API, "kind": "KaiwoService", "metadata": {"name": "web", "namespace": namespace},
+           "spec": {"image": "nginx:1.27", "gpus": 1, "replicas": 1}}
+    await client.create(svc)
+    await eventually(lambda: phase_is(client, "KaiwoService", "web", namespace, "RUNNING"), "web RUNNING",
+                     timeout=90)
+    dep = await client.get("apps/v1", "Deployment", "web", namespace)
+    assert dep["spec"]["template"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "kaiwo"
+    await client.patch(API, "KaiwoService", "web", {"spec": {"env": [{"name": "MODE", "value": "edited"}]}},
+                       namespace)
+
+    async def edited() -> bool:
+        d = await client.get("apps/v1", "Deployment", "web", namespace)
+        env = d["spec"]["template"]["spec"]["containers"][0].get("env") or []
+        return {"name": "MODE", "value": "edited"} in env
+
+    await eventually(edited, "the edit reached the Deployment", timeout=30)
+
+
+async def test_deleting_a_job_removes_its_children(client: Client, namespace: str, operator: Manager) -> None:
+    await client.create(kaiwojob("gone", namespace, annotations={"kwok.kaiwo.dev/duration": "60s"}))
+    await eventually(lambda: client.get_or_none("batch/v1", "Job", "gone", namespace), "Job gone created")
+    await client.delete(API, "KaiwoJob", "gone", namespace)
+
+    async def collected() -> bool:
+        return await client.get_or_none("batch/v1", "Job", "gone", namespace) is None
+
+    await eventually(collected, "the Job garbage-collected", timeout=60)

@@ -1,0 +1,53 @@
+"""Phase derivation and status bookkeeping."""
+
+from __future__ import annotations
+
+from kaiwo.translate import status as st
+
+
+def job(**status: object) -> dict[str, object]:
+    return {"spec": {"suspend": status.pop("suspend", False)}, "status": status}
+
+
+def test_job_phases() -> None:
+    assert st.job_phase(None, False).status == "STARTING"
+    assert st.job_phase(job(suspend=True), False).status == "PENDING"
+    assert st.job_phase(job(active=1, ready=0), True).status == "STARTING"
+    assert st.job_phase(job(active=1, ready=1), True).status == "RUNNING"
+    assert st.job_phase(job(conditions=[{"type": "Complete", "status": "True"}]), True).status == "COMPLETE"
+    failed = st.job_phase(job(conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                           "message": "Job has reached the specified backoff limit"}]), True)
+    assert (failed.status, failed.reason) == ("FAILED", "BackoffLimitExceeded")
+
+
+def test_deployment_progress_deadline_is_an_error_and_recovers() -> None:
+    stuck = {"spec": {"replicas": 1}, "status": {"conditions": [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}]}}
+    assert st.deployment_phase(stuck, 0) == st.Phase("ERROR", "ProgressDeadlineExceeded", "too slow")
+    ok = {"spec": {"replicas": 2}, "status": {"availableReplicas": 2}}
+    assert st.deployment_phase(ok, 0).status == "RUNNING"
+    assert st.deployment_phase({"spec": {"replicas": 2}, "status": {}}, 2).status == "PENDING"
+
+
+def test_admission_from_kueue_workload() -> None:
+    assert st.admission(None) == (False, "waiting for Kueue to create the Workload")
+    pending = {"status": {"conditions": [{"type": "QuotaReserved", "status": "False",
+                                          "message": "couldn't assign flavors to pod set main"}]}}
+    assert st.admission(pending) == (False, "couldn't assign flavors to pod set main")
+    assert st.admission({"status": {"conditions": [{"type": "Admitted", "status": "True"}]}})[0]
+
+
+def test_status_times_duration_and_minimal_writes() -> None:
+    cond = [st.condition("Admitted", True, "Admitted", "ok")]
+    running = st.next_status({}, "RUNNING", cond, now="2026-01-01T00:00:00Z", now_epoch=1767225600, generation=1)
+    assert running["startTime"] == "2026-01-01T00:00:00Z" and running["duration"] == 0
+    later = st.next_status(running, "RUNNING", cond, now="2026-01-01T00:01:40Z", now_epoch=1767225700,
+                           generation=1)
+    assert later["duration"] == 100
+    assert not st.differs(running, later)  # only the duration moved: no write
+    assert later["conditions"][0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    done = st.next_status(later, "COMPLETE", cond, now="2026-01-01T00:02:00Z", now_epoch=1767225720,
+                          generation=1)
+    assert st.differs(later, done)
+    assert done["completionTime"] == "2026-01-01T00:02:00Z" and done["duration"] == 120
+    assert done["observedGeneration"] == 1
