@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -78,6 +78,15 @@ def owner_mapper(owner_api_version: str, owner_kind: str, *, controller_only: bo
     return mapper
 
 
+@dataclass(frozen=True)
+class _ControllerMetrics:
+    source: RuntimeMetrics
+    active: Any
+    errors: Any
+    time: Any
+    total: dict[str, Any]
+
+
 class Controller:
     def __init__(
         self, name: str, reconciler: Reconciler, *, workers: int = 2, metrics: RuntimeMetrics | None = None,
@@ -93,6 +102,7 @@ class Controller:
                                                    metrics=QueueMetricsAdapter(lambda: self.metrics))
         self.primary: list[Informer] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._metrics_cache: _ControllerMetrics | None = None
 
     # --- wiring -----------------------------------------------------------------------------------------
 
@@ -168,11 +178,20 @@ class Controller:
             finally:
                 self.queue.done(req)
 
+    def _metric_children(self) -> _ControllerMetrics:
+        """This controller's labelled collectors, resolved once per metrics registry (labels() is costly)."""
+        if self._metrics_cache is None or self._metrics_cache.source is not self.metrics:
+            m, n = self.metrics, self.name
+            self._metrics_cache = _ControllerMetrics(
+                m, m.active_workers.labels(n), m.reconcile_errors.labels(n), m.reconcile_time.labels(n),
+                {r: m.reconcile_total.labels(n, r) for r in ("success", "error", "requeue", "requeue_after")})
+        return self._metrics_cache
+
     async def process(self, req: Request) -> None:
         """Reconcile one key and act on the outcome (see the module table)."""
-        m = self.metrics
-        reconcile_id = str(uuid.uuid4())
-        m.active_workers.labels(self.name).inc()
+        m = self._metric_children()
+        reconcile_id = os.urandom(8).hex()
+        m.active.inc()
         started = time.perf_counter()
         with self.tracer.start_as_current_span(
             f"reconcile {self.name}",
@@ -183,23 +202,23 @@ class Controller:
             try:
                 result = await self.reconciler.reconcile(req) or Result()
             except Exception as e:
-                m.reconcile_errors.labels(self.name).inc()
-                m.reconcile_total.labels(self.name, "error").inc()
+                m.errors.inc()
+                m.total["error"].inc()
                 span.record_exception(e)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(e)))
                 log.error("reconcile %s failed: %s", req, e, exc_info=True)
                 self.queue.add_rate_limited(req)
                 return
             finally:
-                m.reconcile_time.labels(self.name).observe(time.perf_counter() - started)
-                m.active_workers.labels(self.name).dec()
+                m.time.observe(time.perf_counter() - started)
+                m.active.dec()
         if result.requeue_after > 0:
             self.queue.forget(req)
             self.queue.add_after(req, result.requeue_after)
-            m.reconcile_total.labels(self.name, "requeue_after").inc()
+            m.total["requeue_after"].inc()
         elif result.requeue:
             self.queue.add_rate_limited(req)
-            m.reconcile_total.labels(self.name, "requeue").inc()
+            m.total["requeue"].inc()
         else:
             self.queue.forget(req)
-            m.reconcile_total.labels(self.name, "success").inc()
+            m.total["success"].inc()

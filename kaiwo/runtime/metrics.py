@@ -7,6 +7,7 @@ tests and several managers in one process never collide.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -70,22 +71,31 @@ class QueueMetricsAdapter:
 
     def __init__(self, source: Callable[[], RuntimeMetrics]) -> None:
         self.source = source
+        # Labelled children resolved once per (registry, queue): labels() is a locked dict lookup that
+        # otherwise dominates the per-key cost of a resync.
+        self._children: dict[tuple[int, str], tuple[Any, ...]] = {}
 
-    @property
-    def m(self) -> RuntimeMetrics:
-        return self.source()
+    def _for(self, name: str) -> tuple[Any, ...]:
+        m = self.source()
+        key = (id(m), name)
+        c = self._children.get(key)
+        if c is None:
+            c = (m.queue_adds.labels(name), m.queue_latency.labels(name), m.work_duration.labels(name),
+                 m.queue_retries.labels(name), m.queue_depth.labels(name))
+            self._children[key] = c
+        return c
 
     def add(self, name: str) -> None:
-        self.m.queue_adds.labels(name).inc()
+        self._for(name)[0].inc()
 
     def get(self, name: str, queue_seconds: float) -> None:
-        self.m.queue_latency.labels(name).observe(queue_seconds)
+        self._for(name)[1].observe(queue_seconds)
 
     def done(self, name: str, work_seconds: float) -> None:
-        self.m.work_duration.labels(name).observe(work_seconds)
+        self._for(name)[2].observe(work_seconds)
 
     def retry(self, name: str) -> None:
-        self.m.queue_retries.labels(name).inc()
+        self._for(name)[3].inc()
 
     def depth(self, name: str, n: int) -> None:
-        self.m.queue_depth.labels(name).set(n)
+        self._for(name)[4].set(n)
