@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kaiwo.devcluster import versions
+from kaiwo.devcluster.addons import module_dir
 
 
 def cache_root() -> Path:
@@ -55,11 +56,23 @@ def _k8s_ldflags(version: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class SourcePatch:
+    """A literal replacement in one file of a module built from a copy of its source (``GoBinary.source``).
+    The build fails unless ``old`` occurs exactly once, so a version bump cannot silently drop a patch."""
+
+    file: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
 class GoBinary:
     """One executable built from a Go main package.
 
     ``module`` names a wrapper module under tools/ (built with ``go build`` inside it, so its go.mod pins
-    and replaces apply); ``None`` means ``go install package@version`` (the package's own go.mod pins).
+    and replaces apply). ``source`` names the Go module that contains the package: the build runs
+    ``go build`` in a copy of that module's source, with its own go.mod and go.sum (so the same build list as
+    ``go install package@version``) and ``patches`` applied. Neither means ``go install package@version``.
     """
 
     name: str
@@ -67,12 +80,26 @@ class GoBinary:
     version: str
     module: str | None = None
     ldflags: tuple[str, ...] = field(default=())
+    source: str | None = None
+    patches: tuple[SourcePatch, ...] = field(default=())
 
     def target(self) -> str:
         return self.package if self.module else f"{self.package}@{self.version}"
 
 
 _K8S = _k8s_ldflags(versions.KUBERNETES)
+
+# Kueue v0.17.1 reads its metrics serving certificate from the fixed folder /etc/kueue/metrics/certs whenever its
+# internal cert management is off (cmd/kueue/main.go), and exits if the files are missing - even with metrics
+# disabled. This patch lets the local cluster point it at the state folder instead; nothing else changes.
+# (`go install -overlay` cannot do it: Go refuses overlays of files in the module cache.)
+KUEUE_METRICS_CERT_DIR_ENV = "KAIWO_DEV_KUEUE_METRICS_CERT_DIR"
+_KUEUE_METRICS_CERTS = SourcePatch(
+    "cmd/kueue/main.go",
+    'metricsCertPath := "/etc/kueue/metrics/certs"',
+    f'metricsCertPath := os.Getenv("{KUEUE_METRICS_CERT_DIR_ENV}")\n'
+    '\t\tif metricsCertPath == "" {\n\t\t\tmetricsCertPath = "/etc/kueue/metrics/certs"\n\t\t}',
+)
 
 BINARIES: dict[str, GoBinary] = {
     b.name: b
@@ -89,10 +116,18 @@ BINARIES: dict[str, GoBinary] = {
         GoBinary("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", versions.KUBERNETES, "k8s", _K8S),
         GoBinary("kubectl", "k8s.io/kubernetes/cmd/kubectl", versions.KUBERNETES, "k8s", _K8S),
         GoBinary("kwok", "sigs.k8s.io/kwok/cmd/kwok", versions.KWOK),
+        GoBinary("kueue", "sigs.k8s.io/kueue/cmd/kueue", versions.KUEUE,
+                 source="sigs.k8s.io/kueue", patches=(_KUEUE_METRICS_CERTS,)),
+        GoBinary("kuberay-operator", "github.com/ray-project/kuberay/ray-operator", versions.KUBERAY),
+        # From a source copy, because `go install ...@v1.2.0` first asks the proxy for the module's version list
+        # (to warn about deprecation) and the module proxy here refuses that list for this module.
+        GoBinary("appwrapper", "github.com/project-codeflare/appwrapper/cmd", versions.APPWRAPPER,
+                 source="github.com/project-codeflare/appwrapper"),
     ]
 }
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
+ADDONS = ("kueue", "kuberay-operator", "appwrapper")
 
 Progress = Callable[[str], None]
 
@@ -136,6 +171,10 @@ class Builder:
     def key(self, b: GoBinary) -> str:
         h = hashlib.sha256()
         h.update(f"{b.target()}\n{' '.join(b.ldflags)}\n{self.go}\n".encode())
+        if b.source:  # only then, so the keys of all other binaries stay as they were
+            h.update(f"source {b.source}\n".encode())
+        for p in b.patches:
+            h.update(f"{p.file}\n{p.old}\n{p.new}\n".encode())
         if b.module:
             for f in ("go.mod", "go.sum"):
                 h.update((self._module_dir(b.module) / f).read_bytes())
@@ -175,25 +214,47 @@ class Builder:
                 # One binary per `go` call keeps output names explicit; the Go build cache shares the packages,
                 # and -p lets each call use every core.
                 out = Path(tmp) / b.name
+                built = out
+                env = _go_env()
                 if module:
                     cmd = ["go", "build", *flags, "-o", str(out), b.package]
                     cwd: Path | None = self._module_dir(module)
-                    env = _go_env()
+                elif b.source:
+                    cwd = copy_source(b, Path(tmp) / f"src-{b.name}")
+                    package = "./" + b.package.removeprefix(b.source).lstrip("/")
+                    cmd = ["go", "build", *flags, "-o", str(out), package]
                 else:
                     cmd = ["go", "install", *flags, b.target()]
                     cwd = None
-                    env = {**_go_env(), "GOBIN": tmp}
-                self.progress(f"  go {cmd[1]} {b.target()}")
+                    env["GOBIN"] = tmp
+                    built = Path(tmp) / b.package.rsplit("/", 1)[-1]  # go install's name
+                self.progress(f"  go {cmd[1]} {b.target()}" + (f" (from {b.source} source)" if b.source else ""))
                 proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
                 if proc.returncode != 0:
                     raise BuildError(f"building {b.name} failed:\n{proc.stderr[-4000:]}")
-                built = out if module else Path(tmp) / b.package.rsplit("/", 1)[-1]
                 dest = paths[b.name]
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 staged = dest.parent / f".{b.name}.tmp"
                 shutil.move(str(built), staged)
                 os.replace(staged, dest)
         self.progress(f"built {names} in {time.monotonic() - started:.0f}s")
+
+
+def copy_source(b: GoBinary, dest: Path) -> Path:
+    """Copy the source of ``b.source`` at ``b.version`` from the module cache to ``dest`` and apply the patches."""
+    assert b.source
+    # Plain copies: the module cache's files and folders are read-only, the copy must be writable and removable.
+    shutil.copytree(module_dir(b.source, b.version), dest, copy_function=shutil.copyfile)
+    for folder in (dest, *(d for d in dest.rglob("*") if d.is_dir())):
+        folder.chmod(0o755)
+    for p in b.patches:
+        path = dest / p.file
+        text = path.read_text()
+        if text.count(p.old) != 1:
+            raise BuildError(f"patch for {b.name} does not apply to {b.source}@{b.version}/{p.file}: "
+                             f"expected exactly one {p.old!r}")
+        path.write_text(text.replace(p.old, p.new))
+    return dest
 
 
 def ensure_binaries(names: Iterable[str] = CONTROL_PLANE, progress: Progress = _stderr) -> dict[str, Path]:

@@ -12,7 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kaiwo.devcluster.build import CONTROL_PLANE, BuildError, ensure_binaries
+from kaiwo.devcluster import addons as addon_registry
+from kaiwo.devcluster.build import ADDONS, CONTROL_PLANE, BuildError, ensure_binaries
 from kaiwo.devcluster.cluster import ClusterError, DevCluster, default_state_dir
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -34,9 +35,9 @@ def _progress(msg: str) -> None:
 
 @app.command()
 def build() -> None:
-    """Build (or find cached) the control-plane binaries from Go modules."""
+    """Build (or find cached) the control-plane and addon binaries from Go modules."""
     try:
-        paths = ensure_binaries(CONTROL_PLANE, progress=_progress)
+        paths = ensure_binaries((*CONTROL_PLANE, *ADDONS), progress=_progress)
     except BuildError as e:
         err.print(f"[red]build failed:[/red] {e}")
         raise typer.Exit(1) from None
@@ -51,11 +52,18 @@ def up(
         Path | None, typer.Option(help="Node topology YAML (default: 4 AMD, 2 NVIDIA, 1 CPU node).")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the cluster.")] = 600,
+    addons: Annotated[str, typer.Option(
+        help=f"Controllers to run: a comma list of {', '.join(addon_registry.ADDONS)}, or all, or none.")] = "all",
 ) -> None:
     """Start the local cluster (idempotent) and print how to use it."""
     cluster = _cluster(state)
     try:
-        kubeconfig = cluster.up(topology=topology, timeout=timeout, progress=_progress)
+        selected = addon_registry.parse_selection(addons)
+    except ValueError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    try:
+        kubeconfig = cluster.up(topology=topology, timeout=timeout, addons=selected, progress=_progress)
     except (ClusterError, BuildError) as e:
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(1) from None
@@ -83,6 +91,7 @@ def status(state: StateOpt = None) -> None:
     if st.phase != "ready":
         raise typer.Exit(0 if st.phase in ("absent", "stopped") else 1)
     typer.echo(f"server: {st.data.get('server')}\nkubeconfig: {cluster.kubeconfig}\nlogs: {cluster.layout.logs}")
+    typer.echo(f"addons: {', '.join(st.data.get('addons', [])) or 'none'}")
     asyncio.run(_print_nodes(str(cluster.kubeconfig)))
 
 

@@ -14,13 +14,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from kaiwo.devcluster.build import Progress, _stderr, ensure_binaries
+from kaiwo.devcluster import addons as addon_registry
+from kaiwo.devcluster.build import CONTROL_PLANE, Progress, _stderr, ensure_binaries
 from kaiwo.devcluster.components import Layout
 from kaiwo.devcluster.process import _die_with_parent, tail
 
@@ -90,19 +92,34 @@ class DevCluster:
 
     def up(
         self, *, topology: Path | None = None, attach: bool = False, timeout: float = 300.0,
-        complete_after_ms: int = 3000, progress: Progress = _stderr,
+        complete_after_ms: int = 3000, addons: Iterable[str] | None = None, progress: Progress = _stderr,
     ) -> Path:
-        """Ensure a ready cluster and return its kubeconfig path."""
+        """Ensure a ready cluster and return its kubeconfig path.
+
+        ``addons`` names the third-party controllers to run (addons.ADDONS; default: all of them). A running
+        cluster is reused only if it runs the same ones.
+        """
+        selected = tuple(addon_registry.ADDONS) if addons is None else tuple(addons)
+        unknown = set(selected) - set(addon_registry.ADDONS)
+        if unknown:
+            raise ClusterError(f"unknown addon(s): {', '.join(sorted(unknown))}")
         st = self.status()
+        if st.running:
+            running = tuple(st.data.get("addons", ()))
+            if set(running) != set(selected):
+                raise ClusterError(f"the cluster in {self.layout.root} runs addons "
+                                   f"[{', '.join(running) or 'none'}], not [{', '.join(selected) or 'none'}]; "
+                                   "stop it with `kaiwo-dev down` first")
         if st.phase == "ready":
             return self.kubeconfig
         if st.phase == "starting":
             return self._wait_ready(st.data["pid"], None, timeout, progress)
-        ensure_binaries(progress=progress)  # builds show progress here, not hidden in the supervisor
+        # Builds show progress here, not hidden in the supervisor.
+        ensure_binaries([*CONTROL_PLANE, *(addon_registry.ADDONS[a].binary for a in selected)], progress=progress)
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self.layout.status.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "kaiwo.devcluster.supervisor", "--state", str(self.layout.root),
-                f"--complete-after-ms={complete_after_ms}"]
+                f"--complete-after-ms={complete_after_ms}", f"--addons={','.join(selected) or 'none'}"]
         if topology:
             argv.append(f"--topology={topology.resolve()}")
         self.layout.logs.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from kaiwo.devcluster import versions
 
@@ -31,12 +32,17 @@ class Ports:
     controller_manager: int
     scheduler: int
     kwok: int
+    # The third-party controllers (addons.py): webhook servers and health probes.
+    kueue_webhook: int
+    kueue_health: int
+    kuberay_health: int
+    appwrapper_health: int
 
     @classmethod
     def pick(cls) -> Ports:
         socks = []
         try:
-            for _ in range(6):  # hold all sockets open so the six ports are distinct
+            for _ in fields(cls):  # hold all sockets open so the ports are distinct
                 s = socket.socket()
                 s.bind(("127.0.0.1", 0))
                 socks.append(s)
@@ -77,8 +83,17 @@ class Layout:
         return self.root / "kwok.yaml"
 
     @property
+    def scheduler_config(self) -> Path:
+        return self.root / "kube-scheduler.yaml"
+
+    @property
     def certs(self) -> Path:
         return self.root / "certs"
+
+    @property
+    def addons(self) -> Path:
+        """Config files and serving certificates of the third-party controllers (rewritten each start)."""
+        return self.root / "addons"
 
     def log(self, component: str) -> Path:
         return self.logs / f"{component}.log"
@@ -140,13 +155,35 @@ def controller_manager(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
+def scheduler_config(layout: Layout) -> dict[str, Any]:
+    """Two profiles: the default scheduler, and ``kaiwo-scheduler`` as upstream Kaiwo installs it (a second
+    kube-scheduler whose NodeResourcesFit scores by RequestedToCapacityRatio on GPUs, i.e. packs GPU pods onto
+    as few nodes as possible). Kaiwo gives the pods it generates ``schedulerName: kaiwo-scheduler``."""
+    gpu_packing = {
+        "type": "RequestedToCapacityRatio",
+        "resources": [{"name": "nvidia.com/gpu", "weight": 5}, {"name": "amd.com/gpu", "weight": 5}],
+        "requestedToCapacityRatio": {"shape": [{"utilization": 0, "score": 0}, {"utilization": 100, "score": 10}]},
+    }
+    return {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": str(layout.kubeconfig)},
+        "leaderElection": {"leaderElect": False},
+        "profiles": [
+            {"schedulerName": "default-scheduler"},
+            {"schedulerName": "kaiwo-scheduler",
+             "pluginConfig": [{"name": "NodeResourcesFit", "args": {"scoringStrategy": gpu_packing}}]},
+        ],
+    }
+
+
 def scheduler(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     return [
-        str(binary), f"--kubeconfig={layout.kubeconfig}",
+        str(binary), f"--config={layout.scheduler_config}",
         f"--authentication-kubeconfig={layout.kubeconfig}", f"--authorization-kubeconfig={layout.kubeconfig}",
         "--bind-address=127.0.0.1", f"--secure-port={ports.scheduler}",
         f"--cert-dir={layout.certs / 'kube-scheduler'}",
-        "--leader-elect=false", "--v=1",
+        "--v=1",
     ]
 
 

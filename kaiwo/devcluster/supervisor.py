@@ -1,8 +1,10 @@
 """The process that owns a running local cluster: ``python -m kaiwo.devcluster.supervisor --state DIR``.
 
 It starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok as its children (they die
-with it), bootstraps the cluster (default StorageClass, fake GPU nodes, third-party CRDs), reports progress in
-``status.json`` and then watches its children until SIGTERM/SIGINT, when it stops them in reverse order.
+with it), bootstraps the cluster (default StorageClass, fake GPU nodes, third-party CRDs), then starts the
+selected third-party controllers (``--addons``: Kueue, KubeRay, AppWrapper; see controllers.py) and installs
+their webhook configurations. It reports progress in ``status.json`` and then watches its children until
+SIGTERM/SIGINT, when it stops them in reverse order.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +27,16 @@ import aiohttp
 import orjson
 import yaml
 
-from kaiwo.devcluster import addons, components, topology, versions
-from kaiwo.devcluster.build import ensure_binaries
+from kaiwo.devcluster import addons, components, controllers, topology, versions
+from kaiwo.devcluster.build import CONTROL_PLANE, ensure_binaries
 from kaiwo.devcluster.components import Layout, Ports
+from kaiwo.devcluster.controllers import Launch
 from kaiwo.devcluster.pki import PKI
 from kaiwo.devcluster.process import ComponentError, Process
-from kaiwo.runtime.client import Client
+from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.objects import has_condition
 
 FIELD_MANAGER = "kaiwo-dev"
-START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 DEFAULT_STORAGE_CLASS = {
     "apiVersion": "storage.k8s.io/v1",
     "kind": "StorageClass",
@@ -104,20 +106,24 @@ def make_pki(layout: Layout) -> None:
 
 class Supervisor:
     def __init__(self, layout: Layout, topo: topology.Topology, complete_after_ms: int,
-                 start_timeout: float = 180.0) -> None:
+                 start_timeout: float = 180.0, addon_names: Iterable[str] = tuple(addons.ADDONS)) -> None:
         self.layout = layout
         self.topology = topo
         self.complete_after_ms = complete_after_ms
         self.start_timeout = start_timeout
+        self.addons = tuple(addon_names)
         self.processes: dict[str, Process] = {}
         self.stopping = asyncio.Event()
+        self.timings: dict[str, float] = {}
+        self._phase_started = time.monotonic()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self.stopping.set)
         started = time.monotonic()
-        write_status(self.layout, pid=os.getpid(), phase="starting", message="starting", components={})
+        write_status(self.layout, pid=os.getpid(), phase="starting", message="starting", components={},
+                     addons=list(self.addons))
         try:
             await self._start()
         except Exception as e:  # report any start failure, then clean up
@@ -135,16 +141,22 @@ class Supervisor:
 
     async def _start(self) -> None:
         layout = self.layout
-        binaries = ensure_binaries(progress=lambda m: write_status(layout, message=m))
+        wanted = [*CONTROL_PLANE, *(addons.ADDONS[a].binary for a in self.addons)]
+        binaries = ensure_binaries(wanted, progress=lambda m: write_status(layout, message=m))
+        self._phase_done("binaries")
         if layout.etcd_data.exists():  # a fresh store each start: stale objects would confuse tests
             shutil.rmtree(layout.etcd_data)
         shutil.rmtree(layout.certs, ignore_errors=True)
+        shutil.rmtree(layout.addons, ignore_errors=True)
         make_pki(layout)
         ports = Ports.pick()
         write_kubeconfig(layout, f"https://127.0.0.1:{ports.apiserver}")
         write_kwok_config(layout, self.complete_after_ms)
+        layout.scheduler_config.write_text(yaml.safe_dump(components.scheduler_config(layout), sort_keys=False))
         write_status(layout, server=f"https://127.0.0.1:{ports.apiserver}", kubeconfig=str(layout.kubeconfig),
                      ports=ports.__dict__, logs=str(layout.logs))
+        ctx = controllers.Context(layout, ports, binaries, PKI(layout.pki))
+        launches = [controllers.LAUNCHERS[name](ctx) for name in self.addons]
         argv: dict[str, Callable[[Path, Layout, Ports], list[str]]] = {
             "etcd": components.etcd,
             "kube-apiserver": components.apiserver,
@@ -156,21 +168,62 @@ class Supervisor:
             for group in (("etcd",), ("kube-apiserver",),
                           ("kube-controller-manager", "kube-scheduler", "kwok")):
                 for name in group:
-                    proc = Process(name, argv[name](binaries[name], layout, ports), layout.log(name))
-                    proc.start()
-                    self.processes[name] = proc
-                    write_status(layout, message=f"starting {name}",
-                                 components={n: {"pid": p.pid, "log": str(p.log)}
-                                             for n, p in self.processes.items()})
-                await asyncio.gather(*(self._wait_healthy(http, name, ports) for name in group))
-        write_status(layout, message="bootstrapping the cluster")
-        async with await Client.from_kubeconfig(str(layout.kubeconfig)) as client:
-            await bootstrap(client, self.topology)
-            for proc in self.processes.values():
-                proc.check()
+                    self._spawn(Process(name, argv[name](binaries[name], layout, ports), layout.log(name)))
+                await _all(self._wait_healthy(http, name, components.health_url(name, ports)) for name in group)
+            self._phase_done("control_plane")
+            write_status(layout, message="bootstrapping the cluster")
+            async with await Client.from_kubeconfig(str(layout.kubeconfig)) as client:
+                conversions = {k: v for launch in launches for k, v in launch.crd_conversions.items()}
+                await bootstrap(client, self.topology, conversions)
+                self._phase_done("bootstrap")
+                if launches:
+                    await self._start_addons(http, client, launches)
+                    self._phase_done("addons")
+                for proc in self.processes.values():
+                    proc.check()
 
-    async def _wait_healthy(self, http: aiohttp.ClientSession, name: str, ports: Ports) -> None:
-        url = components.health_url(name, ports)
+    def _phase_done(self, phase: str) -> None:
+        """Record how long each start phase took (status.json ``start_seconds``), for benchmarks."""
+        now = time.monotonic()
+        self.timings[phase] = round(now - self._phase_started, 2)
+        self._phase_started = now
+        write_status(self.layout, start_seconds=self.timings)
+
+    def _spawn(self, proc: Process) -> None:
+        proc.start()
+        self.processes[proc.name] = proc
+        write_status(self.layout, message=f"starting {proc.name}",
+                     components={n: {"pid": p.pid, "log": str(p.log)} for n, p in self.processes.items()})
+
+    async def _start_addons(self, http: aiohttp.ClientSession, client: Client, launches: list[Launch]) -> None:
+        """Start the controllers together; once each is healthy, install its webhooks and wait until the
+        apiserver reaches them (so a ready cluster never admits objects those webhooks should have changed)."""
+        for launch in launches:
+            for obj in launch.objects:
+                await client.apply(obj, FIELD_MANAGER)
+            self._spawn(Process(launch.name, launch.argv, self.layout.log(launch.name),
+                                env=launch.process_env(self.layout.kubeconfig)))
+
+        async def ready(launch: Launch) -> None:
+            await self._wait_healthy(http, launch.name, launch.health_url)
+            for hook in launch.webhooks:
+                await client.apply(hook, FIELD_MANAGER)
+            if launch.webhooks_answer is not None:
+                answer = launch.webhooks_answer
+                await self._wait_until(launch.name, lambda: answer(client), "its webhooks answer the apiserver")
+
+        await _all(ready(launch) for launch in launches)
+
+    async def _wait_until(self, name: str, check: Callable[[], Any], what: str) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            self.processes[name].check()
+            if await check():
+                return
+            await asyncio.sleep(0.2)
+        raise self.processes[name].failure(f"{what}: not within {self.start_timeout:.0f}s")
+
+    async def _wait_healthy(self, http: aiohttp.ClientSession, name: str, url: str) -> None:
         ctx = components.admin_ssl(self.layout) if name == "kube-apiserver" else components.insecure_ssl()
         deadline = time.monotonic() + self.start_timeout
         last = ""
@@ -201,20 +254,31 @@ class Supervisor:
         return 0
 
     def _stop_all(self) -> None:
-        for name in reversed(START_ORDER):
-            if name in self.processes:
-                self.processes[name].stop()
+        for proc in reversed(self.processes.values()):  # controllers first, etcd last
+            proc.stop()
 
 
-async def bootstrap(client: Client, topo: topology.Topology) -> None:
-    """Cluster content every test expects: a default StorageClass, fake nodes, third-party CRDs."""
+async def _all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run concurrently; the first failure cancels the others and is raised as is."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+async def bootstrap(client: Client, topo: topology.Topology, conversions: Mapping[str, Any] | None = None) -> None:
+    """Cluster content every test expects: a default StorageClass, fake nodes, third-party CRDs (all of them,
+    whichever controllers run; ``conversions`` adds the conversion webhooks of the running ones)."""
     await client.apply(DEFAULT_STORAGE_CLASS, FIELD_MANAGER)
     for node in topology.node_manifests(topo, components.KUBELET_VERSION):
         await client.create(node)
-    for addon in addons.ADDONS.values():
-        for crd in addons.crds(addon):
-            await client.apply(crd, FIELD_MANAGER)
-    await wait_for(lambda: _crds_established(client), "CRDs established")
+    crds = [addons.with_conversion(crd, conversions or {}) for a in addons.ADDONS.values() for crd in addons.crds(a)]
+    await asyncio.gather(*(client.apply(crd, FIELD_MANAGER) for crd in crds))
+    await wait_for(lambda: _crds_served(client, crds), "CRDs served")
     await wait_for(lambda: _nodes_ready(client, topo), "fake nodes Ready")
     await wait_for(lambda: _default_service_account(client), "the default ServiceAccount")
 
@@ -228,9 +292,25 @@ async def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-async def _crds_established(client: Client) -> bool:
-    crds = await client.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-    return all(has_condition(crd, "Established") for crd in crds)
+async def _crds_served(client: Client, crds: list[dict[str, Any]]) -> bool:
+    """Every served version of every CRD is in API discovery (small answers, unlike listing the multi-MB CRDs,
+    which would load the apiserver while it is busy compiling their schemas)."""
+    wanted: dict[str, set[str]] = {}
+    for crd in crds:
+        for v in crd["spec"]["versions"]:
+            if v.get("served", True):
+                wanted.setdefault(f"{crd['spec']['group']}/{v['name']}", set()).add(crd["spec"]["names"]["plural"])
+    for group_version, plurals in wanted.items():
+        try:
+            doc = await client.request("GET", f"/apis/{group_version}")
+        except ApiError as e:
+            if e.not_found:
+                return False
+            raise
+        if not plurals <= {r["name"] for r in doc.get("resources", [])}:
+            return False
+    client.forget_discovery()  # mappings looked up before now may lack the new kinds
+    return True
 
 
 async def _nodes_ready(client: Client, topo: topology.Topology) -> bool:
@@ -251,11 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state", required=True, type=Path)
     ap.add_argument("--topology", type=Path)
     ap.add_argument("--complete-after-ms", type=int, default=3000)
+    ap.add_argument("--addons", default="all", help="comma list of " + ", ".join(addons.ADDONS) + ", all or none")
     args = ap.parse_args(argv)
     layout = Layout(args.state.resolve())
     layout.root.mkdir(parents=True, exist_ok=True)
     topo = topology.load(args.topology)
-    return asyncio.run(Supervisor(layout, topo, args.complete_after_ms).run())
+    selected = addons.parse_selection(args.addons)
+    return asyncio.run(Supervisor(layout, topo, args.complete_after_ms, addon_names=selected).run())
 
 
 if __name__ == "__main__":

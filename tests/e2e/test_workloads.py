@@ -26,10 +26,6 @@ Obj = dict[str, Any]
 
 @pytest.fixture(scope="module")
 async def operator(client: Client, kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[Manager]:
-    # The local cluster runs only the default scheduler (no kaiwo-scheduler yet): point generated pods at it.
-    await client.apply({"apiVersion": "config.kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoConfig",
-                        "metadata": {"name": "kaiwo"},
-                        "spec": {"scheduling": {"kubeSchedulerName": "default-scheduler"}}}, "e2e-workloads")
     mgr_client = await Client.from_kubeconfig(kubeconfig)
     mgr = Manager(mgr_client, ManagerOptions(health_address="", metrics_address=""))
     await qcc.setup(mgr)
@@ -48,7 +44,6 @@ async def operator(client: Client, kubeconfig: str, kaiwo_crds: None) -> AsyncIt
         stop.set()
         await asyncio.wait_for(task, 30)
         await mgr_client.close()
-        await client.delete("config.kaiwo.silogen.ai/v1alpha1", "KaiwoConfig", "kaiwo")
 
 
 def kaiwojob(name: str, ns: str, **spec: Any) -> Obj:
@@ -109,6 +104,7 @@ async def test_multi_node_gpu_job_becomes_an_indexed_job(client: Client, namespa
     assert svc["spec"]["clusterIP"] == "None"
     pods = await client.list("v1", "Pod", namespace, labelSelector="job-name=ddp")
     assert len(pods) == 2 and all(p["spec"]["nodeName"].startswith("amd-mi300x-") for p in pods)
+    assert {p["spec"]["schedulerName"] for p in pods} == {"kaiwo-scheduler"}  # the cluster's bin-packing profile
 
 
 async def test_unsatisfiable_gpu_request_is_an_error_with_a_message(client: Client, namespace: str,
