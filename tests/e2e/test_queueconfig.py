@@ -105,6 +105,38 @@ async def test_custom_config_is_synced_and_pruned_and_others_survive(client: Cli
     await client.delete(KUEUE, "ResourceFlavor", "not-kaiwos")
 
 
+async def test_immutable_flavor_change_is_recreated(client: Client, controller: Manager) -> None:
+    """Kueue forbids changing a ResourceFlavor with a topology; the controller deletes (through Kueue's
+    in-use finalizer) and recreates it."""
+    cfg = copy.deepcopy(await eventually(lambda: ready(client), "READY"))
+    before = await client.get(KUEUE, "ResourceFlavor", CPU_FLAVOR)
+    assert before["spec"].get("topologyName")
+    for f in cfg["spec"]["resourceFlavors"]:
+        if f["name"] == CPU_FLAVOR:
+            f["nodeLabels"] = {**f["nodeLabels"], "kaiwo.dev/e2e": "changed"}
+    await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=cfg)
+
+    async def recreated() -> Obj | None:
+        rf = await client.get_or_none(KUEUE, "ResourceFlavor", CPU_FLAVOR)
+        if rf is None or rf["metadata"]["uid"] == before["metadata"]["uid"]:
+            return None
+        return rf if rf["spec"]["nodeLabels"].get("kaiwo.dev/e2e") == "changed" else None
+
+    rf = await eventually(recreated, "the flavor recreated with the new labels", timeout=60)
+    assert rf["spec"]["topologyName"] == before["spec"]["topologyName"]
+    await eventually(lambda: ready(client), "READY after the recreate")
+    restored = copy.deepcopy(await eventually(lambda: ready(client), "READY"))
+    for f in restored["spec"]["resourceFlavors"]:
+        f.get("nodeLabels", {}).pop("kaiwo.dev/e2e", None)
+    await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=restored)
+
+    async def restored_flavor() -> bool:
+        rf = await client.get_or_none(KUEUE, "ResourceFlavor", CPU_FLAVOR)
+        return rf is not None and "kaiwo.dev/e2e" not in rf["spec"]["nodeLabels"]
+
+    await eventually(restored_flavor, "the flavor restored", timeout=60)
+
+
 async def test_deleted_managed_cluster_queue_comes_back_without_failing(client: Client, controller: Manager) -> None:
     await eventually(lambda: ready(client), "READY")
     for _ in range(3):
