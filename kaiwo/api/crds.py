@@ -15,14 +15,13 @@ Compatibility: the CEL rules use only the base CEL library (`has`, `size`, `all`
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kaiwo.api import config, gpuworkload, kaiwojob, kaiwoservice, queueconfig
+from kaiwo.api import config, generated, gpuworkload, kaiwojob, kaiwoservice, queueconfig
 from kaiwo.api.base import CrdInfo
 from kaiwo.api.schema import openapi_schema
 
@@ -119,29 +118,11 @@ def installable() -> list[JsonDict]:
 
 def write(directory: Path = CRD_DIR, *, check: bool = False) -> list[str]:
     """Write (or with ``check`` compare) the CRD files; returns the names of files that differ."""
-    directory.mkdir(parents=True, exist_ok=True)
-    stale = []
-    for name, text in render().items():
-        path = directory / name
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            stale.append(name)
-            if not check:
-                path.write_text(text, encoding="utf-8")
-    return stale
+    return generated.sync(directory, render(), check=check)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kaiwo.api.crds", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=CRD_DIR, help="directory to write (default: %(default)s)")
-    parser.add_argument("--check", action="store_true", help="only check that the files are up to date")
-    args = parser.parse_args(argv)
-    stale = write(args.out, check=args.check)
-    if args.check and stale:
-        print(f"out of date: {', '.join(stale)}; run `python -m kaiwo.api.crds`", file=sys.stderr)
-        return 1
-    for name in stale:
-        print(f"wrote {args.out / name}")
-    return 0
+    return generated.main("kaiwo.api.crds", __doc__.split("\n")[0], render, CRD_DIR, argv)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,13 @@ to parse are shown in words.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from kaiwo.api import types
+from kaiwo.api import generated, types
 from kaiwo.api.base import CrdInfo
 from kaiwo.api.common import GPU_VENDOR_PATTERN
 from kaiwo.api.crds import ALL, REPO_ROOT, root_schema, to_yaml
@@ -202,30 +201,12 @@ def render() -> dict[str, str]:
 
 
 def write(directory: Path = DOCS_DIR, *, check: bool = False) -> list[str]:
-    """Write (or with ``check`` compare) the pages; returns the names of pages that differ."""
-    directory.mkdir(parents=True, exist_ok=True)
-    stale = []
-    for name, text in render().items():
-        path = directory / name
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            stale.append(name)
-            if not check:
-                path.write_text(text, encoding="utf-8")
-    return stale
+    """Write (or with ``check`` compare) the pages; returns the names of files that differ."""
+    return generated.sync(directory, render(), check=check)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kaiwo.api.docs", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=DOCS_DIR, help="directory to write (default: %(default)s)")
-    parser.add_argument("--check", action="store_true", help="only check that the pages are up to date")
-    args = parser.parse_args(argv)
-    stale = write(args.out, check=args.check)
-    if args.check and stale:
-        print(f"out of date: {', '.join(stale)}; run `python -m kaiwo.api.docs`", file=sys.stderr)
-        return 1
-    for name in stale:
-        print(f"wrote {args.out / name}")
-    return 0
+    return generated.main("kaiwo.api.docs", __doc__.split("\n")[0], render, DOCS_DIR, argv)
 
 
 if __name__ == "__main__":
