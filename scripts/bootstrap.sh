@@ -8,7 +8,7 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 1
 fi
 if ! command -v go >/dev/null; then
-  echo "the local cluster is built from Go modules: install Go >= 1.25 (https://go.dev/dl) and retry" >&2
+  echo "the local cluster is built from Go modules: install Go >= 1.26 (https://go.dev/dl) and retry" >&2
   exit 1
 fi
 stamp=.venv/.kaiwo-installed
