@@ -123,13 +123,19 @@ class WorkloadReconciler:
         await self._ensure_local_queue(cr, queue)
         failures += await self._apply(built.workload)
         if failures:
-            await self.events.emit(cr, "SpecNotApplied", "; ".join(failures), warning=True)
-            conditions.append(st.condition("SpecApplied", False, "ImmutableField", "; ".join(failures)))
+            message = "; ".join(failures)
+            immutable = "immutable" in message.lower()
+            await self.events.emit(cr, "SpecNotApplied", message, warning=True)
+            conditions.append(st.condition("SpecApplied", False, "ImmutableField" if immutable else "InvalidChild",
+                                           message))
         else:
             conditions.append(st.condition("SpecApplied", True, "Applied", "children match the spec"))
         phase_now, admitted_cond = self._observe(built)
         if admitted_cond:
             conditions.append(admitted_cond)
+        main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
+        if failures and main is not None and self._live(main) is None:
+            phase_now = st.Phase("ERROR")  # the child cannot be created at all: say so instead of STARTING forever
         await self._set(cr, phase_now.status, conditions)
         return Result(requeue_after=ERROR_RETRY) if phase_now.status == "ERROR" else None
 
@@ -155,6 +161,7 @@ class WorkloadReconciler:
         return inf.get(object_key(obj)) if inf is not None else None
 
     async def _apply(self, objs: tuple[Obj, ...]) -> list[str]:
+        """Apply each object; the apiserver's rejections (422) come back as messages, other errors raise."""
         failures = []
         for obj in objs:
             try:

@@ -168,6 +168,8 @@ def mutate(template: Obj | None, w: Workload, role: Role) -> Obj | TranslateErro
             spec["securityContext"] = dict(SECURITY_CONTEXT)
         volumes.append({"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": role.shm_size}})
         mounts.append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
+    elif role.restart_policy and not spec.get("restartPolicy"):
+        spec["restartPolicy"] = role.restart_policy  # a user template without one would be rejected (Jobs need it)
     if volumes:
         spec["volumes"] = _merge_named(spec.get("volumes"), volumes)
     if w.spec.image_pull_secrets:

@@ -51,8 +51,9 @@ def kaiwojob(name: str, ns: str, **spec: Any) -> Obj:
     meta: Obj = {"name": name, "namespace": ns}
     if annotations:
         meta["annotations"] = annotations
+    full = {"image": "busybox:1.36", "entrypoint": "echo hello", **spec}
     return {"apiVersion": API, "kind": "KaiwoJob", "metadata": meta,
-            "spec": {"image": "busybox:1.36", "entrypoint": "echo hello", **spec}}
+            "spec": {k: v for k, v in full.items() if v is not None}}
 
 
 async def phase_is(client: Client, kind: str, name: str, ns: str, *phases: str) -> Obj | None:
@@ -145,3 +146,87 @@ async def test_deleting_a_job_removes_its_children(client: Client, namespace: st
         return await client.get_or_none("batch/v1", "Job", "gone", namespace) is None
 
     await eventually(collected, "the Job garbage-collected", timeout=60)
+
+
+async def test_nvidia_8gpu_job_has_upstreams_fields(client: Client, namespace: str, operator: Manager) -> None:
+    await client.create(kaiwojob("train", namespace, gpus=8, gpuVendor="nvidia", user="alice@example.com",
+                                 annotations={"kwok.kaiwo.dev/duration": "60s"}))
+    await eventually(lambda: phase_is(client, "KaiwoJob", "train", namespace, "RUNNING"), "train RUNNING",
+                     timeout=90)
+    job = await client.get("batch/v1", "Job", "train", namespace)
+    labels = job["metadata"]["labels"]
+    assert labels["kaiwo.silogen.ai/user"] == "alice-example.com" and labels["kaiwo.silogen.ai/type"] == "job"
+    assert labels["kaiwo.silogen.ai/run-id"] and labels["kueue.x-k8s.io/queue-name"] == "kaiwo"
+    assert job["spec"]["suspend"] is False  # Kueue unsuspended it; Kaiwo created it suspended
+    assert job["spec"]["backoffLimit"] == 0 and job["spec"]["ttlSecondsAfterFinished"] == 3600
+    pod = job["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["command"][:2] == ["/bin/sh", "-c"] or c["command"][0].endswith("sh")
+    assert c["resources"]["requests"] == c["resources"]["limits"] == {
+        "cpu": "32", "memory": "256Gi", "nvidia.com/gpu": "8"}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert (env["NUM_GPUS"], env["NUM_REPLICAS"], env["NUM_GPUS_PER_REPLICA"]) == ("8", "1", "8")
+    assert pod["schedulerName"] == "kaiwo-scheduler"
+    assert pod["securityContext"] == {"fsGroup": 1000, "runAsGroup": 1000, "runAsUser": 1000}
+    assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in pod["volumes"])  # /dev/shm
+    (p,) = await client.list("v1", "Pod", namespace, labelSelector="job-name=train")
+    assert p["spec"]["nodeName"].startswith("nvidia-h100-")
+
+
+async def test_user_job_spec_and_ttl_are_kept_and_metadata_reaches_pods(client: Client, namespace: str,
+                                                                       operator: Manager) -> None:
+    await client.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": namespace},
+                         "stringData": {"token": "t"}})
+    await client.create(kaiwojob(
+        "custom", namespace, entrypoint=None, annotations={"team.example.com/cost-center": "42"},
+        podTemplateSpecLabels={"team": "vision"}, env=[{"name": "MODE", "value": "fast"}],
+        imagePullSecrets=[{"name": "registry"}],
+        secretVolumes=[{"name": "creds", "secretName": "creds", "mountPath": "/secrets"}],
+        job={"apiVersion": "batch/v1", "kind": "Job", "spec": {
+            "ttlSecondsAfterFinished": 60, "template": {"spec": {"containers": [
+                {"name": "workload", "image": "busybox:1.36", "command": ["sh", "-c", "echo custom"]}]}}}}))
+    done = await eventually(lambda: phase_is(client, "KaiwoJob", "custom", namespace, "COMPLETE", "FAILED", "ERROR"),
+                            "custom finished", timeout=90)
+    assert done["status"]["status"] == "COMPLETE", done["status"]
+    job = await client.get("batch/v1", "Job", "custom", namespace)
+    assert job["spec"]["ttlSecondsAfterFinished"] == 60
+    tmpl = job["spec"]["template"]
+    assert tmpl["metadata"]["labels"]["team"] == "vision"
+    assert tmpl["metadata"]["annotations"]["team.example.com/cost-center"] == "42"
+    c = tmpl["spec"]["containers"][0]
+    assert c["command"] == ["sh", "-c", "echo custom"]
+    assert {"name": "MODE", "value": "fast"} in c["env"]
+    assert tmpl["spec"]["imagePullSecrets"] == [{"name": "registry"}]
+    assert any(m["mountPath"] == "/secrets" for m in c["volumeMounts"])
+    assert any(v.get("secret", {}).get("secretName") == "creds" for v in tmpl["spec"]["volumes"])
+
+
+async def test_ray_job_splits_gpus_over_workers_with_a_gpu_free_head(client: Client, namespace: str,
+                                                                     operator: Manager) -> None:
+    await client.create(kaiwojob("ray-train", namespace, ray=True, gpus=14, entrypoint="python train.py"))
+    rayjob = await eventually(lambda: client.get_or_none("ray.io/v1", "RayJob", "ray-train", namespace),
+                              "RayJob ray-train")
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    (group,) = cluster["workerGroupSpecs"]
+    assert group["replicas"] == 2
+    assert group["template"]["spec"]["containers"][0]["resources"]["limits"]["amd.com/gpu"] == "7"
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]
+    assert "amd.com/gpu" not in head.get("limits", {}) and "amd.com/gpu" not in head.get("requests", {})
+    assert rayjob["spec"]["shutdownAfterJobFinishes"] is True
+    assert rayjob["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "kaiwo"
+    await eventually(lambda: phase_is(client, "KaiwoJob", "ray-train", namespace, "STARTING", "RUNNING"),
+                     "ray-train admitted and starting", timeout=90)
+
+
+async def test_ray_service_is_wrapped_in_an_appwrapper(client: Client, namespace: str, operator: Manager) -> None:
+    await client.create({"apiVersion": API, "kind": "KaiwoService",
+                         "metadata": {"name": "serve", "namespace": namespace},
+                         "spec": {"image": "rayproject/ray:2.9.0", "ray": True, "gpus": 2,
+                                  "rayService": {"serveConfigV2": "applications: []"}}})
+    aw = await eventually(lambda: client.get_or_none("workload.codeflare.dev/v1beta2", "AppWrapper", "serve",
+                                                     namespace), "AppWrapper serve")
+    assert aw["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "kaiwo"
+    (component,) = aw["spec"]["components"]
+    assert component["template"]["kind"] == "RayService"
+    await eventually(lambda: client.get_or_none("ray.io/v1", "RayService", "serve", namespace),
+                     "the RayService created by the AppWrapper after admission", timeout=90)
