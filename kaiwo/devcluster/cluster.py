@@ -24,7 +24,7 @@ import orjson
 from kaiwo.devcluster import addons as addon_registry
 from kaiwo.devcluster.build import CONTROL_PLANE, Progress, _stderr, ensure_binaries
 from kaiwo.devcluster.components import Layout
-from kaiwo.devcluster.process import _die_with_parent, tail
+from kaiwo.devcluster.process import _die_with_parent, pid_alive, tail
 
 
 def default_state_dir(name: str = "default") -> Path:
@@ -34,23 +34,6 @@ def default_state_dir(name: str = "default") -> Path:
 
 class ClusterError(RuntimeError):
     pass
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _cmdline(pid: int) -> str:
@@ -86,7 +69,7 @@ class DevCluster:
         except (OSError, orjson.JSONDecodeError):
             return Status("absent", "no cluster in this state folder", {})
         phase = data.get("phase", "absent")
-        if phase in ("starting", "ready") and not _pid_alive(data.get("pid")):
+        if phase in ("starting", "ready") and not pid_alive(data.get("pid")):
             phase, data["message"] = "failed", "the supervisor process is gone"
         return Status(phase, data.get("message", ""), data)
 
@@ -149,7 +132,7 @@ class DevCluster:
                 return self.kubeconfig
             if st.phase == "failed":
                 raise ClusterError(f"local cluster failed to start: {st.message}")
-            exited = proc.poll() is not None if proc else not _pid_alive(pid)
+            exited = proc.poll() is not None if proc else not pid_alive(pid)
             if exited and st.phase != "ready":
                 raise ClusterError("the cluster supervisor exited during start:\n"
                                    + tail(self.layout.log("supervisor")))
@@ -161,7 +144,7 @@ class DevCluster:
         """Stop the cluster; True if one was running."""
         data = self.status().data
         pid = data.get("pid")
-        if not pid or not _pid_alive(pid):
+        if not pid or not pid_alive(pid):
             self._reap_leftovers(data)
             return False
         self._terminate(pid, None, timeout)
@@ -175,7 +158,7 @@ class DevCluster:
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
                 return
-            if proc is None and not _pid_alive(pid):
+            if proc is None and not pid_alive(pid):
                 return
             time.sleep(0.1)
         with contextlib.suppress(ProcessLookupError):
@@ -188,6 +171,6 @@ class DevCluster:
         """Kill components recorded in the status that are somehow still alive (belt and braces)."""
         for name, comp in data.get("components", {}).items():
             pid = comp.get("pid")
-            if _pid_alive(pid) and name in _cmdline(pid):  # never signal a reused pid
+            if pid_alive(pid) and name in _cmdline(pid):  # never signal a reused pid
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)

@@ -40,6 +40,24 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def pid_alive(pid: int | None) -> bool:
+    """Whether ``pid`` runs (a zombie counts as dead; when unsure, alive)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
 def tail(path: Path, lines: int = 25) -> str:
     try:
         with open(path, "rb") as f:

@@ -16,32 +16,21 @@ from pathlib import Path
 import pytest
 
 from kaiwo.devcluster.cluster import DevCluster
+from kaiwo.devcluster.process import pid_alive
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("KAIWO_E2E_KUBECONFIG")), reason="needs the locally built control plane"
 )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _wait_dead(pids: list[int], timeout: float = 15) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        alive = [p for p in pids if _alive(p)]
+        alive = [p for p in pids if pid_alive(p)]
         if not alive:
             return []
         time.sleep(0.1)
-    return [p for p in pids if _alive(p)]
+    return [p for p in pids if pid_alive(p)]
 
 
 def _component_pids(cluster: DevCluster) -> dict[str, int]:

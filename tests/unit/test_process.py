@@ -1,4 +1,3 @@
-import os
 import subprocess
 import sys
 import textwrap
@@ -7,16 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kaiwo.devcluster.process import ComponentError, Process
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+from kaiwo.devcluster.process import ComponentError, Process, pid_alive
 
 
 def test_stop_terminates_the_process(tmp_path: Path) -> None:
@@ -61,10 +51,10 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
-    assert _alive(child)
+    assert pid_alive(child)
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
+    while pid_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child), "child outlived its SIGKILLed parent"
+    assert not pid_alive(child), "child outlived its SIGKILLed parent"
