@@ -11,6 +11,9 @@ Reconcile of the singleton ``kaiwo`` (upstream-kaiwo.md §2.10, DECISIONS 8-9):
    changed, delete what Kaiwo owns (label + ownerReference) but no longer wants, never touch other objects;
    a ResourceFlavor whose immutable spec changed is deleted (finalizer removed) and recreated;
 5. write ``status.status`` READY or FAILED with a ``Ready`` condition saying what failed; retry after 30 s.
+Every real change of a Kueue object is an event on the KaiwoQueueConfig, named as upstream's
+``KaiwoQueueConfig<Kind><Created|Updated|Deleted>`` or ``KaiwoQueueConfig<Kind>Failed`` (Warning); a pass that
+changes nothing emits nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from kaiwo.controllers import settings
 from kaiwo.runtime.apply import Applier
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.controller import Controller, Request, Result
+from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
 from kaiwo.translate import nodepools, queueconfig
@@ -99,6 +103,7 @@ class QueueConfigReconciler:
         self.caches = caches
         self.applier = Applier(client, FIELD_MANAGER)
         self.node_applier = Applier(client, NODE_FIELD_MANAGER, hash_annotation="kaiwo.silogen.ai/nodepool-hash")
+        self.events = EventRecorder(client, FIELD_MANAGER)
 
     async def reconcile(self, req: Request) -> Result | None:
         if req.name != NAME:
@@ -135,7 +140,7 @@ class QueueConfigReconciler:
             informer = c.kueue.get(kind)
             if informer is None:
                 continue
-            errors += await self._sync(kind, objs, informer, live["metadata"]["uid"])
+            errors += await self._sync(live, kind, objs, informer)
         await self._write_status(live, errors)
         return Result(requeue_after=FAILED_RETRY) if errors else None
 
@@ -161,19 +166,28 @@ class QueueConfigReconciler:
                     errors.append(f"labelling node {name}: {e.message}")
         return errors
 
-    async def _sync(self, kind: str, objs: list[Obj], informer: Informer, owner_uid: str) -> list[str]:
+    async def _sync(self, live: Obj, kind: str, objs: list[Obj], informer: Informer) -> list[str]:
         errors = []
         wanted = set()
+        owner_uid = live["metadata"]["uid"]
         for obj in objs:
             key = object_key(obj)
             wanted.add(key)
+            existing = informer.get(key)
             try:
-                await self.applier.apply(obj, informer.get(key))
+                if await self.applier.apply(obj, existing) is not None:
+                    action = "Updated" if existing is not None else "Created"
+                    await self.events.emit(live, f"{KIND}{kind}{action}", f"{action.lower()} {kind} {key}")
             except ApiError as e:
-                if kind == "ResourceFlavor" and e.status == 422 and informer.get(key) is not None:
-                    errors += await self._recreate_flavor(obj)
+                if kind == "ResourceFlavor" and e.status == 422 and existing is not None:
+                    failed = await self._recreate_flavor(obj)
+                    errors += failed
+                    if not failed:
+                        await self.events.emit(live, f"{KIND}{kind}Updated", f"recreated {kind} {key}")
                 else:
                     errors.append(f"{kind} {key}: {e.message or e}")
+                    await self.events.emit(live, f"{KIND}{kind}Failed", f"{kind} {key}: {e.message or e}",
+                                           warning=True)
         for existing in informer.objects():
             key = object_key(existing)
             refs = existing["metadata"].get("ownerReferences") or []
@@ -183,8 +197,11 @@ class QueueConfigReconciler:
                 try:
                     await self.client.delete(existing["apiVersion"], kind, meta["name"], meta.get("namespace"))
                     log.info("pruned %s %s", kind, key)
+                    await self.events.emit(live, f"{KIND}{kind}Deleted", f"deleted {kind} {key}: no longer wanted")
                 except ApiError as e:
                     errors.append(f"pruning {kind} {key}: {e.message}")
+                    await self.events.emit(live, f"{KIND}{kind}Failed", f"pruning {kind} {key}: {e.message}",
+                                           warning=True)
         return errors
 
     async def _recreate_flavor(self, obj: Obj) -> list[str]:

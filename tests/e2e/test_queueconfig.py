@@ -104,6 +104,15 @@ async def test_custom_config_is_synced_and_pruned_and_others_survive(client: Cli
     assert await client.get_or_none(KUEUE, "ResourceFlavor", "not-kaiwos") is not None
     await client.delete(KUEUE, "ResourceFlavor", "not-kaiwos")
 
+    async def sync_events() -> set[str] | None:
+        events = await client.list("v1", "Event", "default")
+        reasons = {e["reason"] for e in events if e["involvedObject"].get("kind") == "KaiwoQueueConfig"
+                   and "team-a" in e.get("message", "")}
+        wanted = {"KaiwoQueueConfigClusterQueueCreated", "KaiwoQueueConfigClusterQueueDeleted"}
+        return reasons if wanted <= reasons else None
+
+    await eventually(sync_events, "Created and Deleted events of ClusterQueue team-a")
+
 
 async def test_immutable_flavor_change_is_recreated(client: Client, controller: Manager) -> None:
     """Kueue forbids changing a ResourceFlavor with a topology; the controller deletes (through Kueue's
