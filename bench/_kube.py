@@ -15,7 +15,7 @@ import platform
 import secrets
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +163,28 @@ async def delete_namespace(client: Client, ns: str, timeout: float = 120.0) -> f
                              "(is the namespace controller of kube-controller-manager running?)")
         await asyncio.sleep(0.5)
     return time.perf_counter() - started
+
+
+@contextlib.asynccontextmanager
+async def configmap_namespace(
+    client: Client, prefix: str, n: int, concurrency: int, create_timeout: float, what: str = "ConfigMaps",
+) -> AsyncIterator[tuple[str, dict[str, float]]]:
+    """A fresh namespace holding ``n`` ConfigMaps ``cm-000000``...; yields (namespace, creation timings) and
+    deletes the namespace afterwards (a failed clean-up is a warning, not a failed benchmark)."""
+    ns = await create_namespace(client, prefix)
+    try:
+        print(f"namespace {ns}: creating {n} {what}, {concurrency} at a time", flush=True)
+        created = await create_all(client, lambda i: configmap(ns, f"cm-{i:06d}", i), n, concurrency,
+                                   timeout=create_timeout)
+        print(f"  created {n} in {created['wall_s']:.1f} s ({created['per_s']:.0f}/s, "
+              f"{created['cpu_s']:.1f} CPU s)", flush=True)
+        yield ns, created
+    finally:
+        try:
+            seconds = await delete_namespace(client, ns)
+            print(f"deleted namespace {ns} ({seconds:.1f} s)", flush=True)
+        except Exception as e:
+            print(f"WARNING: cleaning up namespace {ns} failed: {e}", file=sys.stderr)
 
 
 def configmap(ns: str, name: str, i: int) -> Obj:

@@ -46,10 +46,7 @@ from bench._kube import (
     BenchError,
     ClusterHandle,
     CpuWall,
-    configmap,
-    create_all,
-    create_namespace,
-    delete_namespace,
+    configmap_namespace,
     machine,
     print_machine,
     reset_peak_rss,
@@ -300,18 +297,10 @@ def measure_in_child(kubeconfig: str, ns: str, n: int, variant: str, timeout: fl
 
 
 async def run(args: argparse.Namespace, kubeconfig: str) -> dict[str, Any]:
-    client = await Client.from_kubeconfig(kubeconfig)
-    ns = ""
     report: dict[str, Any] = {}
-    try:
-        ns = await create_namespace(client, "kaiwo-bench-informer-")
-        print(f"namespace {ns}: creating {args.objects} ConfigMaps, {args.concurrency} at a time", flush=True)
-        report["create"] = await create_all(
-            client, lambda i: configmap(ns, f"cm-{i:06d}", i), args.objects, args.concurrency,
-            timeout=args.create_timeout)
-        c = report["create"]
-        print(f"  created {args.objects} in {c['wall_s']:.1f} s ({c['per_s']:.0f}/s, {c['cpu_s']:.1f} CPU s)",
-              flush=True)
+    async with await Client.from_kubeconfig(kubeconfig) as client, configmap_namespace(
+            client, "kaiwo-bench-informer-", args.objects, args.concurrency, args.create_timeout) as (ns, created):
+        report["create"] = created
         gc.collect()
         print("measuring in this process: baseline", flush=True)
         in_process = await measure(client, ns, args.objects, "baseline", args.timeout)
@@ -324,14 +313,6 @@ async def run(args: argparse.Namespace, kubeconfig: str) -> dict[str, Any]:
                 row["where"] = "child process"
                 rows.append(row)
         report["results"] = rows
-    finally:
-        if ns:
-            try:
-                seconds = await delete_namespace(client, ns)
-                print(f"deleted namespace {ns} ({seconds:.1f} s)", flush=True)
-            except Exception as e:
-                print(f"WARNING: cleaning up namespace {ns} failed: {e}", file=sys.stderr)
-        await client.close()
     report["namespace"] = ns
     return report
 

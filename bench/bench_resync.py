@@ -39,7 +39,6 @@ import io
 import json
 import pstats
 import statistics
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -51,10 +50,7 @@ from bench._kube import (
     BenchError,
     ClusterHandle,
     CpuWall,
-    configmap,
-    create_all,
-    create_namespace,
-    delete_namespace,
+    configmap_namespace,
     machine,
     print_machine,
     wait_until,
@@ -367,30 +363,14 @@ async def run_layout(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def run(args: argparse.Namespace, kubeconfig: str) -> dict[str, Any]:
-    client = await Client.from_kubeconfig(kubeconfig)
-    ns = ""
-    report: dict[str, Any] = {}
-    try:
-        ns = await create_namespace(client, "kaiwo-bench-resync-")
-        print(f"namespace {ns}: creating {args.objects} parent ConfigMaps, {args.concurrency} at a time", flush=True)
-        report["create"] = await create_all(
-            client, lambda i: configmap(ns, f"cm-{i:06d}", i), args.objects, args.concurrency,
-            timeout=args.create_timeout)
-        c = report["create"]
-        print(f"  created {args.objects} in {c['wall_s']:.1f} s ({c['per_s']:.0f}/s)", flush=True)
-
-        report["layouts"] = {}
+    report: dict[str, Any] = {"layouts": {}}
+    async with await Client.from_kubeconfig(kubeconfig) as client, configmap_namespace(
+            client, "kaiwo-bench-resync-", args.objects, args.concurrency, args.create_timeout,
+            "parent ConfigMaps") as (ns, created):
+        report["create"] = created
         for layout in args.layouts:  # the children made by the first layout's pass are reused by the next
             bench = Bench(client, ns, args.objects, args.workers, layout)
             report["layouts"][layout] = await run_layout(bench, args)
-    finally:
-        if ns:
-            try:
-                seconds = await delete_namespace(client, ns)
-                print(f"deleted namespace {ns} ({seconds:.1f} s)", flush=True)
-            except Exception as e:
-                print(f"WARNING: cleaning up namespace {ns} failed: {e}", file=sys.stderr)
-        await client.close()
     report["namespace"] = ns
     return report
 
