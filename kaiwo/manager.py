@@ -6,6 +6,18 @@ while it holds the leader Lease, and shuts down gracefully on SIGTERM (releasing
 
 Controllers: KaiwoQueueConfig, KaiwoJob, KaiwoService. At start-up the KaiwoConfig singleton ``kaiwo`` is created
 (empty, so every default applies) when it is missing, as upstream does.
+
+Upstream's feature switches (environment variables, upstream-kaiwo.md §3) are read too. Booleans accept
+true/false (also 1/0, yes/no, on/off, any case); any other value is an error naming the variable.
+- ``FORMATTED_LOGS=true``: human-readable text logs instead of JSON (``--log-format``/``KAIWO_LOG_FORMAT`` win).
+- ``DISABLE_WEBHOOKS`` (only true), ``ENFORCE_KAIWO_ON_GPU_WORKLOADS``, ``RESOURCE_MONITORING_ENABLED`` and
+  ``GPU_PREEMPTION_ENABLED`` (only false): switches of features this operator does not have (admission
+  webhooks, GPU utilisation monitoring, idle-GPU preemption). The "off" value, which upstream's manifests set, is
+  accepted; the "on" value stops the start-up with an error instead of running silently without the feature.
+- Not applicable, ignored as upstream ignores them when their feature is off: ``WEBHOOK_CERT_DIRECTORY``,
+  ``DEFAULT_CLUSTER_QUEUE_NAME`` (webhook path only), ``RESOURCE_MONITORING_{METRICS_ENDPOINT,POLLING_INTERVAL}``,
+  ``GPU_PREEMPTION_*``. Upstream's ``--metrics-secure``, ``--enable-http2`` and ``--webhook-cert-*`` flags do not
+  exist here (metrics are plain HTTP); passing them is an "unrecognized arguments" error.
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ from kaiwo.runtime.tracing import setup_tracing
 
 log = logging.getLogger("kaiwo.manager")
 LEASE_NAME = "83fc2279.silogen.ai"  # upstream's leader-election ID, so old and new never run together
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "text")
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,23 @@ class Config:
     log_format: str
 
 
+@dataclass(frozen=True)
+class AbsentFeature:
+    """An upstream feature switch for a feature this operator does not have: only ``off`` is accepted."""
+
+    env: str
+    off: bool
+    feature: str
+
+
+ABSENT_FEATURES = (
+    AbsentFeature("DISABLE_WEBHOOKS", True, "admission webhooks"),
+    AbsentFeature("ENFORCE_KAIWO_ON_GPU_WORKLOADS", False, "enforcing Kaiwo on GPU Jobs (a Job admission webhook)"),
+    AbsentFeature("RESOURCE_MONITORING_ENABLED", False, "GPU utilisation monitoring"),
+    AbsentFeature("GPU_PREEMPTION_ENABLED", False, "idle-GPU preemption (the GpuWorkload controller)"),
+)
+
+
 def _env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None:
@@ -53,7 +84,14 @@ def _env_bool(name: str, default: bool) -> bool:
         return True
     if value.lower() in ("0", "false", "no", "off"):
         return False
-    raise SystemExit(f"{name}={value!r}: expected true or false")
+    raise ValueError(f"{name}={value!r}: expected true or false")
+
+
+def _check_absent_features() -> None:
+    for f in ABSENT_FEATURES:
+        if _env_bool(f.env, f.off) != f.off:
+            raise ValueError(f"{f.env}={os.environ[f.env]}: {f.feature} is not implemented by this operator; "
+                             f"unset {f.env} or set it to {str(f.off).lower()}")
 
 
 def _namespace_default() -> str:
@@ -68,24 +106,34 @@ def parse(argv: list[str] | None = None) -> Config:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m kaiwo.manager", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    try:
+        _check_absent_features()
+        leader_elect = _env_bool("KAIWO_LEADER_ELECT", True)
+        formatted_logs = _env_bool("FORMATTED_LOGS", False)
+    except ValueError as e:
+        p.error(str(e))
     p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig file (default: in-cluster)")
     p.add_argument("--context", default=env("KAIWO_CONTEXT"))
-    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction,
-                   default=_env_bool("KAIWO_LEADER_ELECT", True))
+    p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=leader_elect)
     p.add_argument("--leader-election-namespace", default=env("KAIWO_LEADER_ELECTION_NAMESPACE")
                    or _namespace_default())
-    p.add_argument("--lease-duration", type=float, default=float(env("KAIWO_LEASE_DURATION", "15")))
-    p.add_argument("--renew-deadline", type=float, default=float(env("KAIWO_RENEW_DEADLINE", "10")))
-    p.add_argument("--retry-period", type=float, default=float(env("KAIWO_RETRY_PERIOD", "2")))
+    p.add_argument("--lease-duration", type=float, default=env("KAIWO_LEASE_DURATION", "15"))
+    p.add_argument("--renew-deadline", type=float, default=env("KAIWO_RENEW_DEADLINE", "10"))
+    p.add_argument("--retry-period", type=float, default=env("KAIWO_RETRY_PERIOD", "2"))
     p.add_argument("--metrics-bind-address", default=env("KAIWO_METRICS_BIND_ADDRESS", ":8080"),
                    help="host:port for /metrics; empty or 0 disables")
     p.add_argument("--health-probe-bind-address", default=env("KAIWO_HEALTH_PROBE_BIND_ADDRESS", ":8081"))
-    p.add_argument("--workers", type=int, default=int(env("KAIWO_WORKERS", "2")),
+    p.add_argument("--workers", type=int, default=env("KAIWO_WORKERS", "2"),
                    help="concurrent reconciles per controller")
     p.add_argument("--log-level", default=env("KAIWO_LOG_LEVEL", "info"),
-                   choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", default=env("KAIWO_LOG_FORMAT", "json"), choices=["json", "text"])
-    a = p.parse_args(argv)
+                   choices=LOG_LEVELS)
+    p.add_argument("--log-format", default=env("KAIWO_LOG_FORMAT", "text" if formatted_logs else "json"),
+                   choices=LOG_FORMATS)
+    a = p.parse_args(argv)  # string defaults (from the environment) go through `type` too
+    # argparse checks `choices` of flags given on the command line only, not of defaults from the environment
+    for flag, value, allowed in (("--log-level", a.log_level, LOG_LEVELS), ("--log-format", a.log_format, LOG_FORMATS)):
+        if value not in allowed:
+            p.error(f"{flag} {value!r} (from the environment): choose from {', '.join(allowed)}")
     if a.workers < 1:
         p.error(f"--workers must be at least 1 (got {a.workers})")
     if a.leader_elect:

@@ -101,6 +101,15 @@ _KUEUE_METRICS_CERTS = SourcePatch(
     '\t\tif metricsCertPath == "" {\n\t\t\tmetricsCertPath = "/etc/kueue/metrics/certs"\n\t\t}',
 )
 
+# The chart tests' helm, with the ldflags of helm's Makefile: its version, and the Kubernetes version that
+# `helm template` and `helm lint` assume without a cluster (the Makefile derives it from helm's k8s.io/client-go,
+# v0.37.0 in helm v3.22.0; unset, helm assumes v1.20 and refuses charts needing newer).
+_HELM = (
+    f"-X helm.sh/helm/v3/internal/version.version={versions.HELM}",
+    *(f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}"
+      for pkg in ("chartutil", "lint/rules") for part, value in (("Major", "1"), ("Minor", "37"))),
+)
+
 BINARIES: dict[str, GoBinary] = {
     b.name: b
     for b in [
@@ -123,11 +132,13 @@ BINARIES: dict[str, GoBinary] = {
         # (to warn about deprecation) and the module proxy here refuses that list for this module.
         GoBinary("appwrapper", "github.com/project-codeflare/appwrapper/cmd", versions.APPWRAPPER,
                  source="github.com/project-codeflare/appwrapper"),
+        GoBinary("helm", "helm.sh/helm/v3/cmd/helm", versions.HELM, ldflags=_HELM),
     ]
 }
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
 ADDONS = ("kueue", "kuberay-operator", "appwrapper")
+TOOLS = ("helm",)  # used by tests, not by the running cluster
 
 Progress = Callable[[str], None]
 

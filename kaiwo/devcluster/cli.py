@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kaiwo.devcluster import addons as addon_registry
-from kaiwo.devcluster.build import ADDONS, CONTROL_PLANE, BuildError, ensure_binaries
+from kaiwo.devcluster.build import ADDONS, CONTROL_PLANE, TOOLS, BuildError, ensure_binaries
 from kaiwo.devcluster.cluster import ClusterError, DevCluster, default_state_dir
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -35,9 +35,9 @@ def _progress(msg: str) -> None:
 
 @app.command()
 def build() -> None:
-    """Build (or find cached) the control-plane and addon binaries from Go modules."""
+    """Build (or find cached) the control-plane, addon and tool (helm) binaries from Go modules."""
     try:
-        paths = ensure_binaries((*CONTROL_PLANE, *ADDONS), progress=_progress)
+        paths = ensure_binaries((*CONTROL_PLANE, *ADDONS, *TOOLS), progress=_progress)
     except BuildError as e:
         err.print(f"[red]build failed:[/red] {e}")
         raise typer.Exit(1) from None

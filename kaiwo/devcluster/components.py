@@ -11,8 +11,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kaiwo.devcluster import versions
 
+CHART_VALUES = Path(__file__).resolve().parents[2] / "charts" / "kaiwo" / "values.yaml"
 SERVICE_CIDR = "10.96.0.0/16"  # allocated in etcd only; nothing routes to it
 POD_CIDR = "10.244.0.0/16"  # fake pod IPs handed out by kwok; nothing routes to it
 
@@ -155,15 +158,20 @@ def controller_manager(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     ]
 
 
+def chart_scheduler_values() -> dict[str, Any]:
+    """The ``scheduler`` values of the Helm chart (charts/kaiwo/values.yaml): the one definition of the
+    ``kaiwo-scheduler`` profile, shared by the chart and this cluster."""
+    values: dict[str, Any] = yaml.safe_load(CHART_VALUES.read_text())
+    scheduler: dict[str, Any] = values["scheduler"]
+    return scheduler
+
+
 def scheduler_config(layout: Layout) -> dict[str, Any]:
-    """Two profiles: the default scheduler, and ``kaiwo-scheduler`` as upstream Kaiwo installs it (a second
+    """Two profiles: the default scheduler, and ``kaiwo-scheduler`` as the chart installs it (a second
     kube-scheduler whose NodeResourcesFit scores by RequestedToCapacityRatio on GPUs, i.e. packs GPU pods onto
-    as few nodes as possible). Kaiwo gives the pods it generates ``schedulerName: kaiwo-scheduler``."""
-    gpu_packing = {
-        "type": "RequestedToCapacityRatio",
-        "resources": [{"name": "nvidia.com/gpu", "weight": 5}, {"name": "amd.com/gpu", "weight": 5}],
-        "requestedToCapacityRatio": {"shape": [{"utilization": 0, "score": 0}, {"utilization": 100, "score": 10}]},
-    }
+    as few nodes as possible; taken from the chart's values). Kaiwo gives the pods it generates
+    ``schedulerName: kaiwo-scheduler``."""
+    chart = chart_scheduler_values()
     return {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",
@@ -171,8 +179,8 @@ def scheduler_config(layout: Layout) -> dict[str, Any]:
         "leaderElection": {"leaderElect": False},
         "profiles": [
             {"schedulerName": "default-scheduler"},
-            {"schedulerName": "kaiwo-scheduler",
-             "pluginConfig": [{"name": "NodeResourcesFit", "args": {"scoringStrategy": gpu_packing}}]},
+            {"schedulerName": chart["name"],
+             "pluginConfig": [{"name": "NodeResourcesFit", "args": {"scoringStrategy": chart["scoringStrategy"]}}]},
         ],
     }
 
@@ -192,6 +200,9 @@ def kwok(binary: Path, layout: Layout, ports: Ports) -> list[str]:
         str(binary), f"--kubeconfig={layout.kubeconfig}", f"--config={layout.kwok_config}",
         "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
         f"--server-address=127.0.0.1:{ports.kwok}", f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+        # The nodes advertise kwok's kubelet-like server (HTTPS with a self-signed certificate, which the
+        # apiserver accepts as it has no --kubelet-certificate-authority), so pod logs/exec/port-forward work.
+        f"--node-port={ports.kwok}",
         "--node-lease-duration-seconds=40",
     ]
 

@@ -13,12 +13,16 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from kaiwo.api import crds
+from kaiwo.devcluster.build import ensure_binaries
 from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.objects import has_condition
@@ -102,3 +106,73 @@ async def kaiwo_crds(client: Client) -> None:
     await eventually(established, "Kaiwo CRDs Established", timeout=60)
     client.forget_discovery()
 
+
+
+# --- the Helm chart ---------------------------------------------------------------------------------------------
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "kaiwo"
+RELEASE = "kaiwo"
+RELEASE_NAMESPACE = "kaiwo-system"
+RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def helm(*args: str) -> str:
+    """Run the helm built from its Go module (cached like the cluster binaries); stdout, or fail with stderr."""
+    binary = ensure_binaries(["helm"])["helm"]
+    out = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"helm {' '.join(args)} failed:\n{out.stderr}"
+    return out.stdout
+
+
+def render_chart(*args: str) -> list[dict[str, Any]]:
+    """`helm template` of the chart as release `kaiwo` in `kaiwo-system`, as objects."""
+    text = helm("template", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE, *args)
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+async def service_account_kubeconfig(client: Client, admin_kubeconfig: str, namespace: str, name: str,
+                                     path: Path) -> str:
+    """A kubeconfig that authenticates as ServiceAccount ``namespace/name`` with a token from the TokenRequest API
+    (server and CA copied from the admin kubeconfig), as the in-cluster operator would."""
+    token = await client.request(
+        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 7200}})
+    _write_token_kubeconfig(admin_kubeconfig, f"system:serviceaccount:{namespace}:{name}", token["status"]["token"],
+                            path)
+    return str(path)
+
+
+def _write_token_kubeconfig(admin_kubeconfig: str, user: str, token: str, path: Path) -> None:
+    admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    cluster = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [{"name": user, "context": {"cluster": cluster["name"], "user": user}}],
+        "current-context": user}))
+
+
+@pytest.fixture(scope="session")
+async def release_namespace(client: Client) -> str:
+    """The chart's release namespace, enforcing the restricted Pod Security Standard the chart's pods meet."""
+    await client.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": RELEASE_NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}, "kaiwo-e2e")
+    return RELEASE_NAMESPACE
+
+
+@pytest.fixture(scope="session")
+async def operator_kubeconfig(client: Client, kubeconfig: str, release_namespace: str,
+                              tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A kubeconfig of the chart's operator ServiceAccount, with exactly the chart's rendered RBAC applied: the
+    controllers run with it, so a permission missing from the chart fails their tests with Forbidden."""
+    objs = render_chart()
+    for obj in objs:
+        if obj["kind"] in RBAC_KINDS:
+            await client.apply(obj, "kaiwo-e2e")
+    manager = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-manager"))
+    sa = manager["spec"]["template"]["spec"]["serviceAccountName"]
+    await eventually(lambda: client.get_or_none("v1", "ServiceAccount", sa, release_namespace),
+                     "the operator ServiceAccount")
+    return await service_account_kubeconfig(client, kubeconfig, release_namespace, sa,
+                                            tmp_path_factory.mktemp("operator") / "kubeconfig")

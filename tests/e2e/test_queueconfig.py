@@ -27,10 +27,10 @@ Obj = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-async def controller(client: Client, kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[Manager]:
+async def controller(client: Client, operator_kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[Manager]:
     await client.delete(API, "KaiwoQueueConfig", "kaiwo")
     await eventually(lambda: _absent(client, API, "KaiwoQueueConfig", "kaiwo"), "no leftover config", timeout=30)
-    mgr_client = await Client.from_kubeconfig(kubeconfig)
+    mgr_client = await Client.from_kubeconfig(operator_kubeconfig)  # as the chart's ServiceAccount, with its RBAC
     mgr = Manager(mgr_client, ManagerOptions(health_address="", metrics_address=""))
     await qcc.setup(mgr)
     stop = asyncio.Event()

@@ -25,8 +25,8 @@ Obj = dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-async def operator(client: Client, kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[Manager]:
-    mgr_client = await Client.from_kubeconfig(kubeconfig)
+async def operator(client: Client, operator_kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[Manager]:
+    mgr_client = await Client.from_kubeconfig(operator_kubeconfig)  # as the chart's ServiceAccount, with its RBAC
     mgr = Manager(mgr_client, ManagerOptions(health_address="", metrics_address=""))
     await qcc.setup(mgr)
     await workload.setup(mgr, "KaiwoJob")

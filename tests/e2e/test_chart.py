@@ -1,0 +1,240 @@
+"""The Helm chart (charts/kaiwo) on the local cluster: lint, render, apply, its RBAC and its kaiwo-scheduler.
+
+helm is built from its Go module like the cluster binaries. The operator's permissions are proven elsewhere too:
+the controller tests run as the chart's ServiceAccount (fixture ``operator_kubeconfig``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from kaiwo.api.config import KaiwoConfigSpec
+from kaiwo.devcluster.build import ensure_binaries
+from kaiwo.devcluster.components import free_port
+from kaiwo.runtime.client import ApiError, Client
+from tests.e2e.conftest import CHART, helm, render_chart, service_account_kubeconfig
+from tests.e2e.helpers import eventually
+
+Obj = dict[str, Any]
+ALL_OPTIONS = str(CHART / "ci" / "all-options-values.yaml")
+API = "kaiwo.silogen.ai/v1alpha1"
+LEASE = "83fc2279.silogen.ai"
+
+
+def by_kind(objs: list[Obj], kind: str) -> list[Obj]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def deployment(objs: list[Obj], suffix: str) -> Obj:
+    return next(o for o in by_kind(objs, "Deployment") if o["metadata"]["name"].endswith(suffix))
+
+
+def kubectl(kubeconfig: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    binary = ensure_binaries(["kubectl"])["kubectl"]
+    return subprocess.run([str(binary), f"--kubeconfig={kubeconfig}", *args], input=stdin, capture_output=True,
+                          text=True, timeout=120)
+
+
+def start(cmd: list[str], **kw: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(cmd, text=True, **kw)
+
+
+def to_yaml(objs: list[Obj]) -> str:
+    return yaml.safe_dump_all(objs, sort_keys=False)
+
+
+@pytest.mark.parametrize("values", [[], ["-f", ALL_OPTIONS]], ids=["defaults", "all-options"])
+def test_helm_lint_passes(values: list[str]) -> None:
+    out = helm("lint", "--strict", str(CHART), *values)
+    assert "0 chart(s) failed" in out
+
+
+def test_template_defaults_and_all_options() -> None:
+    default = render_chart()
+    kinds = sorted({o["kind"] for o in default})
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Role", "RoleBinding",
+                     "Service", "ServiceAccount"]
+    manager = deployment(default, "-manager")["spec"]["template"]["spec"]
+    container = manager["containers"][0]
+    assert container["command"] == ["python", "-m", "kaiwo.manager"]
+    assert "--leader-election-namespace=kaiwo-system" in container["args"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    for pod in (manager, deployment(default, "-scheduler")["spec"]["template"]["spec"]):
+        assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]
+        ctx = pod["containers"][0]["securityContext"]
+        assert ctx["readOnlyRootFilesystem"] and not ctx["allowPrivilegeEscalation"]
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+
+    full = render_chart("-f", ALL_OPTIONS)
+    assert {"ServiceMonitor", "KaiwoConfig", "KaiwoQueueConfig"} <= {o["kind"] for o in full}
+    monitor = by_kind(full, "ServiceMonitor")[0]
+    service = by_kind(full, "Service")[0]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    values = yaml.safe_load(Path(ALL_OPTIONS).read_text())
+    config = by_kind(full, "KaiwoConfig")[0]
+    assert config["metadata"]["name"] == "kaiwo" and config["spec"] == values["kaiwoConfig"]["spec"]
+    KaiwoConfigSpec.model_validate(config["spec"])
+    image = deployment(full, "-manager")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"ghcr.io/silogen/kaiwo-operator@{values['image']['digest']}"
+
+
+async def test_rendered_manifests_apply_dry_run_then_for_real(
+    client: Client, kubeconfig: str, kaiwo_crds: None, release_namespace: str,
+) -> None:
+    """Server-side dry run of every option (strict field validation catches keys the CRDs do not have), then a
+    real install of the defaults. The ServiceMonitor is left out: this cluster has no Prometheus Operator."""
+    full = [o for o in render_chart("-f", ALL_OPTIONS) if o["kind"] != "ServiceMonitor"]
+    # --force-conflicts: other tests' controllers may own fields of the singletons; a dry run changes nothing anyway
+    dry = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=helm-e2e", "--dry-run=server",
+                  "--force-conflicts", "--validate=strict", "-f", "-", stdin=to_yaml(full))
+    assert dry.returncode == 0, dry.stderr
+    bad = copy.deepcopy(by_kind(full, "KaiwoConfig")[0])
+    bad["spec"]["scheduling"]["enablePreemption"] = True  # upstream's chart emitted this key; the CRD has none
+    rejected = kubectl(kubeconfig, "apply", "--server-side", "--dry-run=server", "--force-conflicts",
+                       "--validate=strict", "-f", "-", stdin=to_yaml([bad]))
+    assert rejected.returncode != 0 and "enablePreemption" in rejected.stderr
+
+    default = render_chart()
+    real = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=helm-e2e", "-f", "-",
+                   stdin=to_yaml(default))
+    assert real.returncode == 0, real.stderr
+    for d in by_kind(default, "Deployment"):
+        assert await client.get("apps/v1", "Deployment", d["metadata"]["name"], release_namespace)
+
+
+async def test_chart_pods_meet_the_restricted_pod_security_standard(client: Client, release_namespace: str) -> None:
+    """The release namespace enforces `restricted`; the chart's pod templates are admitted, a weakened one is not."""
+    for d in by_kind(render_chart(), "Deployment"):
+        template = d["spec"]["template"]
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "pss-", "namespace": release_namespace,
+                                                               "labels": template["metadata"]["labels"]},
+               "spec": template["spec"]}
+        await client.create(pod, dryRun="All")
+        weak = copy.deepcopy(pod)
+        del weak["spec"]["containers"][0]["securityContext"]["capabilities"]
+        with pytest.raises(ApiError) as e:
+            await client.create(weak, dryRun="All")
+        assert e.value.status == 403 and "capabilities" in e.value.message
+
+
+async def test_operator_token_is_not_admin(operator_kubeconfig: str, namespace: str) -> None:
+    async with await Client.from_kubeconfig(operator_kubeconfig) as op:
+        assert isinstance(await op.list(API, "KaiwoJob", namespace), list)  # granted: the controllers watch it
+        refused = [
+            op.list("v1", "Secret", "kube-system"),
+            op.create({"apiVersion": API, "kind": "KaiwoJob", "metadata": {"name": "x", "namespace": namespace},
+                       "spec": {"image": "busybox", "entrypoint": "true"}}),  # the spec is the user's
+            op.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                       "metadata": {"name": f"escalate-{secrets.token_hex(3)}"}, "rules": []}),
+            op.get_or_none("coordination.k8s.io/v1", "Lease", "kube-scheduler", "kube-system"),
+            op.delete("v1", "Namespace", namespace),
+        ]
+        for call in refused:
+            with pytest.raises(ApiError) as e:
+                await call
+            assert e.value.status == 403, e.value
+
+
+async def test_manager_process_runs_as_the_chart_service_account(
+    client: Client, operator_kubeconfig: str, kaiwo_crds: None, release_namespace: str,
+) -> None:
+    """`python -m kaiwo.manager` with the chart's ServiceAccount: caches sync (every watch allowed), it leads
+    through the chart's leader-election Role, and it stops cleanly."""
+    health = free_port()
+    proc = start([sys.executable, "-m", "kaiwo.manager", f"--kubeconfig={operator_kubeconfig}",
+                  f"--leader-election-namespace={release_namespace}", f"--health-probe-bind-address=127.0.0.1:{health}",
+                  "--metrics-bind-address=0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        async def ready() -> bool:
+            try:
+                async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{health}/readyz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await eventually(ready, "/readyz 200 as the chart's ServiceAccount", timeout=60)
+
+        async def holder() -> str | None:
+            lease = await client.get_or_none("coordination.k8s.io/v1", "Lease", LEASE, release_namespace)
+            return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
+
+        await eventually(holder, "the manager holding its Lease (the chart's leader-election Role)", timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    assert "Forbidden" not in proc.stderr.read()
+
+
+async def test_chart_scheduler_packs_gpu_pods_onto_the_fewest_nodes(
+    client: Client, kubeconfig: str, operator_kubeconfig: str, release_namespace: str, namespace: str,
+    tmp_path: Path,
+) -> None:
+    """kube-scheduler run with the KubeSchedulerConfiguration from `helm template`, as the chart's scheduler
+    ServiceAccount (its RBAC applied by ``operator_kubeconfig``). Its profile is renamed, so it never competes
+    with the local cluster's own `kaiwo-scheduler` profile for the same pods."""
+    objs = render_chart()
+    config_map = next(o for o in by_kind(objs, "ConfigMap") if o["metadata"]["name"].endswith("-scheduler"))
+    config = yaml.safe_load(config_map["data"]["config.yaml"])
+    name = f"kaiwo-scheduler-chart-{secrets.token_hex(3)}"
+    [profile] = config["profiles"]
+    assert profile["schedulerName"] == "kaiwo-scheduler"
+    profile["schedulerName"] = name
+    sa = deployment(objs, "-scheduler")["spec"]["template"]["spec"]["serviceAccountName"]
+    sa_kubeconfig = await service_account_kubeconfig(client, kubeconfig, release_namespace, sa,
+                                                     tmp_path / "scheduler-kubeconfig")
+    config["clientConnection"] = {"kubeconfig": sa_kubeconfig}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    binary = ensure_binaries(["kube-scheduler"])["kube-scheduler"]
+    log = (tmp_path / "scheduler.log").open("w")
+    proc = start([str(binary), f"--config={tmp_path / 'config.yaml'}", f"--authentication-kubeconfig={sa_kubeconfig}",
+                  f"--authorization-kubeconfig={sa_kubeconfig}", "--bind-address=127.0.0.1",
+                  f"--secure-port={free_port()}", f"--cert-dir={tmp_path / 'certs'}", "--v=1"],
+                 stdout=log, stderr=subprocess.STDOUT)
+    try:
+        async def holder() -> str | None:
+            lease = await client.get_or_none("coordination.k8s.io/v1", "Lease", "kaiwo-scheduler", release_namespace)
+            return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
+
+        await eventually(holder, "the scheduler holding its Lease (its leader-election Role)", timeout=60)
+        nodes = set()
+        for i in range(3):
+            pod = f"gpu-{i}"
+            gpu = {"cpu": "1", "nvidia.com/gpu": "1"}
+            await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": namespace},
+                                 "spec": {"schedulerName": name, "containers": [
+                                     {"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"],
+                                      "resources": {"requests": gpu, "limits": gpu}}]}})
+
+            async def node(pod: str = pod) -> str | None:
+                p = await client.get("v1", "Pod", pod, namespace)
+                node_name: str | None = p["spec"].get("nodeName")
+                return node_name
+
+            nodes.add(await eventually(node, f"pod {pod} scheduled by {name}", timeout=60))
+        assert len(nodes) == 1 and next(iter(nodes)).startswith("nvidia-"), nodes
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert "forbidden" not in (tmp_path / "scheduler.log").read_text().lower()
