@@ -16,8 +16,9 @@ true/false (also 1/0, yes/no, on/off, any case); any other value is an error nam
   accepted; the "on" value stops the start-up with an error instead of running silently without the feature.
 - Not applicable, ignored as upstream ignores them when their feature is off: ``WEBHOOK_CERT_DIRECTORY``,
   ``DEFAULT_CLUSTER_QUEUE_NAME`` (webhook path only), ``RESOURCE_MONITORING_{METRICS_ENDPOINT,POLLING_INTERVAL}``,
-  ``GPU_PREEMPTION_*``. Upstream's ``--metrics-secure``, ``--enable-http2`` and ``--webhook-cert-*`` flags do not
-  exist here (metrics are plain HTTP); passing them is an "unrecognized arguments" error.
+  ``GPU_PREEMPTION_*``. Upstream's ``--enable-http2`` and ``--webhook-cert-*`` flags do not exist here; passing
+  them is an "unrecognized arguments" error. ``--metrics-secure`` and ``--metrics-cert-path/-name/-key`` are
+  upstream's, but secure metrics are off by default (DECISIONS 13: plain HTTP metrics on by default).
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Config:
     renew_deadline: float
     retry_period: float
     metrics_bind_address: str
+    metrics_secure: bool
+    metrics_cert: tuple[str, str] | None
     health_probe_bind_address: str
     workers: int
     log_level: str
@@ -110,6 +113,7 @@ def parse(argv: list[str] | None = None) -> Config:
         _check_absent_features()
         leader_elect = _env_bool("KAIWO_LEADER_ELECT", True)
         formatted_logs = _env_bool("FORMATTED_LOGS", False)
+        metrics_secure = _env_bool("KAIWO_METRICS_SECURE", False)
     except ValueError as e:
         p.error(str(e))
     p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig file (default: in-cluster)")
@@ -122,6 +126,13 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument("--retry-period", type=float, default=env("KAIWO_RETRY_PERIOD", "2"))
     p.add_argument("--metrics-bind-address", default=env("KAIWO_METRICS_BIND_ADDRESS", ":8080"),
                    help="host:port for /metrics; empty or 0 disables")
+    p.add_argument("--metrics-secure", action=argparse.BooleanOptionalAction, default=metrics_secure,
+                   help="serve /metrics over HTTPS, only to tokens allowed to get /metrics (TokenReview + "
+                        "SubjectAccessReview)")
+    p.add_argument("--metrics-cert-path", default=env("KAIWO_METRICS_CERT_PATH", ""),
+                   help="folder of the secure metrics' certificate (default: a self-signed one made at start)")
+    p.add_argument("--metrics-cert-name", default=env("KAIWO_METRICS_CERT_NAME", "tls.crt"))
+    p.add_argument("--metrics-cert-key", default=env("KAIWO_METRICS_CERT_KEY", "tls.key"))
     p.add_argument("--health-probe-bind-address", default=env("KAIWO_HEALTH_PROBE_BIND_ADDRESS", ":8081"))
     p.add_argument("--workers", type=int, default=env("KAIWO_WORKERS", "2"),
                    help="concurrent reconciles per controller")
@@ -146,9 +157,20 @@ def parse(argv: list[str] | None = None) -> Config:
         value = getattr(a, flag)
         if value not in ("", "0") and not value.rpartition(":")[2].isdigit():
             p.error(f"--{flag.replace('_', '-')} {value!r}: expected host:port, :port, or 0 to disable")
+    metrics_cert = None
+    if a.metrics_cert_path:
+        metrics_cert = (os.path.join(a.metrics_cert_path, a.metrics_cert_name),
+                        os.path.join(a.metrics_cert_path, a.metrics_cert_key))
+        missing = [f for f in metrics_cert if not os.path.isfile(f)]
+        if missing:
+            p.error(f"--metrics-cert-path {a.metrics_cert_path!r}: {', '.join(missing)} does not exist")
+    if a.metrics_secure and a.metrics_bind_address not in ("", "0") \
+            and a.metrics_bind_address == a.health_probe_bind_address:
+        p.error("--metrics-secure needs --metrics-bind-address to differ from --health-probe-bind-address "
+                "(the probes speak plain HTTP)")
     return Config(a.kubeconfig, a.context, a.leader_elect, a.leader_election_namespace, a.lease_duration,
-                  a.renew_deadline, a.retry_period, a.metrics_bind_address, a.health_probe_bind_address,
-                  a.workers, a.log_level, a.log_format)
+                  a.renew_deadline, a.retry_period, a.metrics_bind_address, a.metrics_secure, metrics_cert,
+                  a.health_probe_bind_address, a.workers, a.log_level, a.log_format)
 
 
 async def ensure_kaiwo_config(client: Client) -> None:
@@ -172,6 +194,7 @@ async def run(cfg: Config) -> int:
         opts = ManagerOptions(
             health_address="" if cfg.health_probe_bind_address in ("", "0") else cfg.health_probe_bind_address,
             metrics_address="" if cfg.metrics_bind_address in ("", "0") else cfg.metrics_bind_address,
+            metrics_secure=cfg.metrics_secure, metrics_cert=cfg.metrics_cert,
             leader_election=le)
         mgr = Manager(client, opts)
         await ensure_kaiwo_config(client)

@@ -71,6 +71,8 @@ _EVENTS = Grant("v1", "Event", ("create",), "kaiwo.runtime.events.EventRecorder"
 WRITES: dict[str, tuple[Grant, ...]] = {
     "manager": (
         Grant(settings.KAIWO_CONFIG_API, "KaiwoConfig", ("create",), "ensure_kaiwo_config: the default singleton"),
+        Grant("authentication.k8s.io/v1", "TokenReview", ("create",), "--metrics-secure: who is scraping"),
+        Grant("authorization.k8s.io/v1", "SubjectAccessReview", ("create",), "--metrics-secure: may they get /metrics"),
     ),
     "kaiwoqueueconfig": (
         Grant(KAIWO, "KaiwoQueueConfig", ("create", "patch"), "the default config; dynamic-mode spec merge"),

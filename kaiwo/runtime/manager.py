@@ -25,6 +25,7 @@ from kaiwo.runtime.controller import Controller
 from kaiwo.runtime.informer import ApiListerWatcher, Informer, Transform
 from kaiwo.runtime.leader import LeaderElectionConfig, LeaderElector
 from kaiwo.runtime.metrics import RuntimeMetrics
+from kaiwo.runtime.metrics_auth import MetricsAuthorizer, server_tls
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 class ManagerOptions:
     health_address: str = "127.0.0.1:8081"  # host:port; empty disables
     metrics_address: str = "127.0.0.1:8080"  # host:port; empty disables
+    metrics_secure: bool = False  # HTTPS, and only for tokens allowed to get /metrics (kaiwo.runtime.metrics_auth)
+    metrics_cert: tuple[str, str] | None = None  # (certificate, key) files of the secure metrics; None: self-signed
     leader_election: LeaderElectionConfig | None = None
     resync_period: float = 10 * 3600.0  # re-enqueue every primary object this often (0 = never)
 
@@ -100,9 +103,18 @@ class Manager:
                 return web.Response(text="ok")
             return web.Response(status=503, text="caches not synced or controllers not started")
 
-        async def metrics(_: web.Request) -> web.Response:
+        authorizer = MetricsAuthorizer(self.client) if self.options.metrics_secure else None
+
+        async def metrics(request: web.Request) -> web.Response:
+            if authorizer is not None:
+                code, message = await authorizer.check(request.headers.get("Authorization"), request.path)
+                if code != 200:
+                    return web.Response(status=code, text=message + "\n")
             return web.Response(body=self.metrics.exposition(), content_type="text/plain",
                                 headers={"X-Content-Type": "text/plain; version=0.0.4"})
+
+        if authorizer is not None and self.options.metrics_address == self.options.health_address:
+            raise ValueError("secure metrics need an address of their own (the probes speak plain HTTP)")
 
         routes: dict[str, list[web.RouteDef]] = {}
         if self.options.health_address:
@@ -117,7 +129,9 @@ class Manager:
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             host, port = _split(address)
-            site = web.TCPSite(runner, host, port)
+            secure = authorizer is not None and address == self.options.metrics_address
+            site = web.TCPSite(runner, host, port,
+                               ssl_context=server_tls(self.options.metrics_cert) if secure else None)
             await site.start()
             bound = runner.addresses[0][1] if runner.addresses else port
             for d in defs:

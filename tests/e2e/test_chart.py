@@ -50,6 +50,11 @@ def start(cmd: list[str], **kw: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(cmd, text=True, **kw)
 
 
+def token_of(kubeconfig: str) -> str:
+    token: str = yaml.safe_load(Path(kubeconfig).read_text())["users"][0]["user"]["token"]
+    return token
+
+
 def to_yaml(objs: list[Obj]) -> str:
     return yaml.safe_dump_all(objs, sort_keys=False)
 
@@ -238,3 +243,55 @@ async def test_chart_scheduler_packs_gpu_pods_onto_the_fewest_nodes(
             proc.wait()
         log.close()
     assert "forbidden" not in (tmp_path / "scheduler.log").read_text().lower()
+
+
+async def test_secure_metrics_answer_only_tokens_allowed_to_read_them(
+    client: Client, kubeconfig: str, operator_kubeconfig: str, release_namespace: str, tmp_path: Path,
+) -> None:
+    """`--metrics-secure` as the chart renders it: HTTPS; no token 401, the operator's own token (no /metrics
+    grant) 403, a scraper bound to the chart's metrics-reader ClusterRole 200 with the metrics."""
+    reader = next(o for o in render_chart("--set", "metrics.secure=true")
+                  if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-metrics-reader"))
+    await client.apply(reader, "kaiwo-e2e")
+    scraper = f"scraper-{secrets.token_hex(3)}"
+    await client.create({"apiVersion": "v1", "kind": "ServiceAccount",
+                         "metadata": {"name": scraper, "namespace": release_namespace}})
+    await client.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                        "metadata": {"name": scraper},
+                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                    "name": reader["metadata"]["name"]},
+                        "subjects": [{"kind": "ServiceAccount", "name": scraper, "namespace": release_namespace}]},
+                       "kaiwo-e2e")
+    scraper_token = token_of(await service_account_kubeconfig(client, kubeconfig, release_namespace, scraper,
+                                                               tmp_path / "scraper"))
+    operator_token = token_of(operator_kubeconfig)
+
+    port, health = free_port(), free_port()
+    proc = start([sys.executable, "-m", "kaiwo.manager", f"--kubeconfig={operator_kubeconfig}", "--no-leader-elect",
+                  f"--health-probe-bind-address=127.0.0.1:{health}", f"--metrics-bind-address=127.0.0.1:{port}",
+                  "--metrics-secure"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"https://127.0.0.1:{port}/metrics"
+
+    async def scrape(token: str | None) -> tuple[int, str] | None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            async with aiohttp.ClientSession() as http, http.get(url, headers=headers, ssl=False) as r:
+                return r.status, await r.text()
+        except aiohttp.ClientError:
+            return None
+
+    try:
+        status, text = await eventually(lambda: scrape(None), "the secure metrics server", timeout=60)
+        assert status == 401, text
+        status, text = await scrape(operator_token) or (0, "")
+        assert status == 403 and "may not get /metrics" in text, text
+        status, text = await scrape(scraper_token) or (0, "")
+        assert status == 200 and "controller_runtime_reconcile_total" in text, text
+        with pytest.raises(aiohttp.ClientError):  # plain HTTP is not served
+            async with aiohttp.ClientSession() as http, http.get(url.replace("https", "http")) as r:
+                await r.read()
+    finally:
+        proc.terminate()
+        await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
+        await client.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", scraper)
+        await client.delete("v1", "ServiceAccount", scraper, release_namespace)
