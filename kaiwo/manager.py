@@ -31,7 +31,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from kaiwo import __version__
-from kaiwo.controllers import queueconfig, settings, workload
+from kaiwo.controllers import metrics, queueconfig, settings, workload
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.leader import LeaderElectionConfig, identity_from_env
 from kaiwo.runtime.logs import setup_logging
@@ -201,6 +201,7 @@ async def run(cfg: Config) -> int:
         await queueconfig.setup(mgr, workers=1)  # a singleton: one worker is all it can use
         await workload.setup(mgr, "KaiwoJob", workers=cfg.workers)
         await workload.setup(mgr, "KaiwoService", workers=cfg.workers)
+        await metrics.setup(mgr)
         stop = asyncio.Event()
         stop_on_signals(stop)
         return await mgr.run(stop)

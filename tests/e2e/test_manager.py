@@ -49,6 +49,21 @@ async def test_manager_runs_reports_and_stops_gracefully(client: Client, kubecon
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{metrics}/metrics") as r:
             text = await r.text()
         assert 'leader_election_master_status{name="83fc2279.silogen.ai"} 1.0' in text
+
+        # kaiwo_* metrics come from the controllers' caches: a new KaiwoJob with 3 GPUs shows up in them
+        await client.create({"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoJob",
+                             "metadata": {"name": "counted", "namespace": namespace},
+                             "spec": {"image": "busybox:1.36", "entrypoint": "sleep 1", "gpus": 3}})
+
+        async def counted() -> bool:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{metrics}/metrics") as r:
+                series = [line.split() for line in (await r.text()).splitlines() if line.startswith("kaiwo_")]
+            values = {name: float(v) for name, v in series}
+            jobs = sum(v for k, v in values.items() if k.startswith('kaiwo_workloads{kind="KaiwoJob"'))
+            gpus = sum(v for k, v in values.items() if k.startswith('kaiwo_workload_gpus{kind="KaiwoJob"'))
+            return jobs >= 1 and gpus >= 3 and "kaiwo_queueconfig_ready" in values
+
+        await eventually(counted, "the KaiwoJob in the kaiwo_* metrics", timeout=30)
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
         assert code == 0

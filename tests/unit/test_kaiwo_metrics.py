@@ -1,0 +1,72 @@
+"""kaiwo_* metrics from the caches: every status has a series, GPUs and the oldest pending age are right."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from kaiwo.controllers.metrics import STATUSES, KaiwoCollector, requested_gpus
+
+Obj = dict[str, Any]
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+class FakeInformer:
+    def __init__(self, *objs: Obj) -> None:
+        self.objs = list(objs)
+
+    def objects(self, namespace: str | None = None) -> list[Obj]:
+        return self.objs
+
+    def get_by(self, name: str, namespace: str | None = None) -> Obj | None:
+        return next((o for o in self.objs if o["metadata"]["name"] == name), None)
+
+
+def workload(name: str, status: str | None, created: str, **spec: Any) -> Obj:
+    obj: Obj = {"metadata": {"name": name, "creationTimestamp": created}, "spec": spec}
+    if status:
+        obj["status"] = {"status": status}
+    return obj
+
+
+def scrape(collector: KaiwoCollector) -> dict[str, float]:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    lines = generate_latest(registry).decode().splitlines()
+    return {name: float(value) for name, value in (line.split() for line in lines if not line.startswith("#"))}
+
+
+def test_counts_gpus_and_oldest_pending() -> None:
+    jobs = FakeInformer(
+        workload("a", "PENDING", "2025-12-31T23:50:00Z", gpus=8),
+        workload("b", "PENDING", "2025-12-31T23:59:00Z", replicas=2, gpusPerReplica=4),
+        workload("c", "RUNNING", "2025-12-31T23:00:00Z", gpus=16),
+        workload("d", None, "2025-12-31T23:59:59Z"),
+    )
+    services = FakeInformer()
+    configs = FakeInformer({"metadata": {"name": "kaiwo"}, "status": {"status": "READY"}})
+    m = scrape(KaiwoCollector({"KaiwoJob": jobs, "KaiwoService": services}, configs, clock=lambda: NOW))  # type: ignore[dict-item,arg-type]
+    assert m['kaiwo_workloads{kind="KaiwoJob",status="PENDING"}'] == 2
+    assert m['kaiwo_workloads{kind="KaiwoJob",status="RUNNING"}'] == 1
+    assert m['kaiwo_workloads{kind="KaiwoJob",status="NEW"}'] == 1  # no status yet
+    assert m['kaiwo_workload_gpus{kind="KaiwoJob",status="PENDING"}'] == 16
+    assert m['kaiwo_workload_gpus{kind="KaiwoJob",status="RUNNING"}'] == 16
+    assert m['kaiwo_workload_oldest_pending_seconds{kind="KaiwoJob"}'] == 600
+    assert m['kaiwo_workload_oldest_pending_seconds{kind="KaiwoService"}'] == 0
+    for status in STATUSES:  # empty statuses are 0, not missing
+        assert m[f'kaiwo_workloads{{kind="KaiwoService",status="{status}"}}'] == 0
+    assert m["kaiwo_queueconfig_ready"] == 1
+
+
+def test_queue_config_not_ready_or_missing_is_zero() -> None:
+    failed = FakeInformer({"metadata": {"name": "kaiwo"}, "status": {"status": "FAILED"}})
+    assert scrape(KaiwoCollector({}, failed))["kaiwo_queueconfig_ready"] == 0  # type: ignore[arg-type]
+    assert scrape(KaiwoCollector({}, FakeInformer()))["kaiwo_queueconfig_ready"] == 0  # type: ignore[arg-type]
+
+
+def test_requested_gpus() -> None:
+    assert requested_gpus({}) == 0
+    assert requested_gpus({"gpus": 4}) == 4
+    assert requested_gpus({"gpusPerReplica": 8}) == 8
+    assert requested_gpus({"replicas": 3, "gpusPerReplica": 2}) == 6
