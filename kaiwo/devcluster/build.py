@@ -141,6 +141,7 @@ ADDONS = ("kueue", "kuberay-operator", "appwrapper")
 TOOLS = ("helm",)  # used by tests, not by the running cluster
 
 Progress = Callable[[str], None]
+HEARTBEAT = 60.0  # seconds between "still building" lines
 
 
 def _stderr(msg: str) -> None:
@@ -240,15 +241,40 @@ class Builder:
                     env["GOBIN"] = tmp
                     built = Path(tmp) / b.package.rsplit("/", 1)[-1]  # go install's name
                 self.progress(f"  go {cmd[1]} {b.target()}" + (f" (from {b.source} source)" if b.source else ""))
-                proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise BuildError(f"building {b.name} failed:\n{proc.stderr[-4000:]}")
+                code, stderr = self._run(cmd, cwd, env, b.name)
+                if code != 0:
+                    raise BuildError(f"building {b.name} failed:\n{stderr[-4000:]}")
                 dest = paths[b.name]
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 staged = dest.parent / f".{b.name}.tmp"
                 shutil.move(str(built), staged)
                 os.replace(staged, dest)
         self.progress(f"built {names} in {time.monotonic() - started:.0f}s")
+
+
+    def _run(self, cmd: list[str], cwd: Path | None, env: dict[str, str], name: str) -> tuple[int, str]:
+        """Run a `go` command, saying every HEARTBEAT seconds that it still works (a cold build is long)."""
+        started = time.monotonic()
+        with tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+            while True:
+                try:
+                    code = proc.wait(HEARTBEAT)
+                    break
+                except subprocess.TimeoutExpired:
+                    self.progress(f"  still building {name} ({time.monotonic() - started:.0f}s)")
+            err.seek(0)
+            return code, err.read()
+
+    def prune(self, keep: Iterable[str]) -> list[Path]:
+        """Delete cached builds other than the current ones of ``keep`` (older versions, go.mod or Go changes)."""
+        current = {self.path(BINARIES[n]).parent for n in keep}
+        removed = []
+        for entry in sorted((cache_root() / "bin").glob("*")):
+            if entry.is_dir() and entry not in current:
+                shutil.rmtree(entry)
+                removed.append(entry)
+        return removed
 
 
 def copy_source(b: GoBinary, dest: Path) -> Path:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kaiwo.devcluster import addons as addon_registry
-from kaiwo.devcluster.build import ADDONS, CONTROL_PLANE, TOOLS, BuildError, ensure_binaries
+from kaiwo.devcluster.build import ADDONS, CONTROL_PLANE, TOOLS, Builder, BuildError
 from kaiwo.devcluster.cluster import ClusterError, DevCluster, default_state_dir
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -34,15 +34,22 @@ def _progress(msg: str) -> None:
 
 
 @app.command()
-def build() -> None:
+def build(
+    prune: Annotated[bool, typer.Option(help="Afterwards delete cached builds that are no longer current.")] = False,
+) -> None:
     """Build (or find cached) the control-plane, addon and tool (helm) binaries from Go modules."""
+    names = (*CONTROL_PLANE, *ADDONS, *TOOLS)
+    builder = Builder(_progress)
     try:
-        paths = ensure_binaries((*CONTROL_PLANE, *ADDONS, *TOOLS), progress=_progress)
+        paths = builder.ensure(names)
+        removed = builder.prune(names) if prune else []
     except BuildError as e:
         err.print(f"[red]build failed:[/red] {e}")
         raise typer.Exit(1) from None
     for name, path in paths.items():
         typer.echo(f"{name}\t{path}")
+    for entry in removed:
+        _progress(f"pruned {entry}")
 
 
 @app.command()

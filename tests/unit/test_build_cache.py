@@ -51,3 +51,23 @@ def test_missing_binaries_are_built_in_groups(tools: Path, monkeypatch: pytest.M
     modules = {m: names for m, names in calls}
     assert modules[None] == ["kwok"]
     assert sorted(n for m, names in calls if m == "k8s" for n in names) == ["etcd", "kube-apiserver"]
+
+
+def test_prune_keeps_only_the_current_builds(tools: Path) -> None:
+    b = build.Builder(progress=lambda _: None)
+    current = b.path(build.BINARIES["etcd"]).parent
+    stale = build.cache_root() / "bin" / "etcd-v3.5.0-0123456789ab"
+    other = b.path(build.BINARIES["kwok"]).parent  # current, but not asked to keep
+    for d in (current, stale, other):
+        d.mkdir(parents=True)
+    assert b.prune(["etcd"]) == sorted([stale, other])
+    assert current.exists() and not stale.exists()
+
+
+def test_long_go_commands_report_that_they_still_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    said: list[str] = []
+    monkeypatch.setattr(build, "HEARTBEAT", 0.2)
+    code, stderr = build.Builder(progress=said.append)._run(
+        ["sh", "-c", "sleep 0.5; echo oops >&2; exit 3"], None, {"PATH": "/usr/bin:/bin"}, "thing")
+    assert (code, stderr) == (3, "oops\n")
+    assert said and all(s.startswith("  still building thing (") for s in said)
