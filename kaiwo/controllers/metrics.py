@@ -22,15 +22,11 @@ from prometheus_client.registry import Collector
 from kaiwo.api.common import WorkloadStatus
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.manager import Manager
+from kaiwo.translate.preemption import requested_gpus
 
 Obj = dict[str, Any]
 API = "kaiwo.silogen.ai/v1alpha1"
 STATUSES = tuple(s.value or "NEW" for s in WorkloadStatus)  # NEW is "" in the API: no status written yet
-
-
-def requested_gpus(spec: Obj) -> int:
-    gpus = int(spec.get("gpus") or 0)
-    return gpus or int(spec.get("replicas") or 1) * int(spec.get("gpusPerReplica") or 0)
 
 
 def _created(obj: Obj) -> float:
@@ -59,7 +55,7 @@ class KaiwoCollector(Collector):
             for obj in informer.objects():
                 status = (obj.get("status") or {}).get("status") or "NEW"
                 n[status] = n.get(status, 0) + 1
-                g[status] = g.get(status, 0) + requested_gpus(obj.get("spec") or {})
+                g[status] = g.get(status, 0) + requested_gpus(obj)
                 if status == WorkloadStatus.PENDING:
                     oldest = max(oldest, now - _created(obj))
             for status in n:

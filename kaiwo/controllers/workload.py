@@ -8,10 +8,16 @@ Per reconcile of a workload:
 4. ensure the LocalQueue (only for ClusterQueues without a ``namespaces`` list, DECISIONS 9), then apply
    the workload children by server-side apply (skipped when unchanged, so spec edits propagate and a settled
    workload costs no writes); an immutable-field rejection -> ``SpecApplied=False`` and a Warning event;
-5. derive the phase from the child and Kueue's Workload (kaiwo.translate.status) and write the status only
-   when it changed, with one event per phase transition.
-
-Not yet here (noted on the issue): duration-based preemption and the Preemptable condition.
+5. derive the phase from the child and Kueue's Workload (kaiwo.translate.status); a Deployment is PENDING
+   until its pods have passed Kueue's admission gate;
+6. duration preemption (kaiwo.translate.preemption, DECISIONS 12): a RUNNING workload with ``spec.duration``
+   gets ``Preemptable`` and is requeued at its deadline; once expired it becomes TERMINATING when a KaiwoJob or
+   KaiwoService of the same ClusterQueue and GPU vendor has pended with GPUs for longer than
+   ``pendingThresholdForPreemption`` (then step 1 deletes its children). Each controller also watches both
+   Kaiwo kinds and maps a pending GPU workload to the RUNNING workloads with a duration it could preempt, and
+   an expired workload requeues itself for when young demand crosses the threshold: level-triggered, no timers
+   elsewhere;
+7. write the status only when it changed, with one event per phase transition (and one ``Preemptable``).
 """
 
 from __future__ import annotations
@@ -19,17 +25,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.controllers import settings
-from kaiwo.runtime.apply import Applier
+from kaiwo.runtime.apply import Applier, Expectations
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
 from kaiwo.translate import gpus, nodepools
+from kaiwo.translate import preemption as pre
 from kaiwo.translate import status as st
 from kaiwo.translate.meta import TranslateError
 from kaiwo.translate.queueconfig import KUEUE_API
@@ -40,6 +49,7 @@ Obj = dict[str, Any]
 API = "kaiwo.silogen.ai/v1alpha1"
 RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 NAME_LABEL = "kaiwo.silogen.ai/name"
+KAIWO_KINDS = ("KaiwoJob", "KaiwoService")
 ERROR_RETRY = 60.0
 CHILD_KINDS = {
     # kind -> (apiVersion, owner kinds that may own it)
@@ -49,7 +59,9 @@ CHILD_KINDS = {
 WORKLOAD_KINDS = ("Job", "RayJob", "Deployment", "AppWrapper")
 EVENTS = {"PENDING": "WorkloadPending", "STARTING": "WorkloadStarting", "RUNNING": "WorkloadRunning",
           "COMPLETE": "WorkloadComplete", "FAILED": "WorkloadFailed", "ERROR": "WorkloadError",
-          "DOWNLOADING": "WorkloadDownloading", "TERMINATED": "WorkloadTerminated"}
+          "DOWNLOADING": "WorkloadDownloading", "TERMINATING": "WorkloadTermination",
+          "TERMINATED": "WorkloadTerminated"}
+WARNING_PHASES = ("FAILED", "ERROR", "TERMINATING")
 
 
 @dataclass
@@ -62,20 +74,24 @@ class Caches:
     kaiwo_configs: Informer | None
     queue_configs: Informer | None
     local_queues: Informer | None
+    kaiwo_workloads: tuple[Informer, ...] = ()  # KaiwoJobs and KaiwoServices: where GPU demand is looked for
 
 
-def _now() -> tuple[str, float]:
-    now = time.time()
-    return dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), now
+def _rfc3339(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class WorkloadReconciler:
-    def __init__(self, client: Client, kind: str, caches: Caches, field_manager: str) -> None:
+    def __init__(self, client: Client, kind: str, caches: Caches, field_manager: str,
+                 wall: Callable[[], float] = time.time) -> None:
         self.client = client
         self.kind = kind
         self.caches = caches
+        self.wall = wall  # wall-clock epoch seconds: status times and duration deadlines are wall-clock
         self.applier = Applier(client, field_manager)
         self.events = EventRecorder(client, field_manager)
+        # LocalQueues created but not yet in the cache: concurrent reconciles in one namespace create it once.
+        self.queue_creates = Expectations(ttl=30.0)
 
     async def reconcile(self, req: Request) -> Result | None:
         cr = self.caches.primary.get_by(req.name, req.namespace)
@@ -87,8 +103,11 @@ class WorkloadReconciler:
             return None
         if phase == "TERMINATING":
             await self._delete_children(cr)
-            await self._set(cr, "TERMINATED", [st.condition("WorkloadTerminatedEarly", True, "EarlyTermination",
-                                                             "the workload was terminated")])
+            why: Obj = next((c for c in old.get("conditions") or [] if c.get("type") == "WorkloadTerminatedEarly"),
+                            {})
+            await self._set(cr, "TERMINATED", [st.condition(
+                "WorkloadTerminatedEarly", True, why.get("reason") or "EarlyTermination",
+                why.get("message") or "the workload was terminated")])
             return None
         cfg = settings.current(self.caches.kaiwo_configs)
         pools = nodepools.discover(self.caches.nodes.objects(),
@@ -130,14 +149,18 @@ class WorkloadReconciler:
                                            message))
         else:
             conditions.append(st.condition("SpecApplied", True, "Applied", "children match the spec"))
-        phase_now, admitted_cond = self._observe(built)
-        if admitted_cond:
-            conditions.append(admitted_cond)
+        phase_now, observed = self._observe(built)
+        conditions += observed
         main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
         if failures and main is not None and self._live(main) is None:
             phase_now = st.Phase("ERROR")  # the child cannot be created at all: say so instead of STARTING forever
-        await self._set(cr, phase_now.status, conditions)
-        return Result(requeue_after=ERROR_RETRY) if phase_now.status == "ERROR" else None
+        status, recheck = phase_now.status, None
+        if status == "RUNNING" and (cr.get("spec") or {}).get("duration"):
+            status, recheck = self._duration(cr, cfg, conditions)
+        await self._set(cr, status, conditions)
+        if status == "ERROR":
+            return Result(requeue_after=ERROR_RETRY)
+        return Result(requeue_after=recheck) if recheck else None
 
     # --- helpers ----------------------------------------------------------------------------------------
 
@@ -175,14 +198,21 @@ class WorkloadReconciler:
     async def _ensure_local_queue(self, cr: Obj, queue: str) -> None:
         """Lazily create the LocalQueue for ClusterQueues that do not list namespaces (DECISIONS 9)."""
         ns = cr["metadata"]["namespace"]
-        if self.caches.local_queues is None or self.caches.local_queues.get_by(queue, ns) is not None:
+        key = f"{ns}/{queue}"
+        if self.caches.local_queues is None:
             return
+        if self.caches.local_queues.get_by(queue, ns) is not None:
+            self.queue_creates.observed(key, key)
+            return
+        if not self.queue_creates.satisfied(key):
+            return  # created a moment ago; the cache has not shown it yet
         qcs = self.caches.queue_configs
         qc = qcs.get_by("kaiwo") if qcs is not None else None
         listed = any(cq.get("name") == queue and cq.get("namespaces")
                      for cq in ((qc or {}).get("spec") or {}).get("clusterQueues") or [])
         if listed:
             return  # the KaiwoQueueConfig controller owns LocalQueues of this ClusterQueue
+        self.queue_creates.expect(key, key)  # before the await: a concurrent reconcile must see it
         try:
             await self.client.create({"apiVersion": KUEUE_API, "kind": "LocalQueue",
                                       "metadata": {"name": queue, "namespace": ns,
@@ -190,27 +220,39 @@ class WorkloadReconciler:
                                       "spec": {"clusterQueue": queue}})
         except ApiError as e:
             if not e.conflict:
+                self.queue_creates.forget(key)
                 raise
 
-    def _observe(self, built: Children) -> tuple[st.Phase, Obj | None]:
+    def _observe(self, built: Children) -> tuple[st.Phase, list[Obj]]:
+        """The phase from the workload child, with the conditions that explain it (Admitted, Progressing)."""
         main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
         if main is None:
-            return st.Phase("STARTING"), None
+            return st.Phase("STARTING"), []
         live = self._live(main)
+        kind = main["kind"]
+        if kind == "Deployment":
+            return self._observe_deployment(main, live)
         admitted, message = self._admission(live)
         cond = st.condition("Admitted", admitted, "Admitted" if admitted else "Pending", message)
-        kind = main["kind"]
         if kind == "Job":
-            return st.job_phase(live, admitted), cond
+            return st.job_phase(live, admitted), [cond]
         if kind == "RayJob":
-            return st.rayjob_phase(live, admitted), cond
-        if kind == "AppWrapper":
-            return st.appwrapper_phase(live), cond
-        gated = self._gated_pods(main)
-        admitted = gated == 0 and live is not None
-        cond = st.condition("Admitted", admitted, "Admitted" if admitted else "Pending",
-                            "admitted by Kueue" if admitted else f"{gated} pod(s) wait for Kueue admission")
-        return st.deployment_phase(live, gated), cond
+            return st.rayjob_phase(live, admitted), [cond]
+        return st.appwrapper_phase(live), [cond]
+
+    def _observe_deployment(self, desired: Obj, live: Obj | None) -> tuple[st.Phase, list[Obj]]:
+        """Kueue admits each pod of a Deployment (a Workload per pod): admitted once pods exist and none is gated."""
+        pods, gated = self._deployment_pods(desired)
+        admitted = pods > 0 and gated == 0
+        message = ("admitted by Kueue" if admitted else f"{gated} of {pods} pod(s) wait for Kueue admission"
+                   if pods else "waiting for the Deployment's pods")
+        phase = st.deployment_phase(live, pods, gated)
+        conditions = [st.condition("Admitted", admitted, "Admitted" if admitted else "Pending", message)]
+        if live is not None:  # the deadline message must be visible on the Kaiwo object, and clear on recovery
+            stuck = phase.reason == "ProgressDeadlineExceeded"
+            conditions.append(st.condition("Progressing", not stuck, phase.reason if stuck else "WithinDeadline",
+                                           phase.message if stuck else "the Deployment progresses"))
+        return phase, conditions
 
     def _admission(self, child: Obj | None) -> tuple[bool, str]:
         if child is None or self.caches.workloads is None:
@@ -218,23 +260,51 @@ class WorkloadReconciler:
         owned = self.caches.workloads.by_index("owner", child["metadata"]["uid"])
         return st.admission(owned[0] if owned else None)
 
-    def _gated_pods(self, deployment: Obj) -> int:
+    def _deployment_pods(self, deployment: Obj) -> tuple[int, int]:
+        """(live pods, pods still behind Kueue's admission gate) of a Deployment; terminating pods do not count."""
         meta = deployment["metadata"]
-        return sum(1 for p in self.caches.pods.objects(meta["namespace"])
-                   if (p["metadata"].get("labels") or {}).get(NAME_LABEL) == meta["name"]
-                   and (p.get("spec") or {}).get("schedulingGates"))
+        pods = [p for p in self.caches.pods.objects(meta["namespace"])
+                if (p["metadata"].get("labels") or {}).get(NAME_LABEL) == meta["name"]
+                and not p["metadata"].get("deletionTimestamp")]
+        gated = sum(1 for p in pods if any(g.get("name") == st.KUEUE_ADMISSION_GATE
+                                           for g in (p.get("spec") or {}).get("schedulingGates") or []))
+        return len(pods), gated
+
+    def _duration(self, cr: Obj, cfg: KaiwoConfigSpec, conditions: list[Obj]) -> tuple[str, float | None]:
+        """A RUNNING workload with ``spec.duration``: its Preemptable condition, and TERMINATING once it is expired
+        and same-queue, same-vendor GPU demand has waited long enough. Returns (phase, seconds until a recheck)."""
+        now = self.wall()
+        start = (cr.get("status") or {}).get("startTime")
+        p = pre.preemptability(pre.epoch(start) if start else now, cr["spec"]["duration"], now)
+        conditions.append(p.condition)
+        if not p.expired:
+            return "RUNNING", p.seconds_left
+        queue = cfg.default_cluster_queue_name
+        candidates = (obj for inf in self.caches.kaiwo_workloads for obj in inf.objects())
+        threshold = pre.go_duration(cfg.scheduling.pending_threshold_for_preemption)
+        d = pre.demand(pre.claim(cr, queue), candidates, queue, threshold, now)
+        if not d.now:
+            return "RUNNING", d.next_check
+        conditions.append(st.condition("WorkloadTerminatedEarly", False, "DurationExceededWithActiveGpuDemand",
+                                       "terminated: the duration was exceeded and GPU work of the same queue "
+                                       "and vendor is waiting"))
+        return "TERMINATING", None
 
     async def _set(self, cr: Obj, phase: str, conditions: list[Obj]) -> None:
         old = cr.get("status") or {}
-        now, epoch = _now()
-        new = st.next_status(old, phase, conditions, now=now, now_epoch=epoch,
+        epoch = self.wall()
+        new = st.next_status(old, phase, conditions, now=_rfc3339(epoch), now_epoch=epoch,
                              generation=cr["metadata"].get("generation", 0))
         if not st.differs(old, new):
             return
         await self.applier.write_status(cr, new)
         if old.get("status") != phase and phase in EVENTS:
             message = next((c["message"] for c in conditions if c["status"] == "False"), f"workload is {phase}")
-            await self.events.emit(cr, EVENTS[phase], message, warning=phase in ("FAILED", "ERROR"))
+            await self.events.emit(cr, EVENTS[phase], message, warning=phase in WARNING_PHASES)
+        expired = next((c for c in conditions if c["type"] == "Preemptable" and c["status"] == "True"), None)
+        was: Obj = next((c for c in old.get("conditions") or [] if c.get("type") == "Preemptable"), {})
+        if expired is not None and was.get("status") != "True":
+            await self.events.emit(cr, "Preemptable", expired["message"])
 
     async def _delete_children(self, cr: Obj) -> None:
         uid = cr["metadata"]["uid"]
@@ -270,9 +340,20 @@ async def setup(manager: Manager, kind: str, workers: int = 2) -> Controller:
         kaiwo_configs=await _optional(manager, settings.KAIWO_CONFIG_API, "KaiwoConfig"),
         queue_configs=await _optional(manager, API, "KaiwoQueueConfig"),
         local_queues=await _optional(manager, KUEUE_API, "LocalQueue"))
+    caches.kaiwo_workloads = tuple([await manager.informer(API, k) for k in KAIWO_KINDS])
     name = kind.lower()
     ctrl = Controller(name, WorkloadReconciler(manager.client, kind, caches, f"kaiwo-{name}"), workers=workers)
     ctrl.watches(caches.primary)
+
+    def victims(changed: Obj) -> list[Request]:
+        """A pending GPU workload (either kind) -> the RUNNING workloads with a duration it may preempt."""
+        if pre.pending_since(changed) is None:
+            return []
+        queue = settings.current(caches.kaiwo_configs).default_cluster_queue_name
+        return [Request.of(v) for v in caches.primary.objects() if pre.is_demand_for(changed, v, queue)]
+
+    for peer in caches.kaiwo_workloads:
+        ctrl.watches(peer, victims)
     for inf in children.values():
         ctrl.owns(inf, API, kind)
     if caches.workloads is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 Obj = dict[str, Any]
 TERMINAL = frozenset({"COMPLETE", "FAILED", "TERMINATED"})
+KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"  # scheduling gate on pods Kueue has not admitted yet
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,25 @@ def job_phase(job: Obj | None, admitted: bool) -> Phase:
     return Phase("STARTING")
 
 
-def deployment_phase(dep: Obj | None, gated_pods: int) -> Phase:
+def deployment_phase(dep: Obj | None, pods: int, gated_pods: int) -> Phase:
+    """Kueue's pod integration admits each pod of a Deployment on its own by removing ``KUEUE_ADMISSION_GATE``.
+
+    Short of the wanted available replicas, a Deployment is PENDING while pods wait behind the gate or none
+    exist yet (nothing has been admitted), so time spent queueing never reads as an ERROR; a progress deadline
+    exceeded after admission is an ERROR, which recovers when a later rollout progresses.
+    """
     if dep is None:
         return Phase("STARTING", "ChildMissing", "the Deployment is being created")
+    want = (dep.get("spec") or {}).get("replicas", 1)
+    available = (dep.get("status") or {}).get("availableReplicas") or 0
+    if available < want and gated_pods:
+        return Phase("PENDING")
     progressing = _cond(dep, "Progressing")
     if progressing and progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
         return Phase("ERROR", "ProgressDeadlineExceeded", progressing.get("message") or "")
-    want = (dep.get("spec") or {}).get("replicas", 1)
-    available = (dep.get("status") or {}).get("availableReplicas") or 0
     if want and available >= want:
         return Phase("RUNNING")
-    if gated_pods:
+    if pods == 0:
         return Phase("PENDING")
     return Phase("STARTING")
 

@@ -11,7 +11,8 @@
   ``python -m kaiwo.downloader --log-level=INFO /config/config.yaml``, backoffLimit 0, restartPolicy Never,
   runAsUser/Group/fsGroup 1000, requests 1 CPU/1Gi, limits 2 CPU/4Gi; the ConfigMap at ``/config``, the data
   PVC at downloadRoot, each referenced Secret (only the keys used) at ``/app/secrets/<secretName>``, the HF PVC
-  at hfHome with ``HF_HOME``; the workload's ``env`` and image pull secrets.
+  at hfHome with ``HF_HOME``; the workload's ``env`` and image pull secrets; the Kaiwo object's annotations on
+  its pod (as on the workload's pods: e.g. a sidecar opt-out must reach the downloader too).
 - Choice: pre-cache repos without ``huggingFace.storageSize`` is InvalidSpec (the download would land in a
   volume that does not exist); data downloads without ``data.storageSize`` are ignored, as upstream.
 """
@@ -25,7 +26,7 @@ import yaml
 from kaiwo.api.base import wire
 from kaiwo.api.storage import StorageSpec, data_mount_path, hf_mount_path
 from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_meta, system_labels
-from kaiwo.translate.podtemplate import SECURITY_CONTEXT, Workload
+from kaiwo.translate.podtemplate import SECURITY_CONTEXT, SKIPPED_ANNOTATIONS, Workload
 
 DOWNLOADER_IMAGE = "ghcr.io/silogen/kaiwo-python:0.6"
 SECRETS_ROOT = "/app/secrets"
@@ -99,9 +100,13 @@ def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[
                      "containers": [container], "volumes": volumes}
     if w.spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [wire(s) for s in w.spec.image_pull_secrets]
+    pod_meta: Obj = {"labels": dict(sorted(labels.items()))}
+    annotations = {k: v for k, v in (w.cr["metadata"].get("annotations") or {}).items()
+                   if k not in SKIPPED_ANNOTATIONS}
+    if annotations:
+        pod_meta["annotations"] = dict(sorted(annotations.items()))
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": child_meta(w.cr, name, labels),
-            "spec": {"backoffLimit": 0,
-                     "template": {"metadata": {"labels": dict(sorted(labels.items()))}, "spec": pod_spec}}}
+            "spec": {"backoffLimit": 0, "template": {"metadata": pod_meta, "spec": pod_spec}}}
 
 
 def build(w: Workload, downloader_image: str = DOWNLOADER_IMAGE) -> list[Obj] | TranslateError:

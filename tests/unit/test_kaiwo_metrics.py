@@ -6,7 +6,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from kaiwo.controllers.metrics import STATUSES, KaiwoCollector, requested_gpus
+from kaiwo.controllers.metrics import STATUSES, KaiwoCollector
+from kaiwo.translate.preemption import requested_gpus
 
 Obj = dict[str, Any]
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -67,6 +68,7 @@ def test_queue_config_not_ready_or_missing_is_zero() -> None:
 
 def test_requested_gpus() -> None:
     assert requested_gpus({}) == 0
-    assert requested_gpus({"gpus": 4}) == 4
-    assert requested_gpus({"gpusPerReplica": 8}) == 8
-    assert requested_gpus({"replicas": 3, "gpusPerReplica": 2}) == 6
+    assert requested_gpus({"spec": {"gpus": 4}}) == 4
+    assert requested_gpus({"spec": {"gpusPerReplica": 8}}) == 8  # replicas unset means 1
+    assert requested_gpus({"spec": {"replicas": 3, "gpusPerReplica": 2}}) == 6
+    assert requested_gpus({"spec": {"replicas": 3, "gpusPerReplica": 2, "gpus": 6}}) == 6

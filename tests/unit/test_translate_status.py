@@ -23,10 +23,22 @@ def test_job_phases() -> None:
 def test_deployment_progress_deadline_is_an_error_and_recovers() -> None:
     stuck = {"spec": {"replicas": 1}, "status": {"conditions": [
         {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}]}}
-    assert st.deployment_phase(stuck, 0) == st.Phase("ERROR", "ProgressDeadlineExceeded", "too slow")
+    assert st.deployment_phase(stuck, 1, 0) == st.Phase("ERROR", "ProgressDeadlineExceeded", "too slow")
     ok = {"spec": {"replicas": 2}, "status": {"availableReplicas": 2}}
-    assert st.deployment_phase(ok, 0).status == "RUNNING"
-    assert st.deployment_phase({"spec": {"replicas": 2}, "status": {}}, 2).status == "PENDING"
+    assert st.deployment_phase(ok, 2, 0).status == "RUNNING"
+
+
+def test_deployment_is_pending_until_kueue_admits_its_pods() -> None:
+    fresh = {"spec": {"replicas": 2}, "status": {}}
+    assert st.deployment_phase(fresh, 0, 0).status == "PENDING"  # no pod yet: nothing admitted
+    assert st.deployment_phase(fresh, 2, 2).status == "PENDING"
+    assert st.deployment_phase(fresh, 2, 1).status == "PENDING"  # one pod still queued
+    assert st.deployment_phase(fresh, 2, 0).status == "STARTING"  # all admitted, not yet available
+    queued_long = {"spec": {"replicas": 1}, "status": {"conditions": [
+        {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}]}}
+    assert st.deployment_phase(queued_long, 1, 1).status == "PENDING"  # waiting for quota is not an error
+    rolling = {"spec": {"replicas": 1}, "status": {"availableReplicas": 1}}
+    assert st.deployment_phase(rolling, 2, 1).status == "RUNNING"  # the new pod queues, the old one serves
 
 
 def test_admission_from_kueue_workload() -> None:

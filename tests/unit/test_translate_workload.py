@@ -41,3 +41,14 @@ def test_storage_is_separate_and_first() -> None:
 def test_storage_disabled_is_ignored() -> None:
     out = desired_children(cr({"image": "i", "storage": {"data": {"storageSize": "1Gi"}}}), Facts())
     assert isinstance(out, Children) and out.storage == ()
+
+
+def test_download_pod_carries_the_workload_annotations() -> None:
+    job = cr({"image": "i", "storage": {"storageEnabled": True, "data": {"storageSize": "1Gi", "download": {
+        "git": [{"repository": "https://example.com/r.git", "targetPath": "r"}]}}}})
+    job["metadata"]["annotations"] = {"sidecar.istio.io/inject": "false",
+                                      "kubectl.kubernetes.io/last-applied-configuration": "{}"}
+    out = desired_children(job, Facts())
+    assert isinstance(out, Children)
+    (download,) = [o for o in out.storage if o["kind"] == "Job"]
+    assert download["spec"]["template"]["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
