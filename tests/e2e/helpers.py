@@ -7,6 +7,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import aiohttp
+
 T = TypeVar("T")
 
 
@@ -23,3 +25,12 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
         await asyncio.sleep(interval)
+
+
+async def http_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 now (False while nothing listens there yet)."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url) as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False

@@ -13,7 +13,7 @@ import orjson
 
 from kaiwo.devcluster.components import free_port
 from kaiwo.runtime.client import Client
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import eventually, http_ok
 
 
 def start_manager(kubeconfig: str, namespace: str, health: int, metrics: int) -> subprocess.Popen[str]:
@@ -34,14 +34,7 @@ async def test_manager_runs_reports_and_stops_gracefully(client: Client, kubecon
         assert first["msg"] == "starting kaiwo operator"
         assert first["config"]["leader_election_namespace"] == namespace and first["config"]["leader_elect"]
 
-        async def ready() -> bool:
-            try:
-                async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{health}/readyz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await eventually(ready, "/readyz 200", timeout=60)
+        await eventually(lambda: http_ok(f"http://127.0.0.1:{health}/readyz"), "/readyz 200", timeout=60)
         assert await client.get_or_none("config.kaiwo.silogen.ai/v1alpha1", "KaiwoConfig", "kaiwo") is not None
         lease = await eventually(lambda: client.get_or_none("coordination.k8s.io/v1", "Lease",
                                                             "83fc2279.silogen.ai", namespace), "the leader Lease")
