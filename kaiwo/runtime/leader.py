@@ -75,11 +75,11 @@ class LeaderElector:
     def is_leader(self) -> bool:
         return self._leading
 
-    def _set_leading(self, value: bool) -> None:
+    def _set_leading(self, value: bool, lost: str = "lost") -> None:
         if value != self._leading:
             self._leading = value
             (self.leading.set if value else self.leading.clear)()
-            log.info("leader election: %s lease %s/%s as %s", "acquired" if value else "lost",
+            log.info("leader election: %s lease %s/%s as %s", "acquired" if value else lost,
                      self.config.namespace, self.config.name, self.identity)
             if self.on_change:
                 self.on_change(value)
@@ -174,7 +174,7 @@ class LeaderElector:
             await self._replace(body)
         except Exception as e:  # any failure is just an unsuccessful attempt
             log.warning("leader election: cannot release lease: %s", e)
-        self._set_leading(False)
+        self._set_leading(False, "released")
 
 
 def identity_from_env() -> str:
