@@ -91,7 +91,44 @@ def write_kwok_config(layout: Layout, complete_after_ms: int) -> None:
     ours = resources.files("kaiwo.devcluster").joinpath("data", "kwok-pod-stages.yaml").read_text()
     ours = ours.replace("{{COMPLETE_AFTER_MS}}", str(complete_after_ms))
     docs = [p.read_text().strip() for p in upstream] + [ours.strip()]
+    docs += [yaml.safe_dump(d, sort_keys=False).strip() for d in kwok_debugging(layout)]
     layout.kwok_config.write_text("\n---\n".join(docs) + "\n")
+
+
+FAKE_SMI = {
+    "rocm-smi": "GPU  Temp   AvgPwr  SCLK     MCLK     Fan  Perf  PwrCap  VRAM%  GPU%\n"
+                "0    45.0c  120.0W  1500Mhz  1300Mhz  0%   auto  750.0W    12%   87%\n",
+    "nvidia-smi": "index, name, utilization.gpu [%], memory.used [MiB]\n0, NVIDIA H100 80GB HBM3, 87 %, 10240 MiB\n",
+}
+
+
+def kwok_debugging(layout: Layout) -> list[dict[str, Any]]:
+    """What kwok's kubelet-like server answers for every fake pod: a fixed log (CRI format), ``exec`` run
+    on this machine (where kwok_env puts fake ``rocm-smi``/``nvidia-smi`` first on PATH), and port-forwards
+    to ``cat`` (an echo server). This is what ``kaiwo logs/exec/monitor/port-forward`` talk to here."""
+    log = layout.root / "kwok-pod.log"
+    lines = ["simulated by kwok: this pod runs no container", "step 1/2", "step 2/2 done"]
+    log.write_text("".join(f"2025-01-01T00:00:0{i}.000000000Z stdout F {line}\n" for i, line in enumerate(lines)))
+    meta = {"apiVersion": "kwok.x-k8s.io/v1alpha1"}
+    return [
+        {**meta, "kind": "ClusterLogs", "metadata": {"name": "kaiwo-dev-logs"},
+         "spec": {"logs": [{"logsFile": str(log), "follow": False}]}},
+        {**meta, "kind": "ClusterExec", "metadata": {"name": "kaiwo-dev-exec"},
+         "spec": {"execs": [{"local": {"workDir": str(layout.root)}}]}},
+        {**meta, "kind": "ClusterPortForward", "metadata": {"name": "kaiwo-dev-port-forward"},
+         "spec": {"forwards": [{"command": ["cat"]}]}},
+    ]
+
+
+def kwok_env(layout: Layout) -> dict[str, str]:
+    """kwok's environment: PATH starts with fake GPU tools, which commands exec'ed in fake pods find."""
+    tools = layout.root / "kwok-tools"
+    tools.mkdir(parents=True, exist_ok=True)
+    for name, output in FAKE_SMI.items():
+        script = tools / name
+        script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}EOF\n")
+        script.chmod(0o755)
+    return {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}"}
 
 
 def make_pki(layout: Layout) -> None:
@@ -168,7 +205,8 @@ class Supervisor:
             for group in (("etcd",), ("kube-apiserver",),
                           ("kube-controller-manager", "kube-scheduler", "kwok")):
                 for name in group:
-                    self._spawn(Process(name, argv[name](binaries[name], layout, ports), layout.log(name)))
+                    env = kwok_env(layout) if name == "kwok" else None
+                    self._spawn(Process(name, argv[name](binaries[name], layout, ports), layout.log(name), env=env))
                 await _all(self._wait_healthy(http, name, components.health_url(name, ports)) for name in group)
             self._phase_done("control_plane")
             write_status(layout, message="bootstrapping the cluster")

@@ -233,6 +233,41 @@ class Client:
                 if line.strip():
                     yield line
 
+    @contextlib.asynccontextmanager
+    async def open_stream(
+        self, path: str, params: Mapping[str, Any], *, timeout: float | None = None
+    ) -> AsyncIterator[aiohttp.StreamReader]:
+        """The raw body of a GET (pod logs), unbuffered; ``timeout=None`` for follow-mode streams."""
+        headers = await self._headers(None)
+        async with self.session.get(
+            self._url(path, params), headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=DEFAULT_TIMEOUT),
+        ) as resp:
+            self._observe("GET", resp.status)
+            if resp.status >= 400:
+                raw = await resp.read()
+                try:
+                    decoded: Any = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    decoded = raw.decode(errors="replace")
+                raise ApiError(resp.status, decoded, "GET", path)
+            yield resp.content
+
+    async def websocket(
+        self, path: str, params: Mapping[str, Any] | list[tuple[str, str]], protocols: tuple[str, ...]
+    ) -> aiohttp.ClientWebSocketResponse:
+        """A websocket to a streaming subresource (pods/exec, pods/portforward); the caller closes it.
+        ``params`` may repeat keys (``command``) when given as pairs."""
+        headers = await self._headers(None)
+        del headers["Accept"]  # a kubelet answers 406 to an upgrade that asks for JSON
+        query = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
+        url = "ws" + (self.host + path).removeprefix("http") + (f"?{query}" if query else "")
+        try:
+            return await self.session.ws_connect(url, headers=headers, protocols=protocols,
+                                                 timeout=aiohttp.ClientWSTimeout(ws_close=10.0))
+        except aiohttp.WSServerHandshakeError as e:
+            raise ApiError(e.status, {"message": e.message}, "GET", path) from None
+
     # --- discovery -------------------------------------------------------------------------------------
 
     async def resource(self, api_version: str, kind: str) -> Resource:
