@@ -10,6 +10,8 @@ AppWrapper for the workload-stack tests.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -22,9 +24,11 @@ import pytest
 import yaml
 
 from kaiwo.api import crds
+from kaiwo.controllers import queueconfig, workload
 from kaiwo.devcluster.build import ensure_binaries
 from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import has_condition
 from tests.e2e.helpers import eventually
 
@@ -176,3 +180,30 @@ async def operator_kubeconfig(client: Client, kubeconfig: str, release_namespace
                      "the operator ServiceAccount")
     return await service_account_kubeconfig(client, kubeconfig, release_namespace, sa,
                                             tmp_path_factory.mktemp("operator") / "kubeconfig")
+
+
+@contextlib.asynccontextmanager
+async def running_operator(kubeconfig: str, *workload_kinds: str) -> AsyncIterator[Manager]:
+    """The queue-config controller and the given workload controllers in a Manager running in this process."""
+    async with await Client.from_kubeconfig(kubeconfig) as mgr_client:
+        mgr = Manager(mgr_client, ManagerOptions(health_address="", metrics_address=""))
+        await queueconfig.setup(mgr)
+        for kind in workload_kinds:
+            await workload.setup(mgr, kind)
+        stop = asyncio.Event()
+        task = asyncio.create_task(mgr.run(stop))
+        try:
+            yield mgr
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture(scope="module")
+async def operator(client: Client, operator_kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[Manager]:
+    """Kaiwo's controllers for one test module, as the chart's ServiceAccount (so missing RBAC fails tests); ready
+    once the default ClusterQueue `kaiwo` exists."""
+    async with running_operator(operator_kubeconfig, "KaiwoJob", "KaiwoService") as mgr:
+        await eventually(lambda: client.get_or_none("kueue.x-k8s.io/v1beta1", "ClusterQueue", "kaiwo"),
+                         "the default ClusterQueue", timeout=60)
+        yield mgr

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,37 +20,13 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from kaiwo.cli.main import app
-from kaiwo.controllers import queueconfig as qcc
-from kaiwo.controllers import workload
 from kaiwo.runtime.client import Client
-from kaiwo.runtime.manager import Manager, ManagerOptions
+from kaiwo.runtime.manager import Manager
 from tests.e2e.helpers import eventually
 
 API = "kaiwo.silogen.ai/v1alpha1"
 Obj = dict[str, Any]
 Cli = Callable[..., Awaitable[Result]]
-
-
-@pytest.fixture(scope="module")
-async def operator(client: Client, kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[Manager]:
-    mgr_client = await Client.from_kubeconfig(kubeconfig)
-    mgr = Manager(mgr_client, ManagerOptions(health_address="", metrics_address=""))
-    await qcc.setup(mgr)
-    await workload.setup(mgr, "KaiwoJob")
-    await workload.setup(mgr, "KaiwoService")
-    stop = asyncio.Event()
-    task = asyncio.create_task(mgr.run(stop))
-
-    async def cq_ready() -> bool:
-        return await client.get_or_none("kueue.x-k8s.io/v1beta1", "ClusterQueue", "kaiwo") is not None
-
-    await eventually(cq_ready, "the default ClusterQueue", timeout=60)
-    try:
-        yield mgr
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await mgr_client.close()
 
 
 @pytest.fixture

@@ -6,17 +6,16 @@ cluster state, so these tests run in order and each leaves the default config be
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from kaiwo.controllers import queueconfig as qcc
 from kaiwo.runtime.client import Client
-from kaiwo.runtime.manager import Manager, ManagerOptions
+from kaiwo.runtime.manager import Manager
 from kaiwo.translate.queueconfig import MANAGED_BY_LABEL
+from tests.e2e.conftest import running_operator
 from tests.e2e.helpers import eventually
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
@@ -30,17 +29,8 @@ Obj = dict[str, Any]
 async def controller(client: Client, operator_kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[Manager]:
     await client.delete(API, "KaiwoQueueConfig", "kaiwo")
     await eventually(lambda: _absent(client, API, "KaiwoQueueConfig", "kaiwo"), "no leftover config", timeout=30)
-    mgr_client = await Client.from_kubeconfig(operator_kubeconfig)  # as the chart's ServiceAccount, with its RBAC
-    mgr = Manager(mgr_client, ManagerOptions(health_address="", metrics_address=""))
-    await qcc.setup(mgr)
-    stop = asyncio.Event()
-    task = asyncio.create_task(mgr.run(stop))
-    try:
+    async with running_operator(operator_kubeconfig) as mgr:  # as the chart's ServiceAccount, with its RBAC
         yield mgr
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await mgr_client.close()
 
 
 async def _absent(client: Client, api: str, kind: str, name: str, ns: str | None = None) -> bool:

@@ -21,7 +21,7 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
 from tests.e2e.helpers import eventually
-from tests.e2e.test_workloads import kaiwojob, operator, phase_is  # noqa: F401 (operator is a fixture)
+from tests.e2e.test_workloads import kaiwojob, phase_is
 
 API = "kaiwo.silogen.ai/v1alpha1"
 KUEUE = "kueue.x-k8s.io/v1beta1"
@@ -72,7 +72,7 @@ async def preemption_threshold(client: Client, kaiwo_crds: None) -> AsyncIterato
 
 
 async def test_deployment_past_its_progress_deadline_is_an_error_and_recovers(
-        client: Client, namespace: str, operator: Manager) -> None:  # noqa: F811
+        client: Client, namespace: str, operator: Manager) -> None:
     # Kueue admits the pod, but the scheduler cannot place it before its volume exists: no progress.
     stuck = {"spec": {"progressDeadlineSeconds": 3, "template": {"spec": {
         "volumes": [{"name": "later", "persistentVolumeClaim": {"claimName": "later"}}],
@@ -95,7 +95,7 @@ async def test_deployment_past_its_progress_deadline_is_an_error_and_recovers(
 
 
 async def test_deployment_is_pending_until_kueue_admits_its_pods(client: Client, namespace: str,
-                                                                 operator: Manager) -> None:  # noqa: F811
+                                                                 operator: Manager) -> None:
     await client.create(kaiwojob("filler", namespace, gpus=AMD_GPUS, annotations=LONG))
     await eventually(lambda: phase_is(client, "KaiwoJob", "filler", namespace, "RUNNING"), "filler RUNNING",
                      timeout=120)
@@ -114,7 +114,7 @@ async def test_deployment_is_pending_until_kueue_admits_its_pods(client: Client,
 
 
 async def test_priority_classes_order_admission(client: Client, namespace: str,
-                                                operator: Manager) -> None:  # noqa: F811
+                                                operator: Manager) -> None:
     qc = await client.get(API, "KaiwoQueueConfig", "kaiwo")
     before = qc["spec"].get("workloadPriorityClasses")
     suffix = secrets.token_hex(3)
@@ -150,7 +150,7 @@ def with_download(**storage: Any) -> Obj:
 
 
 async def test_storage_is_bound_and_downloaded_before_the_job_runs(client: Client, namespace: str,
-                                                                   operator: Manager) -> None:  # noqa: F811
+                                                                   operator: Manager) -> None:
     await client.create(kaiwojob("fetch", namespace, storage=with_download()))
     done = await eventually(lambda: phase_is(client, "KaiwoJob", "fetch", namespace, "COMPLETE", "FAILED", "ERROR"),
                             "fetch finished", timeout=120)
@@ -167,7 +167,7 @@ async def test_storage_is_bound_and_downloaded_before_the_job_runs(client: Clien
 
 
 async def test_failed_download_fails_the_job(client: Client, namespace: str,
-                                             operator: Manager) -> None:  # noqa: F811
+                                             operator: Manager) -> None:
     await client.create(kaiwojob("nofetch", namespace, storage=with_download(),
                                  annotations={"kwok.kaiwo.dev/fail": "true"}))
     done = await eventually(lambda: phase_is(client, "KaiwoJob", "nofetch", namespace, "FAILED", "COMPLETE"),
@@ -179,7 +179,7 @@ async def test_failed_download_fails_the_job(client: Client, namespace: str,
 
 
 async def test_expired_job_is_preempted_only_by_same_vendor_demand_in_its_queue(
-        client: Client, namespace: str, operator: Manager, preemption_threshold: str) -> None:  # noqa: F811
+        client: Client, namespace: str, operator: Manager, preemption_threshold: str) -> None:
     await client.create(kaiwojob("old", namespace, gpus=AMD_GPUS, duration="3s", annotations=LONG))
     await eventually(lambda: phase_is(client, "KaiwoJob", "old", namespace, "RUNNING"), "old RUNNING", timeout=120)
     # NVIDIA demand: the second NVIDIA job waits for GPUs, but not for old's.
@@ -217,7 +217,7 @@ async def test_expired_job_is_preempted_only_by_same_vendor_demand_in_its_queue(
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
-async def test_api_writes_per_workload(client: Client, namespace: str, operator: Manager,  # noqa: F811
+async def test_api_writes_per_workload(client: Client, namespace: str, operator: Manager,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []  # the operator's writes into this namespace (other tests' namespaces may be going away)
     send = operator.client.request
@@ -252,7 +252,7 @@ async def test_api_writes_per_workload(client: Client, namespace: str, operator:
 
 
 async def test_bad_spec_is_an_error_with_a_message(client: Client, namespace: str,
-                                                   operator: Manager) -> None:  # noqa: F811
+                                                   operator: Manager) -> None:
     await client.create(kaiwojob("noimage", namespace, image=None))
     err = await eventually(lambda: phase_is(client, "KaiwoJob", "noimage", namespace, "ERROR"), "noimage ERROR")
     cond = condition(err, "Schedulable") or {}

@@ -7,43 +7,15 @@ the fake GPU nodes.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from kaiwo.controllers import queueconfig as qcc
-from kaiwo.controllers import workload
 from kaiwo.runtime.client import Client
-from kaiwo.runtime.manager import Manager, ManagerOptions
+from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
 from tests.e2e.helpers import eventually
 
 API = "kaiwo.silogen.ai/v1alpha1"
 Obj = dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-async def operator(client: Client, operator_kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[Manager]:
-    mgr_client = await Client.from_kubeconfig(operator_kubeconfig)  # as the chart's ServiceAccount, with its RBAC
-    mgr = Manager(mgr_client, ManagerOptions(health_address="", metrics_address=""))
-    await qcc.setup(mgr)
-    await workload.setup(mgr, "KaiwoJob")
-    await workload.setup(mgr, "KaiwoService")
-    stop = asyncio.Event()
-    task = asyncio.create_task(mgr.run(stop))
-
-    async def cq_ready() -> bool:
-        return await client.get_or_none("kueue.x-k8s.io/v1beta1", "ClusterQueue", "kaiwo") is not None
-
-    await eventually(cq_ready, "the default ClusterQueue", timeout=60)
-    try:
-        yield mgr
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await mgr_client.close()
 
 
 def kaiwojob(name: str, ns: str, **spec: Any) -> Obj:
