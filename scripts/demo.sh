@@ -31,26 +31,25 @@ else
   done
 fi
 
-echo "== submitting examples/kaiwojob-hello.yaml and examples/kaiwoservice-web.yaml into namespace kaiwo-demo"
+echo "== submitting examples/kaiwojob-hello.yaml and examples/kaiwoservice-web.yaml with the kaiwo CLI"
 k create namespace kaiwo-demo --dry-run=client -o yaml | k apply -f - >/dev/null
 k label namespace kaiwo-demo kueue-managed=true --overwrite >/dev/null
-k apply -n kaiwo-demo -f examples/kaiwojob-hello.yaml -f examples/kaiwoservice-web.yaml >/dev/null
-
-for i in $(seq 90); do
-  job=$(k get kaiwojob hello-gpu -n kaiwo-demo -o jsonpath='{.status.status}' 2>/dev/null || true)
-  svc=$(k get kaiwoservice inference -n kaiwo-demo -o jsonpath='{.status.status}' 2>/dev/null || true)
-  printf '\r  %3ss  KaiwoJob hello-gpu: %-10s KaiwoService inference: %-10s' "$i" "${job:-NEW}" "${svc:-NEW}"
-  [ "$job" = COMPLETE ] && [ "$svc" = RUNNING ] && break
-  sleep 1
-done
-echo
-k get kaiwojobs,kaiwoservices -n kaiwo-demo
+submit=(kaiwo submit -n kaiwo-demo --user scientist@example.com
+        -f examples/kaiwojob-hello.yaml -f examples/kaiwoservice-web.yaml)
+"${submit[@]}"
+echo "== following them until the job is COMPLETE and the service RUNNING (kaiwo submit --wait)"
+"${submit[@]}" --wait --timeout 180 >/dev/null
+kaiwo list -n kaiwo-demo --all-users
 cat <<EOT
 
-Explore:
-  export KUBECONFIG=$KUBECONFIG
+Explore (the kaiwo CLI and kubectl use this cluster once you run the export):
+  export KUBECONFIG=$KUBECONFIG PATH=$PWD/.venv/bin:\$PATH
+  kaiwo status job/hello-gpu -n kaiwo-demo        # conditions, Kueue admission, children, events
+  kaiwo logs job/hello-gpu -n kaiwo-demo          # (kwok serves a canned log in the local cluster)
+  kaiwo status queues; kaiwo status amd; kaiwo status nvidia
+  kaiwo submit -f my-job.yaml --wait              # your own; see docs/scientist-guide.md
   $kubectl get kaiwojobs,kaiwoservices,jobs,deployments,pods -n kaiwo-demo
   $kubectl get clusterqueues,localqueues -A; $kubectl get kaiwoqueueconfig kaiwo -o yaml
-  curl -s http://127.0.0.1:18080/metrics | grep controller_runtime_reconcile_total   # Prometheus metrics
+  curl -s http://127.0.0.1:18080/metrics | grep -E '^(kaiwo_workloads|controller_runtime_reconcile_total)'
 Stop: kill \$(cat $state/operator.pid); .venv/bin/kaiwo-dev down
 EOT

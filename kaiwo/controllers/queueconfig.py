@@ -116,9 +116,14 @@ class QueueConfigReconciler:
         live = c.queue_configs.get_by(NAME)
         defaults = default_spec(pools, cfg)
         if live is None:
-            await self.client.create({"apiVersion": API, "kind": KIND, "metadata": {"name": NAME}, "spec": defaults})
-            log.info("created the default KaiwoQueueConfig", extra={"fields": {"flavors": len(pools)}})
-            return None
+            try:
+                await self.client.create({"apiVersion": API, "kind": KIND, "metadata": {"name": NAME},
+                                          "spec": defaults})
+                log.info("created the default KaiwoQueueConfig", extra={"fields": {"flavors": len(pools)}})
+            except ApiError as e:
+                if not e.conflict:
+                    raise
+            return None  # created (by us a moment ago, or by someone else): its watch event brings us back
         if cfg.dynamically_update_default_cluster_queue:
             merged = merge_defaults(live.get("spec") or {}, defaults, cfg.default_cluster_queue_name)
             # Compare as the apiserver stores it (with CRD defaults filled in), or every pass would re-patch.

@@ -256,7 +256,7 @@ class WorkloadReconciler:
 
     def _admission(self, child: Obj | None) -> tuple[bool, str]:
         if child is None or self.caches.workloads is None:
-            return False, "waiting for the child to be created"
+            return False, st.WAITING_FOR_ADMISSION
         owned = self.caches.workloads.by_index("owner", child["metadata"]["uid"])
         return st.admission(owned[0] if owned else None)
 
@@ -295,9 +295,8 @@ class WorkloadReconciler:
         epoch = self.wall()
         new = st.next_status(old, phase, conditions, now=_rfc3339(epoch), now_epoch=epoch,
                              generation=cr["metadata"].get("generation", 0))
-        if not st.differs(old, new):
-            return
-        await self.applier.write_status(cr, new)
+        if await self.applier.write_status(cr, new, st.differs) is None:
+            return  # nothing changed, or the cache has not shown our identical last write yet
         if old.get("status") != phase and phase in EVENTS:
             message = next((c["message"] for c in conditions if c["status"] == "False"), f"workload is {phase}")
             await self.events.emit(cr, EVENTS[phase], message, warning=phase in WARNING_PHASES)

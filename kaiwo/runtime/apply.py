@@ -8,7 +8,9 @@
   (the cost of skipping). A stale cache right after an apply can cause one redundant, idempotent apply, never
   a duplicate object: applies address objects by name.
 - ``Applier.write_status``: merge-patches the status subresource only when the computed status differs from
-  the cached one.
+  the cached one (by ``differs``), and not again while the cache still shows the very object version our last
+  write started from and we would write the same status: a reconcile that runs before the watch delivered our
+  own write sends nothing (and its caller emits no second event).
 - ``Expectations``: for objects created with generated names (where a stale cache *could* cause a duplicate
   create), a controller records what it created and waits until the cache has seen it before creating again.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -25,6 +28,12 @@ from kaiwo.runtime.client import Client
 
 Obj = dict[str, Any]
 DEFAULT_HASH_ANNOTATION = "kaiwo.silogen.ai/desired-hash"
+MAX_REMEMBERED_WRITES = 10_000  # status writes the cache has not shown yet; older entries are dropped first
+StatusDiffers = Callable[[Obj, Obj], bool]
+
+
+def _not_equal(old: Obj, new: Obj) -> bool:
+    return old != new
 
 
 def desired_hash(obj: Obj) -> str:
@@ -38,6 +47,8 @@ class Applier:
         self.hash_annotation = hash_annotation
         self.applied = 0  # requests sent (observability and tests)
         self.skipped = 0
+        # uid -> (resourceVersion our last status write was based on, the status written)
+        self._status_written: dict[str, tuple[str, Obj]] = {}
 
     def with_hash(self, desired: Obj) -> tuple[Obj, str]:
         digest = desired_hash(desired)
@@ -60,14 +71,24 @@ class Applier:
         self.applied += 1
         return await self.client.apply(body, self.field_manager, force=True)
 
-    async def write_status(self, live: Obj, status: Obj) -> Obj | None:
-        """Patch ``live``'s status to ``status`` if it differs; returns the new object or None if unchanged."""
-        if (live.get("status") or {}) == status:
-            return None
+    async def write_status(self, live: Obj, status: Obj, differs: StatusDiffers = _not_equal) -> Obj | None:
+        """Patch ``live``'s status to ``status`` if it differs; returns the new object or None if nothing was sent."""
         meta = live["metadata"]
+        uid, version = meta.get("uid", ""), meta.get("resourceVersion", "")
+        last = self._status_written.pop(uid, None)
+        if last is not None and last[0] == version:  # the cache has not shown our last write yet
+            self._status_written[uid] = last
+            if not differs(last[1], status):
+                return None
+        if not differs(live.get("status") or {}, status):
+            return None
         self.applied += 1
-        return await self.client.patch(live["apiVersion"], live["kind"], meta["name"], {"status": status},
-                                       meta.get("namespace"), subresource="status")
+        written = await self.client.patch(live["apiVersion"], live["kind"], meta["name"], {"status": status},
+                                          meta.get("namespace"), subresource="status")
+        if len(self._status_written) >= MAX_REMEMBERED_WRITES:
+            del self._status_written[next(iter(self._status_written))]
+        self._status_written[uid] = (version, status)
+        return written
 
 
 class Expectations:

@@ -14,6 +14,9 @@ from typing import Any
 Obj = dict[str, Any]
 TERMINAL = frozenset({"COMPLETE", "FAILED", "TERMINATED"})
 KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"  # scheduling gate on pods Kueue has not admitted yet
+# Until Kueue says more (a QuotaReserved message such as "couldn't assign flavors"), one message for every step
+# before admission, so the child's and the Workload's creation cost no status writes of their own.
+WAITING_FOR_ADMISSION = "waiting for Kueue admission"
 
 
 @dataclass(frozen=True)
@@ -38,16 +41,16 @@ def _true(obj: Obj | None, ctype: str) -> bool:
 def admission(workload: Obj | None) -> tuple[bool, str]:
     """(admitted, message) from a Kueue Workload; no Workload yet means not admitted."""
     if workload is None:
-        return False, "waiting for Kueue to create the Workload"
+        return False, WAITING_FOR_ADMISSION
     if _true(workload, "Admitted"):
         return True, "admitted by Kueue"
     pending = _cond(workload, "QuotaReserved")
-    return False, (pending or {}).get("message") or "pending admission"
+    return False, (pending or {}).get("message") or WAITING_FOR_ADMISSION
 
 
 def job_phase(job: Obj | None, admitted: bool) -> Phase:
     if job is None:
-        return Phase("STARTING", "ChildMissing", "the Job is being created")
+        return Phase("PENDING", "ChildMissing", "the Job is being created")
     if _true(job, "Complete") or _true(job, "SuccessCriteriaMet"):
         return Phase("COMPLETE", "JobComplete", "the Job completed")
     if _true(job, "Failed") or _true(job, "FailureTarget"):
@@ -69,7 +72,7 @@ def deployment_phase(dep: Obj | None, pods: int, gated_pods: int) -> Phase:
     exceeded after admission is an ERROR, which recovers when a later rollout progresses.
     """
     if dep is None:
-        return Phase("STARTING", "ChildMissing", "the Deployment is being created")
+        return Phase("PENDING", "ChildMissing", "the Deployment is being created")
     want = (dep.get("spec") or {}).get("replicas", 1)
     available = (dep.get("status") or {}).get("availableReplicas") or 0
     if available < want and gated_pods:
@@ -86,7 +89,7 @@ def deployment_phase(dep: Obj | None, pods: int, gated_pods: int) -> Phase:
 
 def rayjob_phase(rayjob: Obj | None, admitted: bool) -> Phase:
     if rayjob is None:
-        return Phase("STARTING", "ChildMissing", "the RayJob is being created")
+        return Phase("PENDING", "ChildMissing", "the RayJob is being created")
     st = rayjob.get("status") or {}
     deployment = st.get("jobDeploymentStatus") or ""
     if deployment == "Complete":
@@ -102,7 +105,7 @@ def rayjob_phase(rayjob: Obj | None, admitted: bool) -> Phase:
 
 def appwrapper_phase(aw: Obj | None) -> Phase:
     if aw is None:
-        return Phase("STARTING", "ChildMissing", "the AppWrapper is being created")
+        return Phase("PENDING", "ChildMissing", "the AppWrapper is being created")
     phase = (aw.get("status") or {}).get("phase") or ""
     return {"Running": Phase("RUNNING"), "Succeeded": Phase("COMPLETE"),
             "Failed": Phase("FAILED", "AppWrapperFailed", "the AppWrapper failed"),

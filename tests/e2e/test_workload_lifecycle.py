@@ -237,12 +237,11 @@ async def test_api_writes_per_workload(client: Client, namespace: str, operator:
     transitions = 0
     for name in ("short", "long"):
         transitions += sum(n for r, n in (await reasons(client, name, namespace)).items() if r.startswith("Workload"))
-    # One LocalQueue; per job one Job apply, then one status write and one event per phase transition, plus at
-    # most one condition-only status write per job (Admitted's message moves from "waiting for the Workload" to
-    # Kueue's pending message while the phase stays PENDING).
+    # One LocalQueue; per job one Job apply, then one status write and one event per phase transition. (Both
+    # jobs fit at once, so Kueue never reports a reason to wait that would be worth a condition-only write.)
     counts = Counter(c.split()[0] for c in calls)
     assert counts["POST"] == 1 + transitions, calls
-    assert 2 + transitions <= counts["PATCH"] <= 2 + transitions + 2, "; ".join(calls)
+    assert counts["PATCH"] == 2 + transitions, "; ".join(calls)
     assert counts["PUT"] == counts["DELETE"] == 0, calls
 
     calls.clear()

@@ -68,3 +68,32 @@ def test_expectations_wait_for_the_cache_and_expire() -> None:
     expiring = Expectations(ttl=0)
     expiring.expect("o", "c")
     assert expiring.satisfied("o")  # a lost watch event cannot block the owner forever
+
+
+async def test_a_stale_cache_does_not_repeat_our_last_status_write() -> None:
+    client = RecordingClient()
+    applier = Applier(client, "mgr")  # type: ignore[arg-type]
+    stale = {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "x", "namespace": "ns", "uid": "u1",
+                                                            "resourceVersion": "10"}, "status": {"phase": "PENDING"}}
+    assert await applier.write_status(stale, {"phase": "RUNNING"}) is not None
+    # the watch has not delivered our write: the same status is not sent again, another one is
+    assert await applier.write_status(stale, {"phase": "RUNNING"}) is None
+    assert await applier.write_status(stale, {"phase": "COMPLETE"}) is not None
+    assert [c[1][1]["status"]["phase"] for c in client.calls] == ["RUNNING", "COMPLETE"]
+    # the cache moved on (someone reset the status): the live object decides again
+    moved = {**stale, "metadata": {**stale["metadata"], "resourceVersion": "12"}}
+    assert await applier.write_status(moved, {"phase": "COMPLETE"}) is not None
+    assert len(client.calls) == 3
+
+
+async def test_status_comparison_can_ignore_fields() -> None:
+    client = RecordingClient()
+    applier = Applier(client, "mgr")  # type: ignore[arg-type]
+    live = {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "x", "uid": "u", "resourceVersion": "1"},
+            "status": {"phase": "RUNNING", "duration": 5}}
+
+    def differs(old: Obj, new: Obj) -> bool:
+        return old.get("phase") != new.get("phase")
+
+    assert await applier.write_status(live, {"phase": "RUNNING", "duration": 9}, differs) is None
+    assert client.calls == []

@@ -10,7 +10,10 @@ def job(**status: object) -> dict[str, object]:
 
 
 def test_job_phases() -> None:
-    assert st.job_phase(None, False).status == "STARTING"
+    # just applied, not yet in the cache: created suspended, so it waits for Kueue like any unadmitted child
+    assert st.job_phase(None, False) == st.Phase("PENDING", "ChildMissing", "the Job is being created")
+    assert st.deployment_phase(None, 0, 0).status == st.rayjob_phase(None, False).status == "PENDING"
+    assert st.appwrapper_phase(None).status == "PENDING"
     assert st.job_phase(job(suspend=True), False).status == "PENDING"
     assert st.job_phase(job(active=1, ready=0), True).status == "STARTING"
     assert st.job_phase(job(active=1, ready=1), True).status == "RUNNING"
@@ -42,7 +45,7 @@ def test_deployment_is_pending_until_kueue_admits_its_pods() -> None:
 
 
 def test_admission_from_kueue_workload() -> None:
-    assert st.admission(None) == (False, "waiting for Kueue to create the Workload")
+    assert st.admission(None) == (False, st.WAITING_FOR_ADMISSION)
     pending = {"status": {"conditions": [{"type": "QuotaReserved", "status": "False",
                                           "message": "couldn't assign flavors to pod set main"}]}}
     assert st.admission(pending) == (False, "couldn't assign flavors to pod set main")
