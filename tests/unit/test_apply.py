@@ -73,8 +73,9 @@ def test_expectations_wait_for_the_cache_and_expire() -> None:
 async def test_a_stale_cache_does_not_repeat_our_last_status_write() -> None:
     client = RecordingClient()
     applier = Applier(client, "mgr")  # type: ignore[arg-type]
-    stale = {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "x", "namespace": "ns", "uid": "u1",
-                                                            "resourceVersion": "10"}, "status": {"phase": "PENDING"}}
+    stale: Obj = {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "x", "namespace": "ns", "uid": "u1",
+                                                                 "resourceVersion": "10"},
+                  "status": {"phase": "PENDING"}}
     assert await applier.write_status(stale, {"phase": "RUNNING"}) is not None
     # the watch has not delivered our write: the same status is not sent again, another one is
     assert await applier.write_status(stale, {"phase": "RUNNING"}) is None
