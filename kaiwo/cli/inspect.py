@@ -11,6 +11,7 @@ import typer
 import yaml
 
 from kaiwo.api import labels as L
+from kaiwo.api.config import API_VERSION as KAIWO_CONFIG_API
 from kaiwo.cli import render, userconfig
 from kaiwo.cli.errors import USAGE, CliError
 from kaiwo.cli.lookup import get_workload, pods_of
@@ -121,7 +122,8 @@ async def describe(client: Client, ref: WorkloadRef, ns: str) -> str:
     child_uids = {c["metadata"]["uid"] for c in children}
     kueue = [w for w in await optional_list(client, KUEUE, "Workload", ns)
              if any(r.get("uid") in child_uids for r in w["metadata"].get("ownerReferences") or [])]
-    queue = (obj.get("spec") or {}).get("clusterQueue") or "kaiwo"
+    queue = (obj.get("spec") or {}).get("clusterQueue") or render.child_queue(children) \
+        or await default_queue(client)
     try:
         local_queue = await client.get_or_none(KUEUE, "LocalQueue", queue, ns)
     except ApiError as e:
@@ -131,8 +133,17 @@ async def describe(client: Client, ref: WorkloadRef, ns: str) -> str:
     related = {uid} | child_uids | {p["metadata"]["uid"] for p in pods} | {w["metadata"]["uid"] for w in kueue}
     events = sorted((e for e in await client.list("v1", "Event", ns)
                      if (e.get("involvedObject") or {}).get("uid") in related), key=render.event_time)[-20:]
-    return render.describe_workload(obj, children=children, pods=pods, kueue=kueue, local_queue=local_queue,
-                                    events=events, now=now())
+    return render.describe_workload(obj, queue=queue, children=children, pods=pods, kueue=kueue,
+                                    local_queue=local_queue, events=events, now=now())
+
+
+async def default_queue(client: Client) -> str:
+    """KaiwoConfig's default ClusterQueue name, or its default ``kaiwo`` when the config cannot be read."""
+    try:
+        cfg = await client.get_or_none(KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo")
+    except ApiError:  # scientists often may not read cluster-scoped objects
+        cfg = None
+    return str(((cfg or {}).get("spec") or {}).get("defaultClusterQueueName") or "kaiwo")
 
 
 async def cluster_view(client: Client, what: str) -> str:

@@ -138,11 +138,21 @@ def child_state(obj: Obj) -> str:
     return "-"
 
 
-def describe_workload(obj: Obj, *, children: Sequence[Obj], pods: Sequence[Obj], kueue: Sequence[Obj],
+def child_queue(children: Sequence[Obj]) -> str | None:
+    """The LocalQueue the operator put on the workload child (its labels, or its pod template's)."""
+    for c in children:
+        template = ((c.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        for labels in ((c.get("metadata") or {}).get("labels") or {}, template.get("labels") or {}):
+            if labels.get(L.KUEUE_QUEUE_NAME):
+                return str(labels[L.KUEUE_QUEUE_NAME])
+    return None
+
+
+def describe_workload(obj: Obj, *, queue: str, children: Sequence[Obj], pods: Sequence[Obj], kueue: Sequence[Obj],
                       local_queue: Obj | None, events: Sequence[Obj], now: dt.datetime) -> str:
-    """``kaiwo status job/NAME``: everything needed to see why a workload waits."""
+    """``kaiwo status job/NAME``: everything needed to see why a workload waits. ``queue``: the LocalQueue (and
+    ClusterQueue) name it uses, the cluster's default when the spec names none."""
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-    queue = spec.get("clusterQueue") or "<default: kaiwo>"
     generation, observed = meta.get("generation"), status.get("observedGeneration")
     lines = [
         f"Name:        {meta['name']}",
@@ -151,7 +161,7 @@ def describe_workload(obj: Obj, *, children: Sequence[Obj], pods: Sequence[Obj],
         f"Status:      {phase(obj)}" + ("" if observed is None or observed == generation
                                          else f"  (for generation {observed}; the spec is at {generation})"),
         f"User:        {spec.get('user') or '-'}",
-        f"Queue:       {queue}",
+        f"Queue:       {queue}" + ("" if spec.get("clusterQueue") else " (the cluster's default)"),
         f"GPUs:        {gpus(obj)} ({spec.get('gpuVendor') or 'amd'})",
         f"Created:     {meta.get('creationTimestamp', '-')} ({age(obj, now)} ago)",
     ]
@@ -164,12 +174,11 @@ def describe_workload(obj: Obj, *, children: Sequence[Obj], pods: Sequence[Obj],
     lines += ["", "Conditions:", _indent(_conditions(status.get("conditions") or [], now))]
 
     lines += ["", "Kueue:"]
-    lq_name = spec.get("clusterQueue") or "kaiwo"
     if local_queue is None:
-        lines.append(f"  LocalQueue {lq_name}: missing in this namespace (Kueue admits nothing until it exists)")
+        lines.append(f"  LocalQueue {queue}: missing in this namespace (Kueue admits nothing until it exists)")
     else:
         lst = local_queue.get("status") or {}
-        lines.append(f"  LocalQueue {lq_name} -> ClusterQueue {local_queue['spec'].get('clusterQueue')}: "
+        lines.append(f"  LocalQueue {queue} -> ClusterQueue {local_queue['spec'].get('clusterQueue')}: "
                      f"{lst.get('pendingWorkloads', 0)} pending, {lst.get('admittedWorkloads', 0)} admitted")
     if not kueue:
         lines.append("  Workload: none yet (Kueue creates one when the child Job/RayJob/AppWrapper exists)")

@@ -157,15 +157,21 @@ def test_describe_says_why_a_workload_waits() -> None:
     wl = {"metadata": {"name": "job-a-1"}, "status": {"conditions": [
         {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": "insufficient amd.com/gpu"}]}}
     pod = {"kind": "Pod", "metadata": {"name": "a-x"}, "spec": {"schedulingGates": [{"name": "g"}]}, "status": {}}
-    job = {"kind": "Job", "metadata": {"name": "a", "creationTimestamp": "2025-01-01T11:56:00Z"},
+    job = {"kind": "Job", "metadata": {"name": "a", "creationTimestamp": "2025-01-01T11:56:00Z",
+                                       "labels": {"kueue.x-k8s.io/queue-name": "team-default"}},
            "spec": {"suspend": True}}
     event = {"type": "Warning", "reason": "Pending", "message": "quota", "lastTimestamp": "2025-01-01T11:59:30Z",
              "involvedObject": {"kind": "Workload", "name": "job-a-1"}}
-    text = render.describe_workload(obj, children=[job], pods=[pod], kueue=[wl], local_queue=None,
-                                    events=[event], now=NOW)
+    assert render.child_queue([pod, job]) == "team-default" and render.child_queue([pod]) is None
+    deployment = {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"metadata": {
+        "labels": {"kueue.x-k8s.io/queue-name": "svc-q"}}}}}
+    assert render.child_queue([deployment]) == "svc-q"  # a Deployment's label is on its pod template
+    text = render.describe_workload(obj, queue="team-default", children=[job], pods=[pod], kueue=[wl],
+                                    local_queue=None, events=[event], now=NOW)
+    assert "Queue:       team-default (the cluster's default)" in text
     assert "Status:      PENDING  (for generation 1; the spec is at 2)" in text
     assert "Admitted   False    Pending   60s   no quota" in text
-    assert "LocalQueue kaiwo: missing in this namespace" in text
+    assert "LocalQueue team-default: missing in this namespace" in text
     assert "Workload job-a-1: not admitted" in text and "insufficient amd.com/gpu" in text
     rows = [line.split() for line in text.splitlines()]
     assert ["Job/a", "Suspended", "4m"] in rows and ["Pod/a-x", "SchedulingGated", "-"] in rows
