@@ -34,6 +34,23 @@ async def _pod(client: Client, ref: WorkloadRef, ns: str, wanted: str | None) ->
     return workload, choose_pod(await pods_of(client, workload), wanted, ref, interactive=interactive())
 
 
+def _prologue(ctx: typer.Context, ref: str, kubeconfig: str | None, context: str | None,
+              namespace: str | None) -> tuple[Output, Target, WorkloadRef, str]:
+    """What every pod command starts with: output, cluster, the parsed workload reference and the namespace."""
+    out = output(ctx)
+    target = Target(kubeconfig, context, namespace)
+    with handled(out):
+        return out, target, parse_ref(ref), target.resolve_namespace()
+    raise AssertionError("unreachable")  # handled() turns every failure into an exit
+
+
+def _container(out: Output, pod: Obj, wanted: str | None) -> str:
+    name, notice = choose_container(pod, wanted)
+    if notice:
+        out.notice(f"[dim]{notice}[/dim]")
+    return name
+
+
 def _running(pod: Obj, ref: WorkloadRef) -> None:
     phase = (pod.get("status") or {}).get("phase", "Unknown")
     if phase != "Running":
@@ -49,19 +66,13 @@ def logs(
     kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
 ) -> None:
     """Print (or follow) the logs of a workload's pod, found by the kaiwo.silogen.ai/run-id label."""
-    out = output(ctx)
-    target = Target(kubeconfig, context, namespace)
-    with handled(out):
-        parsed = parse_ref(ref)
-        ns = target.resolve_namespace()
+    out, target, parsed, ns = _prologue(ctx, ref, kubeconfig, context, namespace)
 
     async def main() -> None:
         async with target.connect() as client:
             _, chosen = await _pod(client, parsed, ns, pod)
             name = chosen["metadata"]["name"]
-            cname, notice = choose_container(chosen, container)
-            if notice:
-                out.notice(f"[dim]{notice}[/dim]")
+            cname = _container(out, chosen, container)
             params: dict[str, Any] = {"container": cname, "follow": follow}
             if tail >= 0:
                 params["tailLines"] = tail
@@ -116,19 +127,13 @@ def exec_(
     kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
 ) -> None:
     """Run a command in a workload's pod; exits with the command's exit code."""
-    out = output(ctx)
-    target = Target(kubeconfig, context, namespace)
-    with handled(out):
-        parsed = parse_ref(ref)
-        ns = target.resolve_namespace()
+    out, target, parsed, ns = _prologue(ctx, ref, kubeconfig, context, namespace)
 
     async def main() -> int:
         async with target.connect() as client:
             _, chosen = await _pod(client, parsed, ns, pod)
             _running(chosen, parsed)
-            cname, notice = choose_container(chosen, container)
-            if notice:
-                out.notice(f"[dim]{notice}[/dim]")
+            cname = _container(out, chosen, container)
             name = chosen["metadata"]["name"]
             result, _, _ = await _exec(client, ns, name, cname, command, stdin=stdin)
             if result.error:
@@ -157,11 +162,7 @@ def monitor(
     kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
 ) -> None:
     """Show GPU utilisation in a workload's pod: rocm-smi (AMD) or nvidia-smi (NVIDIA), by spec.gpuVendor."""
-    out = output(ctx)
-    target = Target(kubeconfig, context, namespace)
-    with handled(out):
-        parsed = parse_ref(ref)
-        ns = target.resolve_namespace()
+    out, target, parsed, ns = _prologue(ctx, ref, kubeconfig, context, namespace)
 
     async def main() -> None:
         async with target.connect() as client:
@@ -239,12 +240,9 @@ def port_forward(
     kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
 ) -> None:
     """Forward local ports to a workload's pod (a running one; --pod to choose) until Ctrl-C."""
-    out = output(ctx)
-    target = Target(kubeconfig, context, namespace)
+    out, target, parsed, ns = _prologue(ctx, ref, kubeconfig, context, namespace)
     with handled(out):
-        parsed = parse_ref(ref)
         pairs = parse_ports(ports)
-        ns = target.resolve_namespace()
 
     async def main() -> None:
         async with target.connect() as client:
