@@ -52,8 +52,13 @@ async def test_busybox_job_completes_after_admission(client: Client, namespace: 
     lq = await client.get("kueue.x-k8s.io/v1beta1", "LocalQueue", "kaiwo", namespace)
     assert lq["spec"]["clusterQueue"] == "kaiwo"
     events = await client.list("v1", "Event", namespace, fieldSelector="involvedObject.name=hello")
-    reasons = {e["reason"] for e in events}
-    assert {"WorkloadComplete"} <= reasons
+    reasons = [e["reason"] for e in events if e["involvedObject"]["kind"] == "KaiwoJob"]
+    # one event per transition (RUNNING may be too short to be seen: kwok completes the pod after 2 s)
+    assert {"WorkloadPending", "WorkloadComplete"} <= set(reasons) and len(reasons) == len(set(reasons)), reasons
+    # Kueue's admission event, on the Workload it made for the Job
+    admitted = [e for e in await client.list("v1", "Event", namespace)
+                if e["involvedObject"]["kind"] == "Workload" and e["reason"] == "Admitted"]
+    assert admitted and "kaiwo" in admitted[0]["message"], admitted
 
 
 async def test_failing_job_reaches_failed(client: Client, namespace: str, operator: Manager) -> None:
