@@ -87,6 +87,15 @@ class Resource:
         return "/".join(parts)
 
 
+
+def _api_error(status: int, raw: bytes, method: str, path: str) -> ApiError:
+    """The ApiError of a failed response: its Status object when the body is JSON, else the body as text."""
+    try:
+        decoded: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        decoded = raw.decode(errors="replace")
+    return ApiError(status, decoded, method, path)
+
 class Client:
     """Thin async REST client. Create with ``await Client.from_kubeconfig(...)``; close with ``await close()``."""
 
@@ -197,11 +206,7 @@ class Client:
             span.set_attribute("http.request.method", method)
             span.set_attribute("http.response.status_code", resp.status)
             if resp.status >= 400:
-                try:
-                    decoded: Any = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    decoded = raw.decode(errors="replace")
-                err = ApiError(resp.status, decoded, method, path)
+                err = _api_error(resp.status, raw, method, path)
                 if "Retry-After" in resp.headers:
                     with contextlib.suppress(ValueError):
                         err.retry_after = float(resp.headers["Retry-After"])
@@ -216,41 +221,25 @@ class Client:
         self, path: str, params: Mapping[str, Any], *, timeout: float
     ) -> AsyncIterator[bytes]:
         """Yield the lines of a streaming response (watch), with a total client-side timeout."""
-        headers = await self._headers(None)
-        async with self.session.get(
-            self._url(path, params), headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=DEFAULT_TIMEOUT),
-        ) as resp:
-            self._observe("WATCH", resp.status)
-            if resp.status >= 400:
-                raw = await resp.read()
-                try:
-                    decoded: Any = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    decoded = raw.decode(errors="replace")
-                raise ApiError(resp.status, decoded, "WATCH", path)
-            async for line in resp.content:
+        async with self.open_stream(path, params, timeout=timeout, method="WATCH") as body:
+            async for line in body:
                 if line.strip():
                     yield line
 
     @contextlib.asynccontextmanager
     async def open_stream(
-        self, path: str, params: Mapping[str, Any], *, timeout: float | None = None
+        self, path: str, params: Mapping[str, Any], *, timeout: float | None = None, method: str = "GET"
     ) -> AsyncIterator[aiohttp.StreamReader]:
-        """The raw body of a GET (pod logs), unbuffered; ``timeout=None`` for follow-mode streams."""
+        """The raw body of a GET (pod logs, watches), unbuffered; ``timeout=None`` for follow-mode streams.
+        ``method`` only names the request in metrics and errors (a watch is a GET)."""
         headers = await self._headers(None)
         async with self.session.get(
             self._url(path, params), headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=DEFAULT_TIMEOUT),
         ) as resp:
-            self._observe("GET", resp.status)
+            self._observe(method, resp.status)
             if resp.status >= 400:
-                raw = await resp.read()
-                try:
-                    decoded: Any = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    decoded = raw.decode(errors="replace")
-                raise ApiError(resp.status, decoded, "GET", path)
+                raise _api_error(resp.status, await resp.read(), method, path)
             yield resp.content
 
     async def websocket(
