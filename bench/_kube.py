@@ -19,10 +19,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from kaiwo.runtime.client import ApiError, Client
 
 Obj = dict[str, Any]
 DEFAULT_STATE = Path("/tmp/kd-bench")
+
+
+def write_results(path: Path, result: dict[str, Any]) -> None:
+    """Write a benchmark's result as indented JSON (bench/results/ is not committed) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"wrote {path}")
 
 
 class BenchError(RuntimeError):

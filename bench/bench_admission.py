@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from bench._kube import write_results
 from kaiwo.runtime.client import Client
 
 KUEUE = "kueue.x-k8s.io/v1beta2"
@@ -149,9 +150,7 @@ def main() -> None:
         s = result[case]
         print(f"{label:<22}{s['n']:>5}{s['p50_ms']:>10}{s['p95_ms']:>10}{s['max_ms']:>10}")
     print(f"burst makespan (first create -> last unsuspend): {result['burst']['makespan_ms']} ms")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, result)
 
 
 if __name__ == "__main__":

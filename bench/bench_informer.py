@@ -53,6 +53,7 @@ from bench._kube import (
     rss_bytes,
     status_kib,
     within,
+    write_results,
 )
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.informer import (
@@ -407,9 +408,7 @@ def main() -> None:
         "total_s": round(time.perf_counter() - started, 1),
         **report,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, out)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import contextlib
 import cProfile
 import gc
 import io
-import json
 import pstats
 import statistics
 import time
@@ -55,6 +54,7 @@ from bench._kube import (
     print_machine,
     wait_until,
     within,
+    write_results,
 )
 from kaiwo.runtime.apply import Applier
 from kaiwo.runtime.client import Client
@@ -472,9 +472,7 @@ def main() -> None:
         "total_s": round(time.perf_counter() - started, 1),
         **report,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, out)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from bench._kube import write_results
+
 RESULTS = Path(__file__).parent / "results" / "stack.json"
 CLI = [sys.executable, "-m", "kaiwo.devcluster.cli"]
 
@@ -94,9 +96,7 @@ def main() -> None:
     print(f"{'process':<26}{'idle RSS MiB':>14}")
     for name, mib in result["idle_rss_mib"].items():
         print(f"{name:<26}{mib if mib is not None else '-':>14}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, result)
 
 
 if __name__ == "__main__":
