@@ -26,18 +26,6 @@ FIELD_MANAGER = "kaiwo-cli"
 DONE = {"job": {"COMPLETE"}, "service": {"RUNNING"}}
 BAD = {"FAILED", "ERROR", "TERMINATED"}
 
-EXAMPLES = """
-Examples:
-
-  kaiwo submit -f examples/kaiwojob-hello.yaml
-
-  cat job.yaml | kaiwo submit -f - --user me@example.com --queue team-a
-
-  kaiwo submit -f job.yaml --wait            # follow it to COMPLETE; exit 1 if it fails
-
-  kaiwo submit -f job.yaml --dry-run=server -o yaml
-"""
-
 
 class DryRun(StrEnum):
     client = "client"
