@@ -65,8 +65,10 @@ def machine() -> dict[str, Any]:
 
 
 def print_machine(m: dict[str, Any]) -> None:
-    print(f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_total_gib']} GiB, "
-          f"{m['python_impl']} {m['python']}, {m['platform']}")
+    print(
+        f"machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem_total_gib']} GiB, "
+        f"{m['python_impl']} {m['python']}, {m['platform']}"
+    )
 
 
 def status_kib(field: str) -> int:
@@ -128,8 +130,9 @@ class ClusterHandle:
 
         cluster = DevCluster(self.state)
         running = cluster.status().running
-        print(f"local cluster in {self.state}: {'reusing the running one' if running else 'starting (~30 s)'}",
-              flush=True)
+        print(
+            f"local cluster in {self.state}: {'reusing the running one' if running else 'starting (~30 s)'}", flush=True
+        )
         started = time.perf_counter()
         # Only the control plane: no third-party controllers (addons) are needed here.
         path = cluster.up(addons=()) if "addons" in inspect.signature(cluster.up).parameters else cluster.up()
@@ -151,8 +154,9 @@ class ClusterHandle:
 
 async def create_namespace(client: Client, prefix: str) -> str:
     name = prefix + secrets.token_hex(3)
-    await client.create({"apiVersion": "v1", "kind": "Namespace",
-                         "metadata": {"name": name, "labels": {"kaiwo.bench": "true"}}})
+    await client.create(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"kaiwo.bench": "true"}}}
+    )
     return name
 
 
@@ -168,25 +172,35 @@ async def delete_namespace(client: Client, ns: str, timeout: float = 120.0) -> f
     deadline = time.monotonic() + timeout
     while await client.get_or_none("v1", "Namespace", ns) is not None:
         if time.monotonic() > deadline:
-            raise BenchError(f"namespace {ns} still exists {timeout:.0f} s after its deletion "
-                             "(is the namespace controller of kube-controller-manager running?)")
+            raise BenchError(
+                f"namespace {ns} still exists {timeout:.0f} s after its deletion "
+                "(is the namespace controller of kube-controller-manager running?)"
+            )
         await asyncio.sleep(0.5)
     return time.perf_counter() - started
 
 
 @contextlib.asynccontextmanager
 async def configmap_namespace(
-    client: Client, prefix: str, n: int, concurrency: int, create_timeout: float, what: str = "ConfigMaps",
+    client: Client,
+    prefix: str,
+    n: int,
+    concurrency: int,
+    create_timeout: float,
+    what: str = "ConfigMaps",
 ) -> AsyncIterator[tuple[str, dict[str, float]]]:
     """A fresh namespace holding ``n`` ConfigMaps ``cm-000000``...; yields (namespace, creation timings) and
     deletes the namespace afterwards (a failed clean-up is a warning, not a failed benchmark)."""
     ns = await create_namespace(client, prefix)
     try:
         print(f"namespace {ns}: creating {n} {what}, {concurrency} at a time", flush=True)
-        created = await create_all(client, lambda i: configmap(ns, f"cm-{i:06d}", i), n, concurrency,
-                                   timeout=create_timeout)
-        print(f"  created {n} in {created['wall_s']:.1f} s ({created['per_s']:.0f}/s, "
-              f"{created['cpu_s']:.1f} CPU s)", flush=True)
+        created = await create_all(
+            client, lambda i: configmap(ns, f"cm-{i:06d}", i), n, concurrency, timeout=create_timeout
+        )
+        print(
+            f"  created {n} in {created['wall_s']:.1f} s ({created['per_s']:.0f}/s, {created['cpu_s']:.1f} CPU s)",
+            flush=True,
+        )
         yield ns, created
     finally:
         try:
@@ -199,15 +213,23 @@ async def configmap_namespace(
 def configmap(ns: str, name: str, i: int) -> Obj:
     """A small ConfigMap: a name, 2 labels and 2 short data keys."""
     return {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": ns,
-                     "labels": {"app.kubernetes.io/name": "kaiwo-bench", "bench.kaiwo/shard": str(i % 16)}},
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {"app.kubernetes.io/name": "kaiwo-bench", "bench.kaiwo/shard": str(i % 16)},
+        },
         "data": {"index": str(i), "mode": "small"},
     }
 
 
 async def create_all(
-    client: Client, objs: Callable[[int], Obj], n: int, concurrency: int = 32, progress_every: float = 5.0,
+    client: Client,
+    objs: Callable[[int], Obj],
+    n: int,
+    concurrency: int = 32,
+    progress_every: float = 5.0,
     timeout: float = 900.0,
 ) -> dict[str, float]:
     """Create ``objs(i)`` for i in range(n), ``concurrency`` requests at a time. The responses are dropped at
@@ -229,8 +251,13 @@ async def create_all(
     timer = CpuWall()
     with timer.measure():
         await within(asyncio.gather(*(one(i) for i in range(n))), timeout, f"creating {n} ConfigMaps")
-    return {"n": n, "concurrency": concurrency, "wall_s": timer.wall, "cpu_s": timer.cpu,
-            "per_s": n / timer.wall if timer.wall else 0.0}
+    return {
+        "n": n,
+        "concurrency": concurrency,
+        "wall_s": timer.wall,
+        "cpu_s": timer.cpu,
+        "per_s": n / timer.wall if timer.wall else 0.0,
+    }
 
 
 async def within(aw: Awaitable[Any], timeout: float, what: str) -> Any:

@@ -50,12 +50,26 @@ def summary(latencies: list[float]) -> dict[str, float]:
 def job(name: str, ns: str, queue: str) -> dict[str, Any]:
     req = {"cpu": "100m", "memory": "64Mi"}
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
+        "apiVersion": "batch/v1",
+        "kind": "Job",
         "metadata": {"name": name, "namespace": ns, "labels": {"kueue.x-k8s.io/queue-name": queue}},
-        "spec": {"suspend": True, "backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never",
-            "containers": [{"name": "main", "image": "busybox:1.36", "command": ["true"],
-                            "resources": {"requests": req, "limits": req}}]}}},
+        "spec": {
+            "suspend": True,
+            "backoffLimit": 0,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "busybox:1.36",
+                            "command": ["true"],
+                            "resources": {"requests": req, "limits": req},
+                        }
+                    ],
+                }
+            },
+        },
     }
 
 
@@ -111,15 +125,42 @@ async def run(jobs: int, rounds: int) -> dict[str, Any]:
     async with await Client.from_kubeconfig(os.environ.get("KUBECONFIG")) as client:
         suffix = secrets.token_hex(3)
         ns, flavor, cq, lq = f"bench-admission-{suffix}", f"bench-{suffix}", f"bench-{suffix}", "bench"
-        await client.create({"apiVersion": "v1", "kind": "Namespace",
-                             "metadata": {"name": ns, "labels": {"kueue-managed": "true"}}})
+        await client.create(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"kueue-managed": "true"}}}
+        )
         await client.create({"apiVersion": KUEUE, "kind": "ResourceFlavor", "metadata": {"name": flavor}})
-        await client.create({"apiVersion": KUEUE, "kind": "ClusterQueue", "metadata": {"name": cq}, "spec": {
-            "namespaceSelector": {},
-            "resourceGroups": [{"coveredResources": ["cpu", "memory"], "flavors": [{"name": flavor, "resources": [
-                {"name": "cpu", "nominalQuota": "1000"}, {"name": "memory", "nominalQuota": "1000Gi"}]}]}]}})
-        await client.create({"apiVersion": KUEUE, "kind": "LocalQueue", "metadata": {"name": lq, "namespace": ns},
-                             "spec": {"clusterQueue": cq}})
+        await client.create(
+            {
+                "apiVersion": KUEUE,
+                "kind": "ClusterQueue",
+                "metadata": {"name": cq},
+                "spec": {
+                    "namespaceSelector": {},
+                    "resourceGroups": [
+                        {
+                            "coveredResources": ["cpu", "memory"],
+                            "flavors": [
+                                {
+                                    "name": flavor,
+                                    "resources": [
+                                        {"name": "cpu", "nominalQuota": "1000"},
+                                        {"name": "memory", "nominalQuota": "1000Gi"},
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            }
+        )
+        await client.create(
+            {
+                "apiVersion": KUEUE,
+                "kind": "LocalQueue",
+                "metadata": {"name": lq, "namespace": ns},
+                "spec": {"clusterQueue": cq},
+            }
+        )
         try:
             await wait_active(client, cq)
             single: list[float] = []

@@ -119,8 +119,12 @@ class PageStripListerWatcher:
             items[i] = self.transform(o) if self.transform else o
         return page
 
-    def watch(self, resource_version: str, timeout_seconds: int, client_grace: float = CLIENT_GRACE,
-              ) -> AsyncIterator[Obj]:
+    def watch(
+        self,
+        resource_version: str,
+        timeout_seconds: int,
+        client_grace: float = CLIENT_GRACE,
+    ) -> AsyncIterator[Obj]:
         return self.inner.watch(resource_version, timeout_seconds, client_grace)
 
 
@@ -183,8 +187,9 @@ def graph_size(informer: Informer) -> dict[str, Any]:
         "by_type_count": before_counts,
         "duplicate_string_bytes": sum(dup_bytes.values()),
         "duplicate_string_bytes_by_field": dict(by_path.most_common(8)),
-        "duplicate_string_top": [{"value": v[:40], "first_field": _generic_path(where[v]), "bytes": b}
-                                 for v, b in dup_bytes.most_common(8)],
+        "duplicate_string_top": [
+            {"value": v[:40], "first_field": _generic_path(where[v]), "bytes": b} for v, b in dup_bytes.most_common(8)
+        ],
     }
 
 
@@ -202,8 +207,13 @@ def tracemalloc_top(diff: list[tracemalloc.StatisticDiff], n: int) -> list[dict[
     rows = []
     for s in diff[:n]:
         frame = s.traceback[0]
-        rows.append({"where": f"{frame.filename.replace(root, '')}:{frame.lineno}", "bytes": s.size_diff,
-                     "blocks": s.count_diff})
+        rows.append(
+            {
+                "where": f"{frame.filename.replace(root, '')}:{frame.lineno}",
+                "bytes": s.size_diff,
+                "blocks": s.count_diff,
+            }
+        )
     return rows
 
 
@@ -284,10 +294,24 @@ async def _stop(task: asyncio.Task[None]) -> None:
 
 
 def measure_in_child(kubeconfig: str, ns: str, n: int, variant: str, timeout: float) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "bench.bench_informer", "--kubeconfig", kubeconfig, "--measure-only", ns,
-            "--objects", str(n), "--variant", variant, "--timeout", str(timeout)]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout * 3,
-                          cwd=Path(__file__).resolve().parents[1])
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.bench_informer",
+        "--kubeconfig",
+        kubeconfig,
+        "--measure-only",
+        ns,
+        "--objects",
+        str(n),
+        "--variant",
+        variant,
+        "--timeout",
+        str(timeout),
+    ]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout * 3, cwd=Path(__file__).resolve().parents[1]
+    )
     if proc.returncode != 0:
         raise BenchError(f"child measurement ({variant}) failed with code {proc.returncode}:\n{proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -299,8 +323,13 @@ def measure_in_child(kubeconfig: str, ns: str, n: int, variant: str, timeout: fl
 
 async def run(args: argparse.Namespace, kubeconfig: str) -> dict[str, Any]:
     report: dict[str, Any] = {}
-    async with await Client.from_kubeconfig(kubeconfig) as client, configmap_namespace(
-            client, "kaiwo-bench-informer-", args.objects, args.concurrency, args.create_timeout) as (ns, created):
+    async with (
+        await Client.from_kubeconfig(kubeconfig) as client,
+        configmap_namespace(client, "kaiwo-bench-informer-", args.objects, args.concurrency, args.create_timeout) as (
+            ns,
+            created,
+        ),
+    ):
         report["create"] = created
         gc.collect()
         print("measuring in this process: baseline", flush=True)
@@ -328,21 +357,29 @@ async def run_child(args: argparse.Namespace) -> dict[str, Any]:
 def print_table(report: dict[str, Any], n: int) -> None:
     c = report["create"]
     print()
-    print(f"informer benchmark: {n} small ConfigMaps in one namespace, LIST pages of 500, target "
-          f"<= {TARGET_BYTES_PER_OBJECT} B/object (RSS)")
-    print(f"create: {n} in {c['wall_s']:.1f} s = {c['per_s']:.0f} objects/s (concurrency {c['concurrency']}, "
-          f"client CPU {c['cpu_s']:.1f} s = {1e6 * c['cpu_s'] / n:.0f} us/create)")
-    head = (f"{'variant':<19}{'where':<15}{'sync s':>7}{'CPU s':>7}{'obj/s':>8}{'RSS B/obj':>10}"
-            f"{'tracem B/obj':>13}{'tm peak B/obj':>14}{'graph B/obj':>12}{'dup str B':>10}  target")
+    print(
+        f"informer benchmark: {n} small ConfigMaps in one namespace, LIST pages of 500, target "
+        f"<= {TARGET_BYTES_PER_OBJECT} B/object (RSS)"
+    )
+    print(
+        f"create: {n} in {c['wall_s']:.1f} s = {c['per_s']:.0f} objects/s (concurrency {c['concurrency']}, "
+        f"client CPU {c['cpu_s']:.1f} s = {1e6 * c['cpu_s'] / n:.0f} us/create)"
+    )
+    head = (
+        f"{'variant':<19}{'where':<15}{'sync s':>7}{'CPU s':>7}{'obj/s':>8}{'RSS B/obj':>10}"
+        f"{'tracem B/obj':>13}{'tm peak B/obj':>14}{'graph B/obj':>12}{'dup str B':>10}  target"
+    )
     print(head)
     print("-" * len(head))
     for r in report["results"]:
         ok = "ok" if r["rss_delta_bytes_per_object"] <= TARGET_BYTES_PER_OBJECT else "ABOVE"
-        print(f"{r['variant']:<19}{r['where']:<15}{r['sync_wall_s']:>7.2f}{r['sync_cpu_s']:>7.2f}"
-              f"{r['objects_per_s']:>8}{r['rss_delta_bytes_per_object']:>10}"
-              f"{r['tracemalloc_bytes_per_object']:>13}{r['tracemalloc_peak_bytes_per_object']:>14}"
-              f"{r['graph_bytes_per_object']:>12}"
-              f"{r['graph_duplicate_string_bytes_per_object']:>10}  {ok}")
+        print(
+            f"{r['variant']:<19}{r['where']:<15}{r['sync_wall_s']:>7.2f}{r['sync_cpu_s']:>7.2f}"
+            f"{r['objects_per_s']:>8}{r['rss_delta_bytes_per_object']:>10}"
+            f"{r['tracemalloc_bytes_per_object']:>13}{r['tracemalloc_peak_bytes_per_object']:>14}"
+            f"{r['graph_bytes_per_object']:>12}"
+            f"{r['graph_duplicate_string_bytes_per_object']:>10}  {ok}"
+        )
     print("RSS B/obj: VmRSS growth (after gc.collect) from before the informer to after its sync, per cached object.")
     print("  'same process' reuses heap freed after the creation phase, so it reads low; a fresh child process is")
     print("  what an operator starting up pays. tracem: tracemalloc's net allocation; tm peak: its peak during the")
@@ -375,8 +412,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for one informer sync")
     ap.add_argument("--create-timeout", type=float, default=1800.0, help="seconds to wait for all creates")
     ap.add_argument("--no-isolate", action="store_true", help="skip the child-process variants")
-    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
-                    help="variants measured in child processes")
+    ap.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="variants measured in child processes"
+    )
     ap.add_argument("--measure-only", metavar="NAMESPACE", help=argparse.SUPPRESS)
     ap.add_argument("--variant", choices=VARIANTS, default="baseline", help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -75,12 +75,15 @@ def desired_child(parent: Obj) -> Obj:
     meta = parent["metadata"]
     data = parent.get("data") or {}
     return {
-        "apiVersion": "v1", "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
         "metadata": {
-            "name": f"{meta['name']}-child", "namespace": meta["namespace"],
+            "name": f"{meta['name']}-child",
+            "namespace": meta["namespace"],
             "labels": {CHILD_LABEL: "true", "bench.kaiwo/parent": meta["name"]},
-            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": meta["name"],
-                                 "uid": meta["uid"], "controller": True}],
+            "ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": meta["name"], "uid": meta["uid"], "controller": True}
+            ],
         },
         "data": {"parent-index": str(data.get("index", "")), "summary": f"{meta['name']}:{data.get('mode', '')}"},
     }
@@ -177,10 +180,12 @@ class Bench:
         if self.layout == "shared":
             self.informer = self.child_informer = await self.manager.informer("v1", "ConfigMap", namespace=self.ns)
         else:
-            self.informer = await self.manager.informer("v1", "ConfigMap", namespace=self.ns,
-                                                        label_selector=f"{PARENT_LABEL}=kaiwo-bench")
-            self.child_informer = await self.manager.informer("v1", "ConfigMap", namespace=self.ns,
-                                                              label_selector=f"{CHILD_LABEL}=true")
+            self.informer = await self.manager.informer(
+                "v1", "ConfigMap", namespace=self.ns, label_selector=f"{PARENT_LABEL}=kaiwo-bench"
+            )
+            self.child_informer = await self.manager.informer(
+                "v1", "ConfigMap", namespace=self.ns, label_selector=f"{CHILD_LABEL}=true"
+            )
         self.child_informer.add_index("child", by_label(CHILD_LABEL))
         self.applier = Applier(self.client, "bench")
         self.reconciler = ChildReconciler(self.informer, self.child_informer, self.applier)
@@ -202,12 +207,14 @@ class Bench:
         return len(self.controller.queue) == 0 and self.reconciler.active == 0
 
     def describe(self) -> str:
-        return (f"the controller to be idle with {self.n} children cached: {self.children_cached()} children "
-                f"cached, queue length {len(self.controller.queue)}, active workers "
-                f"{self.sample('controller_runtime_active_workers', controller=CONTROLLER):.0f}, "
-                f"reconciles {dict(self.reconciler.counts)}, errors "
-                f"{self.sample('controller_runtime_reconcile_errors_total', controller=CONTROLLER):.0f}, "
-                f"requests {dict(self.requests)}")
+        return (
+            f"the controller to be idle with {self.n} children cached: {self.children_cached()} children "
+            f"cached, queue length {len(self.controller.queue)}, active workers "
+            f"{self.sample('controller_runtime_active_workers', controller=CONTROLLER):.0f}, "
+            f"reconciles {dict(self.reconciler.counts)}, errors "
+            f"{self.sample('controller_runtime_reconcile_errors_total', controller=CONTROLLER):.0f}, "
+            f"requests {dict(self.requests)}"
+        )
 
     def watches_open(self) -> bool:
         opened = sum(v for k, v in self.requests.items() if k.startswith("WATCH "))
@@ -229,8 +236,14 @@ class Bench:
             synced_after = time.perf_counter() - started
             # Done: all children cached, the controller idle and every informer's watch answered (so that a watch
             # opening late is not counted as a request of the first resync).
-            await wait_until(lambda: (self.children_cached() >= self.n and self.idle() and self.watches_open())
-                             or self.run_task_done(), timeout, self.describe, interval=0.05)
+            await wait_until(
+                lambda: (
+                    (self.children_cached() >= self.n and self.idle() and self.watches_open()) or self.run_task_done()
+                ),
+                timeout,
+                self.describe,
+                interval=0.05,
+            )
             if self.run_task_done():
                 raise BenchError(f"the manager stopped early: {self.describe()}")
         reqs = self.requests - before
@@ -303,10 +316,12 @@ def profile_rows(profile: cProfile.Profile, top: int) -> tuple[list[dict[str, An
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
     root = str(Path(__file__).resolve().parents[1]) + "/"
     for (filename, line, func), (_cc, ncalls, tottime, cumtime, _callers) in sorted(
-            raw.items(), key=lambda kv: -kv[1][2])[:top]:
+        raw.items(), key=lambda kv: -kv[1][2]
+    )[:top]:
         where = f"{filename.replace(root, '').split('site-packages/')[-1]}:{line}({func})"
-        rows.append({"function": where, "calls": ncalls, "tottime_s": round(tottime, 4),
-                     "cumtime_s": round(cumtime, 4)})
+        rows.append(
+            {"function": where, "calls": ncalls, "tottime_s": round(tottime, 4), "cumtime_s": round(cumtime, 4)}
+        )
     return rows, out.getvalue()
 
 
@@ -324,13 +339,28 @@ def cumulative_rows(profile: cProfile.Profile, names: tuple[str, ...]) -> list[d
 
 
 LAYERS = (
-    "runtime/controller.py:process", "runtime/controller.py:resync", "bench/bench_resync.py:reconcile",
-    "bench/bench_resync.py:desired_child", "runtime/apply.py:apply", "runtime/apply.py:unchanged",
-    "runtime/apply.py:desired_hash", "runtime/workqueue.py:get", "runtime/workqueue.py:add",
-    "runtime/workqueue.py:done", "runtime/metrics.py:add", "runtime/metrics.py:get", "runtime/metrics.py:done",
-    "runtime/metrics.py:depth", "prometheus_client/metrics.py:labels", "prometheus_client/metrics.py:inc",
-    "prometheus_client/metrics.py:dec", "prometheus_client/metrics.py:set", "prometheus_client/metrics.py:observe",
-    "python3.11/uuid.py:uuid4", "runtime/logs.py:log_context", "trace/__init__.py:start_as_current_span",
+    "runtime/controller.py:process",
+    "runtime/controller.py:resync",
+    "bench/bench_resync.py:reconcile",
+    "bench/bench_resync.py:desired_child",
+    "runtime/apply.py:apply",
+    "runtime/apply.py:unchanged",
+    "runtime/apply.py:desired_hash",
+    "runtime/workqueue.py:get",
+    "runtime/workqueue.py:add",
+    "runtime/workqueue.py:done",
+    "runtime/metrics.py:add",
+    "runtime/metrics.py:get",
+    "runtime/metrics.py:done",
+    "runtime/metrics.py:depth",
+    "prometheus_client/metrics.py:labels",
+    "prometheus_client/metrics.py:inc",
+    "prometheus_client/metrics.py:dec",
+    "prometheus_client/metrics.py:set",
+    "prometheus_client/metrics.py:observe",
+    "python3.11/uuid.py:uuid4",
+    "runtime/logs.py:log_context",
+    "trace/__init__.py:start_as_current_span",
 )
 
 
@@ -338,8 +368,10 @@ async def run_layout(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         await bench.setup()
-        print(f"[{bench.layout}] initial pass: manager + controller ({args.workers} workers), {args.objects} parents",
-              flush=True)
+        print(
+            f"[{bench.layout}] initial pass: manager + controller ({args.workers} workers), {args.objects} parents",
+            flush=True,
+        )
         out["initial"] = await bench.initial_pass(args.timeout)
         i = out["initial"]
         print(f"  done in {i['wall_s']:.1f} s: {i['requests']} requests {i['requests_by_method']}", flush=True)
@@ -347,8 +379,11 @@ async def run_layout(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         for k in range(args.repeat):
             r = await bench.resync(args.resync_timeout)
             out["resyncs"].append(r)
-            print(f"  resync {k + 1}/{args.repeat}: {r['reconciles']} reconciles in {r['wall_s']:.2f} s, "
-                  f"{r['cpu_s']:.2f} CPU s, {r['requests']} requests", flush=True)
+            print(
+                f"  resync {k + 1}/{args.repeat}: {r['reconciles']} reconciles in {r['wall_s']:.2f} s, "
+                f"{r['cpu_s']:.2f} CPU s, {r['requests']} requests",
+                flush=True,
+            )
         out["summary"] = summarize(out["resyncs"])
         if args.profile:
             profile = cProfile.Profile()
@@ -364,9 +399,12 @@ async def run_layout(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, kubeconfig: str) -> dict[str, Any]:
     report: dict[str, Any] = {"layouts": {}}
-    async with await Client.from_kubeconfig(kubeconfig) as client, configmap_namespace(
-            client, "kaiwo-bench-resync-", args.objects, args.concurrency, args.create_timeout,
-            "parent ConfigMaps") as (ns, created):
+    async with (
+        await Client.from_kubeconfig(kubeconfig) as client,
+        configmap_namespace(
+            client, "kaiwo-bench-resync-", args.objects, args.concurrency, args.create_timeout, "parent ConfigMaps"
+        ) as (ns, created),
+    ):
         report["create"] = created
         for layout in args.layouts:  # the children made by the first layout's pass are reused by the next
             bench = Bench(client, ns, args.objects, args.workers, layout)
@@ -390,19 +428,27 @@ def print_table(report: dict[str, Any], args: argparse.Namespace) -> None:
     n = args.objects
     c = report["create"]
     print()
-    print(f"resync benchmark: {n} parent ConfigMaps, a child each, {args.workers} workers; targets: "
-          f"{TARGET_REQUESTS} requests and <= {TARGET_CPU_S} CPU s per resync")
-    print(f"create parents: {n} in {c['wall_s']:.1f} s = {c['per_s']:.0f}/s (concurrency {c['concurrency']}, "
-          f"client CPU {1e6 * c['cpu_s'] / n:.0f} us/create)")
+    print(
+        f"resync benchmark: {n} parent ConfigMaps, a child each, {args.workers} workers; targets: "
+        f"{TARGET_REQUESTS} requests and <= {TARGET_CPU_S} CPU s per resync"
+    )
+    print(
+        f"create parents: {n} in {c['wall_s']:.1f} s = {c['per_s']:.0f}/s (concurrency {c['concurrency']}, "
+        f"client CPU {1e6 * c['cpu_s'] / n:.0f} us/create)"
+    )
     for layout, lr in report["layouts"].items():
         i = lr["initial"]
         print()
-        print(f"[{layout}] initial pass (manager start, informer sync, {i['applied']} child applies, watch events): "
-              f"{i['wall_s']:.1f} s wall (informer synced after {i['informer_sync_s']:.1f} s), {i['cpu_s']:.1f} CPU s, "
-              f"{i['requests']} requests {i['requests_by_method']}, applies skipped {i['skipped']}, "
-              f"reconciles {i['reconciles']}, errors {i['reconcile_errors']}")
-        head = (f"{'resync':<9}{'keys':>7}{'reconciles':>11}{'requests':>9}{'CPU s':>8}{'wall s':>8}{'rec/s':>8}"
-                f"{'CPU us/rec':>11}{'skipped':>9}{'GC s':>6}{'gen2':>5}  targets")
+        print(
+            f"[{layout}] initial pass (manager start, informer sync, {i['applied']} child applies, watch events): "
+            f"{i['wall_s']:.1f} s wall (informer synced after {i['informer_sync_s']:.1f} s), {i['cpu_s']:.1f} CPU s, "
+            f"{i['requests']} requests {i['requests_by_method']}, applies skipped {i['skipped']}, "
+            f"reconciles {i['reconciles']}, errors {i['reconcile_errors']}"
+        )
+        head = (
+            f"{'resync':<9}{'keys':>7}{'reconciles':>11}{'requests':>9}{'CPU s':>8}{'wall s':>8}{'rec/s':>8}"
+            f"{'CPU us/rec':>11}{'skipped':>9}{'GC s':>6}{'gen2':>5}  targets"
+        )
         print(head)
         print("-" * len(head))
         rows = [(str(k + 1), r) for k, r in enumerate(lr["resyncs"])]
@@ -412,14 +458,18 @@ def print_table(report: dict[str, Any], args: argparse.Namespace) -> None:
             ok = "ok" if r["requests"] <= TARGET_REQUESTS and r["cpu_s"] <= TARGET_CPU_S else "MISSED"
             if label == "cProfile":
                 ok = "(profiled: slower)"
-            print(f"{label:<9}{r['enqueued']:>7}{r['reconciles']:>11}{r['requests']:>9}{r['cpu_s']:>8.2f}"
-                  f"{r['wall_s']:>8.2f}{r['reconciles_per_s']:>8}{r['cpu_us_per_reconcile']:>11}"
-                  f"{r['skipped']:>9}{r['gc_s']:>6.2f}{r['gc_collections'].get('gen2', 0):>5}  {ok}"
-                  f"{' ' + str(r['requests_by_method']) if r['requests'] else ''}")
+            print(
+                f"{label:<9}{r['enqueued']:>7}{r['reconciles']:>11}{r['requests']:>9}{r['cpu_s']:>8.2f}"
+                f"{r['wall_s']:>8.2f}{r['reconciles_per_s']:>8}{r['cpu_us_per_reconcile']:>11}"
+                f"{r['skipped']:>9}{r['gc_s']:>6.2f}{r['gc_collections'].get('gen2', 0):>5}  {ok}"
+                f"{' ' + str(r['requests_by_method']) if r['requests'] else ''}"
+            )
         s = lr["summary"]
-        print(f"[{layout}] median of {len(lr['resyncs'])}: {s['cpu_s_median']} CPU s (min {s['cpu_s_min']}, max "
-              f"{s['cpu_s_max']}), {s['wall_s_median']} s wall, {s['reconciles_per_s_median']} reconciles/s, "
-              f"at most {s['requests_max']} requests per resync")
+        print(
+            f"[{layout}] median of {len(lr['resyncs'])}: {s['cpu_s_median']} CPU s (min {s['cpu_s_min']}, max "
+            f"{s['cpu_s_max']}), {s['wall_s_median']} s wall, {s['reconciles_per_s_median']} reconciles/s, "
+            f"at most {s['requests_max']} requests per resync"
+        )
     for layout, lr in report["layouts"].items():
         if "profile" not in lr:
             continue
@@ -445,8 +495,13 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds for the initial pass")
     ap.add_argument("--resync-timeout", type=float, default=120.0, help="seconds for one resync")
     ap.add_argument("--create-timeout", type=float, default=1800.0, help="seconds to create the parents")
-    ap.add_argument("--layouts", nargs="+", choices=("shared", "split"), default=["shared", "split"],
-                    help="informer layouts to measure, in this order (see Bench)")
+    ap.add_argument(
+        "--layouts",
+        nargs="+",
+        choices=("shared", "split"),
+        default=["shared", "split"],
+        help="informer layouts to measure, in this order (see Bench)",
+    )
     ap.add_argument("--profile", action="store_true", help="profile one extra resync per layout with cProfile")
     ap.add_argument("--profile-top", type=int, default=25)
     args = ap.parse_args()

@@ -88,9 +88,11 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=30.0, help="seconds to wait before reading RSS")
     args = ap.parse_args()
     result = run(args.rounds, args.idle)
-    print(f"warm start (`kaiwo-dev up`, fresh state, cached binaries): {result['warm_start_s']['rounds']} s, "
-          f"median {result['warm_start_s']['median']} s "
-          f"(supervisor start->ready median {result['supervisor_ready_s']['median']} s)")
+    print(
+        f"warm start (`kaiwo-dev up`, fresh state, cached binaries): {result['warm_start_s']['rounds']} s, "
+        f"median {result['warm_start_s']['median']} s "
+        f"(supervisor start->ready median {result['supervisor_ready_s']['median']} s)"
+    )
     for i, phases in enumerate(result["phases_s"]):
         print(f"  round {i + 1} phases (s): {phases}")
     print(f"{'process':<26}{'idle RSS MiB':>14}")

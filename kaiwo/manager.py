@@ -93,8 +93,10 @@ def _env_bool(name: str, default: bool) -> bool:
 def _check_absent_features() -> None:
     for f in ABSENT_FEATURES:
         if _env_bool(f.env, f.off) != f.off:
-            raise ValueError(f"{f.env}={os.environ[f.env]}: {f.feature} is not implemented by this operator; "
-                             f"unset {f.env} or set it to {str(f.off).lower()}")
+            raise ValueError(
+                f"{f.env}={os.environ[f.env]}: {f.feature} is not implemented by this operator; "
+                f"unset {f.env} or set it to {str(f.off).lower()}"
+            )
 
 
 def _namespace_default() -> str:
@@ -107,8 +109,9 @@ def _namespace_default() -> str:
 
 def parse(argv: list[str] | None = None) -> Config:
     env = os.environ.get
-    p = argparse.ArgumentParser(prog="python -m kaiwo.manager", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m kaiwo.manager", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     try:
         _check_absent_features()
         leader_elect = _env_bool("KAIWO_LEADER_ELECT", True)
@@ -119,27 +122,38 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig file (default: in-cluster)")
     p.add_argument("--context", default=env("KAIWO_CONTEXT"))
     p.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=leader_elect)
-    p.add_argument("--leader-election-namespace", default=env("KAIWO_LEADER_ELECTION_NAMESPACE")
-                   or _namespace_default())
+    p.add_argument(
+        "--leader-election-namespace", default=env("KAIWO_LEADER_ELECTION_NAMESPACE") or _namespace_default()
+    )
     p.add_argument("--lease-duration", type=float, default=env("KAIWO_LEASE_DURATION", "15"))
     p.add_argument("--renew-deadline", type=float, default=env("KAIWO_RENEW_DEADLINE", "10"))
     p.add_argument("--retry-period", type=float, default=env("KAIWO_RETRY_PERIOD", "2"))
-    p.add_argument("--metrics-bind-address", default=env("KAIWO_METRICS_BIND_ADDRESS", ":8080"),
-                   help="host:port for /metrics; empty or 0 disables")
-    p.add_argument("--metrics-secure", action=argparse.BooleanOptionalAction, default=metrics_secure,
-                   help="serve /metrics over HTTPS, only to tokens allowed to get /metrics (TokenReview + "
-                        "SubjectAccessReview)")
-    p.add_argument("--metrics-cert-path", default=env("KAIWO_METRICS_CERT_PATH", ""),
-                   help="folder of the secure metrics' certificate (default: a self-signed one made at start)")
+    p.add_argument(
+        "--metrics-bind-address",
+        default=env("KAIWO_METRICS_BIND_ADDRESS", ":8080"),
+        help="host:port for /metrics; empty or 0 disables",
+    )
+    p.add_argument(
+        "--metrics-secure",
+        action=argparse.BooleanOptionalAction,
+        default=metrics_secure,
+        help="serve /metrics over HTTPS, only to tokens allowed to get /metrics (TokenReview + SubjectAccessReview)",
+    )
+    p.add_argument(
+        "--metrics-cert-path",
+        default=env("KAIWO_METRICS_CERT_PATH", ""),
+        help="folder of the secure metrics' certificate (default: a self-signed one made at start)",
+    )
     p.add_argument("--metrics-cert-name", default=env("KAIWO_METRICS_CERT_NAME", "tls.crt"))
     p.add_argument("--metrics-cert-key", default=env("KAIWO_METRICS_CERT_KEY", "tls.key"))
     p.add_argument("--health-probe-bind-address", default=env("KAIWO_HEALTH_PROBE_BIND_ADDRESS", ":8081"))
-    p.add_argument("--workers", type=int, default=env("KAIWO_WORKERS", "2"),
-                   help="concurrent reconciles per controller")
-    p.add_argument("--log-level", default=env("KAIWO_LOG_LEVEL", "info"),
-                   choices=LOG_LEVELS)
-    p.add_argument("--log-format", default=env("KAIWO_LOG_FORMAT", "text" if formatted_logs else "json"),
-                   choices=LOG_FORMATS)
+    p.add_argument(
+        "--workers", type=int, default=env("KAIWO_WORKERS", "2"), help="concurrent reconciles per controller"
+    )
+    p.add_argument("--log-level", default=env("KAIWO_LOG_LEVEL", "info"), choices=LOG_LEVELS)
+    p.add_argument(
+        "--log-format", default=env("KAIWO_LOG_FORMAT", "text" if formatted_logs else "json"), choices=LOG_FORMATS
+    )
     a = p.parse_args(argv)  # string defaults (from the environment) go through `type` too
     # argparse checks `choices` of flags given on the command line only, not of defaults from the environment
     for flag, value, allowed in (("--log-level", a.log_level, LOG_LEVELS), ("--log-format", a.log_format, LOG_FORMATS)):
@@ -149,8 +163,13 @@ def parse(argv: list[str] | None = None) -> Config:
         p.error(f"--workers must be at least 1 (got {a.workers})")
     if a.leader_elect:
         try:
-            LeaderElectionConfig(a.leader_election_namespace, LEASE_NAME, lease_duration=a.lease_duration,
-                                 renew_deadline=a.renew_deadline, retry_period=a.retry_period)
+            LeaderElectionConfig(
+                a.leader_election_namespace,
+                LEASE_NAME,
+                lease_duration=a.lease_duration,
+                renew_deadline=a.renew_deadline,
+                retry_period=a.retry_period,
+            )
         except ValueError as e:
             p.error(str(e))
     for flag in ("metrics_bind_address", "health_probe_bind_address"):
@@ -159,24 +178,50 @@ def parse(argv: list[str] | None = None) -> Config:
             p.error(f"--{flag.replace('_', '-')} {value!r}: expected host:port, :port, or 0 to disable")
     metrics_cert = None
     if a.metrics_cert_path:
-        metrics_cert = (os.path.join(a.metrics_cert_path, a.metrics_cert_name),
-                        os.path.join(a.metrics_cert_path, a.metrics_cert_key))
+        metrics_cert = (
+            os.path.join(a.metrics_cert_path, a.metrics_cert_name),
+            os.path.join(a.metrics_cert_path, a.metrics_cert_key),
+        )
         missing = [f for f in metrics_cert if not os.path.isfile(f)]
         if missing:
             p.error(f"--metrics-cert-path {a.metrics_cert_path!r}: {', '.join(missing)} does not exist")
-    if a.metrics_secure and a.metrics_bind_address not in ("", "0") \
-            and a.metrics_bind_address == a.health_probe_bind_address:
-        p.error("--metrics-secure needs --metrics-bind-address to differ from --health-probe-bind-address "
-                "(the probes speak plain HTTP)")
-    return Config(a.kubeconfig, a.context, a.leader_elect, a.leader_election_namespace, a.lease_duration,
-                  a.renew_deadline, a.retry_period, a.metrics_bind_address, a.metrics_secure, metrics_cert,
-                  a.health_probe_bind_address, a.workers, a.log_level, a.log_format)
+    if (
+        a.metrics_secure
+        and a.metrics_bind_address not in ("", "0")
+        and a.metrics_bind_address == a.health_probe_bind_address
+    ):
+        p.error(
+            "--metrics-secure needs --metrics-bind-address to differ from --health-probe-bind-address "
+            "(the probes speak plain HTTP)"
+        )
+    return Config(
+        a.kubeconfig,
+        a.context,
+        a.leader_elect,
+        a.leader_election_namespace,
+        a.lease_duration,
+        a.renew_deadline,
+        a.retry_period,
+        a.metrics_bind_address,
+        a.metrics_secure,
+        metrics_cert,
+        a.health_probe_bind_address,
+        a.workers,
+        a.log_level,
+        a.log_format,
+    )
 
 
 async def ensure_kaiwo_config(client: Client) -> None:
     try:
-        await client.create({"apiVersion": settings.KAIWO_CONFIG_API, "kind": "KaiwoConfig",
-                             "metadata": {"name": settings.SINGLETON}, "spec": {}})
+        await client.create(
+            {
+                "apiVersion": settings.KAIWO_CONFIG_API,
+                "kind": "KaiwoConfig",
+                "metadata": {"name": settings.SINGLETON},
+                "spec": {},
+            }
+        )
         log.info("created the default KaiwoConfig %s", settings.SINGLETON)
     except ApiError as e:
         if not e.conflict:
@@ -189,13 +234,21 @@ async def run(cfg: Config) -> int:
     try:
         le = None
         if cfg.leader_elect:
-            le = LeaderElectionConfig(cfg.leader_election_namespace, LEASE_NAME, identity_from_env(),
-                                      cfg.lease_duration, cfg.renew_deadline, cfg.retry_period)
+            le = LeaderElectionConfig(
+                cfg.leader_election_namespace,
+                LEASE_NAME,
+                identity_from_env(),
+                cfg.lease_duration,
+                cfg.renew_deadline,
+                cfg.retry_period,
+            )
         opts = ManagerOptions(
             health_address="" if cfg.health_probe_bind_address in ("", "0") else cfg.health_probe_bind_address,
             metrics_address="" if cfg.metrics_bind_address in ("", "0") else cfg.metrics_bind_address,
-            metrics_secure=cfg.metrics_secure, metrics_cert=cfg.metrics_cert,
-            leader_election=le)
+            metrics_secure=cfg.metrics_secure,
+            metrics_cert=cfg.metrics_cert,
+            leader_election=le,
+        )
         mgr = Manager(client, opts)
         await ensure_kaiwo_config(client)
         await queueconfig.setup(mgr, workers=1)  # a singleton: one worker is all it can use

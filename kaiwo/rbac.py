@@ -61,8 +61,10 @@ def _owner_grants(kind: str, why: str) -> tuple[Grant, ...]:
     """Status writes of a primary kind, and ``<resource>/finalizers`` update: children carry ownerReferences with
     ``blockOwnerDeletion``, which clusters with the OwnerReferencesPermissionEnforcement admission plugin (e.g.
     OpenShift) allow only to those who may update the owner's finalizers."""
-    return (Grant(KAIWO, kind, ("patch",), f"{why}: status writes (Applier.write_status)", "status"),
-            Grant(KAIWO, kind, ("update",), f"{why}: ownerReferences with blockOwnerDeletion", "finalizers"))
+    return (
+        Grant(KAIWO, kind, ("patch",), f"{why}: status writes (Applier.write_status)", "status"),
+        Grant(KAIWO, kind, ("update",), f"{why}: ownerReferences with blockOwnerDeletion", "finalizers"),
+    )
 
 
 _KUEUE_OWNED = ("ResourceFlavor", "ClusterQueue", "LocalQueue", "WorkloadPriorityClass", "Topology")
@@ -78,17 +80,24 @@ WRITES: dict[str, tuple[Grant, ...]] = {
         Grant(KAIWO, "KaiwoQueueConfig", ("create", "patch"), "the default config; dynamic-mode spec merge"),
         *_owner_grants("KaiwoQueueConfig", "queue-config controller"),
         Grant("v1", "Node", ("patch",), "node-pool labels by server-side apply"),
-        *(Grant(KUEUE, kind, ("create", "patch", "delete"), "owned Kueue objects: apply, prune, recreate")
-          for kind in _KUEUE_OWNED),
+        *(
+            Grant(KUEUE, kind, ("create", "patch", "delete"), "owned Kueue objects: apply, prune, recreate")
+            for kind in _KUEUE_OWNED
+        ),
         _EVENTS,
     ),
-    **{kind.lower(): (
-        *(Grant(api, child, ("create", "patch", "delete"), "children: apply, delete on termination")
-          for child, api in workload.CHILD_KINDS.items()),
-        Grant(KUEUE, "LocalQueue", ("create",), "lazy LocalQueue for ClusterQueues without namespaces"),
-        *_owner_grants(kind, "workload controller"),
-        _EVENTS,
-    ) for kind in ("KaiwoJob", "KaiwoService")},
+    **{
+        kind.lower(): (
+            *(
+                Grant(api, child, ("create", "patch", "delete"), "children: apply, delete on termination")
+                for child, api in workload.CHILD_KINDS.items()
+            ),
+            Grant(KUEUE, "LocalQueue", ("create",), "lazy LocalQueue for ClusterQueues without namespaces"),
+            *_owner_grants(kind, "workload controller"),
+            _EVENTS,
+        )
+        for kind in ("KaiwoJob", "KaiwoService")
+    },
 }
 
 
@@ -172,8 +181,10 @@ def render() -> dict[str, str]:
     """File name -> text of the chart template (Helm expressions around the generated rules)."""
     name = '{{ include "kaiwo.fullname" . }}'
     labels = '{{- include "kaiwo.labels" . | nindent 4 }}'
-    subject = ("subjects:\n  - kind: ServiceAccount\n    name: {{ include \"kaiwo.serviceAccountName\" . }}\n"
-               "    namespace: {{ .Release.Namespace }}")
+    subject = (
+        'subjects:\n  - kind: ServiceAccount\n    name: {{ include "kaiwo.serviceAccountName" . }}\n'
+        "    namespace: {{ .Release.Namespace }}"
+    )
     text = f"""{HEADER}{{{{- if .Values.rbac.create }}}}
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 .venv/bin/ruff check kaiwo tests tools bench
+.venv/bin/ruff format --check kaiwo tests tools bench
 .venv/bin/mypy
 .venv/bin/kaiwo-dev build >/dev/null  # builds show their progress here rather than inside a test fixture
 exec .venv/bin/pytest -ra "$@"

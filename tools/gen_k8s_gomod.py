@@ -24,7 +24,9 @@ import sys
 def module_gomod(module: str, version: str) -> str:
     out = subprocess.run(
         ["go", "mod", "download", "-json", f"{module}@{version}"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     info = json.loads(out)
     if "Error" in info:

@@ -33,8 +33,7 @@ def wire(model: BaseModel, *, include_defaults: bool = False) -> JsonDict:
     """The JSON-ready dict of ``model`` with JSON names, leaving out None values and, unless
     ``include_defaults``, fields that were never set (so a server-side apply claims only what was meant).
     Top-level objects always keep ``apiVersion`` and ``kind``."""
-    data: JsonDict = model.model_dump(mode="json", by_alias=True, exclude_none=True,
-                                      exclude_unset=not include_defaults)
+    data: JsonDict = model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=not include_defaults)
     for name in ("api_version", "kind"):
         if name in type(model).model_fields:
             data[type(model).model_fields[name].alias or name] = getattr(model, name)

@@ -28,7 +28,8 @@ class KaiwoRayConfig(KaiwoModel):
     """Settings for Ray workloads."""
 
     default_ray_image: str = Field(
-        default="ghcr.io/silogen/rocm-ray:6.4", min_length=1,
+        default="ghcr.io/silogen/rocm-ray:6.4",
+        min_length=1,
         description="Image of Ray containers that name none.",
     )
     head_pod_memory: QuantityString = Field(
@@ -45,13 +46,15 @@ class KaiwoStorageConfig(KaiwoModel):
         description="StorageClass of workload PVCs that name none (default: the cluster's default class).",
     )
     default_data_mount_path: str = Field(
-        default="/workload", min_length=1,
+        default="/workload",
+        min_length=1,
         description="Mount path of the data volume when `storage.data.mountPath` is not set.",
     )
     default_hf_mount_path: str = Field(
-        default="/hf_cache", min_length=1,
+        default="/hf_cache",
+        min_length=1,
         description="Mount path (and `HF_HOME`) of the Hugging Face cache when `storage.huggingFace.mountPath` is not "
-                    "set.",
+        "set.",
     )
 
 
@@ -80,13 +83,16 @@ class KaiwoSchedulingConfig(KaiwoModel):
     """Settings for scheduling workloads."""
 
     kube_scheduler_name: str = Field(
-        default="kaiwo-scheduler", min_length=1,
+        default="kaiwo-scheduler",
+        min_length=1,
         description="Scheduler of the pods Kaiwo generates (`kaiwo-scheduler` packs GPUs onto as few nodes as "
-                    "possible).",
+        "possible).",
     )
     pending_threshold_for_preemption: Duration = Field(
-        default="5m", description="How long a GPU workload must wait before it counts as demand that stops workloads "
-        "running past their `duration`.")
+        default="5m",
+        description="How long a GPU workload must wait before it counts as demand that stops workloads "
+        "running past their `duration`.",
+    )
 
 
 class MonitoringProfile(StrEnum):
@@ -101,7 +107,9 @@ class KaiwoResourceMonitoringConfig(KaiwoModel):
     (`RESOURCE_MONITORING_ENABLED`, `RESOURCE_MONITORING_METRICS_ENDPOINT`, `RESOURCE_MONITORING_POLLING_INTERVAL`)."""
 
     low_utilization_threshold: float = Field(
-        default=1, ge=0, le=100,
+        default=1,
+        ge=0,
+        le=100,
         description="GPU utilisation (percent) below which a workload counts as underutilising.",
     )
     target_namespaces: list[DnsLabel] | None = Field(
@@ -114,7 +122,8 @@ class KaiwoResourceMonitoringConfig(KaiwoModel):
         description="Stop workloads that stay underutilised for `terminateUnderutilizedAfter`.",
     )
     terminate_underutilized_after: str = Field(
-        default="24h", pattern=r"^([0-9]+(s|m|h))+$",
+        default="24h",
+        pattern=r"^([0-9]+(s|m|h))+$",
         description="How long a workload must stay underutilised before it is stopped, e.g. `30m` or `24h`.",
     )
 
@@ -139,7 +148,9 @@ class KaiwoGpuPreemptionConfig(KaiwoModel):
     `GPU_PREEMPTION_DEFAULT_*` environment variables, then to 5 %, 10m, OnPressure, Max and 24h."""
 
     default_threshold: float | None = Field(
-        default=None, ge=0, le=100,
+        default=None,
+        ge=0,
+        le=100,
         description="GPU utilisation (percent) below which a workload is idle.",
     )
     default_grace_period: Duration | None = Field(
@@ -155,7 +166,8 @@ class KaiwoGpuPreemptionConfig(KaiwoModel):
         description="How pod utilisations are combined: Min, Max or Avg.",
     )
     default_ttl: Duration | None = Field(
-        default=None, alias="defaultTTL",
+        default=None,
+        alias="defaultTTL",
         description="How long finished GpuWorkload records are kept (`0` keeps them forever).",
     )
 
@@ -184,18 +196,23 @@ class KaiwoConfigSpec(KaiwoModel):
         json_schema_extra=crd_default({}),
     )
     resource_monitoring: KaiwoResourceMonitoringConfig = Field(
-        default_factory=KaiwoResourceMonitoringConfig, description="GPU utilisation monitoring.",
-        json_schema_extra=crd_default({}))
+        default_factory=KaiwoResourceMonitoringConfig,
+        description="GPU utilisation monitoring.",
+        json_schema_extra=crd_default({}),
+    )
     gpu_preemption: KaiwoGpuPreemptionConfig | None = Field(default=None, description="Idle-GPU preemption defaults.")
     default_cluster_queue_name: QueueName = Field(
-        default="kaiwo", description="ClusterQueue of workloads that name none.")
+        default="kaiwo", description="ClusterQueue of workloads that name none."
+    )
     default_cluster_queue_cohort_name: DnsSubdomain = Field(
         default="kaiwo",
         description="Cohort of the ClusterQueue Kaiwo generates.",
     )
     dynamically_update_default_cluster_queue: bool = Field(
-        default=False, description="Re-derive the default ClusterQueue and flavors from the nodes on every change "
-        "(nodes added, removed, cordoned).")
+        default=False,
+        description="Re-derive the default ClusterQueue and flavors from the nodes on every change "
+        "(nodes added, removed, cordoned).",
+    )
     default_topology_name: DnsSubdomain = Field(
         default="default-topology",
         description="Topology the generated flavors refer to.",
@@ -226,8 +243,12 @@ CRD = CrdInfo(
     scope="Cluster",
     short_names=("kcfg",),
     status_subresource=False,
-    rules=(Rule(rule=f"self.metadata.name == '{SINGLETON_NAME}'",
-                message=f"metadata.name: must be '{SINGLETON_NAME}': KaiwoConfig is a cluster-wide singleton "
-                        f"and Kaiwo only reads the one named '{SINGLETON_NAME}'",
-                field_path=".metadata.name"),),
+    rules=(
+        Rule(
+            rule=f"self.metadata.name == '{SINGLETON_NAME}'",
+            message=f"metadata.name: must be '{SINGLETON_NAME}': KaiwoConfig is a cluster-wide singleton "
+            f"and Kaiwo only reads the one named '{SINGLETON_NAME}'",
+            field_path=".metadata.name",
+        ),
+    ),
 )

@@ -64,9 +64,11 @@ class ResourceRequirements(KaiwoModel):
     """Requests and limits, e.g. `{"requests": {"cpu": "4", "memory": "32Gi"}}`."""
 
     requests: dict[str, Quantity] | None = Field(
-        default=None, description="Minimum resources per container, by resource name (cpu, memory, ephemeral-storage).")
+        default=None, description="Minimum resources per container, by resource name (cpu, memory, ephemeral-storage)."
+    )
     limits: dict[str, Quantity] | None = Field(
-        default=None, description="Maximum resources per container, by resource name.")
+        default=None, description="Maximum resources per container, by resource name."
+    )
 
 
 class LocalObjectReference(KaiwoModel):
@@ -101,11 +103,20 @@ class ResourceFieldSelector(KaiwoModel):
 class EnvVarSource(KaiwoModel):
     """Where an environment variable's value comes from (exactly one source)."""
 
-    model_config = ConfigDict(json_schema_extra=k8s(rules=[Rule(
-        rule="(has(self.configMapKeyRef) ? 1 : 0) + (has(self.secretKeyRef) ? 1 : 0) + "
-             "(has(self.fieldRef) ? 1 : 0) + (has(self.resourceFieldRef) ? 1 : 0) == 1",
-        message="valueFrom: exactly one of configMapKeyRef, secretKeyRef, fieldRef and resourceFieldRef must be set",
-    )]))
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            rules=[
+                Rule(
+                    rule="(has(self.configMapKeyRef) ? 1 : 0) + (has(self.secretKeyRef) ? 1 : 0) + "
+                    "(has(self.fieldRef) ? 1 : 0) + (has(self.resourceFieldRef) ? 1 : 0) == 1",
+                    message=(
+                        "valueFrom: exactly one of configMapKeyRef, secretKeyRef, fieldRef and resourceFieldRef "
+                        "must be set"
+                    ),
+                )
+            ]
+        )
+    )
 
     config_map_key_ref: KeySelector | None = Field(default=None, description="A key of a ConfigMap.")
     secret_key_ref: KeySelector | None = Field(default=None, description="A key of a Secret.")
@@ -116,10 +127,16 @@ class EnvVarSource(KaiwoModel):
 class EnvVar(KaiwoModel):
     """An environment variable: a literal `value` or a `valueFrom` source."""
 
-    model_config = ConfigDict(json_schema_extra=k8s(rules=[Rule(
-        rule="!has(self.valueFrom) || !has(self.value) || self.value == ''",
-        message="value and valueFrom are mutually exclusive",
-    )]))
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            rules=[
+                Rule(
+                    rule="!has(self.valueFrom) || !has(self.value) || self.value == ''",
+                    message="value and valueFrom are mutually exclusive",
+                )
+            ]
+        )
+    )
 
     name: str = Field(min_length=1, description="Name of the variable.")
     value: str | None = Field(default=None, description="Literal value.")
@@ -166,15 +183,18 @@ class Toleration(KaiwoModel):
     """A pod toleration."""
 
     key: str | None = Field(
-        default=None, pattern=r"^$|" + QUALIFIED_NAME_PATTERN,
+        default=None,
+        pattern=r"^$|" + QUALIFIED_NAME_PATTERN,
         description="Taint key to match; empty with operator Exists matches every taint.",
     )
     operator: TolerationOperator | None = Field(default=None, description="Exists or Equal (the default).")
     value: str | None = Field(default=None, description="Taint value to match (empty for Exists).")
     effect: TolerationEffect | None = Field(default=None, description="Taint effect to match; empty matches all.")
     toleration_seconds: int | None = Field(
-        default=None, description="For NoExecute: how long the pod stays bound after the taint appears.",
-        json_schema_extra=k8s(int64=True))
+        default=None,
+        description="For NoExecute: how long the pod stays bound after the taint appears.",
+        json_schema_extra=k8s(int64=True),
+    )
 
 
 class SelectorOperator(StrEnum):
@@ -205,7 +225,8 @@ class LabelSelector(KaiwoModel):
 
     match_labels: dict[str, str] | None = Field(default=None, description="Labels that must all match exactly.")
     match_expressions: list[LabelSelectorRequirement] | None = Field(
-        default=None, description="Requirements that must all hold.", json_schema_extra=k8s(list_type="atomic"))
+        default=None, description="Requirements that must all hold.", json_schema_extra=k8s(list_type="atomic")
+    )
 
 
 class ConditionStatus(StrEnum):
@@ -220,16 +241,22 @@ class Condition(KaiwoModel):
     """A condition (`metav1.Condition`): one observed aspect of the object's state."""
 
     type: str = Field(
-        max_length=316, pattern=QUALIFIED_NAME_PATTERN,
+        max_length=316,
+        pattern=QUALIFIED_NAME_PATTERN,
         description="Type of the condition, e.g. Schedulable or Admitted.",
     )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     observed_generation: int | None = Field(
-        default=None, ge=0, description="The metadata.generation the condition was computed from.",
-        json_schema_extra=k8s(int64=True))
+        default=None,
+        ge=0,
+        description="The metadata.generation the condition was computed from.",
+        json_schema_extra=k8s(int64=True),
+    )
     last_transition_time: Time = Field(description="When the status last changed.")
     reason: str = Field(
-        min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN,
+        min_length=1,
+        max_length=1024,
+        pattern=CONDITION_REASON_PATTERN,
         description="Machine-readable reason in CamelCase.",
     )
     message: str = Field(max_length=32768, description="Human-readable details.")

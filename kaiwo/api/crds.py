@@ -65,8 +65,12 @@ def crd(info: CrdInfo) -> JsonDict:
         version["subresources"] = {"status": {}}
     if info.printer_columns:
         version["additionalPrinterColumns"] = [c.to_json() for c in info.printer_columns]
-    names: JsonDict = {"kind": info.kind, "listKind": f"{info.kind}List", "plural": info.plural,
-                       "singular": info.singular}
+    names: JsonDict = {
+        "kind": info.kind,
+        "listKind": f"{info.kind}List",
+        "plural": info.plural,
+        "singular": info.singular,
+    }
     if info.short_names:
         names["shortNames"] = list(info.short_names)
     if info.categories:

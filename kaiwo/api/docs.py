@@ -92,8 +92,11 @@ def _limits(node: JsonDict) -> list[str]:
         out.append(f"at least {node['minimum']}")
     elif "maximum" in node:
         out.append(f"at most {node['maximum']}")
-    for low, high, unit in (("minLength", "maxLength", "characters"), ("minItems", "maxItems", "items"),
-                            ("minProperties", "maxProperties", "entries")):
+    for low, high, unit in (
+        ("minLength", "maxLength", "characters"),
+        ("minItems", "maxItems", "items"),
+        ("minProperties", "maxProperties", "entries"),
+    ):
         if low in node and high in node:
             out.append(f"{node[low]} to {node[high]} {unit}")
         elif high in node:
@@ -145,8 +148,10 @@ def _table(path: str, node: JsonDict) -> list[str]:
             limits += [f"each: {x}" for x in _limits(child["items"])]
         if child.get("type") == "object" and isinstance(child.get("additionalProperties"), dict):
             limits += [f"each value: {x}" for x in _limits(child["additionalProperties"])]
-        lines.append(f"| {field} | {_type(child, child_path)} | {_cell(_default(child))} | "
-                     f"{_cell('; '.join(limits))} | {_cell(child.get('description', ''))} |")
+        lines.append(
+            f"| {field} | {_type(child, child_path)} | {_cell(_default(child))} | "
+            f"{_cell('; '.join(limits))} | {_cell(child.get('description', ''))} |"
+        )
     return [*lines, ""]
 
 
@@ -155,25 +160,30 @@ def render_kind(info: CrdInfo) -> str:
     scope = "namespaced" if info.namespaced else "cluster-scoped"
     short = ", ".join(f"`{s}`" for s in info.short_names)
     lines = [
-        f"# {info.kind}", "",
+        f"# {info.kind}",
+        "",
         f"`apiVersion: {info.api_version}` · `kind: {info.kind}` · {scope} · "
-        f"`kubectl get {info.plural}`" + (f" (short name {short})" if short else ""), "",
-        _cell(schema.get("description", "")), "",
+        f"`kubectl get {info.plural}`" + (f" (short name {short})" if short else ""),
+        "",
+        _cell(schema.get("description", "")),
+        "",
     ]
     if info.rules:
         lines += ["Checked when you submit it:", ""]
         lines += [f"- {_cell(r.message)}" for r in info.rules]
         lines.append("")
     if info.printer_columns:
-        lines += ["`kubectl get` shows: " + ", ".join(f"{c.name} (`{c.json_path}`)" for c in info.printer_columns),
-                  ""]
+        lines += ["`kubectl get` shows: " + ", ".join(f"{c.name} (`{c.json_path}`)" for c in info.printer_columns), ""]
     for title, manifest in EXAMPLES.get(info.kind, []):
-        lines += [f"## Example: {title}", "", "```yaml",
-                  to_yaml(manifest, sort_keys=False).rstrip(), "```", ""]
-    lines += ["## Fields", "",
-              "Fields are listed in the order of the model. Every field is optional unless marked required. "
-              "Defaults are filled in by the Kubernetes API server when you create the object. Fields under "
-              "`status` are written by Kaiwo.", ""]
+        lines += [f"## Example: {title}", "", "```yaml", to_yaml(manifest, sort_keys=False).rstrip(), "```", ""]
+    lines += [
+        "## Fields",
+        "",
+        "Fields are listed in the order of the model. Every field is optional unless marked required. "
+        "Defaults are filled in by the Kubernetes API server when you create the object. Fields under "
+        "`status` are written by Kaiwo.",
+        "",
+    ]
     for top in ("spec", "status"):
         if top in schema["properties"]:
             for path, node in _sections(schema["properties"][top], top):
@@ -182,10 +192,15 @@ def render_kind(info: CrdInfo) -> str:
 
 
 def render_index() -> str:
-    lines = ["# API reference", "",
-             "Kaiwo's custom resources. The CRDs are in `charts/kaiwo/crds/`; they and these pages are generated "
-             "from the models in `kaiwo/api/`.", "",
-             "| Kind | API version | Scope | What it is |", "| --- | --- | --- | --- |"]
+    lines = [
+        "# API reference",
+        "",
+        "Kaiwo's custom resources. The CRDs are in `charts/kaiwo/crds/`; they and these pages are generated "
+        "from the models in `kaiwo/api/`.",
+        "",
+        "| Kind | API version | Scope | What it is |",
+        "| --- | --- | --- | --- |",
+    ]
     for info in ALL:
         summary = _cell(root_schema(info).get("description", "")).split(". ")[0].rstrip(".") + "."
         scope = "namespaced" if info.namespaced else "cluster"

@@ -21,7 +21,7 @@ BATCH_JOB: JsonDict = {
         "gpus": 4,
         "image": "ghcr.io/silogen/rocm-ray:6.4",
         "entrypoint": "accelerate launch code/dpo.py \\\n  --model_name_or_path Qwen/Qwen2-0.5B-Instruct \\\n"
-                      "  --output_dir Qwen2-0.5B-DPO\n",
+        "  --output_dir Qwen2-0.5B-DPO\n",
         "duration": "4h",
         "resources": {"requests": {"cpu": "8", "memory": "64Gi"}, "limits": {"memory": "64Gi"}},
         "env": [
@@ -68,28 +68,49 @@ STORAGE_JOB: JsonDict = {
                 "storageSize": "20Gi",
                 "mountPath": "/workload",
                 "download": {
-                    "git": [{"repository": "https://github.com/silogen/kaiwo.git",
-                             "path": "workloads/training/LLMs/dpo-singlenode", "targetPath": "code"}],
-                    "s3": [{
-                        "endpointUrl": "https://minio.example.com",
-                        "accessKeyId": {"secretName": "minio", "secretKey": "access-key-id"},
-                        "secretKey": {"secretName": "minio", "secretKey": "secret-key"},
-                        "buckets": [{"name": "datasets",
-                                     "files": [{"path": "tokens/train.bin", "targetPath": "data/train.bin"}],
-                                     "folders": [{"path": "images/", "targetPath": "data/images", "glob": "*.jpg"}]}],
-                    }],
-                    "gcs": [{"applicationCredentials": {"secretName": "gcs", "secretKey": "key.json"},
-                             "buckets": [{"name": "checkpoints",
-                                          "folders": [{"path": "base/", "targetPath": "ckpt"}]}]}],
-                    "azureBlob": [{"connectionString": {"secretName": "azure", "secretKey": "connection-string"},
-                                   "containers": [{"name": "corpus",
-                                                   "files": [{"path": "a.txt", "targetPath": "corpus/a.txt"}]}]}],
+                    "git": [
+                        {
+                            "repository": "https://github.com/silogen/kaiwo.git",
+                            "path": "workloads/training/LLMs/dpo-singlenode",
+                            "targetPath": "code",
+                        }
+                    ],
+                    "s3": [
+                        {
+                            "endpointUrl": "https://minio.example.com",
+                            "accessKeyId": {"secretName": "minio", "secretKey": "access-key-id"},
+                            "secretKey": {"secretName": "minio", "secretKey": "secret-key"},
+                            "buckets": [
+                                {
+                                    "name": "datasets",
+                                    "files": [{"path": "tokens/train.bin", "targetPath": "data/train.bin"}],
+                                    "folders": [{"path": "images/", "targetPath": "data/images", "glob": "*.jpg"}],
+                                }
+                            ],
+                        }
+                    ],
+                    "gcs": [
+                        {
+                            "applicationCredentials": {"secretName": "gcs", "secretKey": "key.json"},
+                            "buckets": [{"name": "checkpoints", "folders": [{"path": "base/", "targetPath": "ckpt"}]}],
+                        }
+                    ],
+                    "azureBlob": [
+                        {
+                            "connectionString": {"secretName": "azure", "secretKey": "connection-string"},
+                            "containers": [
+                                {"name": "corpus", "files": [{"path": "a.txt", "targetPath": "corpus/a.txt"}]}
+                            ],
+                        }
+                    ],
                 },
             },
             "huggingFace": {
                 "storageSize": "100Gi",
-                "preCacheRepos": [{"repoId": "Qwen/Qwen2-0.5B-Instruct"},
-                                  {"repoId": "meta-llama/Llama-3.1-8B-Instruct", "files": ["config.json"]}],
+                "preCacheRepos": [
+                    {"repoId": "Qwen/Qwen2-0.5B-Instruct"},
+                    {"repoId": "meta-llama/Llama-3.1-8B-Instruct", "files": ["config.json"]},
+                ],
             },
         },
     },
@@ -105,8 +126,11 @@ SERVICE: JsonDict = {
         "image": "rocm/vllm:latest",
         "entrypoint": "vllm serve Qwen/Qwen2-0.5B-Instruct --port 8000",
         "env": [{"name": "HF_HOME", "value": "/hf_cache"}],
-        "storage": {"storageEnabled": True, "storageClassName": "rwx-nfs",
-                    "huggingFace": {"storageSize": "50Gi", "mountPath": "/hf_cache"}},
+        "storage": {
+            "storageEnabled": True,
+            "storageClassName": "rwx-nfs",
+            "huggingFace": {"storageSize": "50Gi", "mountPath": "/hf_cache"},
+        },
     },
 }
 
@@ -122,16 +146,31 @@ RAY_SERVICE: JsonDict = {
             "applications:\n- name: llm\n  route_prefix: /\n  import_path: code:deployment\n  deployments:\n"
             "  - name: VLLMDeployment\n    autoscaling_config:\n      target_num_ongoing_requests_per_replica: 20\n"
         ),
-        "env": [{"name": "MODEL_ID", "value": "meta-llama/Llama-3.1-8B-Instruct"},
-                {"name": "MAX_MODEL_LEN", "value": "8192"}],
+        "env": [
+            {"name": "MODEL_ID", "value": "meta-llama/Llama-3.1-8B-Instruct"},
+            {"name": "MAX_MODEL_LEN", "value": "8192"},
+        ],
         "storage": {
             "storageEnabled": True,
             "storageClassName": "multinode",
-            "data": {"storageSize": "10Mi", "mountPath": "/workload", "download": {"git": [{
-                "repository": "https://github.com/silogen/kaiwo.git",
-                "path": "workloads/inference/LLMs/online-inference", "targetPath": "code"}]}},
-            "huggingFace": {"storageSize": "100Gi", "mountPath": "/hf_cache",
-                            "preCacheRepos": [{"repoId": "meta-llama/Llama-3.1-8B-Instruct", "files": []}]},
+            "data": {
+                "storageSize": "10Mi",
+                "mountPath": "/workload",
+                "download": {
+                    "git": [
+                        {
+                            "repository": "https://github.com/silogen/kaiwo.git",
+                            "path": "workloads/inference/LLMs/online-inference",
+                            "targetPath": "code",
+                        }
+                    ]
+                },
+            },
+            "huggingFace": {
+                "storageSize": "100Gi",
+                "mountPath": "/hf_cache",
+                "preCacheRepos": [{"repoId": "meta-llama/Llama-3.1-8B-Instruct", "files": []}],
+            },
         },
     },
 }
@@ -143,9 +182,17 @@ JOB_WITH_BASE_SPEC: JsonDict = {
     "spec": {
         "user": "test@amd.com",
         "image": "busybox:1.36",
-        "job": {"spec": {"ttlSecondsAfterFinished": 600, "template": {"spec": {
-            "containers": [{"name": "main", "command": ["sh", "-c", "echo hello"]}],
-            "nodeSelector": {"kubernetes.io/os": "linux"}}}}},
+        "job": {
+            "spec": {
+                "ttlSecondsAfterFinished": 600,
+                "template": {
+                    "spec": {
+                        "containers": [{"name": "main", "command": ["sh", "-c", "echo hello"]}],
+                        "nodeSelector": {"kubernetes.io/os": "linux"},
+                    }
+                },
+            }
+        },
     },
 }
 
@@ -155,43 +202,86 @@ QUEUE_CONFIG: JsonDict = {
     "metadata": {"name": "kaiwo"},
     "spec": {
         "resourceFlavors": [
-            {"name": "amd-mi300x-8gpu", "nodeLabels": {"kaiwo/nodepool": "amd-mi300x-8gpu"},
-             "topologyName": "default-topology",
-             "taints": [{"key": "amd.com/gpu", "effect": "NoSchedule"}],
-             "tolerations": [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+            {
+                "name": "amd-mi300x-8gpu",
+                "nodeLabels": {"kaiwo/nodepool": "amd-mi300x-8gpu"},
+                "topologyName": "default-topology",
+                "taints": [{"key": "amd.com/gpu", "effect": "NoSchedule"}],
+                "tolerations": [{"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            },
             {"name": "cpu-high-mem", "nodeLabels": {"kaiwo/nodepool": "cpu-high-mem"}},
         ],
         "clusterQueues": [
-            {"name": "research", "namespaces": ["ai-research-1", "ai-research-2"],
-             "spec": {
-                 "queueingStrategy": "BestEffortFIFO",
-                 "cohort": "kaiwo",
-                 "namespaceSelector": {},
-                 "resourceGroups": [
-                     {"coveredResources": ["cpu", "memory", "amd.com/gpu"],
-                      "flavors": [{"name": "amd-mi300x-8gpu", "resources": [
-                          {"name": "cpu", "nominalQuota": "192"},
-                          {"name": "memory", "nominalQuota": "1024Gi"},
-                          {"name": "amd.com/gpu", "nominalQuota": 8, "borrowingLimit": 8}]}]},
-                     {"coveredResources": ["cpu", "memory"],
-                      "flavors": [{"name": "cpu-high-mem", "resources": [
-                          {"name": "cpu", "nominalQuota": 256}, {"name": "memory", "nominalQuota": "2048Gi"}]}]},
-                 ],
-                 "preemption": {"reclaimWithinCohort": "Any", "withinClusterQueue": "LowerPriority"},
-             }},
-            {"name": "kaiwo", "spec": {"namespaceSelector": {}, "resourceGroups": [
-                {"coveredResources": ["cpu"],
-                 "flavors": [{"name": "cpu-high-mem", "resources": [{"name": "cpu", "nominalQuota": "16"}]}]}]}},
+            {
+                "name": "research",
+                "namespaces": ["ai-research-1", "ai-research-2"],
+                "spec": {
+                    "queueingStrategy": "BestEffortFIFO",
+                    "cohort": "kaiwo",
+                    "namespaceSelector": {},
+                    "resourceGroups": [
+                        {
+                            "coveredResources": ["cpu", "memory", "amd.com/gpu"],
+                            "flavors": [
+                                {
+                                    "name": "amd-mi300x-8gpu",
+                                    "resources": [
+                                        {"name": "cpu", "nominalQuota": "192"},
+                                        {"name": "memory", "nominalQuota": "1024Gi"},
+                                        {"name": "amd.com/gpu", "nominalQuota": 8, "borrowingLimit": 8},
+                                    ],
+                                }
+                            ],
+                        },
+                        {
+                            "coveredResources": ["cpu", "memory"],
+                            "flavors": [
+                                {
+                                    "name": "cpu-high-mem",
+                                    "resources": [
+                                        {"name": "cpu", "nominalQuota": 256},
+                                        {"name": "memory", "nominalQuota": "2048Gi"},
+                                    ],
+                                }
+                            ],
+                        },
+                    ],
+                    "preemption": {"reclaimWithinCohort": "Any", "withinClusterQueue": "LowerPriority"},
+                },
+            },
+            {
+                "name": "kaiwo",
+                "spec": {
+                    "namespaceSelector": {},
+                    "resourceGroups": [
+                        {
+                            "coveredResources": ["cpu"],
+                            "flavors": [{"name": "cpu-high-mem", "resources": [{"name": "cpu", "nominalQuota": "16"}]}],
+                        }
+                    ],
+                },
+            },
         ],
         "workloadPriorityClasses": [
             {"metadata": {"name": "high-priority"}, "value": 1000, "description": "Deadlines"},
-            {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "WorkloadPriorityClass",
-             "metadata": {"name": "low-priority"}, "value": 100},
+            {
+                "apiVersion": "kueue.x-k8s.io/v1beta1",
+                "kind": "WorkloadPriorityClass",
+                "metadata": {"name": "low-priority"},
+                "value": 100,
+            },
         ],
         "topologies": [
-            {"metadata": {"name": "default-topology"},
-             "spec": {"levels": [{"nodeLabel": "kaiwo/topology-block"}, {"nodeLabel": "kaiwo/topology-rack"},
-                                 {"nodeLabel": "kubernetes.io/hostname"}]}},
+            {
+                "metadata": {"name": "default-topology"},
+                "spec": {
+                    "levels": [
+                        {"nodeLabel": "kaiwo/topology-block"},
+                        {"nodeLabel": "kaiwo/topology-rack"},
+                        {"nodeLabel": "kubernetes.io/hostname"},
+                    ]
+                },
+            },
         ],
     },
 }
@@ -204,10 +294,19 @@ KAIWO_CONFIG: JsonDict = {
         "ray": {"headPodMemory": "1Gi"},
         "scheduling": {"pendingThresholdForPreemption": "1s"},
         "dynamicallyUpdateDefaultClusterQueue": True,
-        "resourceMonitoring": {"lowUtilizationThreshold": 5, "terminateUnderutilized": True,
-                               "terminateUnderutilizedAfter": "1h", "targetNamespaces": ["team-a"]},
-        "gpuPreemption": {"defaultThreshold": 5, "defaultGracePeriod": "10m", "defaultPolicy": "OnPressure",
-                          "defaultAggregation": "Max", "defaultTTL": "24h"},
+        "resourceMonitoring": {
+            "lowUtilizationThreshold": 5,
+            "terminateUnderutilized": True,
+            "terminateUnderutilizedAfter": "1h",
+            "targetNamespaces": ["team-a"],
+        },
+        "gpuPreemption": {
+            "defaultThreshold": 5,
+            "defaultGracePeriod": "10m",
+            "defaultPolicy": "OnPressure",
+            "defaultAggregation": "Max",
+            "defaultTTL": "24h",
+        },
     },
 }
 
@@ -216,8 +315,12 @@ GPU_WORKLOAD: JsonDict = {
     "kind": "GpuWorkload",
     "metadata": {"name": "job-train-1a2b3c4d"},
     "spec": {
-        "workloadRef": {"apiVersion": "batch/v1", "kind": "Job", "name": "train",
-                        "uid": "1a2b3c4d-0000-4000-8000-000000000000"},
+        "workloadRef": {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "name": "train",
+            "uid": "1a2b3c4d-0000-4000-8000-000000000000",
+        },
         "gpuResources": {"amd.com/gpu": 4},
         "utilizationThreshold": 5,
         "gracePeriod": "10m",

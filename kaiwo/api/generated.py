@@ -21,8 +21,9 @@ def sync(directory: Path, files: dict[str, str], *, check: bool = False) -> list
     return stale
 
 
-def main(prog: str, description: str, render: Callable[[], dict[str, str]], default_dir: Path,
-         argv: list[str] | None = None) -> int:
+def main(
+    prog: str, description: str, render: Callable[[], dict[str, str]], default_dir: Path, argv: list[str] | None = None
+) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
     parser.add_argument("--out", type=Path, default=default_dir, help="directory to write (default: %(default)s)")
     parser.add_argument("--check", action="store_true", help="only check that the files are up to date")

@@ -57,7 +57,8 @@ class GpuWorkloadSpec(KaiwoModel):
 
     workload_ref: WorkloadReference = Field(description="The tracked workload.")
     gpu_resources: dict[str, Annotated[int, Field(ge=0)]] = Field(
-        description='GPUs requested by all its pods, by resource name, e.g. `{"amd.com/gpu": 4}`.')
+        description='GPUs requested by all its pods, by resource name, e.g. `{"amd.com/gpu": 4}`.'
+    )
     utilization_threshold: Percent | None = Field(
         default=None,
         description="Utilisation (percent) below which the workload is idle (default: KaiwoConfig, then 5).",
@@ -67,9 +68,11 @@ class GpuWorkloadSpec(KaiwoModel):
         description="How long it must be idle before it may be preempted (default: KaiwoConfig, then 10m).",
     )
     preemption_policy: GpuPreemptionPolicy | None = Field(
-        default=None, description="OnPressure (only when other work waits for these GPUs) or Always.")
+        default=None, description="OnPressure (only when other work waits for these GPUs) or Always."
+    )
     aggregation_policy: GpuAggregationPolicy | None = Field(
-        default=None, description="How the utilisations of its pods are combined: Min, Max (default) or Avg.")
+        default=None, description="How the utilisations of its pods are combined: Min, Max (default) or Avg."
+    )
     ttl_after_finished: Duration | None = Field(
         default=None,
         description="How long this record is kept after Preempted or Deleted (`0`: forever; default 24h).",
@@ -95,7 +98,8 @@ class GpuWorkloadStatus(KaiwoModel):
     """What Kaiwo observed about the workload."""
 
     phase: GpuWorkloadPhase | None = Field(
-        default=None, description="PendingGpu, PendingOther, Active, Idle, Preempting, Preempted or Deleted.")
+        default=None, description="PendingGpu, PendingOther, Active, Idle, Preempting, Preempted or Deleted."
+    )
     tracked_pods: list[TrackedPod] | None = Field(
         default=None,
         description="The workload's pods and their GPU samples.",
@@ -105,7 +109,8 @@ class GpuWorkloadStatus(KaiwoModel):
     idle_since: Time | None = Field(default=None, description="When the workload became idle.")
     finished_at: Time | None = Field(default=None, description="When it reached Preempted or Deleted.")
     owner_chain: str | None = Field(
-        default=None, description='How a pod leads to the workload, e.g. "Pod/x -> Job/y -> KaiwoJob/z".')
+        default=None, description='How a pod leads to the workload, e.g. "Pod/x -> Job/y -> KaiwoJob/z".'
+    )
     preempted_at: Time | None = Field(default=None, description="When preemption started.")
     preempted_for: str | None = Field(default=None, description="The pending GpuWorkload this one made room for.")
     preemption_reason: str | None = Field(default=None, description="Why it was preempted.")

@@ -25,17 +25,21 @@ class KaiwoJobSpec(WorkloadSpec):
     """What to run: the common workload fields plus the entrypoint and optional base Job or RayJob."""
 
     entrypoint: str | None = Field(
-        default=None, description="The command to run, as a shell script (it may span lines and start with a `#!` line "
+        default=None,
+        description="The command to run, as a shell script (it may span lines and start with a `#!` line "
         "naming another interpreter). For a batch Job it becomes the first container's command; for a RayJob "
-        "it is the Ray job's entrypoint (e.g. `python train.py`).")
+        "it is the Ray job's entrypoint (e.g. `python train.py`).",
+    )
     job: Embedded | None = Field(
         default=None,
         description="A full batch/v1 Job to start from (its `spec` is used) when not using Ray. The common fields "
-                    "(image, resources, GPUs, env, storage, ...) are applied on top.",
+        "(image, resources, GPUs, env, storage, ...) are applied on top.",
     )
     ray_job: Embedded | None = Field(
-        default=None, description="A full ray.io/v1 RayJob to start from; setting it means Ray. The common fields are "
-        "applied on top, and every worker group gets the computed number of replicas.")
+        default=None,
+        description="A full ray.io/v1 RayJob to start from; setting it means Ray. The common fields are "
+        "applied on top, and every worker group gets the computed number of replicas.",
+    )
 
     @property
     def uses_ray(self) -> bool:

@@ -29,18 +29,21 @@ class KaiwoServiceSpec(WorkloadSpec):
     entrypoint: str | None = Field(
         default=None,
         description="The command of the Deployment's first container, as a shell script. Not used with Ray (use "
-                    "`serveConfigV2`).",
+        "`serveConfigV2`).",
     )
     serve_config_v2: str | None = Field(
-        default=None, description="Ray Serve applications to deploy, as a YAML string (RayService `serveConfigV2`); "
-        "overrides the one in `rayService`.")
+        default=None,
+        description="Ray Serve applications to deploy, as a YAML string (RayService `serveConfigV2`); "
+        "overrides the one in `rayService`.",
+    )
     deployment: Embedded | None = Field(
-        default=None, description="A full apps/v1 Deployment to start from when not using Ray. The common fields are "
-        "applied on top.")
+        default=None,
+        description="A full apps/v1 Deployment to start from when not using Ray. The common fields are applied on top.",
+    )
     ray_service: Embedded | None = Field(
         default=None,
         description="A full ray.io/v1 RayService to start from; setting it means Ray. The common fields are applied on "
-                    "top.",
+        "top.",
     )
 
     @property

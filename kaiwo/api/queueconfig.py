@@ -36,7 +36,8 @@ class ResourceQuota(KaiwoModel):
         description="How much more it may borrow from other ClusterQueues of its cohort (default: no limit).",
     )
     lending_limit: Quantity | None = Field(
-        default=None, description="How much of its unused quota it may lend to its cohort (default: all of it).")
+        default=None, description="How much of its unused quota it may lend to its cohort (default: all of it)."
+    )
 
 
 class FlavorQuotas(KaiwoModel):
@@ -44,23 +45,36 @@ class FlavorQuotas(KaiwoModel):
 
     name: DnsSubdomain = Field(description="Name of the ResourceFlavor.")
     resources: list[ResourceQuota] = Field(
-        min_length=1, max_length=16, description="One quota per covered resource.",
-        json_schema_extra=k8s(list_type="map", list_map_keys=["name"]))
+        min_length=1,
+        max_length=16,
+        description="One quota per covered resource.",
+        json_schema_extra=k8s(list_type="map", list_map_keys=["name"]),
+    )
 
 
 class ResourceGroup(KaiwoModel):
     """Resources that are quota'd together, and the flavors that provide them."""
 
-    model_config = ConfigDict(json_schema_extra=k8s(rules=[Rule(
-        rule="self.flavors.all(x, size(x.resources) == size(self.coveredResources))",
-        message="flavors must have the same number of resources as the coveredResources",
-    )]))
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            rules=[
+                Rule(
+                    rule="self.flavors.all(x, size(x.resources) == size(self.coveredResources))",
+                    message="flavors must have the same number of resources as the coveredResources",
+                )
+            ]
+        )
+    )
 
     covered_resources: list[str] = Field(
-        min_length=1, max_length=16, description="Resources of this group, e.g. [cpu, memory, amd.com/gpu].")
+        min_length=1, max_length=16, description="Resources of this group, e.g. [cpu, memory, amd.com/gpu]."
+    )
     flavors: list[FlavorQuotas] = Field(
-        min_length=1, max_length=16, description="Flavors providing the resources, in order of preference.",
-        json_schema_extra=k8s(list_type="map", list_map_keys=["name"]))
+        min_length=1,
+        max_length=16,
+        description="Flavors providing the resources, in order of preference.",
+        json_schema_extra=k8s(list_type="map", list_map_keys=["name"]),
+    )
 
 
 class QueueingStrategy(StrEnum):
@@ -139,21 +153,28 @@ class BorrowWithinCohort(KaiwoModel):
 class Preemption(KaiwoModel):
     """When workloads of this ClusterQueue may preempt others."""
 
-    model_config = ConfigDict(json_schema_extra=k8s(rules=[Rule(
-        rule="!(self.reclaimWithinCohort == 'Never' && has(self.borrowWithinCohort) "
-             "&& self.borrowWithinCohort.policy != 'Never')",
-        message="reclaimWithinCohort=Never and borrowWithinCohort.Policy!=Never",
-    )]))
+    model_config = ConfigDict(
+        json_schema_extra=k8s(
+            rules=[
+                Rule(
+                    rule="!(self.reclaimWithinCohort == 'Never' && has(self.borrowWithinCohort) "
+                    "&& self.borrowWithinCohort.policy != 'Never')",
+                    message="reclaimWithinCohort=Never and borrowWithinCohort.Policy!=Never",
+                )
+            ]
+        )
+    )
 
     reclaim_within_cohort: ReclaimPolicy = Field(
         default=ReclaimPolicy.NEVER,
         description="Never, LowerPriority or Any.",
     )
     borrow_within_cohort: BorrowWithinCohort = Field(
-        default_factory=BorrowWithinCohort, description="Preemption while borrowing.",
-        json_schema_extra=crd_default({}))
+        default_factory=BorrowWithinCohort, description="Preemption while borrowing.", json_schema_extra=crd_default({})
+    )
     within_cluster_queue: WithinQueuePolicy = Field(
-        default=WithinQueuePolicy.NEVER, description="Never, LowerPriority or LowerOrNewerEqualPriority.")
+        default=WithinQueuePolicy.NEVER, description="Never, LowerPriority or LowerOrNewerEqualPriority."
+    )
 
 
 class AdmissionCheckStrategyRule(KaiwoModel):
@@ -179,17 +200,24 @@ class ClusterQueueSpec(KaiwoModel):
     """The Kueue ClusterQueue spec (the subset upstream Kaiwo exposes)."""
 
     resource_groups: list[ResourceGroup] | None = Field(
-        default=None, max_length=16, description="Quotas: groups of resources and the flavors that provide them.",
-        json_schema_extra=k8s(list_type="atomic"))
+        default=None,
+        max_length=16,
+        description="Quotas: groups of resources and the flavors that provide them.",
+        json_schema_extra=k8s(list_type="atomic"),
+    )
     cohort: DnsSubdomain | None = Field(default=None, description="Cohort whose ClusterQueues lend and borrow quota.")
     queueing_strategy: QueueingStrategy = Field(
-        default=QueueingStrategy.BEST_EFFORT_FIFO, description="StrictFIFO, or BestEffortFIFO (older workloads that "
-        "do not fit do not block newer ones that do).")
+        default=QueueingStrategy.BEST_EFFORT_FIFO,
+        description="StrictFIFO, or BestEffortFIFO (older workloads that do not fit do not block newer ones that do).",
+    )
     namespace_selector: LabelSelector | None = Field(
-        default=None, description="Namespaces allowed to submit to this queue; `{}` allows all.")
+        default=None, description="Namespaces allowed to submit to this queue; `{}` allows all."
+    )
     flavor_fungibility: FlavorFungibility = Field(
-        default_factory=FlavorFungibility, description="Try the next flavor before borrowing or preempting?",
-        json_schema_extra=crd_default({}))
+        default_factory=FlavorFungibility,
+        description="Try the next flavor before borrowing or preempting?",
+        json_schema_extra=crd_default({}),
+    )
     preemption: Preemption = Field(
         default_factory=Preemption,
         description="Preemption policies.",
@@ -197,7 +225,8 @@ class ClusterQueueSpec(KaiwoModel):
     )
     admission_checks: list[str] | None = Field(default=None, description="AdmissionChecks every workload must pass.")
     admission_checks_strategy: AdmissionChecksStrategy | None = Field(
-        default=None, description="AdmissionChecks per flavor (instead of admissionChecks).")
+        default=None, description="AdmissionChecks per flavor (instead of admissionChecks)."
+    )
     stop_policy: StopPolicy = Field(
         default=StopPolicy.NONE,
         description="None, Hold (admit nothing new) or HoldAndDrain (also evict admitted workloads).",
@@ -212,9 +241,11 @@ class ClusterQueue(KaiwoModel):
         description="Name of the ClusterQueue (and of its LocalQueues); workloads name it in `spec.clusterQueue`.",
     )
     namespaces: list[DnsLabel] | None = Field(
-        default=None, description="Namespaces where Kaiwo creates a LocalQueue for it. Without it, Kaiwo creates the "
+        default=None,
+        description="Namespaces where Kaiwo creates a LocalQueue for it. Without it, Kaiwo creates the "
         "LocalQueue in a workload's namespace when the first workload uses the queue.",
-        json_schema_extra=k8s(list_type="set"))
+        json_schema_extra=k8s(list_type="set"),
+    )
     spec: ClusterQueueSpec | None = Field(
         default=None,
         description="The Kueue ClusterQueue spec (quotas, cohort, preemption...).",
@@ -226,13 +257,15 @@ class ResourceFlavor(KaiwoModel):
 
     name: DnsSubdomain = Field(description='Name of the flavor, e.g. "amd-mi300x-8gpu".')
     node_labels: dict[str, LabelValue] | None = Field(
-        default=None, max_length=10,
+        default=None,
+        max_length=10,
         description="Labels of the nodes of this flavor, e.g. `{kaiwo/nodepool: amd-mi300x}`. A flavor without "
-                    '`topologyName` also gets `kaiwo/worker: "true"`.',
+        '`topologyName` also gets `kaiwo/worker: "true"`.',
     )
     taints: list[Taint] | None = Field(default=None, max_length=5, description="Taints of the flavor's nodes.")
     tolerations: list[Toleration] | None = Field(
-        default=None, max_length=5,
+        default=None,
+        max_length=5,
         description="Tolerations Kueue adds to pods admitted in this flavor.",
     )
     topology_name: DnsSubdomain | None = Field(
@@ -270,11 +303,15 @@ class TopologyLevel(KaiwoModel):
 
 def _level_rules() -> list[Rule]:
     return [
-        Rule(rule="self.all(l, self.exists_one(m, m.nodeLabel == l.nodeLabel))",
-             message="levels: each nodeLabel may appear only once"),
-        Rule(rule=f"self.all(l, l.nodeLabel != '{HOSTNAME_LABEL}') || self[size(self) - 1].nodeLabel == "
-                  f"'{HOSTNAME_LABEL}'",
-             message=f"levels: {HOSTNAME_LABEL} may only be the last level"),
+        Rule(
+            rule="self.all(l, self.exists_one(m, m.nodeLabel == l.nodeLabel))",
+            message="levels: each nodeLabel may appear only once",
+        ),
+        Rule(
+            rule=f"self.all(l, l.nodeLabel != '{HOSTNAME_LABEL}') || self[size(self) - 1].nodeLabel == "
+            f"'{HOSTNAME_LABEL}'",
+            message=f"levels: {HOSTNAME_LABEL} may only be the last level",
+        ),
     ]
 
 
@@ -282,8 +319,11 @@ class TopologySpec(KaiwoModel):
     """The levels of a topology, from the largest domain to the smallest."""
 
     levels: list[TopologyLevel] = Field(
-        min_length=1, max_length=8, description="Levels, largest first, e.g. block, rack, `kubernetes.io/hostname`.",
-        json_schema_extra=k8s(list_type="atomic", rules=_level_rules()))
+        min_length=1,
+        max_length=8,
+        description="Levels, largest first, e.g. block, rack, `kubernetes.io/hostname`.",
+        json_schema_extra=k8s(list_type="atomic", rules=_level_rules()),
+    )
 
 
 class Topology(KaiwoModel):
@@ -296,8 +336,10 @@ class Topology(KaiwoModel):
 
 
 def _unique_names(what: str) -> Rule:
-    return Rule(rule="self.all(x, self.exists_one(y, y.metadata.name == x.metadata.name))",
-                message=f"{what}: metadata.name must be unique")
+    return Rule(
+        rule="self.all(x, self.exists_one(y, y.metadata.name == x.metadata.name))",
+        message=f"{what}: metadata.name must be unique",
+    )
 
 
 class KaiwoQueueConfigSpec(KaiwoModel):
@@ -305,19 +347,31 @@ class KaiwoQueueConfigSpec(KaiwoModel):
     priority classes and topologies."""
 
     cluster_queues: list[ClusterQueue] | None = Field(
-        default=None, max_length=1000, description="ClusterQueues. Kaiwo creates one named after KaiwoConfig "
+        default=None,
+        max_length=1000,
+        description="ClusterQueues. Kaiwo creates one named after KaiwoConfig "
         "`spec.defaultClusterQueueName` from the discovered nodes when none is configured.",
-        json_schema_extra=k8s(list_type="map", list_map_keys=["name"]))
+        json_schema_extra=k8s(list_type="map", list_map_keys=["name"]),
+    )
     resource_flavors: list[ResourceFlavor] | None = Field(
-        default=None, max_length=20, description="ResourceFlavors. When empty, Kaiwo discovers node pools from the GPU "
+        default=None,
+        max_length=20,
+        description="ResourceFlavors. When empty, Kaiwo discovers node pools from the GPU "
         "node labels and makes one flavor per pool.",
-        json_schema_extra=k8s(list_type="map", list_map_keys=["name"]))
+        json_schema_extra=k8s(list_type="map", list_map_keys=["name"]),
+    )
     workload_priority_classes: list[WorkloadPriorityClass] | None = Field(
-        default=None, max_length=20, description="WorkloadPriorityClasses.",
-        json_schema_extra=k8s(rules=[_unique_names("workloadPriorityClasses")]))
+        default=None,
+        max_length=20,
+        description="WorkloadPriorityClasses.",
+        json_schema_extra=k8s(rules=[_unique_names("workloadPriorityClasses")]),
+    )
     topologies: list[Topology] | None = Field(
-        default=None, max_length=10, description="Topologies for topology-aware scheduling.",
-        json_schema_extra=k8s(rules=[_unique_names("topologies")]))
+        default=None,
+        max_length=10,
+        description="Topologies for topology-aware scheduling.",
+        json_schema_extra=k8s(rules=[_unique_names("topologies")]),
+    )
 
 
 class QueueConfigStatus(StrEnum):
@@ -336,8 +390,11 @@ class KaiwoQueueConfigStatus(KaiwoModel):
     )
     conditions: list[Condition] | None = conditions_field("Details of the synchronisation.")
     observed_generation: int | None = Field(
-        default=None, ge=0, description="The `metadata.generation` this status was computed from.",
-        json_schema_extra=k8s(int64=True))
+        default=None,
+        ge=0,
+        description="The `metadata.generation` this status was computed from.",
+        json_schema_extra=k8s(int64=True),
+    )
 
 
 class KaiwoQueueConfig(KaiwoModel):
@@ -366,8 +423,12 @@ CRD = CrdInfo(
     scope="Cluster",
     short_names=("kqc",),
     printer_columns=(PrinterColumn("WorkloadStatus", "string", ".status.status"),),
-    rules=(Rule(rule=f"self.metadata.name == '{SINGLETON_NAME}'",
-                message=f"metadata.name: must be '{SINGLETON_NAME}': KaiwoQueueConfig is a cluster-wide singleton "
-                        f"and Kaiwo only reads the one named '{SINGLETON_NAME}'",
-                field_path=".metadata.name"),),
+    rules=(
+        Rule(
+            rule=f"self.metadata.name == '{SINGLETON_NAME}'",
+            message=f"metadata.name: must be '{SINGLETON_NAME}': KaiwoQueueConfig is a cluster-wide singleton "
+            f"and Kaiwo only reads the one named '{SINGLETON_NAME}'",
+            field_path=".metadata.name",
+        ),
+    ),
 )

@@ -23,13 +23,39 @@ from pydantic import BaseModel
 
 JsonDict = dict[str, Any]
 
-ALLOWED_KEYWORDS = frozenset({
-    "type", "description", "properties", "items", "required", "additionalProperties", "enum", "default",
-    "pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
-    "minItems", "maxItems", "minProperties", "maxProperties", "format", "nullable", "anyOf",
-    "x-kubernetes-validations", "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-map-type",
-    "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-embedded-resource",
-})
+ALLOWED_KEYWORDS = frozenset(
+    {
+        "type",
+        "description",
+        "properties",
+        "items",
+        "required",
+        "additionalProperties",
+        "enum",
+        "default",
+        "pattern",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "format",
+        "nullable",
+        "anyOf",
+        "x-kubernetes-validations",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+        "x-kubernetes-map-type",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-embedded-resource",
+    }
+)
 INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
 
 
@@ -80,8 +106,10 @@ def _convert(node: JsonDict, defs: JsonDict, path: str) -> JsonDict:
             out["items"] = _convert(value, defs, f"{path}[]")
         elif key == "additionalProperties":
             if value is True or value == {}:
-                raise SchemaError(f"{path}: free-form maps are not structural; use a typed map or "
-                                  "kaiwo.api.types.Embedded for an embedded Kubernetes object")
+                raise SchemaError(
+                    f"{path}: free-form maps are not structural; use a typed map or "
+                    "kaiwo.api.types.Embedded for an embedded Kubernetes object"
+                )
             if value is not False:
                 out["additionalProperties"] = _convert(value, defs, f"{path}{{}}")
         elif key == "description":
@@ -96,11 +124,18 @@ def _convert(node: JsonDict, defs: JsonDict, path: str) -> JsonDict:
             raise SchemaError(f"{path}: keyword {key!r} has no place in a CRD schema")
         else:
             out[key] = value
-    if out.get("type") == "object" and not out.get("properties") and "additionalProperties" not in out \
-            and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        out.get("type") == "object"
+        and not out.get("properties")
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         raise SchemaError(f"{path}: an object without fields would drop everything it is given")
-    if "type" not in out and not out.get("x-kubernetes-int-or-string") \
-            and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        "type" not in out
+        and not out.get("x-kubernetes-int-or-string")
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         raise SchemaError(f"{path}: every node needs a type")
     return out
 

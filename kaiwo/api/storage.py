@@ -74,7 +74,8 @@ class S3DownloadItem(KaiwoModel):
     """Downloads from an S3-compatible object store (AWS S3, MinIO, ...)."""
 
     endpoint_url: str = Field(
-        min_length=1, description='The S3 endpoint, e.g. "https://s3.us-east-1.amazonaws.com" or a MinIO URL.')
+        min_length=1, description='The S3 endpoint, e.g. "https://s3.us-east-1.amazonaws.com" or a MinIO URL.'
+    )
     access_key_id: ValueReference | None = Field(default=None, description="Secret holding the access key ID.")
     secret_key: ValueReference | None = Field(default=None, description="Secret holding the secret access key.")
     buckets: list[CloudDownloadBucket] = Field(description="Buckets and the files and folders to take from them.")
@@ -84,7 +85,8 @@ class GCSDownloadItem(KaiwoModel):
     """Downloads from Google Cloud Storage."""
 
     application_credentials: ValueReference = Field(
-        description="Secret holding the service-account key (JSON) used to read the buckets.")
+        description="Secret holding the service-account key (JSON) used to read the buckets."
+    )
     buckets: list[CloudDownloadBucket] = Field(description="Buckets and the files and folders to take from them.")
 
 
@@ -92,8 +94,7 @@ class AzureBlobStorageDownloadItem(KaiwoModel):
     """Downloads from Azure Blob Storage."""
 
     connection_string: ValueReference = Field(description="Secret holding the storage account connection string.")
-    containers: list[CloudDownloadBucket] = Field(
-        description="Containers and the files and folders to take from them.")
+    containers: list[CloudDownloadBucket] = Field(description="Containers and the files and folders to take from them.")
 
 
 class GitDownloadItem(KaiwoModel):
@@ -133,11 +134,15 @@ class DataStorageSpec(KaiwoModel):
     """The data volume: a PVC named `<workload name>-data`, mounted in every container."""
 
     mount_path: str | None = Field(
-        default=None, description="Where the data volume is mounted in the containers (default: KaiwoConfig "
-        "`spec.storage.defaultDataMountPath`, which is `/workload`).")
+        default=None,
+        description="Where the data volume is mounted in the containers (default: KaiwoConfig "
+        "`spec.storage.defaultDataMountPath`, which is `/workload`).",
+    )
     storage_size: QuantityString | None = Field(
-        default=None, description='Size of the data PVC, e.g. "100Gi". Without it no data volume is created and '
-        "`download` is ignored.")
+        default=None,
+        description='Size of the data PVC, e.g. "100Gi". Without it no data volume is created and '
+        "`download` is ignored.",
+    )
     download: ObjectStorageDownloadSpec | None = Field(
         default=None,
         description="Data to download into the volume before the workload starts (by a separate download job).",
@@ -155,25 +160,34 @@ class HfStorageSpec(KaiwoModel):
     """The Hugging Face cache volume: a PVC named `<workload name>-hf`; `HF_HOME` points at it."""
 
     mount_path: str | None = Field(
-        default=None, description="Where the cache is mounted; also exported as `HF_HOME` (default: KaiwoConfig "
-        "`spec.storage.defaultHfMountPath`, which is `/hf_cache`).")
+        default=None,
+        description="Where the cache is mounted; also exported as `HF_HOME` (default: KaiwoConfig "
+        "`spec.storage.defaultHfMountPath`, which is `/hf_cache`).",
+    )
     storage_size: QuantityString | None = Field(
-        default=None, description='Size of the cache PVC, e.g. "200Gi". Without it no cache volume is created.')
+        default=None, description='Size of the cache PVC, e.g. "200Gi". Without it no cache volume is created.'
+    )
     pre_cache_repos: list[HuggingFaceDownloadItem] | None = Field(
-        default=None, description="Models and datasets to download into the cache before the workload starts.")
+        default=None, description="Models and datasets to download into the cache before the workload starts."
+    )
 
 
 class StorageSpec(KaiwoModel):
     """Persistent storage for the workload (PVCs) and data to download into it before it starts."""
 
     storage_enabled: bool | None = Field(
-        default=None, description="Must be `true` for anything in `storage` to take effect.")
+        default=None, description="Must be `true` for anything in `storage` to take effect."
+    )
     storage_class_name: str | None = Field(
-        default=None, description="StorageClass of the PVCs (default: KaiwoConfig `spec.storage.defaultStorageClass`, "
-        "then the cluster's default class).")
+        default=None,
+        description="StorageClass of the PVCs (default: KaiwoConfig `spec.storage.defaultStorageClass`, "
+        "then the cluster's default class).",
+    )
     access_mode: AccessMode = Field(
-        default=AccessMode.READ_WRITE_MANY, description="Access mode of the PVCs. Use ReadWriteMany when more than one "
-        "pod uses the volume, including the download job, which may run on another node.")
+        default=AccessMode.READ_WRITE_MANY,
+        description="Access mode of the PVCs. Use ReadWriteMany when more than one "
+        "pod uses the volume, including the download job, which may run on another node.",
+    )
     data: DataStorageSpec | None = Field(default=None, description="The data volume and what to download into it.")
     hugging_face: HfStorageSpec | None = Field(
         default=None,

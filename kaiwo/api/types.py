@@ -47,12 +47,14 @@ def _quantity(value: int | str) -> int | str:
 Quantity = Annotated[
     int | str,
     AfterValidator(_quantity),
-    WithJsonSchema({
-        "anyOf": [{"type": "integer"}, {"type": "string"}],
-        "x-kubernetes-int-or-string": True,
-        "pattern": QUANTITY_PATTERN,
-        "minimum": 0,
-    }),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "minimum": 0,
+        }
+    ),
 ]
 """A non-negative resource quantity, as a number or a string: ``2``, ``500m``, ``16Gi``."""
 

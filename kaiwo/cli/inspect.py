@@ -23,9 +23,16 @@ from kaiwo.translate.meta import sanitize_user
 Obj = dict[str, Any]
 API = "kaiwo.silogen.ai/v1alpha1"
 KUEUE = "kueue.x-k8s.io/v1beta1"
-CHILD_KINDS = (("batch/v1", "Job"), ("apps/v1", "Deployment"), ("v1", "Service"),
-               ("v1", "PersistentVolumeClaim"), ("v1", "ConfigMap"), ("ray.io/v1", "RayJob"),
-               ("ray.io/v1", "RayService"), ("workload.codeflare.dev/v1beta2", "AppWrapper"))
+CHILD_KINDS = (
+    ("batch/v1", "Job"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "ConfigMap"),
+    ("ray.io/v1", "RayJob"),
+    ("ray.io/v1", "RayService"),
+    ("workload.codeflare.dev/v1beta2", "AppWrapper"),
+)
 CLUSTER_VIEWS = {"amd": "amd.com/gpu", "nvidia": "nvidia.com/gpu"}
 
 
@@ -77,11 +84,14 @@ def list_workloads(
     ctx: typer.Context,
     all_namespaces: Annotated[bool, typer.Option("-A", "--all-namespaces", help="Every namespace.")] = False,
     all_users: Annotated[bool, typer.Option("--all-users", help="Everyone's workloads, not only yours.")] = False,
-    user: Annotated[str | None, typer.Option(help="Show this user's workloads (default: the user in the "
-                                             "CLI config).")] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Show this user's workloads (default: the user in the CLI config).")
+    ] = None,
     output_format: Annotated[ListFormat | None, typer.Option("-o", "--output", help="wide, json or yaml.")] = None,
     config: Annotated[str | None, typer.Option("-c", "--config", help="CLI config file.")] = None,
-    kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """List KaiwoJobs and KaiwoServices with status, user, queue, GPUs and age (yours, unless --all-users)."""
     out = output(ctx)
@@ -96,8 +106,11 @@ def list_workloads(
 
     async def main() -> None:
         async with target.connect() as client:
-            objs = [{**o, "apiVersion": API, "kind": kind} for kind in ("KaiwoJob", "KaiwoService")
-                    for o in await client.list(API, kind, ns)]
+            objs = [
+                {**o, "apiVersion": API, "kind": kind}
+                for kind in ("KaiwoJob", "KaiwoService")
+                for o in await client.list(API, kind, ns)
+            ]
         if who is not None:
             objs[:] = [o for o in objs if owned_by(o, who)]
         if output_format in (ListFormat.json, ListFormat.yaml):
@@ -116,14 +129,19 @@ async def describe(client: Client, ref: WorkloadRef, ns: str) -> str:
     obj = await get_workload(client, ref, ns)
     uid = obj["metadata"]["uid"]
     # List items carry no kind: it is set here, as the renderer goes by it.
-    children = [{**c, "apiVersion": api, "kind": kind} for api, kind in CHILD_KINDS
-                for c in await optional_list(client, api, kind, ns, labelSelector=f"{L.RUN_ID}={uid}")]
+    children = [
+        {**c, "apiVersion": api, "kind": kind}
+        for api, kind in CHILD_KINDS
+        for c in await optional_list(client, api, kind, ns, labelSelector=f"{L.RUN_ID}={uid}")
+    ]
     pods = [{**p, "kind": "Pod"} for p in await pods_of(client, obj)]
     child_uids = {c["metadata"]["uid"] for c in children}
-    kueue = [w for w in await optional_list(client, KUEUE, "Workload", ns)
-             if any(r.get("uid") in child_uids for r in w["metadata"].get("ownerReferences") or [])]
-    queue = (obj.get("spec") or {}).get("clusterQueue") or render.child_queue(children) \
-        or await default_queue(client)
+    kueue = [
+        w
+        for w in await optional_list(client, KUEUE, "Workload", ns)
+        if any(r.get("uid") in child_uids for r in w["metadata"].get("ownerReferences") or [])
+    ]
+    queue = (obj.get("spec") or {}).get("clusterQueue") or render.child_queue(children) or await default_queue(client)
     try:
         local_queue = await client.get_or_none(KUEUE, "LocalQueue", queue, ns)
     except ApiError as e:
@@ -131,10 +149,13 @@ async def describe(client: Client, ref: WorkloadRef, ns: str) -> str:
             raise
         local_queue = None
     related = {uid} | child_uids | {p["metadata"]["uid"] for p in pods} | {w["metadata"]["uid"] for w in kueue}
-    events = sorted((e for e in await client.list("v1", "Event", ns)
-                     if (e.get("involvedObject") or {}).get("uid") in related), key=render.event_time)[-20:]
-    return render.describe_workload(obj, queue=queue, children=children, pods=pods, kueue=kueue,
-                                    local_queue=local_queue, events=events, now=now())
+    events = sorted(
+        (e for e in await client.list("v1", "Event", ns) if (e.get("involvedObject") or {}).get("uid") in related),
+        key=render.event_time,
+    )[-20:]
+    return render.describe_workload(
+        obj, queue=queue, children=children, pods=pods, kueue=kueue, local_queue=local_queue, events=events, now=now()
+    )
 
 
 async def default_queue(client: Client) -> str:
@@ -161,17 +182,26 @@ async def cluster_view(client: Client, what: str) -> str:
 
 def status(
     ctx: typer.Context,
-    what: Annotated[str, typer.Argument(help="job/NAME or service/NAME; or amd, nvidia (GPU nodes), queues "
-                                        "(Kueue ClusterQueues).", metavar="TARGET")],
-    output_format: Annotated[DocFormat | None, typer.Option("-o", "--output", help="For a workload: print the "
-                                                            "object as json or yaml instead.")] = None,
-    kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
+    what: Annotated[
+        str,
+        typer.Argument(
+            help="job/NAME or service/NAME; or amd, nvidia (GPU nodes), queues (Kueue ClusterQueues).", metavar="TARGET"
+        ),
+    ],
+    output_format: Annotated[
+        DocFormat | None,
+        typer.Option("-o", "--output", help="For a workload: print the object as json or yaml instead."),
+    ] = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Why a workload is where it is (status, conditions, Kueue admission, children, events), or the cluster's
     GPU nodes and queues."""
     out = output(ctx)
     target = Target(kubeconfig, context, namespace)
     if what in (*CLUSTER_VIEWS, "queues"):
+
         async def cluster() -> None:
             async with target.connect() as client:
                 out.echo(await cluster_view(client, what))
@@ -193,14 +223,19 @@ def status(
 
 
 def _bad_target(what: str) -> WorkloadRef:
-    raise CliError(f"{what!r} is neither a workload (job/NAME, service/NAME) nor amd, nvidia or queues",
-                   "e.g. kaiwo status job/my-training, or kaiwo status queues", code=USAGE)
+    raise CliError(
+        f"{what!r} is neither a workload (job/NAME, service/NAME) nor amd, nvidia or queues",
+        "e.g. kaiwo status job/my-training, or kaiwo status queues",
+        code=USAGE,
+    )
 
 
 def delete(
     ctx: typer.Context,
     refs: Annotated[list[str], typer.Argument(help="job/NAME or service/NAME (several allowed).", metavar="REF...")],
-    kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Delete workloads; their Jobs, Deployments, pods and volumes go with them."""
     out = output(ctx)

@@ -20,8 +20,10 @@ Obj = dict[str, Any]
 async def get_workload(client: Client, ref: WorkloadRef, namespace: str) -> Obj:
     obj = await client.get_or_none(ref.api_version, ref.kind, ref.name, namespace)
     if obj is None:
-        raise CliError(f"{ref.short} not found in namespace {namespace}",
-                       "check the name and namespace (-n, or -A with `kaiwo list`)")
+        raise CliError(
+            f"{ref.short} not found in namespace {namespace}",
+            "check the name and namespace (-n, or -A with `kaiwo list`)",
+        )
     return obj
 
 
@@ -40,8 +42,9 @@ def choose_pod(pods: Sequence[Obj], wanted: str | None, ref: WorkloadRef, *, int
                 return p
         raise CliError(f"{ref.short} has no pod {wanted!r}", f"its pods: {', '.join(names) or 'none'}", code=USAGE)
     if not pods:
-        raise CliError(f"{ref.short} has no pods yet",
-                       f"see why with `kaiwo status {ref.short}` (it may wait for Kueue admission)")
+        raise CliError(
+            f"{ref.short} has no pods yet", f"see why with `kaiwo status {ref.short}` (it may wait for Kueue admission)"
+        )
     if len(pods) == 1:
         return pods[0]
     if interactive:
@@ -61,8 +64,11 @@ def choose_container(pod: Obj, wanted: str | None) -> tuple[str, str]:
     containers = [str(c["name"]) for c in (pod.get("spec") or {}).get("containers") or []]
     if wanted:
         if wanted not in containers:
-            raise CliError(f"pod {pod['metadata']['name']} has no container {wanted!r}",
-                           f"its containers: {', '.join(containers)}", code=USAGE)
+            raise CliError(
+                f"pod {pod['metadata']['name']} has no container {wanted!r}",
+                f"its containers: {', '.join(containers)}",
+                code=USAGE,
+            )
         return wanted, ""
     annotated = (pod["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/default-container")
     chosen = str(annotated) if annotated in containers else containers[0]

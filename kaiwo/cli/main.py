@@ -18,17 +18,21 @@ from kaiwo.cli.session import Output
 
 app = typer.Typer(
     help="Submit and follow GPU jobs and services on a Kaiwo cluster.",
-    no_args_is_help=True, rich_markup_mode="rich", context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 @app.callback()
 def _root(
     ctx: typer.Context,
-    verbose: Annotated[int, typer.Option("-v", "--verbose", count=True,
-                                         help="More detail on stderr (API server, tracebacks of bugs).")] = 0,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Only results and errors: no notes or spinners.")]
-    = False,
+    verbose: Annotated[
+        int, typer.Option("-v", "--verbose", count=True, help="More detail on stderr (API server, tracebacks of bugs).")
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Only results and errors: no notes or spinners.")
+    ] = False,
 ) -> None:
     """Submit and follow GPU jobs and services on a Kaiwo cluster.
 
@@ -46,29 +50,47 @@ def _examples(*lines: str) -> str:
     return "[b]Examples[/b]\n\n" + "\n\n".join(f"  $ {line}" for line in lines)
 
 
-app.command(epilog=_examples(
-    "kaiwo submit -f examples/kaiwojob-hello.yaml",
-    "cat job.yaml | kaiwo submit -f - --user me@example.com --queue team-a",
-    "kaiwo submit -f job.yaml --wait --timeout 3600",
-    "kaiwo submit -f job.yaml --dry-run=server -o yaml"))(submit.submit)
-app.command("list", epilog=_examples(
-    "kaiwo list", "kaiwo list -A --all-users", "kaiwo list -o wide", "kaiwo list -o json"))(inspect.list_workloads)
-app.command(epilog=_examples(
-    "kaiwo status job/my-training", "kaiwo status service/inference -o yaml", "kaiwo status amd",
-    "kaiwo status nvidia", "kaiwo status queues"))(inspect.status)
-app.command(epilog=_examples(
-    "kaiwo logs job/my-training", "kaiwo logs job/my-training -f --tail 100",
-    "kaiwo logs job/ddp --pod ddp-1-abcde -c main"))(pods.logs)
-app.command("exec", epilog=_examples(
-    "kaiwo exec job/my-training -- nvidia-smi", "kaiwo exec service/inference -c main -- ls /models",
-    "echo 'print(1)' | kaiwo exec -i job/my-training -- python"))(pods.exec_)
-app.command(epilog=_examples(
-    "kaiwo monitor job/my-training", "kaiwo monitor job/my-training --once"))(pods.monitor)
-app.command(epilog=_examples(
-    "kaiwo delete job/my-training", "kaiwo delete job/a service/b -n team-a"))(inspect.delete)
-app.command("port-forward", epilog=_examples(
-    "kaiwo port-forward service/inference 8080:8000", "kaiwo port-forward service/inference :8000"))(
-    pods.port_forward)
+app.command(
+    epilog=_examples(
+        "kaiwo submit -f examples/kaiwojob-hello.yaml",
+        "cat job.yaml | kaiwo submit -f - --user me@example.com --queue team-a",
+        "kaiwo submit -f job.yaml --wait --timeout 3600",
+        "kaiwo submit -f job.yaml --dry-run=server -o yaml",
+    )
+)(submit.submit)
+app.command(
+    "list", epilog=_examples("kaiwo list", "kaiwo list -A --all-users", "kaiwo list -o wide", "kaiwo list -o json")
+)(inspect.list_workloads)
+app.command(
+    epilog=_examples(
+        "kaiwo status job/my-training",
+        "kaiwo status service/inference -o yaml",
+        "kaiwo status amd",
+        "kaiwo status nvidia",
+        "kaiwo status queues",
+    )
+)(inspect.status)
+app.command(
+    epilog=_examples(
+        "kaiwo logs job/my-training",
+        "kaiwo logs job/my-training -f --tail 100",
+        "kaiwo logs job/ddp --pod ddp-1-abcde -c main",
+    )
+)(pods.logs)
+app.command(
+    "exec",
+    epilog=_examples(
+        "kaiwo exec job/my-training -- nvidia-smi",
+        "kaiwo exec service/inference -c main -- ls /models",
+        "echo 'print(1)' | kaiwo exec -i job/my-training -- python",
+    ),
+)(pods.exec_)
+app.command(epilog=_examples("kaiwo monitor job/my-training", "kaiwo monitor job/my-training --once"))(pods.monitor)
+app.command(epilog=_examples("kaiwo delete job/my-training", "kaiwo delete job/a service/b -n team-a"))(inspect.delete)
+app.command(
+    "port-forward",
+    epilog=_examples("kaiwo port-forward service/inference 8080:8000", "kaiwo port-forward service/inference :8000"),
+)(pods.port_forward)
 
 
 @app.command(epilog=_examples("kaiwo version"))

@@ -30,8 +30,9 @@ def load_documents(text: str, source: str) -> list[Obj]:
         mark = getattr(e, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e)
-        raise CliError(f"{source}: not valid YAML or JSON{where}: {problem}",
-                       "check the indentation and quoting around that line") from None
+        raise CliError(
+            f"{source}: not valid YAML or JSON{where}: {problem}", "check the indentation and quoting around that line"
+        ) from None
     docs: list[Obj] = []
     for doc in raw:
         if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
@@ -47,12 +48,13 @@ def load_documents(text: str, source: str) -> list[Obj]:
 
 def _check(doc: Any, where: str) -> None:
     if not isinstance(doc, dict):
-        raise CliError(f"{where}: expected a Kubernetes object (a mapping), got {type(doc).__name__}",
-                       "a manifest starts with apiVersion:, kind: and metadata:")
+        raise CliError(
+            f"{where}: expected a Kubernetes object (a mapping), got {type(doc).__name__}",
+            "a manifest starts with apiVersion:, kind: and metadata:",
+        )
     for key in ("apiVersion", "kind"):
         if not isinstance(doc.get(key), str) or not doc[key]:
-            raise CliError(f"{where}: missing {key}",
-                           f"add e.g. 'apiVersion: {KAIWO_API}' and 'kind: KaiwoJob'")
+            raise CliError(f"{where}: missing {key}", f"add e.g. 'apiVersion: {KAIWO_API}' and 'kind: KaiwoJob'")
     meta = doc.get("metadata")
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str) or not meta["name"]:
         raise CliError(f"{where}: {doc['kind']} has no metadata.name", "give every object a name")
@@ -104,7 +106,10 @@ def place(doc: Obj, flag_namespace: str | None, fallback_namespace: str, namespa
         return out
     own = meta.get("namespace")
     if flag_namespace and own and own != flag_namespace:
-        raise CliError(f"{doc['kind']} {meta['name']} is in namespace {own!r} but -n says {flag_namespace!r}",
-                       f"drop -n, or pass -n {own}, or change metadata.namespace", code=2)
+        raise CliError(
+            f"{doc['kind']} {meta['name']} is in namespace {own!r} but -n says {flag_namespace!r}",
+            f"drop -n, or pass -n {own}, or change metadata.namespace",
+            code=2,
+        )
     meta["namespace"] = flag_namespace or own or fallback_namespace
     return out

@@ -21,8 +21,10 @@ Obj = dict[str, Any]
 PodOpt = Annotated[str | None, typer.Option("--pod", help="Pod to use when the workload has several.")]
 ContainerOpt = Annotated[str | None, typer.Option("-c", "--container", help="Container (default: the first).")]
 RefArg = Annotated[str, typer.Argument(help="job/NAME or service/NAME.", metavar="REF")]
-SMI = {"amd": ["rocm-smi"],
-       "nvidia": ["nvidia-smi", "--query-gpu=index,name,utilization.gpu,memory.used,memory.total", "--format=csv"]}
+SMI = {
+    "amd": ["rocm-smi"],
+    "nvidia": ["nvidia-smi", "--query-gpu=index,name,utilization.gpu,memory.used,memory.total", "--format=csv"],
+}
 
 
 def _binary(name: Literal["stdin", "stdout", "stderr"]) -> Any:
@@ -34,8 +36,9 @@ async def _pod(client: Client, ref: WorkloadRef, ns: str, wanted: str | None) ->
     return workload, choose_pod(await pods_of(client, workload), wanted, ref, interactive=interactive())
 
 
-def _prologue(ctx: typer.Context, ref: str, kubeconfig: str | None, context: str | None,
-              namespace: str | None) -> tuple[Output, Target, WorkloadRef, str]:
+def _prologue(
+    ctx: typer.Context, ref: str, kubeconfig: str | None, context: str | None, namespace: str | None
+) -> tuple[Output, Target, WorkloadRef, str]:
     """What every pod command starts with: output, cluster, the parsed workload reference and the namespace."""
     out = output(ctx)
     target = Target(kubeconfig, context, namespace)
@@ -54,16 +57,21 @@ def _container(out: Output, pod: Obj, wanted: str | None) -> str:
 def _running(pod: Obj, ref: WorkloadRef) -> None:
     phase = (pod.get("status") or {}).get("phase", "Unknown")
     if phase != "Running":
-        raise CliError(f"pod {pod['metadata']['name']} is {phase}, not Running",
-                       f"wait until it runs (kaiwo status {ref.short})")
+        raise CliError(
+            f"pod {pod['metadata']['name']} is {phase}, not Running", f"wait until it runs (kaiwo status {ref.short})"
+        )
 
 
 def logs(
-    ctx: typer.Context, ref: RefArg,
+    ctx: typer.Context,
+    ref: RefArg,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep streaming new lines.")] = False,
     tail: Annotated[int, typer.Option(help="Only the last N lines (-1: all).")] = -1,
-    container: ContainerOpt = None, pod: PodOpt = None,
-    kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
+    container: ContainerOpt = None,
+    pod: PodOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Print (or follow) the logs of a workload's pod, found by the kaiwo.silogen.ai/run-id label."""
     out, target, parsed, ns = _prologue(ctx, ref, kubeconfig, context, namespace)
@@ -78,15 +86,18 @@ def logs(
                 params["tailLines"] = tail
             sink = _binary("stdout")
             try:
-                async with client.open_stream(f"/api/v1/namespaces/{ns}/pods/{name}/log", params,
-                                              timeout=None if follow else 300) as body:
+                async with client.open_stream(
+                    f"/api/v1/namespaces/{ns}/pods/{name}/log", params, timeout=None if follow else 300
+                ) as body:
                     async for chunk in body.iter_any():
                         sink.write(chunk)
                         sink.flush()
             except ApiError as e:
                 if e.status in (400, 404):
-                    raise CliError(f"cannot read the logs of pod {name}: {e.message}",
-                                   f"the container may not have started yet: kaiwo status {parsed.short}") from None
+                    raise CliError(
+                        f"cannot read the logs of pod {name}: {e.message}",
+                        f"the container may not have started yet: kaiwo status {parsed.short}",
+                    ) from None
                 raise
 
     run(out, main())
@@ -98,8 +109,9 @@ async def _stdin_chunks() -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def _exec(client: Client, ns: str, pod: str, container: str, command: list[str], *,
-                stdin: bool = False, capture: bool = False) -> tuple[ExecResult, bytes, bytes]:
+async def _exec(
+    client: Client, ns: str, pod: str, container: str, command: list[str], *, stdin: bool = False, capture: bool = False
+) -> tuple[ExecResult, bytes, bytes]:
     out_buf, err_buf = bytearray(), bytearray()
     stdout, stderr = _binary("stdout"), _binary("stderr")
 
@@ -110,21 +122,34 @@ async def _exec(client: Client, ns: str, pod: str, container: str, command: list
             else:
                 sink.write(data)
                 sink.flush()
+
         return emit
 
-    result = await exec_in_pod(client, ns, pod, container, command, stdout=write(stdout, out_buf),
-                               stderr=write(stderr, err_buf), stdin=_stdin_chunks() if stdin else None)
+    result = await exec_in_pod(
+        client,
+        ns,
+        pod,
+        container,
+        command,
+        stdout=write(stdout, out_buf),
+        stderr=write(stderr, err_buf),
+        stdin=_stdin_chunks() if stdin else None,
+    )
     return result, bytes(out_buf), bytes(err_buf)
 
 
 def exec_(
-    ctx: typer.Context, ref: RefArg,
-    command: Annotated[list[str], typer.Argument(help="The command and its arguments, after --.",
-                                                 metavar="-- COMMAND [ARGS]...")],
-    stdin: Annotated[bool, typer.Option("-i", "--stdin", help="Pass this terminal's stdin to the command.")]
-    = False,
-    container: ContainerOpt = None, pod: PodOpt = None,
-    kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
+    ctx: typer.Context,
+    ref: RefArg,
+    command: Annotated[
+        list[str], typer.Argument(help="The command and its arguments, after --.", metavar="-- COMMAND [ARGS]...")
+    ],
+    stdin: Annotated[bool, typer.Option("-i", "--stdin", help="Pass this terminal's stdin to the command.")] = False,
+    container: ContainerOpt = None,
+    pod: PodOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Run a command in a workload's pod; exits with the command's exit code."""
     out, target, parsed, ns = _prologue(ctx, ref, kubeconfig, context, namespace)
@@ -137,8 +162,10 @@ def exec_(
             name = chosen["metadata"]["name"]
             result, _, _ = await _exec(client, ns, name, cname, command, stdin=stdin)
             if result.error:
-                raise CliError(f"cannot run {command[0]!r} in {name}/{cname}: {result.error}",
-                               "check the command exists in the container image")
+                raise CliError(
+                    f"cannot run {command[0]!r} in {name}/{cname}: {result.error}",
+                    "check the command exists in the container image",
+                )
             return result.exit_code
 
     code = run(out, main())
@@ -155,11 +182,15 @@ def _gpu_container(pod: Obj) -> str | None:
 
 
 def monitor(
-    ctx: typer.Context, ref: RefArg,
+    ctx: typer.Context,
+    ref: RefArg,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.")] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="Print one reading and exit.")] = False,
-    container: ContainerOpt = None, pod: PodOpt = None,
-    kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
+    container: ContainerOpt = None,
+    pod: PodOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Show GPU utilisation in a workload's pod: rocm-smi (AMD) or nvidia-smi (NVIDIA), by spec.gpuVendor."""
     out, target, parsed, ns = _prologue(ctx, ref, kubeconfig, context, namespace)
@@ -180,9 +211,12 @@ def monitor(
                 if result.error or result.exit_code:
                     detail = result.error or err.decode(errors="replace").strip() or f"exit code {result.exit_code}"
                     missing = result.exit_code == 127 or "not found" in detail or "no such file" in detail.lower()
-                    raise CliError(f"{command[0]} failed in {name}/{cname}: {detail}",
-                                   f"the image needs {command[0]} (use a ROCm/CUDA base image)" if missing
-                                   else "check the GPU is visible in the container")
+                    raise CliError(
+                        f"{command[0]} failed in {name}/{cname}: {detail}",
+                        f"the image needs {command[0]} (use a ROCm/CUDA base image)"
+                        if missing
+                        else "check the GPU is visible in the container",
+                    )
                 if out.out.is_terminal and not once:
                     out.out.clear()
                 stamp = dt.datetime.now().strftime("%H:%M:%S")
@@ -212,19 +246,25 @@ def parse_ports(specs: list[str]) -> list[tuple[int, int]]:
     return pairs
 
 
-async def serve_forwards(out: Output, client: Client, ns: str, pod: str, pairs: list[tuple[int, int]],
-                         address: str) -> None:
+async def serve_forwards(
+    out: Output, client: Client, ns: str, pod: str, pairs: list[tuple[int, int]], address: str
+) -> None:
     servers = []
     for local, remote in pairs:
+
         def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, remote: int = remote) -> Any:
             out.debug(f"connection for port {remote}")
-            return forward_connection(client, ns, pod, remote, reader, writer,
-                                      lambda msg: out.notice(f"[red]port-forward:[/red] {msg}"))
+            return forward_connection(
+                client, ns, pod, remote, reader, writer, lambda msg: out.notice(f"[red]port-forward:[/red] {msg}")
+            )
+
         try:
             server = await asyncio.start_server(handler, address, local)
         except OSError as e:
-            raise CliError(f"cannot listen on {address}:{local}: {e.strerror or e}",
-                           "choose another local port (or :REMOTE for any free one)") from None
+            raise CliError(
+                f"cannot listen on {address}:{local}: {e.strerror or e}",
+                "choose another local port (or :REMOTE for any free one)",
+            ) from None
         bound = server.sockets[0].getsockname()[1]
         out.echo(f"Forwarding from {address}:{bound} -> {remote}")
         servers.append(server)
@@ -233,11 +273,14 @@ async def serve_forwards(out: Output, client: Client, ns: str, pod: str, pairs: 
 
 
 def port_forward(
-    ctx: typer.Context, ref: RefArg,
+    ctx: typer.Context,
+    ref: RefArg,
     ports: Annotated[list[str], typer.Argument(help="LOCAL:REMOTE, PORT or :REMOTE.", metavar="LOCAL:REMOTE...")],
     address: Annotated[str, typer.Option(help="Local address to listen on.")] = "127.0.0.1",
     pod: PodOpt = None,
-    kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Forward local ports to a workload's pod (a running one; --pod to choose) until Ctrl-C."""
     out, target, parsed, ns = _prologue(ctx, ref, kubeconfig, context, namespace)

@@ -43,6 +43,9 @@ def parse_ref(text: str) -> WorkloadRef:
     kind_part, sep, name = text.partition("/")
     kind_part = kind_part.lower().removesuffix(f".{GROUP}")
     if not sep or not name or "/" in name or kind_part not in _ALIASES:
-        raise CliError(f"{text!r} is not a workload reference",
-                       "write job/NAME or service/NAME (see `kaiwo list` for names)", code=USAGE)
+        raise CliError(
+            f"{text!r} is not a workload reference",
+            "write job/NAME or service/NAME (see `kaiwo list` for names)",
+            code=USAGE,
+        )
     return WorkloadRef(_ALIASES[kind_part], name)

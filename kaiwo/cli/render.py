@@ -54,6 +54,7 @@ def age(obj: Obj, now: dt.datetime) -> str:
 
 # --- workloads ----------------------------------------------------------------------------------------------
 
+
 def phase(obj: Obj) -> str:
     return str((obj.get("status") or {}).get("status") or "NEW")
 
@@ -87,14 +88,23 @@ def workload_table(objs: Sequence[Obj], now: dt.datetime, *, namespaces: bool, w
     rows = []
     for o in sorted(objs, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"], o["kind"])):
         spec, status = o.get("spec") or {}, o.get("status") or {}
-        row: list[Any] = [o["metadata"]["name"], workload_type(o), phase(o), spec.get("user") or "-",
-                          spec.get("clusterQueue") or "<default>", gpus(o), age(o, now)]
+        row: list[Any] = [
+            o["metadata"]["name"],
+            workload_type(o),
+            phase(o),
+            spec.get("user") or "-",
+            spec.get("clusterQueue") or "<default>",
+            gpus(o),
+            age(o, now),
+        ]
         if wide:
             started = parse_time(status.get("startTime"))
-            row += [spec.get("gpuVendor") or "amd",
-                    human_duration((now - started).total_seconds()) + " ago" if started else "-",
-                    human_duration(status["duration"]) if status.get("duration") is not None else "-",
-                    conditions_problem(o) or "-"]
+            row += [
+                spec.get("gpuVendor") or "amd",
+                human_duration((now - started).total_seconds()) + " ago" if started else "-",
+                human_duration(status["duration"]) if status.get("duration") is not None else "-",
+                conditions_problem(o) or "-",
+            ]
         if namespaces:
             row.insert(0, o["metadata"].get("namespace", ""))
         rows.append(row)
@@ -102,9 +112,16 @@ def workload_table(objs: Sequence[Obj], now: dt.datetime, *, namespaces: bool, w
 
 
 def _conditions(objs: Sequence[Obj], now: dt.datetime) -> str:
-    rows = [[c.get("type", ""), c.get("status", ""), c.get("reason", ""),
-             human_duration((now - t).total_seconds()) if (t := parse_time(c.get("lastTransitionTime"))) else "-",
-             c.get("message", "")] for c in objs]
+    rows = [
+        [
+            c.get("type", ""),
+            c.get("status", ""),
+            c.get("reason", ""),
+            human_duration((now - t).total_seconds()) if (t := parse_time(c.get("lastTransitionTime"))) else "-",
+            c.get("message", ""),
+        ]
+        for c in objs
+    ]
     return table(["TYPE", "STATUS", "REASON", "AGE", "MESSAGE"], rows) if rows else "(none)"
 
 
@@ -116,8 +133,11 @@ def child_state(obj: Obj) -> str:
     """One word or phrase for a child's state."""
     kind, st = obj.get("kind"), obj.get("status") or {}
     if kind == "Pod":
-        waiting = [c["state"]["waiting"].get("reason", "") for c in st.get("containerStatuses") or []
-                   if (c.get("state") or {}).get("waiting")]
+        waiting = [
+            c["state"]["waiting"].get("reason", "")
+            for c in st.get("containerStatuses") or []
+            if (c.get("state") or {}).get("waiting")
+        ]
         gates = (obj.get("spec") or {}).get("schedulingGates")
         return "SchedulingGated" if gates else (waiting[0] if waiting else st.get("phase", "Unknown"))
     if kind == "Job":
@@ -148,8 +168,17 @@ def child_queue(children: Sequence[Obj]) -> str | None:
     return None
 
 
-def describe_workload(obj: Obj, *, queue: str, children: Sequence[Obj], pods: Sequence[Obj], kueue: Sequence[Obj],
-                      local_queue: Obj | None, events: Sequence[Obj], now: dt.datetime) -> str:
+def describe_workload(
+    obj: Obj,
+    *,
+    queue: str,
+    children: Sequence[Obj],
+    pods: Sequence[Obj],
+    kueue: Sequence[Obj],
+    local_queue: Obj | None,
+    events: Sequence[Obj],
+    now: dt.datetime,
+) -> str:
     """``kaiwo status job/NAME``: everything needed to see why a workload waits. ``queue``: the LocalQueue (and
     ClusterQueue) name it uses, the cluster's default when the spec names none."""
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
@@ -158,8 +187,12 @@ def describe_workload(obj: Obj, *, queue: str, children: Sequence[Obj], pods: Se
         f"Name:        {meta['name']}",
         f"Namespace:   {meta.get('namespace', '')}",
         f"Type:        {workload_type(obj)} ({obj['kind']})",
-        f"Status:      {phase(obj)}" + ("" if observed is None or observed == generation
-                                         else f"  (for generation {observed}; the spec is at {generation})"),
+        f"Status:      {phase(obj)}"
+        + (
+            ""
+            if observed is None or observed == generation
+            else f"  (for generation {observed}; the spec is at {generation})"
+        ),
         f"User:        {spec.get('user') or '-'}",
         f"Queue:       {queue}" + ("" if spec.get("clusterQueue") else " (the cluster's default)"),
         f"GPUs:        {gpus(obj)} ({spec.get('gpuVendor') or 'amd'})",
@@ -178,46 +211,72 @@ def describe_workload(obj: Obj, *, queue: str, children: Sequence[Obj], pods: Se
         lines.append(f"  LocalQueue {queue}: missing in this namespace (Kueue admits nothing until it exists)")
     else:
         lst = local_queue.get("status") or {}
-        lines.append(f"  LocalQueue {queue} -> ClusterQueue {local_queue['spec'].get('clusterQueue')}: "
-                     f"{lst.get('pendingWorkloads', 0)} pending, {lst.get('admittedWorkloads', 0)} admitted")
+        lines.append(
+            f"  LocalQueue {queue} -> ClusterQueue {local_queue['spec'].get('clusterQueue')}: "
+            f"{lst.get('pendingWorkloads', 0)} pending, {lst.get('admittedWorkloads', 0)} admitted"
+        )
     if not kueue:
         lines.append("  Workload: none yet (Kueue creates one when the child Job/RayJob/AppWrapper exists)")
     for wl in kueue:
         adm = (wl.get("status") or {}).get("admission") or {}
         cq = adm.get("clusterQueue")
         flavors = sorted({f for ps in adm.get("podSetAssignments") or [] for f in (ps.get("flavors") or {}).values()})
-        lines.append(f"  Workload {wl['metadata']['name']}"
-                     + (f": admitted to {cq} (flavors: {', '.join(flavors) or '-'})" if cq else ": not admitted"))
+        lines.append(
+            f"  Workload {wl['metadata']['name']}"
+            + (f": admitted to {cq} (flavors: {', '.join(flavors) or '-'})" if cq else ": not admitted")
+        )
         lines.append(_indent(_indent(_conditions((wl.get("status") or {}).get("conditions") or [], now))))
 
     lines += ["", "Children:"]
     rows = [[f"{c['kind']}/{c['metadata']['name']}", child_state(c), age(c, now)] for c in children]
-    rows += [[f"Pod/{p['metadata']['name']}", child_state(p), (p.get("spec") or {}).get("nodeName") or "-"]
-             for p in pods]
+    rows += [
+        [f"Pod/{p['metadata']['name']}", child_state(p), (p.get("spec") or {}).get("nodeName") or "-"] for p in pods
+    ]
     lines.append(_indent(table(["OBJECT", "STATE", "AGE/NODE"], rows)) if rows else "  (none)")
 
     lines += ["", "Events:"]
-    ev_rows = [[human_duration((now - t).total_seconds()) if (t := parse_time(event_time(e))) else "-",
-                e.get("type", ""), e.get("reason", ""),
-                f"{(e.get('involvedObject') or {}).get('kind', '')}/{(e.get('involvedObject') or {}).get('name', '')}",
-                e.get("message", "").strip()] for e in events]
+    ev_rows = [
+        [
+            human_duration((now - t).total_seconds()) if (t := parse_time(event_time(e))) else "-",
+            e.get("type", ""),
+            e.get("reason", ""),
+            f"{(e.get('involvedObject') or {}).get('kind', '')}/{(e.get('involvedObject') or {}).get('name', '')}",
+            e.get("message", "").strip(),
+        ]
+        for e in events
+    ]
     lines.append(_indent(table(["AGE", "TYPE", "REASON", "OBJECT", "MESSAGE"], ev_rows)) if ev_rows else "  (none)")
     return "\n".join(lines)
 
 
 def event_time(e: Obj) -> str:
-    return str(e.get("lastTimestamp") or e.get("eventTime") or (e.get("metadata") or {}).get("creationTimestamp")
-               or "")
+    return str(e.get("lastTimestamp") or e.get("eventTime") or (e.get("metadata") or {}).get("creationTimestamp") or "")
 
 
 # --- cluster ------------------------------------------------------------------------------------------------
 
+
 def quantity(value: Any) -> float:
     """A Kubernetes quantity as a number (CPU in cores, memory in bytes)."""
     s = str(value).strip()
-    suffixes = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-                "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
-                "E": 1e18}
+    suffixes = {
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "Pi": 2**50,
+        "Ei": 2**60,
+        "n": 1e-9,
+        "u": 1e-6,
+        "m": 1e-3,
+        "k": 1e3,
+        "K": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "P": 1e15,
+        "E": 1e18,
+    }
     for suffix in sorted(suffixes, key=len, reverse=True):
         if s.endswith(suffix) and s[: -len(suffix)]:
             return float(s[: -len(suffix)]) * suffixes[suffix]
@@ -264,21 +323,35 @@ def node_table(nodes: Sequence[Obj], pods: Sequence[Obj], vendor_key: str) -> st
         held = [pod_requests(p) for p in by_node.get(node["metadata"]["name"], [])]
         used = {k: sum(h.get(k, 0.0) for h in held) for k in (vendor_key, "cpu", "memory")}
         gib = 2**30
-        rows.append([node["metadata"]["name"], gpu_model(node, vendor_key),
-                     _used(used[vendor_key], quantity(alloc[vendor_key])),
-                     _used(used["cpu"], quantity(alloc.get("cpu", 0)), "{:.4g}"),
-                     _used(used["memory"] / gib, quantity(alloc.get("memory", 0)) / gib, "{:.0f}Gi"),
-                     _used(len(held), quantity(alloc.get("pods", 0)))])
+        rows.append(
+            [
+                node["metadata"]["name"],
+                gpu_model(node, vendor_key),
+                _used(used[vendor_key], quantity(alloc[vendor_key])),
+                _used(used["cpu"], quantity(alloc.get("cpu", 0)), "{:.4g}"),
+                _used(used["memory"] / gib, quantity(alloc.get("memory", 0)) / gib, "{:.0f}Gi"),
+                _used(len(held), quantity(alloc.get("pods", 0))),
+            ]
+        )
     return table(["NODE", "GPU MODEL", "GPUS", "CPU", "MEMORY", "PODS"], rows)
 
 
 def _queue_resource(cq: Obj, key: str) -> tuple[float, float]:
     """(used, nominal quota) of one resource over all flavors of a ClusterQueue."""
-    quota = sum(quantity(r.get("nominalQuota", 0)) for g in (cq.get("spec") or {}).get("resourceGroups") or []
-                for f in g.get("flavors") or [] for r in f.get("resources") or [] if r.get("name") == key)
+    quota = sum(
+        quantity(r.get("nominalQuota", 0))
+        for g in (cq.get("spec") or {}).get("resourceGroups") or []
+        for f in g.get("flavors") or []
+        for r in f.get("resources") or []
+        if r.get("name") == key
+    )
     st = cq.get("status") or {}
-    used = sum(quantity(r.get("total", 0)) for f in st.get("flavorsReservation") or st.get("flavorsUsage") or []
-               for r in f.get("resources") or [] if r.get("name") == key)
+    used = sum(
+        quantity(r.get("total", 0))
+        for f in st.get("flavorsReservation") or st.get("flavorsUsage") or []
+        for r in f.get("resources") or []
+        if r.get("name") == key
+    )
     return used, quota
 
 
@@ -292,12 +365,31 @@ def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj]) -> s
         gpu_used, gpu_quota = sum(u for u, _ in gpu), sum(q for _, q in gpu)
         cpu = _queue_resource(cq, "cpu")
         mem = _queue_resource(cq, "memory")
-        rows.append([name, "[TOTAL]", st.get("admittedWorkloads", 0), st.get("pendingWorkloads", 0),
-                     _used(gpu_used, gpu_quota), _used(cpu[0], cpu[1], "{:.4g}"),
-                     _used(mem[0] / 2**30, mem[1] / 2**30, "{:.0f}Gi")])
-        for lq in sorted((q for q in local_queues if (q.get("spec") or {}).get("clusterQueue") == name),
-                         key=lambda q: (q["metadata"].get("namespace", ""), q["metadata"]["name"])):
+        rows.append(
+            [
+                name,
+                "[TOTAL]",
+                st.get("admittedWorkloads", 0),
+                st.get("pendingWorkloads", 0),
+                _used(gpu_used, gpu_quota),
+                _used(cpu[0], cpu[1], "{:.4g}"),
+                _used(mem[0] / 2**30, mem[1] / 2**30, "{:.0f}Gi"),
+            ]
+        )
+        for lq in sorted(
+            (q for q in local_queues if (q.get("spec") or {}).get("clusterQueue") == name),
+            key=lambda q: (q["metadata"].get("namespace", ""), q["metadata"]["name"]),
+        ):
             lst = lq.get("status") or {}
-            rows.append(["", f"{lq['metadata'].get('namespace')}/{lq['metadata']['name']}",
-                         lst.get("admittedWorkloads", 0), lst.get("pendingWorkloads", 0), "", "", ""])
+            rows.append(
+                [
+                    "",
+                    f"{lq['metadata'].get('namespace')}/{lq['metadata']['name']}",
+                    lst.get("admittedWorkloads", 0),
+                    lst.get("pendingWorkloads", 0),
+                    "",
+                    "",
+                    "",
+                ]
+            )
     return table(["CLUSTERQUEUE", "LOCALQUEUE", "ADMITTED", "PENDING", "GPUS", "CPU", "MEMORY"], rows)

@@ -28,12 +28,21 @@ from kaiwo.runtime.client import Client
 
 T = TypeVar("T")
 
-KubeconfigOpt = Annotated[str | None, typer.Option(
-    "--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).", show_default=False)]
-ContextOpt = Annotated[str | None, typer.Option(
-    "--context", help="Kubeconfig context (default: the current context).", show_default=False)]
-NamespaceOpt = Annotated[str | None, typer.Option(
-    "-n", "--namespace", help="Namespace (default: the context's namespace, else 'default').", show_default=False)]
+KubeconfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--kubeconfig", help="Kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).", show_default=False
+    ),
+]
+ContextOpt = Annotated[
+    str | None, typer.Option("--context", help="Kubeconfig context (default: the current context).", show_default=False)
+]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "-n", "--namespace", help="Namespace (default: the context's namespace, else 'default').", show_default=False
+    ),
+]
 
 
 @dataclass
@@ -98,8 +107,10 @@ class Target:
         path = self.kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
         existing = [p for p in path.split(os.pathsep) if p and Path(p).expanduser().is_file()]
         if not existing:
-            raise CliError(f"no kubeconfig found at {path}",
-                           "set KUBECONFIG or pass --kubeconfig with the file your cluster admin gave you")
+            raise CliError(
+                f"no kubeconfig found at {path}",
+                "set KUBECONFIG or pass --kubeconfig with the file your cluster admin gave you",
+            )
         return os.pathsep.join(existing)
 
     def resolve_namespace(self) -> str:
@@ -140,8 +151,10 @@ def handled(out: Output, server_hint: str = "") -> Iterator[None]:
         if err is None:
             if out.verbosity > 0:
                 traceback.print_exc(file=sys.stderr)
-            err = CliError(f"unexpected failure: {type(e).__name__}: {e}",
-                           "re-run with -v for the traceback and report it to the Kaiwo maintainers")
+            err = CliError(
+                f"unexpected failure: {type(e).__name__}: {e}",
+                "re-run with -v for the traceback and report it to the Kaiwo maintainers",
+            )
         elif out.verbosity > 0 and not isinstance(e, CliError):
             out.debug(escape(f"{type(e).__name__}: {e}"))
         out.error(err)

@@ -48,8 +48,15 @@ def exec_result(status: dict[str, Any] | None) -> ExecResult:
 
 
 async def exec_in_pod(
-    client: Client, namespace: str, pod: str, container: str, command: list[str], *,
-    stdout: Callable[[bytes], None], stderr: Callable[[bytes], None], stdin: AsyncIterator[bytes] | None = None,
+    client: Client,
+    namespace: str,
+    pod: str,
+    container: str,
+    command: list[str],
+    *,
+    stdout: Callable[[bytes], None],
+    stderr: Callable[[bytes], None],
+    stdin: AsyncIterator[bytes] | None = None,
 ) -> ExecResult:
     params = [("command", c) for c in command] + [("container", container), ("stdout", "true"), ("stderr", "true")]
     if stdin is not None:
@@ -83,13 +90,20 @@ async def _feed(ws: aiohttp.ClientWebSocketResponse, stdin: AsyncIterator[bytes]
     await ws.send_bytes(bytes([CLOSE, STDIN]))
 
 
-async def forward_connection(client: Client, namespace: str, pod: str, port: int,
-                             reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                             on_error: Callable[[str], None]) -> None:
+async def forward_connection(
+    client: Client,
+    namespace: str,
+    pod: str,
+    port: int,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    on_error: Callable[[str], None],
+) -> None:
     """Carry one local TCP connection to ``port`` of ``pod`` and back, until either side closes."""
     try:
-        ws = await client.websocket(f"/api/v1/namespaces/{namespace}/pods/{pod}/portforward",
-                                    {"ports": str(port)}, ("v4.channel.k8s.io",))
+        ws = await client.websocket(
+            f"/api/v1/namespaces/{namespace}/pods/{pod}/portforward", {"ports": str(port)}, ("v4.channel.k8s.io",)
+        )
     except Exception as e:
         on_error(f"cannot open a port-forward to {pod}:{port}: {e}")
         writer.close()

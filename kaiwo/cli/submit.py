@@ -51,8 +51,7 @@ def read_sources(files: list[str]) -> list[Obj]:
     return docs
 
 
-def resolve_defaults(out: Output, docs: list[Obj], user: str | None, queue: str | None,
-                     config: str | None) -> Defaults:
+def resolve_defaults(out: Output, docs: list[Obj], user: str | None, queue: str | None, config: str | None) -> Defaults:
     """Flags, then the config file; on the very first run at a terminal, offer to write the config file."""
     path = userconfig.config_path(config)
     cfg = userconfig.load(path)
@@ -62,8 +61,10 @@ def resolve_defaults(out: Output, docs: list[Obj], user: str | None, queue: str 
     cfg = cfg or userconfig.UserConfig()
     defaults = choose_defaults(user, queue, cfg.user, cfg.cluster_queue)
     if needs_user and not defaults.user:
-        out.notice(f"[yellow]note:[/yellow] no user set, so `kaiwo list` will not show this as yours; pass --user "
-                   f"or write user: and clusterQueue: to {path}")
+        out.notice(
+            f"[yellow]note:[/yellow] no user set, so `kaiwo list` will not show this as yours; pass --user "
+            f"or write user: and clusterQueue: to {path}"
+        )
     return defaults
 
 
@@ -86,8 +87,11 @@ def first_run(out: Output, path: Path) -> userconfig.UserConfig | None:
 
 def strip(obj: Obj) -> Obj:
     """An object without the fields the server changes on every write (for before/after comparisons)."""
-    meta = {k: v for k, v in (obj.get("metadata") or {}).items()
-            if k not in ("managedFields", "resourceVersion", "generation")}
+    meta = {
+        k: v
+        for k, v in (obj.get("metadata") or {}).items()
+        if k not in ("managedFields", "resourceVersion", "generation")
+    }
     return {**{k: v for k, v in obj.items() if k != "status"}, "metadata": meta}
 
 
@@ -98,8 +102,9 @@ def contains(live: Any, wanted: Any) -> bool:
     return bool(live == wanted)
 
 
-async def apply_one(client: Client, doc: Obj, target: Target, namespace: str, dry_run: DryRun | None,
-                    force: bool) -> tuple[str, Obj]:
+async def apply_one(
+    client: Client, doc: Obj, target: Target, namespace: str, dry_run: DryRun | None, force: bool
+) -> tuple[str, Obj]:
     res = await client.resource(doc["apiVersion"], doc["kind"])
     obj = place(doc, target.namespace, namespace, res.namespaced)
     meta = obj["metadata"]
@@ -117,8 +122,9 @@ async def apply_one(client: Client, doc: Obj, target: Target, namespace: str, dr
 async def wait_for(out: Output, client: Client, objs: list[Obj], timeout: float) -> int:
     """Follow each workload's status until it is done (COMPLETE for jobs, RUNNING for services) or bad."""
     deadline = time.monotonic() + timeout if timeout > 0 else None
-    pending = {(o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o["metadata"].get("generation", 0)
-               for o in objs}
+    pending = {
+        (o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]): o["metadata"].get("generation", 0) for o in objs
+    }
     failed = 0
     with out.spinner("waiting") as update:
         while pending:
@@ -140,33 +146,55 @@ async def wait_for(out: Output, client: Client, objs: list[Obj], timeout: float)
                     out.echo(f"{qualified_name(kind, name)} {now}")
                     if now in BAD:
                         failed += 1
-                        out.error(CliError(f"{label} is {now}: {problem or 'see events'}",
-                                           f"kaiwo status {label} -n {ns}"))
+                        out.error(
+                            CliError(f"{label} is {now}: {problem or 'see events'}", f"kaiwo status {label} -n {ns}")
+                        )
             if pending:
                 if deadline is not None and time.monotonic() > deadline:
-                    raise CliError(f"timed out after {timeout:g}s waiting for "
-                                   f"{', '.join(n for _, _, n in pending)}", "see `kaiwo status` for why")
+                    raise CliError(
+                        f"timed out after {timeout:g}s waiting for {', '.join(n for _, _, n in pending)}",
+                        "see `kaiwo status` for why",
+                    )
                 await asyncio.sleep(1.0)
     return 1 if failed else 0
 
 
 def submit(
     ctx: typer.Context,
-    files: Annotated[list[str], typer.Option("-f", "--filename", help="Manifest file (YAML/JSON, several "
-                                             "documents allowed); - reads stdin. Repeatable.")],
+    files: Annotated[
+        list[str],
+        typer.Option(
+            "-f", "--filename", help="Manifest file (YAML/JSON, several documents allowed); - reads stdin. Repeatable."
+        ),
+    ],
     user: Annotated[str | None, typer.Option(help="spec.user for workloads that have none.")] = None,
     queue: Annotated[str | None, typer.Option(help="spec.clusterQueue for workloads that have none.")] = None,
-    config: Annotated[str | None, typer.Option("-c", "--config", help="CLI config file (default: $KAIWOCONFIG, "
-                                               "else ~/.config/kaiwo/kaiwoconfig.yaml).")] = None,
-    dry_run: Annotated[DryRun | None, typer.Option("--dry-run", help="client: change nothing, only show; "
-                                                   "server: let the cluster validate without saving.")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Follow the workloads until COMPLETE (jobs) or RUNNING "
-                                       "(services); exit 1 if one becomes FAILED, ERROR or TERMINATED.")] = False,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "-c", "--config", help="CLI config file (default: $KAIWOCONFIG, else ~/.config/kaiwo/kaiwoconfig.yaml)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        DryRun | None,
+        typer.Option(
+            "--dry-run", help="client: change nothing, only show; server: let the cluster validate without saving."
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Follow the workloads until COMPLETE (jobs) or RUNNING "
+            "(services); exit 1 if one becomes FAILED, ERROR or TERMINATED.",
+        ),
+    ] = False,
     timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds (0: never).")] = 0,
     force_conflicts: Annotated[bool, typer.Option(help="Take over fields another manager owns.")] = False,
-    output_format: Annotated[Format | None, typer.Option("-o", "--output", help="Print the resulting objects.")]
-    = None,
-    kubeconfig: KubeconfigOpt = None, context: ContextOpt = None, namespace: NamespaceOpt = None,
+    output_format: Annotated[Format | None, typer.Option("-o", "--output", help="Print the resulting objects.")] = None,
+    kubeconfig: KubeconfigOpt = None,
+    context: ContextOpt = None,
+    namespace: NamespaceOpt = None,
 ) -> None:
     """Create or update workloads from manifests (server-side apply, field manager kaiwo-cli).
 
@@ -210,5 +238,3 @@ def submit(
 
 def strip_managed(obj: Obj) -> Obj:
     return {**obj, "metadata": {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}}
-
-

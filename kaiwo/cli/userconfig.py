@@ -43,8 +43,9 @@ def load(path: Path) -> UserConfig | None:
     try:
         data: Any = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise CliError(f"{path} is not valid YAML: {e}",
-                       "fix or delete the file (it holds user: and clusterQueue:)") from None
+        raise CliError(
+            f"{path} is not valid YAML: {e}", "fix or delete the file (it holds user: and clusterQueue:)"
+        ) from None
     if not isinstance(data, dict):
         raise CliError(f"{path} must be a mapping with user: and clusterQueue:", "fix or delete the file")
     return UserConfig(user=str(data.get("user") or ""), cluster_queue=str(data.get("clusterQueue") or ""))

@@ -35,18 +35,23 @@ def _created(obj: Obj) -> float:
 
 
 class KaiwoCollector(Collector):
-    def __init__(self, workloads: dict[str, Informer], queue_configs: Informer | None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, workloads: dict[str, Informer], queue_configs: Informer | None, clock: Callable[[], float] = time.time
+    ) -> None:
         self.workloads = workloads  # kind -> informer of that kind
         self.queue_configs = queue_configs
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
         count = GaugeMetricFamily("kaiwo_workloads", "Kaiwo workloads by kind and status", labels=["kind", "status"])
-        gpus = GaugeMetricFamily("kaiwo_workload_gpus", "GPUs requested by Kaiwo workloads, by kind and status",
-                                 labels=["kind", "status"])
-        pending = GaugeMetricFamily("kaiwo_workload_oldest_pending_seconds",
-                                    "Age of the oldest PENDING Kaiwo workload (0 when none)", labels=["kind"])
+        gpus = GaugeMetricFamily(
+            "kaiwo_workload_gpus", "GPUs requested by Kaiwo workloads, by kind and status", labels=["kind", "status"]
+        )
+        pending = GaugeMetricFamily(
+            "kaiwo_workload_oldest_pending_seconds",
+            "Age of the oldest PENDING Kaiwo workload (0 when none)",
+            labels=["kind"],
+        )
         now = self.clock()
         for kind, informer in sorted(self.workloads.items()):
             n = dict.fromkeys(STATUSES, 0)

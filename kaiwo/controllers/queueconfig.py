@@ -61,8 +61,11 @@ class Caches:
 
 def default_spec(pools: list[nodepools.NodePool], cfg: Any) -> Obj:
     return {
-        "clusterQueues": [nodepools.default_cluster_queue(pools, cfg.default_cluster_queue_name,
-                                                          cfg.default_cluster_queue_cohort_name)],
+        "clusterQueues": [
+            nodepools.default_cluster_queue(
+                pools, cfg.default_cluster_queue_name, cfg.default_cluster_queue_cohort_name
+            )
+        ],
         "resourceFlavors": nodepools.default_flavors(pools, cfg.default_topology_name),
         "topologies": [nodepools.default_topology(cfg.default_topology_name)],
     }
@@ -88,10 +91,12 @@ def merge_defaults(spec: Obj, defaults: Obj, default_queue: str) -> Obj:
         return [i for i in items if name(i) not in names] + new
 
     merged = dict(spec)
-    merged["resourceFlavors"] = by_name(spec.get("resourceFlavors") or [], defaults["resourceFlavors"],
-                                        lambda f: f["name"])
-    merged["topologies"] = by_name(spec.get("topologies") or [], defaults["topologies"],
-                                   lambda t: t["metadata"]["name"])
+    merged["resourceFlavors"] = by_name(
+        spec.get("resourceFlavors") or [], defaults["resourceFlavors"], lambda f: f["name"]
+    )
+    merged["topologies"] = by_name(
+        spec.get("topologies") or [], defaults["topologies"], lambda t: t["metadata"]["name"]
+    )
     queues = [q for q in spec.get("clusterQueues") or [] if q["name"] != default_queue]
     merged["clusterQueues"] = [*queues, *defaults["clusterQueues"]]
     return merged
@@ -111,14 +116,16 @@ class QueueConfigReconciler:
             return None
         c = self.caches
         cfg = settings.current(c.kaiwo_configs)
-        pools = nodepools.discover(c.nodes.objects(),
-                                   exclude_control_plane=cfg.nodes.exclude_master_nodes_from_node_pools)
+        pools = nodepools.discover(
+            c.nodes.objects(), exclude_control_plane=cfg.nodes.exclude_master_nodes_from_node_pools
+        )
         live = c.queue_configs.get_by(NAME)
         defaults = default_spec(pools, cfg)
         if live is None:
             try:
-                await self.client.create({"apiVersion": API, "kind": KIND, "metadata": {"name": NAME},
-                                          "spec": defaults})
+                await self.client.create(
+                    {"apiVersion": API, "kind": KIND, "metadata": {"name": NAME}, "spec": defaults}
+                )
                 log.info("created the default KaiwoQueueConfig", extra={"fields": {"flavors": len(pools)}})
             except ApiError as e:
                 if not e.conflict:
@@ -131,16 +138,22 @@ class QueueConfigReconciler:
                 await self.client.patch(API, KIND, NAME, {"spec": merged})
                 return None  # the update event brings us back with the new spec
         errors = await self._label_nodes(pools)
-        namespaces = {n["metadata"]["name"] for n in c.namespaces.objects()
-                      if not n["metadata"].get("deletionTimestamp")}
+        namespaces = {
+            n["metadata"]["name"] for n in c.namespaces.objects() if not n["metadata"].get("deletionTimestamp")
+        }
         for cq in (live.get("spec") or {}).get("clusterQueues") or []:
             missing = sorted(set(cq.get("namespaces") or ()) - namespaces)
             if missing:
-                errors.append(f"ClusterQueue {cq['name']}: namespace(s) {', '.join(missing)} do not exist, "
-                              "so their LocalQueues cannot be created")
+                errors.append(
+                    f"ClusterQueue {cq['name']}: namespace(s) {', '.join(missing)} do not exist, "
+                    "so their LocalQueues cannot be created"
+                )
         desired = queueconfig.kueue_objects(
-            live, topology_api_version=c.topology_api, existing_namespaces=namespaces,
-            default_topology=cfg.default_topology_name)
+            live,
+            topology_api_version=c.topology_api,
+            existing_namespaces=namespaces,
+            default_topology=cfg.default_topology_name,
+        )
         for kind, objs in desired.in_order():
             informer = c.kueue.get(kind)
             if informer is None:
@@ -159,14 +172,18 @@ class QueueConfigReconciler:
                     continue
                 current = node["metadata"].get("labels") or {}
                 want = dict(labels)
-                for topo_label, default in ((nodepools.TOPOLOGY_BLOCK_LABEL, "block-a"),
-                                            (nodepools.TOPOLOGY_RACK_LABEL, "rack-a")):
+                for topo_label, default in (
+                    (nodepools.TOPOLOGY_BLOCK_LABEL, "block-a"),
+                    (nodepools.TOPOLOGY_RACK_LABEL, "rack-a"),
+                ):
                     want[topo_label] = current.get(topo_label, default)
                 if all(current.get(k) == v for k, v in want.items()):
                     continue
                 try:
-                    await self.client.apply({"apiVersion": "v1", "kind": "Node",
-                                             "metadata": {"name": name, "labels": want}}, NODE_FIELD_MANAGER)
+                    await self.client.apply(
+                        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": want}},
+                        NODE_FIELD_MANAGER,
+                    )
                 except ApiError as e:
                     errors.append(f"labelling node {name}: {e.message}")
         return errors
@@ -191,8 +208,7 @@ class QueueConfigReconciler:
                         await self.events.emit(live, f"{KIND}{kind}Updated", f"recreated {kind} {key}")
                 else:
                     errors.append(f"{kind} {key}: {e.message or e}")
-                    await self.events.emit(live, f"{KIND}{kind}Failed", f"{kind} {key}: {e.message or e}",
-                                           warning=True)
+                    await self.events.emit(live, f"{KIND}{kind}Failed", f"{kind} {key}: {e.message or e}", warning=True)
         for existing in informer.objects():
             key = object_key(existing)
             refs = existing["metadata"].get("ownerReferences") or []
@@ -205,8 +221,9 @@ class QueueConfigReconciler:
                     await self.events.emit(live, f"{KIND}{kind}Deleted", f"deleted {kind} {key}: no longer wanted")
                 except ApiError as e:
                     errors.append(f"pruning {kind} {key}: {e.message}")
-                    await self.events.emit(live, f"{KIND}{kind}Failed", f"pruning {kind} {key}: {e.message}",
-                                           warning=True)
+                    await self.events.emit(
+                        live, f"{KIND}{kind}Failed", f"pruning {kind} {key}: {e.message}", warning=True
+                    )
         return errors
 
     async def _recreate_flavor(self, obj: Obj) -> list[str]:
@@ -216,8 +233,17 @@ class QueueConfigReconciler:
             live = await self.client.get_or_none(KUEUE, "ResourceFlavor", name)
             if live is not None:
                 finalizers = [f for f in live["metadata"].get("finalizers") or [] if f != FLAVOR_IN_USE_FINALIZER]
-                await self.client.patch(KUEUE, "ResourceFlavor", name, {"metadata": {
-                    "finalizers": finalizers or None, "resourceVersion": live["metadata"]["resourceVersion"]}})
+                await self.client.patch(
+                    KUEUE,
+                    "ResourceFlavor",
+                    name,
+                    {
+                        "metadata": {
+                            "finalizers": finalizers or None,
+                            "resourceVersion": live["metadata"]["resourceVersion"],
+                        }
+                    },
+                )
                 await self.client.delete(KUEUE, "ResourceFlavor", name)
             await self.applier.apply(obj, None)
             log.info("recreated ResourceFlavor %s (immutable spec changed)", name)
@@ -231,11 +257,21 @@ class QueueConfigReconciler:
         message = "all Kueue objects are in sync" if ok else "; ".join(errors)[:1000]
         reason = "Synced" if ok else "SyncFailed"
         prev = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), None)
-        unchanged = prev and prev.get("status") == str(ok) and prev.get("reason") == reason \
-            and prev.get("message") == message
-        condition = prev if unchanged else {
-            "type": "Ready", "status": str(ok), "reason": reason, "message": message,
-            "lastTransitionTime": _now(), "observedGeneration": live["metadata"].get("generation", 0)}
+        unchanged = (
+            prev and prev.get("status") == str(ok) and prev.get("reason") == reason and prev.get("message") == message
+        )
+        condition = (
+            prev
+            if unchanged
+            else {
+                "type": "Ready",
+                "status": str(ok),
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": _now(),
+                "observedGeneration": live["metadata"].get("generation", 0),
+            }
+        )
         status = {"status": "READY" if ok else "FAILED", "conditions": [condition]}
         await self.applier.write_status(live, status)
 
@@ -246,9 +282,13 @@ def _now() -> str:
 
 def _node_changed(old: Obj, new: Obj) -> bool:
     """Only what discovery reads: schedulability, capacity and labels (not heartbeats)."""
+
     def view(n: Obj) -> tuple[Any, ...]:
-        return ((n.get("spec") or {}).get("unschedulable"), (n.get("status") or {}).get("capacity"),
-                n["metadata"].get("labels"))
+        return (
+            (n.get("spec") or {}).get("unschedulable"),
+            (n.get("status") or {}).get("capacity"),
+            n["metadata"].get("labels"),
+        )
 
     return view(old) != view(new)
 
@@ -281,9 +321,13 @@ async def setup(manager: Manager, workers: int = 1) -> Controller:
     except ApiError:
         kaiwo_configs = None
     caches = Caches(
-        queue_configs=await manager.informer(API, KIND), kaiwo_configs=kaiwo_configs,
-        nodes=await manager.informer("v1", "Node"), namespaces=await manager.informer("v1", "Namespace"),
-        kueue=kueue, topology_api=topo)
+        queue_configs=await manager.informer(API, KIND),
+        kaiwo_configs=kaiwo_configs,
+        nodes=await manager.informer("v1", "Node"),
+        namespaces=await manager.informer("v1", "Namespace"),
+        kueue=kueue,
+        topology_api=topo,
+    )
     ctrl = Controller("kaiwoqueueconfig", QueueConfigReconciler(client, caches), workers=workers)
     singleton = (Request(None, NAME),)
     ctrl.watches(caches.queue_configs)

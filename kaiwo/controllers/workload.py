@@ -53,14 +53,26 @@ KAIWO_KINDS = ("KaiwoJob", "KaiwoService")
 ERROR_RETRY = 60.0
 CHILD_KINDS = {
     # kind -> (apiVersion, owner kinds that may own it)
-    "Job": "batch/v1", "Deployment": "apps/v1", "Service": "v1", "PersistentVolumeClaim": "v1",
-    "ConfigMap": "v1", "RayJob": "ray.io/v1", "AppWrapper": "workload.codeflare.dev/v1beta2",
+    "Job": "batch/v1",
+    "Deployment": "apps/v1",
+    "Service": "v1",
+    "PersistentVolumeClaim": "v1",
+    "ConfigMap": "v1",
+    "RayJob": "ray.io/v1",
+    "AppWrapper": "workload.codeflare.dev/v1beta2",
 }
 WORKLOAD_KINDS = ("Job", "RayJob", "Deployment", "AppWrapper")
-EVENTS = {"PENDING": "WorkloadPending", "STARTING": "WorkloadStarting", "RUNNING": "WorkloadRunning",
-          "COMPLETE": "WorkloadComplete", "FAILED": "WorkloadFailed", "ERROR": "WorkloadError",
-          "DOWNLOADING": "WorkloadDownloading", "TERMINATING": "WorkloadTermination",
-          "TERMINATED": "WorkloadTerminated"}
+EVENTS = {
+    "PENDING": "WorkloadPending",
+    "STARTING": "WorkloadStarting",
+    "RUNNING": "WorkloadRunning",
+    "COMPLETE": "WorkloadComplete",
+    "FAILED": "WorkloadFailed",
+    "ERROR": "WorkloadError",
+    "DOWNLOADING": "WorkloadDownloading",
+    "TERMINATING": "WorkloadTermination",
+    "TERMINATED": "WorkloadTerminated",
+}
 WARNING_PHASES = ("FAILED", "ERROR", "TERMINATING")
 
 
@@ -82,8 +94,9 @@ def _rfc3339(epoch: float) -> str:
 
 
 class WorkloadReconciler:
-    def __init__(self, client: Client, kind: str, caches: Caches, field_manager: str,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, client: Client, kind: str, caches: Caches, field_manager: str, wall: Callable[[], float] = time.time
+    ) -> None:
         self.client = client
         self.kind = kind
         self.caches = caches
@@ -103,15 +116,24 @@ class WorkloadReconciler:
             return None
         if phase == "TERMINATING":
             await self._delete_children(cr)
-            why: Obj = next((c for c in old.get("conditions") or [] if c.get("type") == "WorkloadTerminatedEarly"),
-                            {})
-            await self._set(cr, "TERMINATED", [st.condition(
-                "WorkloadTerminatedEarly", True, why.get("reason") or "EarlyTermination",
-                why.get("message") or "the workload was terminated")])
+            why: Obj = next((c for c in old.get("conditions") or [] if c.get("type") == "WorkloadTerminatedEarly"), {})
+            await self._set(
+                cr,
+                "TERMINATED",
+                [
+                    st.condition(
+                        "WorkloadTerminatedEarly",
+                        True,
+                        why.get("reason") or "EarlyTermination",
+                        why.get("message") or "the workload was terminated",
+                    )
+                ],
+            )
             return None
         cfg = settings.current(self.caches.kaiwo_configs)
-        pools = nodepools.discover(self.caches.nodes.objects(),
-                                   exclude_control_plane=cfg.nodes.exclude_master_nodes_from_node_pools)
+        pools = nodepools.discover(
+            self.caches.nodes.objects(), exclude_control_plane=cfg.nodes.exclude_master_nodes_from_node_pools
+        )
         built = desired_children(cr, Facts(config=cfg, gpu_pools=gpus.gpu_pools(pools)))
         if isinstance(built, TranslateError):
             await self._set(cr, "ERROR", [st.condition("Schedulable", False, built.reason, built.message)])
@@ -130,12 +152,23 @@ class WorkloadReconciler:
             dl = self._live(download)
             d_phase = st.job_phase(dl, True)
             if d_phase.status == "FAILED":
-                await self._set(cr, "FAILED", [*conditions, st.condition(
-                    "DownloadJobSucceeded", False, "JobFailed", d_phase.message)])
+                await self._set(
+                    cr,
+                    "FAILED",
+                    [*conditions, st.condition("DownloadJobSucceeded", False, "JobFailed", d_phase.message)],
+                )
                 return None
             if d_phase.status != "COMPLETE":
-                await self._set(cr, "DOWNLOADING", [*conditions, st.condition(
-                    "DownloadJobSucceeded", False, "JobInProgress", "downloading into the storage volumes")])
+                await self._set(
+                    cr,
+                    "DOWNLOADING",
+                    [
+                        *conditions,
+                        st.condition(
+                            "DownloadJobSucceeded", False, "JobInProgress", "downloading into the storage volumes"
+                        ),
+                    ],
+                )
                 return None
             conditions.append(st.condition("DownloadJobSucceeded", True, "JobCompleted", "downloads complete"))
 
@@ -145,8 +178,9 @@ class WorkloadReconciler:
             message = "; ".join(failures)
             immutable = "immutable" in message.lower()
             await self.events.emit(cr, "SpecNotApplied", message, warning=True)
-            conditions.append(st.condition("SpecApplied", False, "ImmutableField" if immutable else "InvalidChild",
-                                           message))
+            conditions.append(
+                st.condition("SpecApplied", False, "ImmutableField" if immutable else "InvalidChild", message)
+            )
         else:
             conditions.append(st.condition("SpecApplied", True, "Applied", "children match the spec"))
         phase_now, observed = self._observe(built)
@@ -174,8 +208,10 @@ class WorkloadReconciler:
                 namespaces = cq.get("namespaces") or []
                 ns = cr["metadata"].get("namespace")
                 if namespaces and ns not in namespaces:
-                    return ("WrongQueueNamespace",
-                            f"spec.clusterQueue: ClusterQueue {queue!r} only serves namespaces {namespaces}")
+                    return (
+                        "WrongQueueNamespace",
+                        f"spec.clusterQueue: ClusterQueue {queue!r} only serves namespaces {namespaces}",
+                    )
                 return None
         return ("ClusterQueueNotFound", f"spec.clusterQueue: no ClusterQueue {queue!r} in KaiwoQueueConfig kaiwo")
 
@@ -208,16 +244,26 @@ class WorkloadReconciler:
             return  # created a moment ago; the cache has not shown it yet
         qcs = self.caches.queue_configs
         qc = qcs.get_by("kaiwo") if qcs is not None else None
-        listed = any(cq.get("name") == queue and cq.get("namespaces")
-                     for cq in ((qc or {}).get("spec") or {}).get("clusterQueues") or [])
+        listed = any(
+            cq.get("name") == queue and cq.get("namespaces")
+            for cq in ((qc or {}).get("spec") or {}).get("clusterQueues") or []
+        )
         if listed:
             return  # the KaiwoQueueConfig controller owns LocalQueues of this ClusterQueue
         self.queue_creates.expect(key, key)  # before the await: a concurrent reconcile must see it
         try:
-            await self.client.create({"apiVersion": KUEUE_API, "kind": "LocalQueue",
-                                      "metadata": {"name": queue, "namespace": ns,
-                                                   "labels": {"kaiwo.silogen.ai/managed-by": "kaiwo-workload"}},
-                                      "spec": {"clusterQueue": queue}})
+            await self.client.create(
+                {
+                    "apiVersion": KUEUE_API,
+                    "kind": "LocalQueue",
+                    "metadata": {
+                        "name": queue,
+                        "namespace": ns,
+                        "labels": {"kaiwo.silogen.ai/managed-by": "kaiwo-workload"},
+                    },
+                    "spec": {"clusterQueue": queue},
+                }
+            )
         except ApiError as e:
             if not e.conflict:
                 self.queue_creates.forget(key)
@@ -244,14 +290,25 @@ class WorkloadReconciler:
         """Kueue admits each pod of a Deployment (a Workload per pod): admitted once pods exist and none is gated."""
         pods, gated = self._deployment_pods(desired)
         admitted = pods > 0 and gated == 0
-        message = ("admitted by Kueue" if admitted else f"{gated} of {pods} pod(s) wait for Kueue admission"
-                   if pods else "waiting for the Deployment's pods")
+        message = (
+            "admitted by Kueue"
+            if admitted
+            else f"{gated} of {pods} pod(s) wait for Kueue admission"
+            if pods
+            else "waiting for the Deployment's pods"
+        )
         phase = st.deployment_phase(live, pods, gated)
         conditions = [st.condition("Admitted", admitted, "Admitted" if admitted else "Pending", message)]
         if live is not None:  # the deadline message must be visible on the Kaiwo object, and clear on recovery
             stuck = phase.reason == "ProgressDeadlineExceeded"
-            conditions.append(st.condition("Progressing", not stuck, phase.reason if stuck else "WithinDeadline",
-                                           phase.message if stuck else "the Deployment progresses"))
+            conditions.append(
+                st.condition(
+                    "Progressing",
+                    not stuck,
+                    phase.reason if stuck else "WithinDeadline",
+                    phase.message if stuck else "the Deployment progresses",
+                )
+            )
         return phase, conditions
 
     def _admission(self, child: Obj | None) -> tuple[bool, str]:
@@ -263,11 +320,17 @@ class WorkloadReconciler:
     def _deployment_pods(self, deployment: Obj) -> tuple[int, int]:
         """(live pods, pods still behind Kueue's admission gate) of a Deployment; terminating pods do not count."""
         meta = deployment["metadata"]
-        pods = [p for p in self.caches.pods.objects(meta["namespace"])
-                if (p["metadata"].get("labels") or {}).get(NAME_LABEL) == meta["name"]
-                and not p["metadata"].get("deletionTimestamp")]
-        gated = sum(1 for p in pods if any(g.get("name") == st.KUEUE_ADMISSION_GATE
-                                           for g in (p.get("spec") or {}).get("schedulingGates") or []))
+        pods = [
+            p
+            for p in self.caches.pods.objects(meta["namespace"])
+            if (p["metadata"].get("labels") or {}).get(NAME_LABEL) == meta["name"]
+            and not p["metadata"].get("deletionTimestamp")
+        ]
+        gated = sum(
+            1
+            for p in pods
+            if any(g.get("name") == st.KUEUE_ADMISSION_GATE for g in (p.get("spec") or {}).get("schedulingGates") or [])
+        )
         return len(pods), gated
 
     def _duration(self, cr: Obj, cfg: KaiwoConfigSpec, conditions: list[Obj]) -> tuple[str, float | None]:
@@ -285,16 +348,22 @@ class WorkloadReconciler:
         d = pre.demand(pre.claim(cr, queue), candidates, queue, threshold, now)
         if not d.now:
             return "RUNNING", d.next_check
-        conditions.append(st.condition("WorkloadTerminatedEarly", False, "DurationExceededWithActiveGpuDemand",
-                                       "terminated: the duration was exceeded and GPU work of the same queue "
-                                       "and vendor is waiting"))
+        conditions.append(
+            st.condition(
+                "WorkloadTerminatedEarly",
+                False,
+                "DurationExceededWithActiveGpuDemand",
+                "terminated: the duration was exceeded and GPU work of the same queue and vendor is waiting",
+            )
+        )
         return "TERMINATING", None
 
     async def _set(self, cr: Obj, phase: str, conditions: list[Obj]) -> None:
         old = cr.get("status") or {}
         epoch = self.wall()
-        new = st.next_status(old, phase, conditions, now=_rfc3339(epoch), now_epoch=epoch,
-                             generation=cr["metadata"].get("generation", 0))
+        new = st.next_status(
+            old, phase, conditions, now=_rfc3339(epoch), now_epoch=epoch, generation=cr["metadata"].get("generation", 0)
+        )
         if await self.applier.write_status(cr, new, st.differs) is None:
             return  # nothing changed, or the cache has not shown our identical last write yet
         if old.get("status") != phase and phase in EVENTS:
@@ -310,8 +379,9 @@ class WorkloadReconciler:
         for kind, inf in self.caches.children.items():
             for obj in inf.by_index("owner", uid):
                 meta = obj["metadata"]
-                await self.client.delete(CHILD_KINDS[kind], kind, meta["name"], meta.get("namespace"),
-                                         propagation="Foreground")
+                await self.client.delete(
+                    CHILD_KINDS[kind], kind, meta["name"], meta.get("namespace"), propagation="Foreground"
+                )
 
 
 async def _optional(manager: Manager, api_version: str, kind: str, **kw: Any) -> Informer | None:
@@ -332,13 +402,15 @@ async def setup(manager: Manager, kind: str, workers: int = 2) -> Controller:
         if inf is not None:
             children[child_kind] = inf
     caches = Caches(
-        primary=await manager.informer(API, kind), children=children,
+        primary=await manager.informer(API, kind),
+        children=children,
         workloads=await _optional(manager, KUEUE_API, "Workload"),
         pods=await manager.informer("v1", "Pod", label_selector=RUN_ID_LABEL),
         nodes=await manager.informer("v1", "Node"),
         kaiwo_configs=await _optional(manager, settings.KAIWO_CONFIG_API, "KaiwoConfig"),
         queue_configs=await _optional(manager, API, "KaiwoQueueConfig"),
-        local_queues=await _optional(manager, KUEUE_API, "LocalQueue"))
+        local_queues=await _optional(manager, KUEUE_API, "LocalQueue"),
+    )
     caches.kaiwo_workloads = tuple([await manager.informer(API, k) for k in KAIWO_KINDS])
     name = kind.lower()
     ctrl = Controller(name, WorkloadReconciler(manager.client, kind, caches, f"kaiwo-{name}"), workers=workers)
@@ -364,12 +436,21 @@ async def setup(manager: Manager, kind: str, workers: int = 2) -> Controller:
                 child_inf = wl_children.get(ref.get("kind", ""))
                 child = child_inf.get_by(ref["name"], wl["metadata"].get("namespace")) if child_inf else None
                 if child is not None:
-                    out += [Request(wl["metadata"].get("namespace"), r["name"])
-                            for r in child["metadata"].get("ownerReferences") or [] if r.get("kind") == kind]
+                    out += [
+                        Request(wl["metadata"].get("namespace"), r["name"])
+                        for r in child["metadata"].get("ownerReferences") or []
+                        if r.get("kind") == kind
+                    ]
             return out
 
         ctrl.watches(caches.workloads, workload_owner)
-    ctrl.watches(caches.pods, lambda p: [Request(p["metadata"].get("namespace"), p["metadata"]["labels"][NAME_LABEL])]
-                 if NAME_LABEL in (p["metadata"].get("labels") or {}) else [])
+    ctrl.watches(
+        caches.pods,
+        lambda p: (
+            [Request(p["metadata"].get("namespace"), p["metadata"]["labels"][NAME_LABEL])]
+            if NAME_LABEL in (p["metadata"].get("labels") or {})
+            else []
+        ),
+    )
     manager.add(ctrl)
     return ctrl

@@ -41,10 +41,20 @@ ADDONS: dict[str, Addon] = {
     a.name: a
     for a in [
         Addon("kueue", "sigs.k8s.io/kueue", versions.KUEUE, ("config/components/crd/bases/*.yaml",), "kueue"),
-        Addon("kuberay", "github.com/ray-project/kuberay/ray-operator", versions.KUBERAY,
-              ("config/crd/bases/ray.io_*.yaml",), "kuberay-operator"),
-        Addon("appwrapper", "github.com/project-codeflare/appwrapper", versions.APPWRAPPER,
-              ("config/crd/bases/*.yaml",), "appwrapper"),
+        Addon(
+            "kuberay",
+            "github.com/ray-project/kuberay/ray-operator",
+            versions.KUBERAY,
+            ("config/crd/bases/ray.io_*.yaml",),
+            "kuberay-operator",
+        ),
+        Addon(
+            "appwrapper",
+            "github.com/project-codeflare/appwrapper",
+            versions.APPWRAPPER,
+            ("config/crd/bases/*.yaml",),
+            "appwrapper",
+        ),
     ]
 }
 
@@ -62,16 +72,16 @@ def parse_selection(text: str | None) -> tuple[str, ...]:
         return ()
     unknown = names - set(ADDONS)
     if unknown:
-        raise ValueError(f"unknown addon(s) {', '.join(sorted(unknown))}; "
-                         f"choose from {', '.join(ADDONS)}, or all, or none")
+        raise ValueError(
+            f"unknown addon(s) {', '.join(sorted(unknown))}; choose from {', '.join(ADDONS)}, or all, or none"
+        )
     return tuple(n for n in ADDONS if n in names)
 
 
 @functools.cache
 def module_dir(module: str, version: str) -> Path:
     """The module's source folder in the Go module cache, downloading it if needed."""
-    proc = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"], capture_output=True, text=True)
     try:
         info = json.loads(proc.stdout)
     except json.JSONDecodeError:

@@ -106,8 +106,11 @@ _KUEUE_METRICS_CERTS = SourcePatch(
 # v0.37.0 in helm v3.22.0; unset, helm assumes v1.20 and refuses charts needing newer).
 _HELM = (
     f"-X helm.sh/helm/v3/internal/version.version={versions.HELM}",
-    *(f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}"
-      for pkg in ("chartutil", "lint/rules") for part, value in (("Major", "1"), ("Minor", "37"))),
+    *(
+        f"-X helm.sh/helm/v3/pkg/{pkg}.k8sVersion{part}={value}"
+        for pkg in ("chartutil", "lint/rules")
+        for part, value in (("Major", "1"), ("Minor", "37"))
+    ),
 )
 
 BINARIES: dict[str, GoBinary] = {
@@ -125,13 +128,22 @@ BINARIES: dict[str, GoBinary] = {
         GoBinary("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler", versions.KUBERNETES, "k8s", _K8S),
         GoBinary("kubectl", "k8s.io/kubernetes/cmd/kubectl", versions.KUBERNETES, "k8s", _K8S),
         GoBinary("kwok", "sigs.k8s.io/kwok/cmd/kwok", versions.KWOK),
-        GoBinary("kueue", "sigs.k8s.io/kueue/cmd/kueue", versions.KUEUE,
-                 source="sigs.k8s.io/kueue", patches=(_KUEUE_METRICS_CERTS,)),
+        GoBinary(
+            "kueue",
+            "sigs.k8s.io/kueue/cmd/kueue",
+            versions.KUEUE,
+            source="sigs.k8s.io/kueue",
+            patches=(_KUEUE_METRICS_CERTS,),
+        ),
         GoBinary("kuberay-operator", "github.com/ray-project/kuberay/ray-operator", versions.KUBERAY),
         # From a source copy, because `go install ...@v1.2.0` first asks the proxy for the module's version list
         # (to warn about deprecation) and the module proxy here refuses that list for this module.
-        GoBinary("appwrapper", "github.com/project-codeflare/appwrapper/cmd", versions.APPWRAPPER,
-                 source="github.com/project-codeflare/appwrapper"),
+        GoBinary(
+            "appwrapper",
+            "github.com/project-codeflare/appwrapper/cmd",
+            versions.APPWRAPPER,
+            source="github.com/project-codeflare/appwrapper",
+        ),
         GoBinary("helm", "helm.sh/helm/v3/cmd/helm", versions.HELM, ldflags=_HELM),
     ]
 }
@@ -251,7 +263,6 @@ class Builder:
                 os.replace(staged, dest)
         self.progress(f"built {names} in {time.monotonic() - started:.0f}s")
 
-
     def _run(self, cmd: list[str], cwd: Path | None, env: dict[str, str], name: str) -> tuple[int, str]:
         """Run a `go` command, saying every HEARTBEAT seconds that it still works (a cold build is long)."""
         started = time.monotonic()
@@ -288,8 +299,9 @@ def copy_source(b: GoBinary, dest: Path) -> Path:
         path = dest / p.file
         text = path.read_text()
         if text.count(p.old) != 1:
-            raise BuildError(f"patch for {b.name} does not apply to {b.source}@{b.version}/{p.file}: "
-                             f"expected exactly one {p.old!r}")
+            raise BuildError(
+                f"patch for {b.name} does not apply to {b.source}@{b.version}/{p.file}: expected exactly one {p.old!r}"
+            )
         path.write_text(text.replace(p.old, p.new))
     return dest
 

@@ -59,8 +59,10 @@ def up(
         Path | None, typer.Option(help="Node topology YAML (default: 4 AMD, 2 NVIDIA, 1 CPU node).")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the cluster.")] = 600,
-    addons: Annotated[str, typer.Option(
-        help=f"Controllers to run: a comma list of {', '.join(addon_registry.ADDONS)}, or all, or none.")] = "all",
+    addons: Annotated[
+        str,
+        typer.Option(help=f"Controllers to run: a comma list of {', '.join(addon_registry.ADDONS)}, or all, or none."),
+    ] = "all",
 ) -> None:
     """Start the local cluster (idempotent) and print how to use it."""
     cluster = _cluster(state)
@@ -75,8 +77,9 @@ def up(
         err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(1) from None
     st = cluster.status()
-    err.print(f"[green]local cluster ready[/green] at {st.data.get('server')} "
-              f"(logs: {cluster.layout.logs})", highlight=False)
+    err.print(
+        f"[green]local cluster ready[/green] at {st.data.get('server')} (logs: {cluster.layout.logs})", highlight=False
+    )
     typer.echo(f"export KUBECONFIG={shlex.quote(str(kubeconfig))}")
 
 

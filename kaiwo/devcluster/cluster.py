@@ -74,8 +74,14 @@ class DevCluster:
         return Status(phase, data.get("message", ""), data)
 
     def up(
-        self, *, topology: Path | None = None, attach: bool = False, timeout: float = 300.0,
-        complete_after_ms: int = 3000, addons: Iterable[str] | None = None, progress: Progress = _stderr,
+        self,
+        *,
+        topology: Path | None = None,
+        attach: bool = False,
+        timeout: float = 300.0,
+        complete_after_ms: int = 3000,
+        addons: Iterable[str] | None = None,
+        progress: Progress = _stderr,
     ) -> Path:
         """Ensure a ready cluster and return its kubeconfig path.
 
@@ -90,9 +96,11 @@ class DevCluster:
         if st.running:
             running = tuple(st.data.get("addons", ()))
             if set(running) != set(selected):
-                raise ClusterError(f"the cluster in {self.layout.root} runs addons "
-                                   f"[{', '.join(running) or 'none'}], not [{', '.join(selected) or 'none'}]; "
-                                   "stop it with `kaiwo-dev down` first")
+                raise ClusterError(
+                    f"the cluster in {self.layout.root} runs addons "
+                    f"[{', '.join(running) or 'none'}], not [{', '.join(selected) or 'none'}]; "
+                    "stop it with `kaiwo-dev down` first"
+                )
         if st.phase == "ready":
             return self.kubeconfig
         if st.phase == "starting":
@@ -101,15 +109,26 @@ class DevCluster:
         ensure_binaries([*CONTROL_PLANE, *(addon_registry.ADDONS[a].binary for a in selected)], progress=progress)
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self.layout.status.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "kaiwo.devcluster.supervisor", "--state", str(self.layout.root),
-                f"--complete-after-ms={complete_after_ms}", f"--addons={','.join(selected) or 'none'}"]
+        argv = [
+            sys.executable,
+            "-m",
+            "kaiwo.devcluster.supervisor",
+            "--state",
+            str(self.layout.root),
+            f"--complete-after-ms={complete_after_ms}",
+            f"--addons={','.join(selected) or 'none'}",
+        ]
         if topology:
             argv.append(f"--topology={topology.resolve()}")
         self.layout.logs.mkdir(parents=True, exist_ok=True)
         parent = os.getpid()
         with open(self.layout.log("supervisor"), "ab") as log:
             proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=(lambda: _die_with_parent(parent)) if attach else None,
             )
         try:
@@ -118,9 +137,7 @@ class DevCluster:
             self._terminate(proc.pid, proc)
             raise
 
-    def _wait_ready(
-        self, pid: int, proc: subprocess.Popen[bytes] | None, timeout: float, progress: Progress
-    ) -> Path:
+    def _wait_ready(self, pid: int, proc: subprocess.Popen[bytes] | None, timeout: float, progress: Progress) -> Path:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
@@ -134,11 +151,11 @@ class DevCluster:
                 raise ClusterError(f"local cluster failed to start: {st.message}")
             exited = proc.poll() is not None if proc else not pid_alive(pid)
             if exited and st.phase != "ready":
-                raise ClusterError("the cluster supervisor exited during start:\n"
-                                   + tail(self.layout.log("supervisor")))
+                raise ClusterError(
+                    "the cluster supervisor exited during start:\n" + tail(self.layout.log("supervisor"))
+                )
             time.sleep(0.2)
-        raise ClusterError(f"local cluster not ready within {timeout:.0f}s (last: {last}); "
-                           f"logs in {self.layout.logs}")
+        raise ClusterError(f"local cluster not ready within {timeout:.0f}s (last: {last}); logs in {self.layout.logs}")
 
     def down(self, timeout: float = 60.0) -> bool:
         """Stop the cluster; True if one was running."""

@@ -106,12 +106,18 @@ def etcd(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     peer = f"http://127.0.0.1:{ports.etcd_peer}"
     client = f"http://127.0.0.1:{ports.etcd}"
     return [
-        str(binary), "--name=kaiwo-dev", f"--data-dir={layout.etcd_data}",
-        f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-        f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-        f"--initial-cluster=kaiwo-dev={peer}", "--initial-cluster-state=new",
+        str(binary),
+        "--name=kaiwo-dev",
+        f"--data-dir={layout.etcd_data}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=kaiwo-dev={peer}",
+        "--initial-cluster-state=new",
         "--unsafe-no-fsync=true",  # a throw-away dev store: durability is not worth the latency
-        "--log-level=warn", "--quota-backend-bytes=4294967296",
+        "--log-level=warn",
+        "--quota-backend-bytes=4294967296",
     ]
 
 
@@ -120,18 +126,24 @@ def apiserver(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     return [
         str(binary),
         f"--etcd-servers=http://127.0.0.1:{ports.etcd}",
-        "--bind-address=127.0.0.1", f"--secure-port={ports.apiserver}", "--advertise-address=127.0.0.1",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports.apiserver}",
+        "--advertise-address=127.0.0.1",
         # The kubernetes Service cannot have a loopback endpoint, so do not try to maintain one.
         "--endpoint-reconciler-type=none",
-        f"--tls-cert-file={p / 'apiserver.crt'}", f"--tls-private-key-file={p / 'apiserver.key'}",
+        f"--tls-cert-file={p / 'apiserver.crt'}",
+        f"--tls-private-key-file={p / 'apiserver.key'}",
         f"--client-ca-file={p / 'ca.crt'}",
-        f"--service-account-key-file={p / 'sa.pub'}", f"--service-account-signing-key-file={p / 'sa.key'}",
+        f"--service-account-key-file={p / 'sa.pub'}",
+        f"--service-account-signing-key-file={p / 'sa.key'}",
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
-        "--authorization-mode=RBAC", "--allow-privileged=true",
+        "--authorization-mode=RBAC",
+        "--allow-privileged=true",
         f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
         f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
-        "--kubelet-preferred-address-types=InternalIP", "--v=1",
+        "--kubelet-preferred-address-types=InternalIP",
+        "--v=1",
         # PodTemplates (which nothing here uses) bypass the watch cache, so a test can provoke a real
         # 410 Gone by compacting etcd; every other type is served from the cache as on any cluster.
         "--watch-cache-sizes=podtemplates#0",
@@ -141,16 +153,21 @@ def apiserver(binary: Path, layout: Layout, ports: Ports) -> list[str]:
 def controller_manager(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     p = layout.pki
     return [
-        str(binary), f"--kubeconfig={layout.kubeconfig}",
-        f"--authentication-kubeconfig={layout.kubeconfig}", f"--authorization-kubeconfig={layout.kubeconfig}",
-        "--bind-address=127.0.0.1", f"--secure-port={ports.controller_manager}",
+        str(binary),
+        f"--kubeconfig={layout.kubeconfig}",
+        f"--authentication-kubeconfig={layout.kubeconfig}",
+        f"--authorization-kubeconfig={layout.kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports.controller_manager}",
         f"--cert-dir={layout.certs / 'kube-controller-manager'}",
         "--leader-elect=false",
         # Every default controller (garbage collector, Job, Deployment/ReplicaSet, namespace, service accounts
         # and their tokens, PV binding, node lifecycle, ...), as on a real cluster.
         "--controllers=*",
-        f"--service-account-private-key-file={p / 'sa.key'}", f"--root-ca-file={p / 'ca.crt'}",
-        f"--cluster-signing-cert-file={p / 'ca.crt'}", f"--cluster-signing-key-file={p / 'ca.key'}",
+        f"--service-account-private-key-file={p / 'sa.key'}",
+        f"--root-ca-file={p / 'ca.crt'}",
+        f"--cluster-signing-cert-file={p / 'ca.crt'}",
+        f"--cluster-signing-key-file={p / 'ca.key'}",
         "--use-service-account-credentials=false",
         # Dynamic hostPath volumes for the default StorageClass: claims bind like on a real cluster.
         "--enable-hostpath-provisioner=true",
@@ -179,17 +196,22 @@ def scheduler_config(layout: Layout) -> dict[str, Any]:
         "leaderElection": {"leaderElect": False},
         "profiles": [
             {"schedulerName": "default-scheduler"},
-            {"schedulerName": chart["name"],
-             "pluginConfig": [{"name": "NodeResourcesFit", "args": {"scoringStrategy": chart["scoringStrategy"]}}]},
+            {
+                "schedulerName": chart["name"],
+                "pluginConfig": [{"name": "NodeResourcesFit", "args": {"scoringStrategy": chart["scoringStrategy"]}}],
+            },
         ],
     }
 
 
 def scheduler(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     return [
-        str(binary), f"--config={layout.scheduler_config}",
-        f"--authentication-kubeconfig={layout.kubeconfig}", f"--authorization-kubeconfig={layout.kubeconfig}",
-        "--bind-address=127.0.0.1", f"--secure-port={ports.scheduler}",
+        str(binary),
+        f"--config={layout.scheduler_config}",
+        f"--authentication-kubeconfig={layout.kubeconfig}",
+        f"--authorization-kubeconfig={layout.kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={ports.scheduler}",
         f"--cert-dir={layout.certs / 'kube-scheduler'}",
         "--v=1",
     ]
@@ -197,9 +219,14 @@ def scheduler(binary: Path, layout: Layout, ports: Ports) -> list[str]:
 
 def kwok(binary: Path, layout: Layout, ports: Ports) -> list[str]:
     return [
-        str(binary), f"--kubeconfig={layout.kubeconfig}", f"--config={layout.kwok_config}",
-        "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-        f"--server-address=127.0.0.1:{ports.kwok}", f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1",
+        str(binary),
+        f"--kubeconfig={layout.kubeconfig}",
+        f"--config={layout.kwok_config}",
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        f"--server-address=127.0.0.1:{ports.kwok}",
+        f"--cidr={POD_CIDR}",
+        "--node-ip=127.0.0.1",
         # The nodes advertise kwok's kubelet-like server (HTTPS with a self-signed certificate, which the
         # apiserver accepts as it has no --kubelet-certificate-authority), so pod logs/exec/port-forward work.
         f"--node-port={ports.kwok}",

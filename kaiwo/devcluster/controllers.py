@@ -35,8 +35,13 @@ KUEUE_NAMESPACE = "kueue-system"
 # Upstream Kaiwo labels the namespaces whose workloads Kueue manages (its `kaiwo` namespace has this label).
 KUEUE_MANAGED_LABEL = ("kueue-managed", "true")
 KUEUE_FRAMEWORKS = (
-    "batch/job", "pod", "deployment", "statefulset",
-    "ray.io/rayjob", "ray.io/raycluster", "workload.codeflare.dev/appwrapper",
+    "batch/job",
+    "pod",
+    "deployment",
+    "statefulset",
+    "ray.io/rayjob",
+    "ray.io/raycluster",
+    "workload.codeflare.dev/appwrapper",
 )
 # KubeRay calls the Ray dashboard of a head pod at <head-svc>.<ns>.svc.<CLUSTER_DOMAIN> (job status, serve status,
 # stopping jobs). Fake pods have no dashboard and the name would go to the host's DNS server, off 127.0.0.1. A
@@ -96,6 +101,7 @@ def namespace(name: str) -> Obj:
 
 # --- Kueue --------------------------------------------------------------------------------------------------
 
+
 def kueue_config(ctx: Context, cert_dir: Path) -> Obj:
     """Kueue's Configuration (config.kueue.x-k8s.io/v1beta2, see apis/config/v1beta2/configuration_types.go)."""
     key, value = KUEUE_MANAGED_LABEL
@@ -117,18 +123,29 @@ def kueue_config(ctx: Context, cert_dir: Path) -> Obj:
             "VisibilityOnDemand": False,
         },
         # As in kueue's config/components/manager/controller_manager_config.yaml.
-        "controller": {"groupKindConcurrency": {
-            "Job.batch": 5, "Pod": 5, "Workload.kueue.x-k8s.io": 5, "LocalQueue.kueue.x-k8s.io": 1,
-            "Cohort.kueue.x-k8s.io": 1, "ClusterQueue.kueue.x-k8s.io": 1, "ResourceFlavor.kueue.x-k8s.io": 1,
-        }},
+        "controller": {
+            "groupKindConcurrency": {
+                "Job.batch": 5,
+                "Pod": 5,
+                "Workload.kueue.x-k8s.io": 5,
+                "LocalQueue.kueue.x-k8s.io": 1,
+                "Cohort.kueue.x-k8s.io": 1,
+                "ClusterQueue.kueue.x-k8s.io": 1,
+                "ResourceFlavor.kueue.x-k8s.io": 1,
+            }
+        },
         "clientConnection": {"qps": 50, "burst": 100},
     }
 
 
 async def kueue_webhooks_answer(client: Client) -> bool:
     """A dry-run v1beta1 ClusterQueue passes the conversion webhook and gets the mutating webhook's finalizer."""
-    probe = {"apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "ClusterQueue",
-             "metadata": {"name": "kaiwo-dev-webhook-probe"}, "spec": {}}
+    probe = {
+        "apiVersion": "kueue.x-k8s.io/v1beta1",
+        "kind": "ClusterQueue",
+        "metadata": {"name": "kaiwo-dev-webhook-probe"},
+        "spec": {},
+    }
     try:
         out = await client.create(probe, dryRun="All")
     except ApiError:
@@ -152,17 +169,21 @@ def kueue(ctx: Context) -> Launch:
         webhooks=addons.local_webhooks(
             addons.load_yaml(webhook_dir / "manifests.yaml"),
             addons.kustomize_patches(webhook_dir / "kustomization.yaml"),
-            name_prefix="kueue-", port=port, ca_bundle=ca,  # the prefix of kueue's config/default
+            name_prefix="kueue-",
+            port=port,
+            ca_bundle=ca,  # the prefix of kueue's config/default
         ),
         crd_conversions=addons.conversion_webhooks(
             addons.kustomize_patches(root / "config" / "components" / "crd" / "kustomization.yaml"),
-            port=port, ca_bundle=ca,
+            port=port,
+            ca_bundle=ca,
         ),
         webhooks_answer=kueue_webhooks_answer,
     )
 
 
 # --- KubeRay ------------------------------------------------------------------------------------------------
+
 
 def kuberay(ctx: Context) -> Launch:
     """The KubeRay operator (flags of ray-operator/main.go). Its only webhook (RayCluster validation) is off
@@ -185,6 +206,7 @@ def kuberay(ctx: Context) -> Launch:
 
 # --- AppWrapper ---------------------------------------------------------------------------------------------
 
+
 def appwrapper_config(ctx: Context) -> Obj:
     """pkg/config OperatorConfig, read from a ConfigMap; unset fields keep the built-in defaults."""
     return {
@@ -201,7 +223,8 @@ def appwrapper_config(ctx: Context) -> Obj:
 
 def appwrapper(ctx: Context) -> Launch:
     config_map = {
-        "apiVersion": "v1", "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
         "metadata": {"name": APPWRAPPER_CONFIG_MAP, "namespace": APPWRAPPER_NAMESPACE},
         "data": {"config.yaml": yaml.safe_dump(appwrapper_config(ctx), sort_keys=False)},
     }

@@ -72,8 +72,14 @@ class Process:
     """One long-running child: ``start`` it, check ``alive``, ``stop`` it."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], log: Path, *, env: Mapping[str, str] | None = None,
-        cwd: Path | None = None, die_with_parent: bool = True,
+        self,
+        name: str,
+        argv: Sequence[str],
+        log: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        die_with_parent: bool = True,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -94,8 +100,13 @@ class Process:
             out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(self.argv)}\n".encode())
             out.flush()
             self.popen = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=self.env, cwd=self.cwd, start_new_session=True,
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
                 preexec_fn=(lambda: _die_with_parent(parent)) if self.die_with_parent else None,
             )
 

@@ -65,11 +65,21 @@ def write_kubeconfig(layout: Layout, server: str) -> None:
     cfg = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "kaiwo-dev", "cluster": {
-            "server": server, "certificate-authority-data": b64(layout.pki / "ca.crt")}}],
-        "users": [{"name": "kaiwo-dev-admin", "user": {
-            "client-certificate-data": b64(layout.pki / "admin.crt"),
-            "client-key-data": b64(layout.pki / "admin.key")}}],
+        "clusters": [
+            {
+                "name": "kaiwo-dev",
+                "cluster": {"server": server, "certificate-authority-data": b64(layout.pki / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": "kaiwo-dev-admin",
+                "user": {
+                    "client-certificate-data": b64(layout.pki / "admin.crt"),
+                    "client-key-data": b64(layout.pki / "admin.key"),
+                },
+            }
+        ],
         "contexts": [{"name": "kaiwo-dev", "context": {"cluster": "kaiwo-dev", "user": "kaiwo-dev-admin"}}],
         "current-context": "kaiwo-dev",
     }
@@ -97,7 +107,7 @@ def write_kwok_config(layout: Layout, complete_after_ms: int) -> None:
 
 FAKE_SMI = {
     "rocm-smi": "GPU  Temp   AvgPwr  SCLK     MCLK     Fan  Perf  PwrCap  VRAM%  GPU%\n"
-                "0    45.0c  120.0W  1500Mhz  1300Mhz  0%   auto  750.0W    12%   87%\n",
+    "0    45.0c  120.0W  1500Mhz  1300Mhz  0%   auto  750.0W    12%   87%\n",
     "nvidia-smi": "index, name, utilization.gpu [%], memory.used [MiB]\n0, NVIDIA H100 80GB HBM3, 87 %, 10240 MiB\n",
 }
 
@@ -111,12 +121,24 @@ def kwok_debugging(layout: Layout) -> list[dict[str, Any]]:
     log.write_text("".join(f"2025-01-01T00:00:0{i}.000000000Z stdout F {line}\n" for i, line in enumerate(lines)))
     meta = {"apiVersion": "kwok.x-k8s.io/v1alpha1"}
     return [
-        {**meta, "kind": "ClusterLogs", "metadata": {"name": "kaiwo-dev-logs"},
-         "spec": {"logs": [{"logsFile": str(log), "follow": False}]}},
-        {**meta, "kind": "ClusterExec", "metadata": {"name": "kaiwo-dev-exec"},
-         "spec": {"execs": [{"local": {"workDir": str(layout.root)}}]}},
-        {**meta, "kind": "ClusterPortForward", "metadata": {"name": "kaiwo-dev-port-forward"},
-         "spec": {"forwards": [{"command": ["cat"]}]}},
+        {
+            **meta,
+            "kind": "ClusterLogs",
+            "metadata": {"name": "kaiwo-dev-logs"},
+            "spec": {"logs": [{"logsFile": str(log), "follow": False}]},
+        },
+        {
+            **meta,
+            "kind": "ClusterExec",
+            "metadata": {"name": "kaiwo-dev-exec"},
+            "spec": {"execs": [{"local": {"workDir": str(layout.root)}}]},
+        },
+        {
+            **meta,
+            "kind": "ClusterPortForward",
+            "metadata": {"name": "kaiwo-dev-port-forward"},
+            "spec": {"forwards": [{"command": ["cat"]}]},
+        },
     ]
 
 
@@ -133,17 +155,33 @@ def kwok_env(layout: Layout) -> dict[str, str]:
 
 def make_pki(layout: Layout) -> None:
     pki = PKI(layout.pki)
-    pki.issue("apiserver", "kube-apiserver", server=True, ips=("127.0.0.1",),
-              dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                   "kubernetes.default.svc.cluster.local"))
+    pki.issue(
+        "apiserver",
+        "kube-apiserver",
+        server=True,
+        ips=("127.0.0.1",),
+        dns=(
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ),
+    )
     pki.issue("admin", "kaiwo-dev-admin", org="system:masters", client=True)
     pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", org="system:masters", client=True)
     pki.service_account_keys()
 
 
 class Supervisor:
-    def __init__(self, layout: Layout, topo: topology.Topology, complete_after_ms: int,
-                 start_timeout: float = 180.0, addon_names: Iterable[str] = tuple(addons.ADDONS)) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        topo: topology.Topology,
+        complete_after_ms: int,
+        start_timeout: float = 180.0,
+        addon_names: Iterable[str] = tuple(addons.ADDONS),
+    ) -> None:
         self.layout = layout
         self.topology = topo
         self.complete_after_ms = complete_after_ms
@@ -159,8 +197,9 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, self.stopping.set)
         started = time.monotonic()
-        write_status(self.layout, pid=os.getpid(), phase="starting", message="starting", components={},
-                     addons=list(self.addons))
+        write_status(
+            self.layout, pid=os.getpid(), phase="starting", message="starting", components={}, addons=list(self.addons)
+        )
         try:
             await self._start()
         except Exception as e:  # report any start failure, then clean up
@@ -169,8 +208,7 @@ class Supervisor:
             write_status(self.layout, phase="failed", message=f"{e} (logs in {self.layout.logs})")
             self._stop_all()
             return 1
-        write_status(self.layout, phase="ready", message="ready",
-                     ready_seconds=round(time.monotonic() - started, 2))
+        write_status(self.layout, phase="ready", message="ready", ready_seconds=round(time.monotonic() - started, 2))
         code = await self._watch()
         self._stop_all()
         write_status(self.layout, phase="stopped" if code == 0 else "failed")
@@ -190,8 +228,13 @@ class Supervisor:
         write_kubeconfig(layout, f"https://127.0.0.1:{ports.apiserver}")
         write_kwok_config(layout, self.complete_after_ms)
         layout.scheduler_config.write_text(yaml.safe_dump(components.scheduler_config(layout), sort_keys=False))
-        write_status(layout, server=f"https://127.0.0.1:{ports.apiserver}", kubeconfig=str(layout.kubeconfig),
-                     ports=ports.__dict__, logs=str(layout.logs))
+        write_status(
+            layout,
+            server=f"https://127.0.0.1:{ports.apiserver}",
+            kubeconfig=str(layout.kubeconfig),
+            ports=ports.__dict__,
+            logs=str(layout.logs),
+        )
         ctx = controllers.Context(layout, ports, binaries, PKI(layout.pki))
         launches = [controllers.LAUNCHERS[name](ctx) for name in self.addons]
         argv: dict[str, Callable[[Path, Layout, Ports], list[str]]] = {
@@ -202,8 +245,7 @@ class Supervisor:
             "kwok": components.kwok,
         }
         async with aiohttp.ClientSession() as http:
-            for group in (("etcd",), ("kube-apiserver",),
-                          ("kube-controller-manager", "kube-scheduler", "kwok")):
+            for group in (("etcd",), ("kube-apiserver",), ("kube-controller-manager", "kube-scheduler", "kwok")):
                 for name in group:
                     env = kwok_env(layout) if name == "kwok" else None
                     self._spawn(Process(name, argv[name](binaries[name], layout, ports), layout.log(name), env=env))
@@ -230,8 +272,11 @@ class Supervisor:
     def _spawn(self, proc: Process) -> None:
         proc.start()
         self.processes[proc.name] = proc
-        write_status(self.layout, message=f"starting {proc.name}",
-                     components={n: {"pid": p.pid, "log": str(p.log)} for n, p in self.processes.items()})
+        write_status(
+            self.layout,
+            message=f"starting {proc.name}",
+            components={n: {"pid": p.pid, "log": str(p.log)} for n, p in self.processes.items()},
+        )
 
     async def _start_addons(self, http: aiohttp.ClientSession, client: Client, launches: list[Launch]) -> None:
         """Start the controllers together; once each is healthy, install its webhooks and wait until the
@@ -239,8 +284,14 @@ class Supervisor:
         for launch in launches:
             for obj in launch.objects:
                 await client.apply(obj, FIELD_MANAGER)
-            self._spawn(Process(launch.name, launch.argv, self.layout.log(launch.name),
-                                env=launch.process_env(self.layout.kubeconfig)))
+            self._spawn(
+                Process(
+                    launch.name,
+                    launch.argv,
+                    self.layout.log(launch.name),
+                    env=launch.process_env(self.layout.kubeconfig),
+                )
+            )
 
         async def ready(launch: Launch) -> None:
             await self._wait_healthy(http, launch.name, launch.health_url)
@@ -270,8 +321,9 @@ class Supervisor:
             if self.stopping.is_set():
                 raise RuntimeError("interrupted while starting")
             try:
-                async with http.get(url, ssl=ctx if url.startswith("https") else False,
-                                    timeout=aiohttp.ClientTimeout(total=3)) as r:
+                async with http.get(
+                    url, ssl=ctx if url.startswith("https") else False, timeout=aiohttp.ClientTimeout(total=3)
+                ) as r:
                     if r.status == 200:
                         return
                     last = f"{r.status} {(await r.text())[-300:]}"
@@ -284,8 +336,15 @@ class Supervisor:
         while not self.stopping.is_set():
             for proc in self.processes.values():
                 if not proc.alive():
-                    write_status(self.layout, phase="failed", message=str(proc.failure(
-                        f"exited unexpectedly with code {proc.popen.returncode if proc.popen else '?'}")))
+                    write_status(
+                        self.layout,
+                        phase="failed",
+                        message=str(
+                            proc.failure(
+                                f"exited unexpectedly with code {proc.popen.returncode if proc.popen else '?'}"
+                            )
+                        ),
+                    )
                     return 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 1.0)
@@ -353,10 +412,7 @@ async def _crds_served(client: Client, crds: list[dict[str, Any]]) -> bool:
 
 async def _nodes_ready(client: Client, topo: topology.Topology) -> bool:
     want = {n for pool in topo.pools for n in pool.node_names()}
-    ready = {
-        n["metadata"]["name"] for n in await client.list("v1", "Node")
-        if has_condition(n, "Ready")
-    }
+    ready = {n["metadata"]["name"] for n in await client.list("v1", "Node") if has_condition(n, "Ready")}
     return want <= ready
 
 

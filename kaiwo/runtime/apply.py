@@ -83,8 +83,14 @@ class Applier:
         if not differs(live.get("status") or {}, status):
             return None
         self.applied += 1
-        written = await self.client.patch(live["apiVersion"], live["kind"], meta["name"], {"status": status},
-                                          meta.get("namespace"), subresource="status")
+        written = await self.client.patch(
+            live["apiVersion"],
+            live["kind"],
+            meta["name"],
+            {"status": status},
+            meta.get("namespace"),
+            subresource="status",
+        )
         if len(self._status_written) >= MAX_REMEMBERED_WRITES:
             del self._status_written[next(iter(self._status_written))]
         self._status_written[uid] = (version, status)

@@ -87,7 +87,6 @@ class Resource:
         return "/".join(parts)
 
 
-
 def _api_error(status: int, raw: bytes, method: str, path: str) -> ApiError:
     """The ApiError of a failed response: its Status object when the body is JSON, else the body as text."""
     try:
@@ -95,6 +94,7 @@ def _api_error(status: int, raw: bytes, method: str, path: str) -> ApiError:
     except orjson.JSONDecodeError:
         decoded = raw.decode(errors="replace")
     return ApiError(status, decoded, method, path)
+
 
 class Client:
     """Thin async REST client. Create with ``await Client.from_kubeconfig(...)``; close with ``await close()``."""
@@ -159,8 +159,9 @@ class Client:
     def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
         url = self.host + path
         if params:
-            clean = {k: ("true" if v is True else "false" if v is False else v)
-                     for k, v in params.items() if v is not None}
+            clean = {
+                k: ("true" if v is True else "false" if v is False else v) for k, v in params.items() if v is not None
+            }
             if clean:
                 url += "?" + urlencode(clean)
         return url
@@ -188,14 +189,22 @@ class Client:
         raise AssertionError("unreachable")
 
     async def _once(
-        self, method: str, path: str, params: Mapping[str, Any] | None, data: bytes | None,
-        content_type: str, timeout: float,
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        data: bytes | None,
+        content_type: str,
+        timeout: float,
     ) -> Any:
         headers = await self._headers(content_type if data is not None else None)
         with self.tracer.start_as_current_span(f"{method} {path}", kind=trace.SpanKind.CLIENT) as span:
             try:
                 async with self.session.request(
-                    method, self._url(path, params), data=data, headers=headers,
+                    method,
+                    self._url(path, params),
+                    data=data,
+                    headers=headers,
                     timeout=aiohttp.ClientTimeout(total=timeout),
                 ) as resp:
                     raw = await resp.read()
@@ -217,9 +226,7 @@ class Client:
         for observe in self.observers:
             observe(method, code)
 
-    async def stream_lines(
-        self, path: str, params: Mapping[str, Any], *, timeout: float
-    ) -> AsyncIterator[bytes]:
+    async def stream_lines(self, path: str, params: Mapping[str, Any], *, timeout: float) -> AsyncIterator[bytes]:
         """Yield the lines of a streaming response (watch), with a total client-side timeout."""
         async with self.open_stream(path, params, timeout=timeout, method="WATCH") as body:
             async for line in body:
@@ -234,7 +241,8 @@ class Client:
         ``method`` only names the request in metrics and errors (a watch is a GET)."""
         headers = await self._headers(None)
         async with self.session.get(
-            self._url(path, params), headers=headers,
+            self._url(path, params),
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=DEFAULT_TIMEOUT),
         ) as resp:
             self._observe(method, resp.status)
@@ -252,8 +260,9 @@ class Client:
         query = urlencode(list(params.items()) if isinstance(params, Mapping) else params)
         url = "ws" + (self.host + path).removeprefix("http") + (f"?{query}" if query else "")
         try:
-            return await self.session.ws_connect(url, headers=headers, protocols=protocols,
-                                                 timeout=aiohttp.ClientWSTimeout(ws_close=10.0))
+            return await self.session.ws_connect(
+                url, headers=headers, protocols=protocols, timeout=aiohttp.ClientWSTimeout(ws_close=10.0)
+            )
         except aiohttp.WSServerHandshakeError as e:
             raise ApiError(e.status, {"message": e.message}, "GET", path) from None
 
@@ -267,8 +276,9 @@ class Client:
         try:
             return self._resources[key]
         except KeyError:
-            raise ApiError(404, {"reason": "NotFound",
-                                 "message": f"the server has no resource for kind {kind} in {api_version}"}) from None
+            raise ApiError(
+                404, {"reason": "NotFound", "message": f"the server has no resource for kind {kind} in {api_version}"}
+            ) from None
 
     async def _discover(self, api_version: str, refresh: bool = False) -> None:
         path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
@@ -311,9 +321,7 @@ class Client:
                 return None
             raise
 
-    async def list(
-        self, api_version: str, kind: str, namespace: str | None = None, **params: Any
-    ) -> list[Obj]:
+    async def list(self, api_version: str, kind: str, namespace: str | None = None, **params: Any) -> list[Obj]:
         """All items, following pagination."""
         res = await self.resource(api_version, kind)
         items: list[Obj] = []
@@ -331,7 +339,12 @@ class Client:
         return result
 
     async def apply(
-        self, obj: Mapping[str, Any], field_manager: str, *, force: bool = True, dry_run: bool = False,
+        self,
+        obj: Mapping[str, Any],
+        field_manager: str,
+        *,
+        force: bool = True,
+        dry_run: bool = False,
         subresource: str | None = None,
     ) -> Obj:
         """Server-side apply of ``obj`` (a full intent, as a dict)."""
@@ -340,25 +353,45 @@ class Client:
         if dry_run:
             params["dryRun"] = "All"
         result: Obj = await self.request(
-            "PATCH", res.path(ns, name, subresource), params=params, body=obj,
+            "PATCH",
+            res.path(ns, name, subresource),
+            params=params,
+            body=obj,
             content_type="application/apply-patch+yaml",
         )
         return result
 
     async def patch(
-        self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None = None,
-        *, patch_type: str = "merge", subresource: str | None = None,
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: str = "merge",
+        subresource: str | None = None,
     ) -> Obj:
         res = await self.resource(api_version, kind)
-        ctype = {"merge": "application/merge-patch+json", "json": "application/json-patch+json",
-                 "strategic": "application/strategic-merge-patch+json"}[patch_type]
-        result: Obj = await self.request("PATCH", res.path(namespace, name, subresource), body=patch,
-                                         content_type=ctype)
+        ctype = {
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+        }[patch_type]
+        result: Obj = await self.request(
+            "PATCH", res.path(namespace, name, subresource), body=patch, content_type=ctype
+        )
         return result
 
     async def delete(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None,
-        *, propagation: str = "Background", missing_ok: bool = True,
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str = "Background",
+        missing_ok: bool = True,
     ) -> None:
         res = await self.resource(api_version, kind)
         try:

@@ -89,8 +89,14 @@ class _ControllerMetrics:
 
 class Controller:
     def __init__(
-        self, name: str, reconciler: Reconciler, *, workers: int = 2, metrics: RuntimeMetrics | None = None,
-        clock: Clock | None = None, tracer: trace.Tracer | None = None,
+        self,
+        name: str,
+        reconciler: Reconciler,
+        *,
+        workers: int = 2,
+        metrics: RuntimeMetrics | None = None,
+        clock: Clock | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.name = name
         self.reconciler = reconciler
@@ -98,8 +104,9 @@ class Controller:
         self.metrics = metrics or RuntimeMetrics()
         self.clock: Clock = clock or RealClock()
         self.tracer = tracer or trace.get_tracer("kaiwo.runtime.controller")
-        self.queue: WorkQueue[Request] = WorkQueue(name, clock=self.clock,
-                                                   metrics=QueueMetricsAdapter(lambda: self.metrics))
+        self.queue: WorkQueue[Request] = WorkQueue(
+            name, clock=self.clock, metrics=QueueMetricsAdapter(lambda: self.metrics)
+        )
         self.primary: list[Informer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_cache: _ControllerMetrics | None = None
@@ -107,7 +114,9 @@ class Controller:
     # --- wiring -----------------------------------------------------------------------------------------
 
     def watches(
-        self, informer: Informer, mapper: Mapper | None = None,
+        self,
+        informer: Informer,
+        mapper: Mapper | None = None,
         update_filter: Callable[[Obj, Obj], bool] | None = None,
     ) -> None:
         """Enqueue keys for every change of ``informer``'s objects: the object itself, or what ``mapper`` says.
@@ -153,8 +162,7 @@ class Controller:
     def start(self) -> None:
         self.metrics.max_concurrent.labels(self.name).set(self.workers)
         self.metrics.active_workers.labels(self.name).set(0)
-        self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-worker-{i}")
-                       for i in range(self.workers)]
+        self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-worker-{i}") for i in range(self.workers)]
 
     async def stop(self, drain_timeout: float = 30.0) -> None:
         """Stop taking work; let in-flight reconciles finish (up to ``drain_timeout``)."""
@@ -183,8 +191,12 @@ class Controller:
         if self._metrics_cache is None or self._metrics_cache.source is not self.metrics:
             m, n = self.metrics, self.name
             self._metrics_cache = _ControllerMetrics(
-                m, m.active_workers.labels(n), m.reconcile_errors.labels(n), m.reconcile_time.labels(n),
-                {r: m.reconcile_total.labels(n, r) for r in ("success", "error", "requeue", "requeue_after")})
+                m,
+                m.active_workers.labels(n),
+                m.reconcile_errors.labels(n),
+                m.reconcile_time.labels(n),
+                {r: m.reconcile_total.labels(n, r) for r in ("success", "error", "requeue", "requeue_after")},
+            )
         return self._metrics_cache
 
     async def process(self, req: Request) -> None:
@@ -193,12 +205,18 @@ class Controller:
         reconcile_id = os.urandom(8).hex()
         m.active.inc()
         started = time.perf_counter()
-        with self.tracer.start_as_current_span(
-            f"reconcile {self.name}",
-            attributes={"controller": self.name, "namespace": req.namespace or "", "name": req.name,
-                        "reconcileID": reconcile_id},
-        ) as span, log_context(controller=self.name, namespace=req.namespace, name=req.name,
-                               reconcileID=reconcile_id):
+        with (
+            self.tracer.start_as_current_span(
+                f"reconcile {self.name}",
+                attributes={
+                    "controller": self.name,
+                    "namespace": req.namespace or "",
+                    "name": req.name,
+                    "reconcileID": reconcile_id,
+                },
+            ) as span,
+            log_context(controller=self.name, namespace=req.namespace, name=req.name, reconcileID=reconcile_id),
+        ):
             try:
                 result = await self.reconciler.reconcile(req) or Result()
             except Exception as e:

@@ -66,8 +66,12 @@ class ListerWatcher(Protocol):
 
 class ApiListerWatcher:
     def __init__(
-        self, client: Client, resource: Resource, namespace: str | None = None,
-        label_selector: str | None = None, field_selector: str | None = None,
+        self,
+        client: Client,
+        resource: Resource,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> None:
         self.client = client
         self.path = resource.path(namespace)
@@ -75,15 +79,21 @@ class ApiListerWatcher:
 
     async def list_page(self, continue_token: str | None) -> Obj:
         page: Obj = await self.client.request(
-            "GET", self.path, params={**self.selectors, "limit": LIST_PAGE_SIZE, "continue": continue_token})
+            "GET", self.path, params={**self.selectors, "limit": LIST_PAGE_SIZE, "continue": continue_token}
+        )
         return page
 
     async def watch(
         self, resource_version: str, timeout_seconds: int, client_grace: float = CLIENT_GRACE
     ) -> AsyncIterator[Obj]:
         # The client-side total timeout is what replaces a stream that went silent without closing.
-        params = {**self.selectors, "watch": True, "resourceVersion": resource_version,
-                  "allowWatchBookmarks": True, "timeoutSeconds": timeout_seconds}
+        params = {
+            **self.selectors,
+            "watch": True,
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": True,
+            "timeoutSeconds": timeout_seconds,
+        }
         try:
             async for line in self.client.stream_lines(self.path, params, timeout=timeout_seconds + client_grace):
                 yield orjson.loads(line)
@@ -152,8 +162,9 @@ def by_label(key: str) -> IndexFunc:
 class Indexer:
     """The cache: objects by key plus secondary indexes (index name -> value -> keys)."""
 
-    index_funcs: dict[str, IndexFunc] = field(default_factory=lambda: {
-        "namespace": by_namespace, "owner": by_owner_uid})
+    index_funcs: dict[str, IndexFunc] = field(
+        default_factory=lambda: {"namespace": by_namespace, "owner": by_owner_uid}
+    )
     items: dict[str, Obj] = field(default_factory=dict)
     indexes: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
@@ -202,9 +213,15 @@ class Informer:
     """Keeps ``indexer`` equal to the server's state of one resource and tells handlers what changed."""
 
     def __init__(
-        self, lister_watcher: ListerWatcher, *, name: str = "", transform: Transform | None = None,
-        clock: Clock | None = None, rng: random.Random | None = None,
-        watch_timeout_range: tuple[int, int] = WATCH_TIMEOUT_RANGE, client_grace: float = CLIENT_GRACE,
+        self,
+        lister_watcher: ListerWatcher,
+        *,
+        name: str = "",
+        transform: Transform | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        watch_timeout_range: tuple[int, int] = WATCH_TIMEOUT_RANGE,
+        client_grace: float = CLIENT_GRACE,
     ) -> None:
         self.lw = lister_watcher
         self.name = name
@@ -273,8 +290,7 @@ class Informer:
                 backoff = BACKOFF_INITIAL
                 continue  # a normal end of the watch (server timeout): resume from the last version
             except ResourceVersionExpired as e:
-                log.info("informer %s: resourceVersion %s expired (%s), relisting",
-                         self.name, self.resource_version, e)
+                log.info("informer %s: resourceVersion %s expired (%s), relisting", self.name, self.resource_version, e)
                 need_list = True
                 continue
             except asyncio.CancelledError:

@@ -57,7 +57,11 @@ class LeaderElectionConfig:
 
 class LeaderElector:
     def __init__(
-        self, client: Client, config: LeaderElectionConfig, *, clock: Clock | None = None,
+        self,
+        client: Client,
+        config: LeaderElectionConfig,
+        *,
+        clock: Clock | None = None,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
         self.client = client
@@ -79,8 +83,13 @@ class LeaderElector:
         if value != self._leading:
             self._leading = value
             (self.leading.set if value else self.leading.clear)()
-            log.info("leader election: %s lease %s/%s as %s", "acquired" if value else lost,
-                     self.config.namespace, self.config.name, self.identity)
+            log.info(
+                "leader election: %s lease %s/%s as %s",
+                "acquired" if value else lost,
+                self.config.namespace,
+                self.config.name,
+                self.identity,
+            )
             if self.on_change:
                 self.on_change(value)
 
@@ -115,12 +124,18 @@ class LeaderElector:
         except Exception as e:  # any failure is just an unsuccessful attempt
             log.warning("leader election: cannot read lease: %s", e)
             return False
-        spec_now = {"holderIdentity": self.identity, "leaseDurationSeconds": int(cfg.lease_duration),
-                    "renewTime": _micro_time()}
+        spec_now = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(cfg.lease_duration),
+            "renewTime": _micro_time(),
+        }
         if lease is None:
-            body = {"apiVersion": LEASE_API, "kind": "Lease",
-                    "metadata": {"name": cfg.name, "namespace": cfg.namespace},
-                    "spec": {**spec_now, "acquireTime": spec_now["renewTime"], "leaseTransitions": 0}}
+            body = {
+                "apiVersion": LEASE_API,
+                "kind": "Lease",
+                "metadata": {"name": cfg.name, "namespace": cfg.namespace},
+                "spec": {**spec_now, "acquireTime": spec_now["renewTime"], "leaseTransitions": 0},
+            }
             return await self._write(self.client.create(body), now)
         spec = lease.get("spec") or {}
         if spec != self._observed_spec:
@@ -144,8 +159,7 @@ class LeaderElector:
     async def _replace(self, body: dict[str, Any]) -> dict[str, Any]:
         res = await self.client.resource(LEASE_API, "Lease")
         meta = body["metadata"]
-        result: dict[str, Any] = await self.client.request(
-            "PUT", res.path(meta["namespace"], meta["name"]), body=body)
+        result: dict[str, Any] = await self.client.request("PUT", res.path(meta["namespace"], meta["name"]), body=body)
         return result
 
     async def _write(self, call: Any, now: float) -> bool:
@@ -168,8 +182,16 @@ class LeaderElector:
             return
         spec = self._lease.get("spec") or {}
         now = _micro_time()
-        body = {**self._lease, "spec": {"holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": now,
-                                        "acquireTime": now, "leaseTransitions": spec.get("leaseTransitions") or 0}}
+        body = {
+            **self._lease,
+            "spec": {
+                "holderIdentity": "",
+                "leaseDurationSeconds": 1,
+                "renewTime": now,
+                "acquireTime": now,
+                "leaseTransitions": spec.get("leaseTransitions") or 0,
+            },
+        }
         try:
             await self._replace(body)
         except Exception as e:  # any failure is just an unsuccessful attempt

@@ -47,7 +47,11 @@ def _split(address: str) -> tuple[str, int]:
 
 class Manager:
     def __init__(
-        self, client: Client, options: ManagerOptions | None = None, *, metrics: RuntimeMetrics | None = None,
+        self,
+        client: Client,
+        options: ManagerOptions | None = None,
+        *,
+        metrics: RuntimeMetrics | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.client = client
@@ -63,15 +67,23 @@ class Manager:
         self._informer_tasks: list[asyncio.Task[None]] = []
 
     async def informer(
-        self, api_version: str, kind: str, *, namespace: str | None = None, label_selector: str | None = None,
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
         transform: Transform | None = None,
     ) -> Informer:
         """The one shared informer for this type (namespace and label selector); created on first use."""
         key = (api_version, kind, namespace, label_selector)
         if key not in self.informers:
             res = await self.client.resource(api_version, kind)
-            inf = Informer(ApiListerWatcher(self.client, res, namespace, label_selector),
-                           name=f"{kind}.{api_version}", transform=transform)
+            inf = Informer(
+                ApiListerWatcher(self.client, res, namespace, label_selector),
+                name=f"{kind}.{api_version}",
+                transform=transform,
+            )
             self.informers[key] = inf
             if self._informer_tasks:  # manager already running: start it now
                 self._informer_tasks.append(asyncio.create_task(inf.run(), name=f"informer-{inf.name}"))
@@ -110,8 +122,11 @@ class Manager:
                 code, message = await authorizer.check(request.headers.get("Authorization"), request.path)
                 if code != 200:
                     return web.Response(status=code, text=message + "\n")
-            return web.Response(body=self.metrics.exposition(), content_type="text/plain",
-                                headers={"X-Content-Type": "text/plain; version=0.0.4"})
+            return web.Response(
+                body=self.metrics.exposition(),
+                content_type="text/plain",
+                headers={"X-Content-Type": "text/plain; version=0.0.4"},
+            )
 
         if authorizer is not None and self.options.metrics_address == self.options.health_address:
             raise ValueError("secure metrics need an address of their own (the probes speak plain HTTP)")
@@ -119,7 +134,8 @@ class Manager:
         routes: dict[str, list[web.RouteDef]] = {}
         if self.options.health_address:
             routes.setdefault(self.options.health_address, []).extend(
-                [web.get("/healthz", healthz), web.get("/readyz", readyz)])
+                [web.get("/healthz", healthz), web.get("/readyz", readyz)]
+            )
         if self.options.metrics_address:
             routes.setdefault(self.options.metrics_address, []).append(web.get("/metrics", metrics))
         runners = []
@@ -130,8 +146,9 @@ class Manager:
             await runner.setup()
             host, port = _split(address)
             secure = authorizer is not None and address == self.options.metrics_address
-            site = web.TCPSite(runner, host, port,
-                               ssl_context=server_tls(self.options.metrics_cert) if secure else None)
+            site = web.TCPSite(
+                runner, host, port, ssl_context=server_tls(self.options.metrics_cert) if secure else None
+            )
             await site.start()
             bound = runner.addresses[0][1] if runner.addresses else port
             for d in defs:
@@ -143,8 +160,9 @@ class Manager:
 
     async def run(self, stop: asyncio.Event) -> int:
         runners = await self._serve()
-        self._informer_tasks = [asyncio.create_task(i.run(), name=f"informer-{i.name}")
-                                for i in self.informers.values()]
+        self._informer_tasks = [
+            asyncio.create_task(i.run(), name=f"informer-{i.name}") for i in self.informers.values()
+        ]
         lost = asyncio.Event()
         renew: asyncio.Task[None] | None = None
         resync: asyncio.Task[None] | None = None
@@ -155,7 +173,8 @@ class Manager:
             le = self.options.leader_election
             if le is not None:
                 self.elector = LeaderElector(
-                    self.client, le, on_change=lambda v: self.metrics.leader.labels(le.name).set(int(v)))
+                    self.client, le, on_change=lambda v: self.metrics.leader.labels(le.name).set(int(v))
+                )
                 self.metrics.leader.labels(le.name).set(0)
                 if not await _until(stop, self.elector.acquire()):
                     return 0

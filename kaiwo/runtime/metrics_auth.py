@@ -59,17 +59,24 @@ class MetricsAuthorizer:
         return code, message
 
     async def _review(self, token: str, path: str) -> tuple[int, str]:
-        review = await self.client.create({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                                           "spec": {"token": token}})
+        review = await self.client.create(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        )
         status = review.get("status") or {}
         if not status.get("authenticated"):
             return 401, f"Unauthorized: the token was not accepted ({status.get('error') or 'unknown token'})"
         user = status.get("user") or {}
         name = user.get("username", "")
-        spec = {"user": name, "groups": user.get("groups") or [], "uid": user.get("uid", ""),
-                "extra": user.get("extra") or {}, "nonResourceAttributes": {"path": path, "verb": "get"}}
-        access = await self.client.create({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-                                           "spec": spec})
+        spec = {
+            "user": name,
+            "groups": user.get("groups") or [],
+            "uid": user.get("uid", ""),
+            "extra": user.get("extra") or {},
+            "nonResourceAttributes": {"path": path, "verb": "get"},
+        }
+        access = await self.client.create(
+            {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        )
         if (access.get("status") or {}).get("allowed"):
             return 200, "ok"
         return 403, f"Forbidden: user {name!r} may not get {path} (bind it to a ClusterRole allowing that)"
@@ -100,16 +107,26 @@ def self_signed_pair(valid: dt.timedelta = dt.timedelta(days=365)) -> tuple[byte
     host = socket.gethostname()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"kaiwo-metrics@{host}")])
     now = dt.datetime.now(dt.UTC)
-    sans: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName(host),
-                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    sans: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.DNSName(host),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
     pod_ip = os.environ.get("POD_IP")
     if pod_ip:
         sans.append(x509.IPAddress(ipaddress.ip_address(pod_ip)))
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + valid)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + valid)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return (
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )

@@ -23,8 +23,9 @@ def tracer() -> trace.Tracer:
 
 
 def setup_tracing(service_name: str, extra_processor: SpanProcessor | None = None) -> TracerProvider:
-    provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME",
-                                                                                         service_name)}))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service_name)})
+    )
     exporter_wanted = os.environ.get("OTEL_TRACES_EXPORTER", "otlp") != "none"
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
     if exporter_wanted and endpoint:

@@ -31,20 +31,25 @@ COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 def headless_service(w: Workload) -> Obj:
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": child_meta(w.cr, w.name, system_labels(w.cr, w.workload_type)),
-        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
-                 "selector": {JOB_NAME_LABEL: w.name},
-                 "ports": [{"name": "rendezvous", "port": MASTER_PORT, "protocol": "TCP",
-                            "targetPort": MASTER_PORT}]},
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {JOB_NAME_LABEL: w.name},
+            "ports": [{"name": "rendezvous", "port": MASTER_PORT, "protocol": "TCP", "targetPort": MASTER_PORT}],
+        },
     }
 
 
 def rendezvous_env(w: Workload) -> tuple[Obj, ...]:
     return (
         {"name": "WORLD_SIZE", "value": str(w.plan.replicas)},
-        {"name": "RANK", "valueFrom": {"fieldRef": {
-            "fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"}}},
+        {
+            "name": "RANK",
+            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"}},
+        },
         {"name": "MASTER_ADDR", "value": f"{w.name}-0.{w.name}"},
         {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
     )
@@ -55,16 +60,20 @@ def build(w: Workload, base_job: Obj | None, entrypoint: str | None) -> tuple[li
     warnings: list[str] = []
     spec: Obj = copy.deepcopy((base_job or {}).get("spec") or {})
     indexed = w.plan.indexed
-    role = Role(where="spec.job.spec.template" if spec.get("template") else "the generated pod template",
-                gpus=w.plan.gpus_per_replica,
-                command=shell_command(entrypoint) if entrypoint else None,
-                env=rendezvous_env(w) if indexed else ())
+    role = Role(
+        where="spec.job.spec.template" if spec.get("template") else "the generated pod template",
+        gpus=w.plan.gpus_per_replica,
+        command=shell_command(entrypoint) if entrypoint else None,
+        env=rendezvous_env(w) if indexed else (),
+    )
     template = mutate(spec.get("template"), w, role)
     if isinstance(template, TranslateError):
         return template
     if spec.get("backoffLimit") not in (None, 0):
-        warnings.append(f"spec.job.spec.backoffLimit: {spec['backoffLimit']} replaced by 0 (Kaiwo jobs are not "
-                        f"retried by the Job controller)")
+        warnings.append(
+            f"spec.job.spec.backoffLimit: {spec['backoffLimit']} replaced by 0 (Kaiwo jobs are not "
+            f"retried by the Job controller)"
+        )
     spec["backoffLimit"] = 0
     spec.setdefault("ttlSecondsAfterFinished", DEFAULT_TTL_SECONDS)
     spec["suspend"] = True
@@ -74,6 +83,5 @@ def build(w: Workload, base_job: Obj | None, entrypoint: str | None) -> tuple[li
         template["spec"]["subdomain"] = w.name
     labels = {**system_labels(w.cr, w.workload_type), **queue_labels(w.queue, w.spec.priority_class)}
     spec["template"] = template
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": child_meta(w.cr, w.name, labels),
-           "spec": spec}
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": child_meta(w.cr, w.name, labels), "spec": spec}
     return ([headless_service(w), job] if indexed else [job]), warnings

@@ -18,10 +18,13 @@ from kaiwo.translate.podtemplate import Role, Workload, mutate
 
 def build(w: Workload, base: Obj | None, entrypoint: str | None) -> tuple[list[Obj], list[str]] | TranslateError:
     spec: Obj = copy.deepcopy((base or {}).get("spec") or {})
-    role = Role(where="spec.deployment.spec.template" if spec.get("template") else "the generated pod template",
-                restart_policy="Always", gpus=w.plan.gpus_per_replica,
-                command=shell_command(entrypoint) if entrypoint else None,
-                labels={"app": w.name, **queue_labels(w.queue, w.spec.priority_class)})
+    role = Role(
+        where="spec.deployment.spec.template" if spec.get("template") else "the generated pod template",
+        restart_policy="Always",
+        gpus=w.plan.gpus_per_replica,
+        command=shell_command(entrypoint) if entrypoint else None,
+        labels={"app": w.name, **queue_labels(w.queue, w.spec.priority_class)},
+    )
     template = mutate(spec.get("template"), w, role)
     if isinstance(template, TranslateError):
         return template
@@ -30,5 +33,6 @@ def build(w: Workload, base: Obj | None, entrypoint: str | None) -> tuple[list[O
     spec["replicas"] = w.plan.replicas
     spec["selector"] = {"matchLabels": {"app": w.name}}
     labels = {**template["metadata"]["labels"], **system_labels(w.cr, w.workload_type)}
-    return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": child_meta(w.cr, w.name, labels),
-             "spec": spec}], []
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": child_meta(w.cr, w.name, labels), "spec": spec}
+    ], []

@@ -56,7 +56,12 @@ def _describe(pools: list[GpuPool]) -> str:
 
 
 def plan(
-    *, gpus: int, replicas: int, gpus_per_replica: int | None, vendor: str, resource_key: str,
+    *,
+    gpus: int,
+    replicas: int,
+    gpus_per_replica: int | None,
+    vendor: str,
+    resource_key: str,
     pools: Iterable[GpuPool],
 ) -> Plan | TranslateError:
     vendor = vendor.lower()
@@ -67,11 +72,14 @@ def plan(
     mine = [p for p in pools if p.vendor == vendor and p.nodes > 0]
     total = sum(p.gpus_per_node * p.nodes for p in mine)
     if total == 0:
-        return TranslateError(NO_GPUS, f"spec.gpus: {requested} {vendor} GPUs requested but the cluster has no "
-                                       f"{vendor} GPU nodes")
+        return TranslateError(
+            NO_GPUS, f"spec.gpus: {requested} {vendor} GPUs requested but the cluster has no {vendor} GPU nodes"
+        )
     if requested > total:
-        return TranslateError(INSUFFICIENT_GPUS, f"spec.gpus: {requested} {vendor} GPUs requested but the cluster "
-                                                 f"has {total} ({_describe(mine)} GPUs)")
+        return TranslateError(
+            INSUFFICIENT_GPUS,
+            f"spec.gpus: {requested} {vendor} GPUs requested but the cluster has {total} ({_describe(mine)} GPUs)",
+        )
     if replicas > 0 and per > 0:
         nodes_fitting = sum(p.nodes for p in mine if p.gpus_per_node >= per)
         if nodes_fitting < replicas:
@@ -80,7 +88,8 @@ def plan(
                 INSUFFICIENT_GPUS,
                 f"spec.gpusPerReplica: {replicas} replicas x {per} {vendor} GPUs need {replicas} nodes with at "
                 f"least {per} GPUs; the cluster has {nodes_fitting} (nodes have at most {biggest} GPUs: "
-                f"{_describe(mine)})")
+                f"{_describe(mine)})",
+            )
         return Plan(requested, replicas, per, resource_key)
     per_node = min(p.gpus_per_node for p in mine)
     count = -(-requested // per_node)
@@ -93,5 +102,6 @@ def plan(
         return TranslateError(
             UNEVEN_GPUS,
             f"spec.gpus: {requested} {vendor} GPUs cannot be split evenly over {count} pods of at most {per_node} "
-            f"GPUs (one per node); use {' or '.join(options)}, or set replicas and gpusPerReplica")
+            f"GPUs (one per node); use {' or '.join(options)}, or set replicas and gpusPerReplica",
+        )
     return Plan(requested, count, share, resource_key)

@@ -61,8 +61,14 @@ def queue_labels(queue: str, priority_class: str | None) -> dict[str, str]:
 
 def owner_reference(cr: Obj) -> Obj:
     meta = cr["metadata"]
-    return {"apiVersion": cr["apiVersion"], "kind": cr["kind"], "name": meta["name"], "uid": meta["uid"],
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": cr["apiVersion"],
+        "kind": cr["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def child_meta(cr: Obj, name: str, labels: dict[str, str]) -> Obj:

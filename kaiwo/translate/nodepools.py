@@ -147,8 +147,7 @@ def node_labels(pool: NodePool) -> dict[str, str]:
 
 def default_flavors(pools: Iterable[NodePool], topology_name: str) -> list[Obj]:
     """KaiwoQueueConfig ``spec.resourceFlavors`` entries for the discovered pools."""
-    return [{"name": p.flavor, "nodeLabels": {NODEPOOL_LABEL: p.flavor}, "topologyName": topology_name}
-            for p in pools]
+    return [{"name": p.flavor, "nodeLabels": {NODEPOOL_LABEL: p.flavor}, "topologyName": topology_name} for p in pools]
 
 
 def default_cluster_queue(pools: list[NodePool], name: str, cohort: str) -> Obj:
@@ -161,8 +160,7 @@ def default_cluster_queue(pools: list[NodePool], name: str, cohort: str) -> Obj:
     flavors = []
     for p in pools:
         q = p.quotas()
-        flavors.append({"name": p.flavor,
-                        "resources": [{"name": r, "nominalQuota": q.get(r, "0")} for r in covered]})
+        flavors.append({"name": p.flavor, "resources": [{"name": r, "nominalQuota": q.get(r, "0")} for r in covered]})
     spec: Obj = {"namespaceSelector": {}, "resourceGroups": [{"coveredResources": covered, "flavors": flavors}]}
     if cohort:
         spec["cohort"] = cohort
@@ -170,6 +168,13 @@ def default_cluster_queue(pools: list[NodePool], name: str, cohort: str) -> Obj:
 
 
 def default_topology(name: str) -> Obj:
-    return {"metadata": {"name": name},
-            "spec": {"levels": [{"nodeLabel": TOPOLOGY_BLOCK_LABEL}, {"nodeLabel": TOPOLOGY_RACK_LABEL},
-                                {"nodeLabel": HOSTNAME_LABEL}]}}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "levels": [
+                {"nodeLabel": TOPOLOGY_BLOCK_LABEL},
+                {"nodeLabel": TOPOLOGY_RACK_LABEL},
+                {"nodeLabel": HOSTNAME_LABEL},
+            ]
+        },
+    }

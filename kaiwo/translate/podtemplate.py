@@ -96,8 +96,9 @@ def _storage(w: Workload) -> tuple[list[Obj], list[Obj], list[Obj]]:
     if storage is not None and storage.storage_enabled:
         if storage.has_data():
             volumes.append({"name": DATA_VOLUME, "persistentVolumeClaim": {"claimName": f"{w.name}-data"}})
-            mounts.append({"name": DATA_VOLUME,
-                           "mountPath": data_mount_path(storage, w.config.storage.default_data_mount_path)})
+            mounts.append(
+                {"name": DATA_VOLUME, "mountPath": data_mount_path(storage, w.config.storage.default_data_mount_path)}
+            )
         if storage.hugging_face and storage.hugging_face.storage_size:
             path = hf_mount_path(storage, w.config.storage.default_hf_mount_path)
             volumes.append({"name": HF_VOLUME, "persistentVolumeClaim": {"claimName": f"{w.name}-hf"}})
@@ -173,14 +174,17 @@ def mutate(template: Obj | None, w: Workload, role: Role) -> Obj | TranslateErro
     if volumes:
         spec["volumes"] = _merge_named(spec.get("volumes"), volumes)
     if w.spec.image_pull_secrets:
-        spec["imagePullSecrets"] = _merge_named(spec.get("imagePullSecrets"),
-                                                [wire(s) for s in w.spec.image_pull_secrets])
+        spec["imagePullSecrets"] = _merge_named(
+            spec.get("imagePullSecrets"), [wire(s) for s in w.spec.image_pull_secrets]
+        )
 
     user_env = [wire(e) for e in w.spec.env or []]
     plan = w.plan
-    num_env = [{"name": "NUM_GPUS", "value": str(plan.gpus)},
-               {"name": "NUM_REPLICAS", "value": str(plan.replicas)},
-               {"name": "NUM_GPUS_PER_REPLICA", "value": str(plan.gpus_per_replica)}]
+    num_env = [
+        {"name": "NUM_GPUS", "value": str(plan.gpus)},
+        {"name": "NUM_REPLICAS", "value": str(plan.replicas)},
+        {"name": "NUM_GPUS_PER_REPLICA", "value": str(plan.gpus_per_replica)},
+    ]
     image = w.spec.image or role.image_fallback
     spec_resources = wire(w.spec.resources) if w.spec.resources else None
     head_defaults = {"cpu": "2", "memory": w.config.ray.head_pod_memory}
@@ -193,8 +197,10 @@ def mutate(template: Obj | None, w: Workload, role: Role) -> Obj | TranslateErro
             if not c.get("image"):
                 if not image:
                     return TranslateError(
-                        INVALID_SPEC, f"spec.image: {kind[:-1]} '{c.get('name', i)}' of {role.where} has no image; "
-                                      f"set spec.image or the container's image")
+                        INVALID_SPEC,
+                        f"spec.image: {kind[:-1]} '{c.get('name', i)}' of {role.where} has no image; "
+                        f"set spec.image or the container's image",
+                    )
                 c["image"] = image
             main = kind == "containers"
             if main and i == 0 and role.command is not None:
@@ -211,9 +217,13 @@ def mutate(template: Obj | None, w: Workload, role: Role) -> Obj | TranslateErro
                 c["volumeMounts"] = _merge_named(c.get("volumeMounts"), mounts)
             if main:
                 first = i == 0
-                c = fill_resources(c, gpus=role.gpus if first else 0, resource_key=plan.resource_key,
-                                   spec_resources=None if role.head else spec_resources,
-                                   defaults=defaults if first else None)
+                c = fill_resources(
+                    c,
+                    gpus=role.gpus if first else 0,
+                    resource_key=plan.resource_key,
+                    spec_resources=None if role.head else spec_resources,
+                    defaults=defaults if first else None,
+                )
             out.append(c)
         if out:
             spec[kind] = out

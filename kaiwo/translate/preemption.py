@@ -53,10 +53,26 @@ def preemptability(start: float, duration: str, now: float) -> Preemptability:
     """The Preemptable condition of a RUNNING workload that started at ``start`` and declared ``duration``."""
     left = start + go_duration(duration) - now
     if left > 0:
-        return Preemptability(False, {"type": "Preemptable", "status": "False", "reason": "DurationNotExceeded",
-                                      "message": f"the workload may run for {duration}"}, left)
-    return Preemptability(True, {"type": "Preemptable", "status": "True", "reason": "DurationExceeded",
-                                 "message": f"the workload ran past its duration of {duration}"}, 0.0)
+        return Preemptability(
+            False,
+            {
+                "type": "Preemptable",
+                "status": "False",
+                "reason": "DurationNotExceeded",
+                "message": f"the workload may run for {duration}",
+            },
+            left,
+        )
+    return Preemptability(
+        True,
+        {
+            "type": "Preemptable",
+            "status": "True",
+            "reason": "DurationExceeded",
+            "message": f"the workload ran past its duration of {duration}",
+        },
+        0.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -102,8 +118,11 @@ class Demand:
 
 def demand(victim: Claim, candidates: Iterable[Obj], default_queue: str, threshold: float, now: float) -> Demand:
     """Whether GPU work of the same queue and vendor as ``victim`` has waited long enough to preempt it."""
-    waits = [now - since for cr in candidates
-             if claim(cr, default_queue) == victim and (since := pending_since(cr)) is not None]
+    waits = [
+        now - since
+        for cr in candidates
+        if claim(cr, default_queue) == victim and (since := pending_since(cr)) is not None
+    ]
     if any(w >= threshold for w in waits):
         return Demand(True, None)
     return Demand(False, min((threshold - w for w in waits), default=None))
@@ -111,7 +130,9 @@ def demand(victim: Claim, candidates: Iterable[Obj], default_queue: str, thresho
 
 def is_demand_for(pending: Obj, victim: Obj, default_queue: str) -> bool:
     """Whether a change of ``pending`` can decide the fate of ``victim`` (a RUNNING workload with a duration)."""
-    return (pending_since(pending) is not None
-            and (victim.get("status") or {}).get("status") == "RUNNING"
-            and bool((victim.get("spec") or {}).get("duration"))
-            and claim(pending, default_queue) == claim(victim, default_queue))
+    return (
+        pending_since(pending) is not None
+        and (victim.get("status") or {}).get("status") == "RUNNING"
+        and bool((victim.get("spec") or {}).get("duration"))
+        and claim(pending, default_queue) == claim(victim, default_queue)
+    )

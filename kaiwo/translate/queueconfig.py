@@ -25,8 +25,18 @@ Obj = dict[str, Any]
 KUEUE_API = "kueue.x-k8s.io/v1beta1"
 MANAGED_BY_LABEL = "kaiwo.silogen.ai/managed-by"
 MANAGED_BY_VALUE = "kaiwoqueueconfig"
-CLUSTER_QUEUE_FIELDS = ("resourceGroups", "cohort", "queueingStrategy", "namespaceSelector", "flavorFungibility",
-                        "preemption", "admissionChecks", "admissionChecksStrategy", "stopPolicy", "fairSharing")
+CLUSTER_QUEUE_FIELDS = (
+    "resourceGroups",
+    "cohort",
+    "queueingStrategy",
+    "namespaceSelector",
+    "flavorFungibility",
+    "preemption",
+    "admissionChecks",
+    "admissionChecksStrategy",
+    "stopPolicy",
+    "fairSharing",
+)
 
 
 @dataclass
@@ -40,28 +50,45 @@ class KueueObjects:
     priority_classes: list[Obj] = field(default_factory=list)
 
     def in_order(self) -> list[tuple[str, list[Obj]]]:
-        return [("Topology", self.topologies), ("ResourceFlavor", self.resource_flavors),
-                ("ClusterQueue", self.cluster_queues), ("LocalQueue", self.local_queues),
-                ("WorkloadPriorityClass", self.priority_classes)]
+        return [
+            ("Topology", self.topologies),
+            ("ResourceFlavor", self.resource_flavors),
+            ("ClusterQueue", self.cluster_queues),
+            ("LocalQueue", self.local_queues),
+            ("WorkloadPriorityClass", self.priority_classes),
+        ]
 
 
 def owner_reference(owner: Obj) -> Obj:
     meta = owner["metadata"]
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def _meta(name: str, owner: Obj, namespace: str | None = None) -> Obj:
-    meta: Obj = {"name": name, "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
-                 "ownerReferences": [owner_reference(owner)]}
+    meta: Obj = {
+        "name": name,
+        "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+        "ownerReferences": [owner_reference(owner)],
+    }
     if namespace:
         meta["namespace"] = namespace
     return meta
 
 
 def topology(t: Obj, owner: Obj, api_version: str) -> Obj:
-    return {"apiVersion": api_version, "kind": "Topology", "metadata": _meta(t["metadata"]["name"], owner),
-            "spec": {"levels": [{"nodeLabel": lvl["nodeLabel"]} for lvl in t["spec"]["levels"]]}}
+    return {
+        "apiVersion": api_version,
+        "kind": "Topology",
+        "metadata": _meta(t["metadata"]["name"], owner),
+        "spec": {"levels": [{"nodeLabel": lvl["nodeLabel"]} for lvl in t["spec"]["levels"]]},
+    }
 
 
 def resource_flavor(f: Obj, owner: Obj, *, default_topology: str, topologies: bool) -> Obj:
@@ -103,20 +130,31 @@ def cluster_queue(cq: Obj, owner: Obj) -> Obj:
 
 
 def local_queue(name: str, namespace: str, owner: Obj) -> Obj:
-    return {"apiVersion": KUEUE_API, "kind": "LocalQueue", "metadata": _meta(name, owner, namespace),
-            "spec": {"clusterQueue": name}}
+    return {
+        "apiVersion": KUEUE_API,
+        "kind": "LocalQueue",
+        "metadata": _meta(name, owner, namespace),
+        "spec": {"clusterQueue": name},
+    }
 
 
 def priority_class(wpc: Obj, owner: Obj) -> Obj:
-    obj: Obj = {"apiVersion": KUEUE_API, "kind": "WorkloadPriorityClass",
-                "metadata": _meta(wpc["metadata"]["name"], owner), "value": wpc["value"]}
+    obj: Obj = {
+        "apiVersion": KUEUE_API,
+        "kind": "WorkloadPriorityClass",
+        "metadata": _meta(wpc["metadata"]["name"], owner),
+        "value": wpc["value"],
+    }
     if wpc.get("description"):
         obj["description"] = wpc["description"]
     return obj
 
 
 def kueue_objects(
-    config: Obj, *, topology_api_version: str | None, existing_namespaces: set[str],
+    config: Obj,
+    *,
+    topology_api_version: str | None,
+    existing_namespaces: set[str],
     default_topology: str = "default-topology",
 ) -> KueueObjects:
     """Everything the KaiwoQueueConfig ``config`` asks for, as Kueue objects owned by it."""
@@ -124,9 +162,10 @@ def kueue_objects(
     out = KueueObjects()
     if topology_api_version:
         out.topologies = [topology(t, config, topology_api_version) for t in spec.get("topologies") or []]
-    out.resource_flavors = [resource_flavor(f, config, default_topology=default_topology,
-                                            topologies=topology_api_version is not None)
-                            for f in spec.get("resourceFlavors") or []]
+    out.resource_flavors = [
+        resource_flavor(f, config, default_topology=default_topology, topologies=topology_api_version is not None)
+        for f in spec.get("resourceFlavors") or []
+    ]
     for cq in spec.get("clusterQueues") or []:
         out.cluster_queues.append(cluster_queue(cq, config))
         for ns in sorted(set(cq.get("namespaces") or ())):

@@ -25,9 +25,17 @@ def build(w: Workload, base: Obj | None, where: str, restart_policy: str | None)
     image = w.config.ray.default_ray_image
     head = cluster.setdefault("headGroupSpec", {})
     head.setdefault("rayStartParams", {}).setdefault("dashboard-host", "0.0.0.0")
-    head_template = mutate(head.get("template"), w, Role(
-        where=f"{where}.headGroupSpec.template", container_name="ray-head", restart_policy=restart_policy,
-        head=True, image_fallback=image))
+    head_template = mutate(
+        head.get("template"),
+        w,
+        Role(
+            where=f"{where}.headGroupSpec.template",
+            container_name="ray-head",
+            restart_policy=restart_policy,
+            head=True,
+            image_fallback=image,
+        ),
+    )
     if isinstance(head_template, TranslateError):
         return head_template
     head["template"] = head_template
@@ -36,9 +44,18 @@ def build(w: Workload, base: Obj | None, where: str, restart_policy: str | None)
         g = copy.deepcopy(group)
         g.setdefault("rayStartParams", {})
         g["replicas"] = g["minReplicas"] = g["maxReplicas"] = w.plan.replicas
-        template = mutate(g.get("template"), w, Role(
-            where=f"{where}.workerGroupSpecs[{i}].template", container_name="ray-worker",
-            restart_policy=restart_policy, shm_size="200Gi", gpus=w.plan.gpus_per_replica, image_fallback=image))
+        template = mutate(
+            g.get("template"),
+            w,
+            Role(
+                where=f"{where}.workerGroupSpecs[{i}].template",
+                container_name="ray-worker",
+                restart_policy=restart_policy,
+                shm_size="200Gi",
+                gpus=w.plan.gpus_per_replica,
+                image_fallback=image,
+            ),
+        )
         if isinstance(template, TranslateError):
             return template
         g["template"] = template

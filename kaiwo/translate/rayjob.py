@@ -23,8 +23,10 @@ def build(w: Workload, base: Obj | None, entrypoint: str | None) -> tuple[list[O
     if entrypoint and entrypoint.strip():
         spec["entrypoint"] = ray_entrypoint(entrypoint)
     if not spec.get("entrypoint") and spec.get("submissionMode") != "InteractiveMode":
-        return TranslateError(INVALID_SPEC, "spec.entrypoint: a Ray job needs an entrypoint (spec.entrypoint or "
-                                            "spec.rayJob.spec.entrypoint)")
+        return TranslateError(
+            INVALID_SPEC,
+            "spec.entrypoint: a Ray job needs an entrypoint (spec.entrypoint or spec.rayJob.spec.entrypoint)",
+        )
     cluster = raycluster.build(w, spec.get("rayClusterSpec"), "spec.rayJob.spec.rayClusterSpec", "Never")
     if isinstance(cluster, TranslateError):
         return cluster
@@ -34,7 +36,11 @@ def build(w: Workload, base: Obj | None, entrypoint: str | None) -> tuple[list[O
     spec["backoffLimit"] = 0
     spec["shutdownAfterJobFinishes"] = True
     spec["suspend"] = True
-    labels = {**cluster["headGroupSpec"]["template"]["metadata"]["labels"], **system_labels(w.cr, w.workload_type),
-              **queue_labels(w.queue, w.spec.priority_class)}
-    return [{"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": child_meta(w.cr, w.name, labels),
-             "spec": spec}], warnings
+    labels = {
+        **cluster["headGroupSpec"]["template"]["metadata"]["labels"],
+        **system_labels(w.cr, w.workload_type),
+        **queue_labels(w.queue, w.spec.priority_class),
+    }
+    return [
+        {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": child_meta(w.cr, w.name, labels), "spec": spec}
+    ], warnings

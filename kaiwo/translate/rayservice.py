@@ -29,12 +29,22 @@ def build(w: Workload, base: Obj | None, serve_config: str | None) -> tuple[list
         return cluster
     spec["rayClusterConfig"] = cluster
     system = system_labels(w.cr, w.workload_type)
-    ray_service = {"apiVersion": "ray.io/v1", "kind": "RayService",
-                   "metadata": {"name": w.name, "labels": dict(sorted(system.items()))}, "spec": spec}
+    ray_service = {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": w.name, "labels": dict(sorted(system.items()))},
+        "spec": spec,
+    }
     pod_sets = [{"path": f"{CLUSTER_PATH}.headGroupSpec.template", "replicas": 1}]
-    pod_sets += [{"path": f"{CLUSTER_PATH}.workerGroupSpecs[{i}].template", "replicas": g["replicas"]}
-                 for i, g in enumerate(cluster["workerGroupSpecs"])]
+    pod_sets += [
+        {"path": f"{CLUSTER_PATH}.workerGroupSpecs[{i}].template", "replicas": g["replicas"]}
+        for i, g in enumerate(cluster["workerGroupSpecs"])
+    ]
     labels = {**system, **queue_labels(w.queue, w.spec.priority_class)}
-    appwrapper = {"apiVersion": APPWRAPPER_API, "kind": "AppWrapper", "metadata": child_meta(w.cr, w.name, labels),
-                  "spec": {"components": [{"podSets": pod_sets, "template": ray_service}]}}
+    appwrapper = {
+        "apiVersion": APPWRAPPER_API,
+        "kind": "AppWrapper",
+        "metadata": child_meta(w.cr, w.name, labels),
+        "spec": {"components": [{"podSets": pod_sets, "template": ray_service}]},
+    }
     return [appwrapper], []

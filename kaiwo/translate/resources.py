@@ -38,7 +38,12 @@ def _norm(value: Any) -> Any:
 
 
 def fill_resources(
-    container: Obj, *, gpus: int, resource_key: str, spec_resources: Obj | None, defaults: dict[str, str] | None,
+    container: Obj,
+    *,
+    gpus: int,
+    resource_key: str,
+    spec_resources: Obj | None,
+    defaults: dict[str, str] | None,
 ) -> Obj:
     """A copy of ``container`` with filled resources. ``defaults`` None means: only ``spec.resources``."""
     out = copy.deepcopy(container)
@@ -68,4 +73,3 @@ def fill_resources(
     if not res:
         del out["resources"]
     return out
-

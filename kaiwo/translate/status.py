@@ -107,9 +107,13 @@ def appwrapper_phase(aw: Obj | None) -> Phase:
     if aw is None:
         return Phase("PENDING", "ChildMissing", "the AppWrapper is being created")
     phase = (aw.get("status") or {}).get("phase") or ""
-    return {"Running": Phase("RUNNING"), "Succeeded": Phase("COMPLETE"),
-            "Failed": Phase("FAILED", "AppWrapperFailed", "the AppWrapper failed"),
-            "Suspended": Phase("PENDING"), "": Phase("PENDING")}.get(phase, Phase("STARTING"))
+    return {
+        "Running": Phase("RUNNING"),
+        "Succeeded": Phase("COMPLETE"),
+        "Failed": Phase("FAILED", "AppWrapperFailed", "the AppWrapper failed"),
+        "Suspended": Phase("PENDING"),
+        "": Phase("PENDING"),
+    }.get(phase, Phase("STARTING"))
 
 
 def condition(ctype: str, ok: bool, reason: str, message: str) -> Obj:
@@ -120,8 +124,7 @@ def _epoch(ts: str) -> float:
     return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
-def next_status(old: Obj, phase: str, conditions: list[Obj], *, now: str, now_epoch: float,
-                generation: int) -> Obj:
+def next_status(old: Obj, phase: str, conditions: list[Obj], *, now: str, now_epoch: float, generation: int) -> Obj:
     """The new status: merged conditions (transition times kept when unchanged), start/completion times,
     duration and observedGeneration."""
     previous = {c["type"]: c for c in old.get("conditions") or []}
@@ -129,10 +132,12 @@ def next_status(old: Obj, phase: str, conditions: list[Obj], *, now: str, now_ep
     for c in conditions:
         prev = previous.get(c["type"])
         same = prev is not None and prev.get("status") == c["status"]
-        merged[c["type"]] = {**c, "observedGeneration": generation,
-                             "lastTransitionTime": prev["lastTransitionTime"] if same and prev else now}
-    status: Obj = {"status": phase, "conditions": [merged[t] for t in sorted(merged)],
-                   "observedGeneration": generation}
+        merged[c["type"]] = {
+            **c,
+            "observedGeneration": generation,
+            "lastTransitionTime": prev["lastTransitionTime"] if same and prev else now,
+        }
+    status: Obj = {"status": phase, "conditions": [merged[t] for t in sorted(merged)], "observedGeneration": generation}
     start = old.get("startTime")
     if phase == "RUNNING" and not start:
         start = now
@@ -151,6 +156,7 @@ def next_status(old: Obj, phase: str, conditions: list[Obj], *, now: str, now_ep
 
 def differs(old: Obj, new: Obj) -> bool:
     """Whether a write is needed: anything but the running duration and transition timestamps changed."""
+
     def view(s: Obj) -> Obj:
         conds = [{k: v for k, v in c.items() if k not in ("lastTransitionTime",)} for c in s.get("conditions") or []]
         return {**{k: v for k, v in s.items() if k not in ("duration", "conditions")}, "conditions": conds}

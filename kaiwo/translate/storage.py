@@ -38,8 +38,12 @@ def _pvc(w: Workload, storage: StorageSpec, suffix: str, size: str) -> Obj:
     storage_class = storage.storage_class_name or w.config.storage.default_storage_class
     if storage_class:
         spec["storageClassName"] = storage_class
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": child_meta(w.cr, f"{w.name}-{suffix}", system_labels(w.cr, w.workload_type)), "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": child_meta(w.cr, f"{w.name}-{suffix}", system_labels(w.cr, w.workload_type)),
+        "spec": spec,
+    }
 
 
 def _resolve_secrets(value: Any, secrets: dict[str, set[str]]) -> Any:
@@ -70,8 +74,7 @@ def download_config(w: Workload, storage: StorageSpec) -> tuple[Obj, dict[str, s
     return config, secrets
 
 
-def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[str, set[str]],
-                  image: str) -> Obj:
+def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[str, set[str]], image: str) -> Obj:
     name = f"{w.name}-download"
     labels = system_labels(w.cr, "downloader")
     volumes: list[Obj] = [{"name": "download-config", "configMap": {"name": name}}]
@@ -85,28 +88,40 @@ def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[
         mounts.append({"name": "hf", "mountPath": config["hfHome"]})
         env = [e for e in env if e["name"] != "HF_HOME"] + [{"name": "HF_HOME", "value": config["hfHome"]}]
     for i, secret in enumerate(sorted(secrets)):
-        volumes.append({"name": f"secret-{i}", "secret": {
-            "secretName": secret, "items": [{"key": k, "path": k} for k in sorted(secrets[secret])]}})
+        volumes.append(
+            {
+                "name": f"secret-{i}",
+                "secret": {"secretName": secret, "items": [{"key": k, "path": k} for k in sorted(secrets[secret])]},
+            }
+        )
         mounts.append({"name": f"secret-{i}", "mountPath": f"{SECRETS_ROOT}/{secret}", "readOnly": True})
     container: Obj = {
-        "name": "downloader", "image": image,
+        "name": "downloader",
+        "image": image,
         "command": ["python", "-m", "kaiwo.downloader", "--log-level=INFO", f"/config/{CONFIG_KEY}"],
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
         "volumeMounts": mounts,
     }
     if env:
         container["env"] = env
-    pod_spec: Obj = {"restartPolicy": "Never", "securityContext": dict(SECURITY_CONTEXT),
-                     "containers": [container], "volumes": volumes}
+    pod_spec: Obj = {
+        "restartPolicy": "Never",
+        "securityContext": dict(SECURITY_CONTEXT),
+        "containers": [container],
+        "volumes": volumes,
+    }
     if w.spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [wire(s) for s in w.spec.image_pull_secrets]
     pod_meta: Obj = {"labels": dict(sorted(labels.items()))}
-    annotations = {k: v for k, v in (w.cr["metadata"].get("annotations") or {}).items()
-                   if k not in SKIPPED_ANNOTATIONS}
+    annotations = {k: v for k, v in (w.cr["metadata"].get("annotations") or {}).items() if k not in SKIPPED_ANNOTATIONS}
     if annotations:
         pod_meta["annotations"] = dict(sorted(annotations.items()))
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": child_meta(w.cr, name, labels),
-            "spec": {"backoffLimit": 0, "template": {"metadata": pod_meta, "spec": pod_spec}}}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": child_meta(w.cr, name, labels),
+        "spec": {"backoffLimit": 0, "template": {"metadata": pod_meta, "spec": pod_spec}},
+    }
 
 
 def build(w: Workload, downloader_image: str = DOWNLOADER_IMAGE) -> list[Obj] | TranslateError:
@@ -115,8 +130,11 @@ def build(w: Workload, downloader_image: str = DOWNLOADER_IMAGE) -> list[Obj] | 
         return []
     hf = storage.hugging_face
     if storage.has_hf_downloads() and not (hf and hf.storage_size):
-        return TranslateError(INVALID_SPEC, "spec.storage.huggingFace.storageSize: required when preCacheRepos is "
-                                            "set (the models are downloaded into the <name>-hf volume)")
+        return TranslateError(
+            INVALID_SPEC,
+            "spec.storage.huggingFace.storageSize: required when preCacheRepos is "
+            "set (the models are downloaded into the <name>-hf volume)",
+        )
     out: list[Obj] = []
     if storage.has_data() and storage.data and storage.data.storage_size:
         out.append(_pvc(w, storage, "data", storage.data.storage_size))
@@ -125,8 +143,13 @@ def build(w: Workload, downloader_image: str = DOWNLOADER_IMAGE) -> list[Obj] | 
     if storage.has_downloads():
         config, secrets = download_config(w, storage)
         name = f"{w.name}-download"
-        out.append({"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": child_meta(w.cr, name, system_labels(w.cr, "downloader")),
-                    "data": {CONFIG_KEY: yaml.safe_dump(config, sort_keys=True)}})
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": child_meta(w.cr, name, system_labels(w.cr, "downloader")),
+                "data": {CONFIG_KEY: yaml.safe_dump(config, sort_keys=True)},
+            }
+        )
         out.append(_download_job(w, storage, config, secrets, downloader_image))
     return out

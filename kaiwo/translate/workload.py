@@ -49,8 +49,14 @@ def _error(exc: ValidationError) -> TranslateError:
 def _workload(cr: Obj, spec: WorkloadSpec, facts: Facts, workload_type: str) -> Workload | TranslateError:
     config = facts.config
     key = gpu_resource_key(spec.gpu_vendor, config.nodes.default_gpu_resource_key)
-    plan = gpus.plan(gpus=spec.gpus, replicas=spec.replicas, gpus_per_replica=spec.gpus_per_replica,
-                     vendor=spec.gpu_vendor, resource_key=key, pools=facts.gpu_pools)
+    plan = gpus.plan(
+        gpus=spec.gpus,
+        replicas=spec.replicas,
+        gpus_per_replica=spec.gpus_per_replica,
+        vendor=spec.gpu_vendor,
+        resource_key=key,
+        pools=facts.gpu_pools,
+    )
     if isinstance(plan, TranslateError):
         return plan
     queue = spec.cluster_queue or config.default_cluster_queue_name

@@ -88,8 +88,11 @@ async def namespace(client: Client, request: pytest.FixtureRequest) -> AsyncIter
     labels = {"kaiwo.dev/e2e": "true", "kueue-managed": "true"}
     await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
     # Pods are refused until the namespace's default ServiceAccount exists.
-    await eventually(lambda: client.get_or_none("v1", "ServiceAccount", "default", name),
-                     f"default ServiceAccount in {name}", timeout=30)
+    await eventually(
+        lambda: client.get_or_none("v1", "ServiceAccount", "default", name),
+        f"default ServiceAccount in {name}",
+        timeout=30,
+    )
     yield name
     await client.delete("v1", "Namespace", name)
 
@@ -109,7 +112,6 @@ async def kaiwo_crds(client: Client) -> None:
 
     await eventually(established, "Kaiwo CRDs Established", timeout=60)
     client.forget_discovery()
-
 
 
 # --- the Helm chart ---------------------------------------------------------------------------------------------
@@ -134,15 +136,19 @@ def render_chart(*args: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-async def service_account_kubeconfig(client: Client, admin_kubeconfig: str, namespace: str, name: str,
-                                     path: Path) -> str:
+async def service_account_kubeconfig(
+    client: Client, admin_kubeconfig: str, namespace: str, name: str, path: Path
+) -> str:
     """A kubeconfig that authenticates as ServiceAccount ``namespace/name`` with a token from the TokenRequest API
     (server and CA copied from the admin kubeconfig), as the in-cluster operator would."""
     token = await client.request(
-        "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 7200}})
-    _write_token_kubeconfig(admin_kubeconfig, f"system:serviceaccount:{namespace}:{name}", token["status"]["token"],
-                            path)
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 7200}},
+    )
+    _write_token_kubeconfig(
+        admin_kubeconfig, f"system:serviceaccount:{namespace}:{name}", token["status"]["token"], path
+    )
     return str(path)
 
 
@@ -150,24 +156,38 @@ def _write_token_kubeconfig(admin_kubeconfig: str, user: str, token: str, path: 
     admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
     context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
     cluster = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": user, "context": {"cluster": cluster["name"], "user": user}}],
-        "current-context": user}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": user, "user": {"token": token}}],
+                "contexts": [{"name": user, "context": {"cluster": cluster["name"], "user": user}}],
+                "current-context": user,
+            }
+        )
+    )
 
 
 @pytest.fixture(scope="session")
 async def release_namespace(client: Client) -> str:
     """The chart's release namespace, enforcing the restricted Pod Security Standard the chart's pods meet."""
-    await client.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": RELEASE_NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}, "kaiwo-e2e")
+    await client.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": RELEASE_NAMESPACE, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+        },
+        "kaiwo-e2e",
+    )
     return RELEASE_NAMESPACE
 
 
 @pytest.fixture(scope="session")
-async def operator_kubeconfig(client: Client, kubeconfig: str, release_namespace: str,
-                              tmp_path_factory: pytest.TempPathFactory) -> str:
+async def operator_kubeconfig(
+    client: Client, kubeconfig: str, release_namespace: str, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """A kubeconfig of the chart's operator ServiceAccount, with exactly the chart's rendered RBAC applied: the
     controllers run with it, so a permission missing from the chart fails their tests with Forbidden."""
     objs = render_chart()
@@ -176,10 +196,12 @@ async def operator_kubeconfig(client: Client, kubeconfig: str, release_namespace
             await client.apply(obj, "kaiwo-e2e")
     manager = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-manager"))
     sa = manager["spec"]["template"]["spec"]["serviceAccountName"]
-    await eventually(lambda: client.get_or_none("v1", "ServiceAccount", sa, release_namespace),
-                     "the operator ServiceAccount")
-    return await service_account_kubeconfig(client, kubeconfig, release_namespace, sa,
-                                            tmp_path_factory.mktemp("operator") / "kubeconfig")
+    await eventually(
+        lambda: client.get_or_none("v1", "ServiceAccount", sa, release_namespace), "the operator ServiceAccount"
+    )
+    return await service_account_kubeconfig(
+        client, kubeconfig, release_namespace, sa, tmp_path_factory.mktemp("operator") / "kubeconfig"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -204,6 +226,9 @@ async def operator(client: Client, operator_kubeconfig: str, kaiwo_crds: None) -
     """Kaiwo's controllers for one test module, as the chart's ServiceAccount (so missing RBAC fails tests); ready
     once the default ClusterQueue `kaiwo` exists."""
     async with running_operator(operator_kubeconfig, "KaiwoJob", "KaiwoService") as mgr:
-        await eventually(lambda: client.get_or_none("kueue.x-k8s.io/v1beta1", "ClusterQueue", "kaiwo"),
-                         "the default ClusterQueue", timeout=60)
+        await eventually(
+            lambda: client.get_or_none("kueue.x-k8s.io/v1beta1", "ClusterQueue", "kaiwo"),
+            "the default ClusterQueue",
+            timeout=60,
+        )
         yield mgr

@@ -42,8 +42,9 @@ def deployment(objs: list[Obj], suffix: str) -> Obj:
 
 def kubectl(kubeconfig: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     binary = ensure_binaries(["kubectl"])["kubectl"]
-    return subprocess.run([str(binary), f"--kubeconfig={kubeconfig}", *args], input=stdin, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [str(binary), f"--kubeconfig={kubeconfig}", *args], input=stdin, capture_output=True, text=True, timeout=120
+    )
 
 
 def start(cmd: list[str], **kw: Any) -> subprocess.Popen[str]:
@@ -68,8 +69,16 @@ def test_helm_lint_passes(values: list[str]) -> None:
 def test_template_defaults_and_all_options() -> None:
     default = render_chart()
     kinds = sorted({o["kind"] for o in default})
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "Role", "RoleBinding",
-                     "Service", "ServiceAccount"]
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
     manager = deployment(default, "-manager")["spec"]["template"]["spec"]
     container = manager["containers"][0]
     assert container["command"] == ["python", "-m", "kaiwo.manager"]
@@ -97,24 +106,45 @@ def test_template_defaults_and_all_options() -> None:
 
 
 async def test_rendered_manifests_apply_dry_run_then_for_real(
-    client: Client, kubeconfig: str, kaiwo_crds: None, release_namespace: str,
+    client: Client,
+    kubeconfig: str,
+    kaiwo_crds: None,
+    release_namespace: str,
 ) -> None:
     """Server-side dry run of every option (strict field validation catches keys the CRDs do not have), then a
     real install of the defaults. The ServiceMonitor is left out: this cluster has no Prometheus Operator."""
     full = [o for o in render_chart("-f", ALL_OPTIONS) if o["kind"] != "ServiceMonitor"]
     # --force-conflicts: other tests' controllers may own fields of the singletons; a dry run changes nothing anyway
-    dry = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=helm-e2e", "--dry-run=server",
-                  "--force-conflicts", "--validate=strict", "-f", "-", stdin=to_yaml(full))
+    dry = kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "--field-manager=helm-e2e",
+        "--dry-run=server",
+        "--force-conflicts",
+        "--validate=strict",
+        "-f",
+        "-",
+        stdin=to_yaml(full),
+    )
     assert dry.returncode == 0, dry.stderr
     bad = copy.deepcopy(by_kind(full, "KaiwoConfig")[0])
     bad["spec"]["scheduling"]["enablePreemption"] = True  # upstream's chart emitted this key; the CRD has none
-    rejected = kubectl(kubeconfig, "apply", "--server-side", "--dry-run=server", "--force-conflicts",
-                       "--validate=strict", "-f", "-", stdin=to_yaml([bad]))
+    rejected = kubectl(
+        kubeconfig,
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--force-conflicts",
+        "--validate=strict",
+        "-f",
+        "-",
+        stdin=to_yaml([bad]),
+    )
     assert rejected.returncode != 0 and "enablePreemption" in rejected.stderr
 
     default = render_chart()
-    real = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=helm-e2e", "-f", "-",
-                   stdin=to_yaml(default))
+    real = kubectl(kubeconfig, "apply", "--server-side", "--field-manager=helm-e2e", "-f", "-", stdin=to_yaml(default))
     assert real.returncode == 0, real.stderr
     for d in by_kind(default, "Deployment"):
         assert await client.get("apps/v1", "Deployment", d["metadata"]["name"], release_namespace)
@@ -124,9 +154,16 @@ async def test_chart_pods_meet_the_restricted_pod_security_standard(client: Clie
     """The release namespace enforces `restricted`; the chart's pod templates are admitted, a weakened one is not."""
     for d in by_kind(render_chart(), "Deployment"):
         template = d["spec"]["template"]
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "pss-", "namespace": release_namespace,
-                                                               "labels": template["metadata"]["labels"]},
-               "spec": template["spec"]}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "generateName": "pss-",
+                "namespace": release_namespace,
+                "labels": template["metadata"]["labels"],
+            },
+            "spec": template["spec"],
+        }
         await client.create(pod, dryRun="All")
         weak = copy.deepcopy(pod)
         del weak["spec"]["containers"][0]["securityContext"]["capabilities"]
@@ -140,10 +177,22 @@ async def test_operator_token_is_not_admin(operator_kubeconfig: str, namespace: 
         assert isinstance(await op.list(API, "KaiwoJob", namespace), list)  # granted: the controllers watch it
         refused = [
             op.list("v1", "Secret", "kube-system"),
-            op.create({"apiVersion": API, "kind": "KaiwoJob", "metadata": {"name": "x", "namespace": namespace},
-                       "spec": {"image": "busybox", "entrypoint": "true"}}),  # the spec is the user's
-            op.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                       "metadata": {"name": f"escalate-{secrets.token_hex(3)}"}, "rules": []}),
+            op.create(
+                {
+                    "apiVersion": API,
+                    "kind": "KaiwoJob",
+                    "metadata": {"name": "x", "namespace": namespace},
+                    "spec": {"image": "busybox", "entrypoint": "true"},
+                }
+            ),  # the spec is the user's
+            op.create(
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRole",
+                    "metadata": {"name": f"escalate-{secrets.token_hex(3)}"},
+                    "rules": [],
+                }
+            ),
             op.get_or_none("coordination.k8s.io/v1", "Lease", "kube-scheduler", "kube-system"),
             op.delete("v1", "Namespace", namespace),
         ]
@@ -154,17 +203,33 @@ async def test_operator_token_is_not_admin(operator_kubeconfig: str, namespace: 
 
 
 async def test_manager_process_runs_as_the_chart_service_account(
-    client: Client, operator_kubeconfig: str, kaiwo_crds: None, release_namespace: str,
+    client: Client,
+    operator_kubeconfig: str,
+    kaiwo_crds: None,
+    release_namespace: str,
 ) -> None:
     """`python -m kaiwo.manager` with the chart's ServiceAccount: caches sync (every watch allowed), it leads
     through the chart's leader-election Role, and it stops cleanly."""
     health = free_port()
-    proc = start([sys.executable, "-m", "kaiwo.manager", f"--kubeconfig={operator_kubeconfig}",
-                  f"--leader-election-namespace={release_namespace}", f"--health-probe-bind-address=127.0.0.1:{health}",
-                  "--metrics-bind-address=0"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "kaiwo.manager",
+            f"--kubeconfig={operator_kubeconfig}",
+            f"--leader-election-namespace={release_namespace}",
+            f"--health-probe-bind-address=127.0.0.1:{health}",
+            "--metrics-bind-address=0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
-        await eventually(lambda: http_ok(f"http://127.0.0.1:{health}/readyz"),
-                         "/readyz 200 as the chart's ServiceAccount", timeout=60)
+        await eventually(
+            lambda: http_ok(f"http://127.0.0.1:{health}/readyz"),
+            "/readyz 200 as the chart's ServiceAccount",
+            timeout=60,
+        )
 
         async def holder() -> str | None:
             lease = await client.get_or_none("coordination.k8s.io/v1", "Lease", LEASE, release_namespace)
@@ -184,7 +249,11 @@ async def test_manager_process_runs_as_the_chart_service_account(
 
 
 async def test_chart_scheduler_packs_gpu_pods_onto_the_fewest_nodes(
-    client: Client, kubeconfig: str, operator_kubeconfig: str, release_namespace: str, namespace: str,
+    client: Client,
+    kubeconfig: str,
+    operator_kubeconfig: str,
+    release_namespace: str,
+    namespace: str,
     tmp_path: Path,
 ) -> None:
     """kube-scheduler run with the KubeSchedulerConfiguration from `helm template`, as the chart's scheduler
@@ -198,17 +267,29 @@ async def test_chart_scheduler_packs_gpu_pods_onto_the_fewest_nodes(
     assert profile["schedulerName"] == "kaiwo-scheduler"
     profile["schedulerName"] = name
     sa = deployment(objs, "-scheduler")["spec"]["template"]["spec"]["serviceAccountName"]
-    sa_kubeconfig = await service_account_kubeconfig(client, kubeconfig, release_namespace, sa,
-                                                     tmp_path / "scheduler-kubeconfig")
+    sa_kubeconfig = await service_account_kubeconfig(
+        client, kubeconfig, release_namespace, sa, tmp_path / "scheduler-kubeconfig"
+    )
     config["clientConnection"] = {"kubeconfig": sa_kubeconfig}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     binary = ensure_binaries(["kube-scheduler"])["kube-scheduler"]
     log = (tmp_path / "scheduler.log").open("w")
-    proc = start([str(binary), f"--config={tmp_path / 'config.yaml'}", f"--authentication-kubeconfig={sa_kubeconfig}",
-                  f"--authorization-kubeconfig={sa_kubeconfig}", "--bind-address=127.0.0.1",
-                  f"--secure-port={free_port()}", f"--cert-dir={tmp_path / 'certs'}", "--v=1"],
-                 stdout=log, stderr=subprocess.STDOUT)
+    proc = start(
+        [
+            str(binary),
+            f"--config={tmp_path / 'config.yaml'}",
+            f"--authentication-kubeconfig={sa_kubeconfig}",
+            f"--authorization-kubeconfig={sa_kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            f"--cert-dir={tmp_path / 'certs'}",
+            "--v=1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
+
         async def holder() -> str | None:
             lease = await client.get_or_none("coordination.k8s.io/v1", "Lease", "kaiwo-scheduler", release_namespace)
             return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
@@ -218,10 +299,24 @@ async def test_chart_scheduler_packs_gpu_pods_onto_the_fewest_nodes(
         for i in range(3):
             pod = f"gpu-{i}"
             gpu = {"cpu": "1", "nvidia.com/gpu": "1"}
-            await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": namespace},
-                                 "spec": {"schedulerName": name, "containers": [
-                                     {"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"],
-                                      "resources": {"requests": gpu, "limits": gpu}}]}})
+            await client.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": pod, "namespace": namespace},
+                    "spec": {
+                        "schedulerName": name,
+                        "containers": [
+                            {
+                                "name": "main",
+                                "image": "busybox:1.36",
+                                "command": ["sleep", "3600"],
+                                "resources": {"requests": gpu, "limits": gpu},
+                            }
+                        ],
+                    },
+                }
+            )
 
             async def node(pod: str = pod) -> str | None:
                 p = await client.get("v1", "Pod", pod, namespace)
@@ -242,30 +337,58 @@ async def test_chart_scheduler_packs_gpu_pods_onto_the_fewest_nodes(
 
 
 async def test_secure_metrics_answer_only_tokens_allowed_to_read_them(
-    client: Client, kubeconfig: str, operator_kubeconfig: str, release_namespace: str, tmp_path: Path,
+    client: Client,
+    kubeconfig: str,
+    operator_kubeconfig: str,
+    release_namespace: str,
+    tmp_path: Path,
 ) -> None:
     """`--metrics-secure` as the chart renders it: HTTPS; no token 401, the operator's own token (no /metrics
     grant) 403, a scraper bound to the chart's metrics-reader ClusterRole 200 with the metrics."""
-    reader = next(o for o in render_chart("--set", "metrics.secure=true")
-                  if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-metrics-reader"))
+    reader = next(
+        o
+        for o in render_chart("--set", "metrics.secure=true")
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-metrics-reader")
+    )
     await client.apply(reader, "kaiwo-e2e")
     scraper = f"scraper-{secrets.token_hex(3)}"
-    await client.create({"apiVersion": "v1", "kind": "ServiceAccount",
-                         "metadata": {"name": scraper, "namespace": release_namespace}})
-    await client.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                        "metadata": {"name": scraper},
-                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                    "name": reader["metadata"]["name"]},
-                        "subjects": [{"kind": "ServiceAccount", "name": scraper, "namespace": release_namespace}]},
-                       "kaiwo-e2e")
-    scraper_token = token_of(await service_account_kubeconfig(client, kubeconfig, release_namespace, scraper,
-                                                               tmp_path / "scraper"))
+    await client.create(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": scraper, "namespace": release_namespace}}
+    )
+    await client.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": scraper},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": reader["metadata"]["name"],
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": scraper, "namespace": release_namespace}],
+        },
+        "kaiwo-e2e",
+    )
+    scraper_token = token_of(
+        await service_account_kubeconfig(client, kubeconfig, release_namespace, scraper, tmp_path / "scraper")
+    )
     operator_token = token_of(operator_kubeconfig)
 
     port, health = free_port(), free_port()
-    proc = start([sys.executable, "-m", "kaiwo.manager", f"--kubeconfig={operator_kubeconfig}", "--no-leader-elect",
-                  f"--health-probe-bind-address=127.0.0.1:{health}", f"--metrics-bind-address=127.0.0.1:{port}",
-                  "--metrics-secure"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start(
+        [
+            sys.executable,
+            "-m",
+            "kaiwo.manager",
+            f"--kubeconfig={operator_kubeconfig}",
+            "--no-leader-elect",
+            f"--health-probe-bind-address=127.0.0.1:{health}",
+            f"--metrics-bind-address=127.0.0.1:{port}",
+            "--metrics-secure",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     url = f"https://127.0.0.1:{port}/metrics"
 
     async def scrape(token: str | None) -> tuple[int, str] | None:

@@ -39,8 +39,12 @@ def user_config(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cli(kubeconfig: str, user_config: Path, tmp_path: Path) -> Cli:
-    env = {"KUBECONFIG": kubeconfig, "KAIWOCONFIG": str(user_config), "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
-           "NO_COLOR": "1"}
+    env = {
+        "KUBECONFIG": kubeconfig,
+        "KAIWOCONFIG": str(user_config),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "NO_COLOR": "1",
+    }
 
     async def invoke(*args: str, input: str | None = None, **extra_env: str) -> Result:
         runner = CliRunner()
@@ -52,8 +56,14 @@ def cli(kubeconfig: str, user_config: Path, tmp_path: Path) -> Cli:
 def job_yaml(name: str, **spec: Any) -> str:
     annotations = spec.pop("annotations", None)
     meta: Obj = {"name": name, **({"annotations": annotations} if annotations else {})}
-    return yaml.safe_dump({"apiVersion": API, "kind": "KaiwoJob", "metadata": meta,
-                           "spec": {"image": "busybox:1.36", "entrypoint": "echo hello", **spec}})
+    return yaml.safe_dump(
+        {
+            "apiVersion": API,
+            "kind": "KaiwoJob",
+            "metadata": meta,
+            "spec": {"image": "busybox:1.36", "entrypoint": "echo hello", **spec},
+        }
+    )
 
 
 def edited_kubeconfig(kubeconfig: str, path: Path, *, namespace: str = "", server: str = "") -> Path:
@@ -77,8 +87,9 @@ async def phase(client: Client, name: str, ns: str, *phases: str, kind: str = "K
     return obj if obj and (obj.get("status") or {}).get("status") in phases else None
 
 
-async def test_submit_stdin_fills_defaults_and_updates(cli: Cli, client: Client, namespace: str,
-                                                       operator: Manager) -> None:
+async def test_submit_stdin_fills_defaults_and_updates(
+    cli: Cli, client: Client, namespace: str, operator: Manager
+) -> None:
     r = ok(await cli("submit", "-f", "-", "-n", namespace, input=job_yaml("train")))
     assert r.stdout.strip() == "kaiwojob.kaiwo.silogen.ai/train created"
     obj = await client.get(API, "KaiwoJob", "train", namespace)
@@ -95,18 +106,20 @@ async def test_submit_stdin_fills_defaults_and_updates(cli: Cli, client: Client,
 
     # The manifest wins over flags, flags over the config file; several documents in one stream.
     two = job_yaml("mine", user="owner@example.com") + "---\n" + job_yaml("flagged")
-    r = ok(await cli("submit", "-f", "-", "-n", namespace, "--user", "flag@example.com", "--queue", "other",
-                     input=two))
-    assert r.stdout.splitlines() == ["kaiwojob.kaiwo.silogen.ai/mine created",
-                                     "kaiwojob.kaiwo.silogen.ai/flagged created"]
+    r = ok(await cli("submit", "-f", "-", "-n", namespace, "--user", "flag@example.com", "--queue", "other", input=two))
+    assert r.stdout.splitlines() == [
+        "kaiwojob.kaiwo.silogen.ai/mine created",
+        "kaiwojob.kaiwo.silogen.ai/flagged created",
+    ]
     mine = await client.get(API, "KaiwoJob", "mine", namespace)
     flagged = await client.get(API, "KaiwoJob", "flagged", namespace)
     assert (mine["spec"]["user"], mine["spec"]["clusterQueue"]) == ("owner@example.com", "other")
     assert (flagged["spec"]["user"], flagged["spec"]["clusterQueue"]) == ("flag@example.com", "other")
 
 
-async def test_namespace_comes_from_the_kubeconfig_context(cli: Cli, client: Client, namespace: str,
-                                                           kubeconfig: str, tmp_path: Path) -> None:
+async def test_namespace_comes_from_the_kubeconfig_context(
+    cli: Cli, client: Client, namespace: str, kubeconfig: str, tmp_path: Path
+) -> None:
     own = edited_kubeconfig(kubeconfig, tmp_path / "kubeconfig", namespace=namespace)
     ok(await cli("submit", "-f", "-", "--dry-run=client", input=job_yaml("ctx"), KUBECONFIG=str(own)))
     r = ok(await cli("submit", "-f", "-", input=job_yaml("ctx"), KUBECONFIG=str(own)))
@@ -127,8 +140,7 @@ async def test_dry_runs_change_nothing(cli: Cli, client: Client, namespace: str)
     assert r.stdout.strip() == "kaiwojob.kaiwo.silogen.ai/dry created (server dry run)"
     assert await client.get_or_none(API, "KaiwoJob", "dry", namespace) is None
     # The server validates in a dry run: a wrong type is rejected with the field named.
-    r = ok(await cli("submit", "-f", "-", "-n", namespace, "--dry-run=server", input=job_yaml("dry", gpus="lots")),
-           1)
+    r = ok(await cli("submit", "-f", "-", "-n", namespace, "--dry-run=server", input=job_yaml("dry", gpus="lots")), 1)
     assert "spec.gpus" in r.stderr and "Traceback" not in r.stderr
     ok(await cli("submit", "-f", "-", "-n", namespace, input=job_yaml("dry")))
     r = ok(await cli("submit", "-f", "-", "-n", namespace, "--dry-run=server", input=job_yaml("dry")))
@@ -147,8 +159,9 @@ async def test_wait_reports_complete_and_failed(cli: Cli, namespace: str, operat
     assert "job/broken is FAILED" in r.stderr
 
 
-async def test_running_job_list_status_logs_exec_monitor_delete(cli: Cli, client: Client, namespace: str,
-                                                                operator: Manager) -> None:
+async def test_running_job_list_status_logs_exec_monitor_delete(
+    cli: Cli, client: Client, namespace: str, operator: Manager
+) -> None:
     running = job_yaml("gpu", gpus=1, annotations={"kwok.kaiwo.dev/duration": "300s"})
     ok(await cli("submit", "-f", "-", "-n", namespace, input=running))
     ok(await cli("submit", "-f", "-", "-n", namespace, input=job_yaml("theirs", user="someone@else.org")))
@@ -157,8 +170,7 @@ async def test_running_job_list_status_logs_exec_monitor_delete(cli: Cli, client
     r = ok(await cli("list", "-n", namespace))
     lines = r.stdout.splitlines()
     assert lines[0].split() == ["NAME", "TYPE", "STATUS", "USER", "QUEUE", "GPUS", "AGE"]
-    assert len(lines) == 2 and lines[1].split()[:6] == ["gpu", "job", "RUNNING", "scientist@example.com", "kaiwo",
-                                                        "1"]
+    assert len(lines) == 2 and lines[1].split()[:6] == ["gpu", "job", "RUNNING", "scientist@example.com", "kaiwo", "1"]
     r = ok(await cli("list", "-n", namespace, "--all-users", "-o", "wide"))
     assert {line.split()[0] for line in r.stdout.splitlines()[1:]} == {"gpu", "theirs"}
     assert "VENDOR" in r.stdout.splitlines()[0]
@@ -233,15 +245,25 @@ async def test_nvidia_monitor_and_pod_choice(cli: Cli, client: Client, namespace
     assert any(row[0] == f"{namespace}/kaiwo" and int(row[1]) >= 1 for row in rows[2:])
 
 
-async def test_port_forward_reaches_the_pod(kubeconfig: str, cli: Cli, client: Client, namespace: str,
-                                            operator: Manager) -> None:
-    svc = yaml.safe_dump({"apiVersion": API, "kind": "KaiwoService", "metadata": {"name": "web"},
-                          "spec": {"image": "nginx:1.27"}})
+async def test_port_forward_reaches_the_pod(
+    kubeconfig: str, cli: Cli, client: Client, namespace: str, operator: Manager
+) -> None:
+    svc = yaml.safe_dump(
+        {"apiVersion": API, "kind": "KaiwoService", "metadata": {"name": "web"}, "spec": {"image": "nginx:1.27"}}
+    )
     ok(await cli("submit", "-f", "-", "-n", namespace, "--wait", "--timeout", "120", input=svc))
     kaiwo = Path(sys.executable).parent / "kaiwo"
     proc = await asyncio.create_subprocess_exec(
-        str(kaiwo), "port-forward", "service/web", ":8080", "-n", namespace, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "KUBECONFIG": kubeconfig})
+        str(kaiwo),
+        "port-forward",
+        "service/web",
+        ":8080",
+        "-n",
+        namespace,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "KUBECONFIG": kubeconfig},
+    )
     try:
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
@@ -278,8 +300,14 @@ async def test_clear_errors(cli: Cli, namespace: str, kubeconfig: str, tmp_path:
     # An unreachable API server: the real executable, exit 1, a message and no traceback.
     dead = edited_kubeconfig(kubeconfig, tmp_path / "dead-kubeconfig", server="https://127.0.0.1:1")
     proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "kaiwo"), "list", "-n", namespace, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "KUBECONFIG": str(dead), "NO_COLOR": "1"})
+        str(Path(sys.executable).parent / "kaiwo"),
+        "list",
+        "-n",
+        namespace,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "KUBECONFIG": str(dead), "NO_COLOR": "1"},
+    )
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1 and stdout == b""
     text = stderr.decode()

@@ -17,25 +17,28 @@ def pod_spec(gpus: int = 0, resource: str = "amd.com/gpu", **extra: Any) -> dict
     resources = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
     if gpus:
         resources["requests"][resource] = resources["limits"][resource] = str(gpus)
-    return {"containers": [{"name": "main", "image": BUSYBOX, "command": ["sleep", "1"],
-                            "resources": resources}], **extra}
+    return {
+        "containers": [{"name": "main", "image": BUSYBOX, "command": ["sleep", "1"], "resources": resources}],
+        **extra,
+    }
 
 
 def job(name: str, ns: str, *, gpus: int = 1, annotations: dict[str, str] | None = None) -> dict[str, Any]:
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
+        "apiVersion": "batch/v1",
+        "kind": "Job",
         "metadata": {"name": name, "namespace": ns},
         "spec": {
             "backoffLimit": 0,
-            "template": {"metadata": {"annotations": annotations or {}},
-                         "spec": pod_spec(gpus, restartPolicy="Never")},
+            "template": {"metadata": {"annotations": annotations or {}}, "spec": pod_spec(gpus, restartPolicy="Never")},
         },
     }
 
 
 def deployment(name: str, ns: str, replicas: int = 2, gpus: int = 1) -> dict[str, Any]:
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "namespace": ns},
         "spec": {
             "replicas": replicas,
@@ -53,9 +56,12 @@ async def test_nodes_show_gpu_capacity_and_labels(client: Client) -> None:
     nodes = {n["metadata"]["name"]: n for n in await client.list("v1", "Node")}
     amd = [n for n in nodes.values() if "amd.com/gpu" in n["status"]["capacity"]]
     nvidia = [n for n in nodes.values() if "nvidia.com/gpu" in n["status"]["capacity"]]
-    cpu_only = [n for n in nodes.values()
-                if not any(k.endswith("/gpu") for k in n["status"]["capacity"]) and
-                n["metadata"].get("labels", {}).get("type") == "kwok"]
+    cpu_only = [
+        n
+        for n in nodes.values()
+        if not any(k.endswith("/gpu") for k in n["status"]["capacity"])
+        and n["metadata"].get("labels", {}).get("type") == "kwok"
+    ]
     assert len(amd) == 4 and len(nvidia) == 2 and len(cpu_only) == 1
     for n in amd:
         assert n["status"]["allocatable"]["amd.com/gpu"] == "8"
@@ -107,8 +113,9 @@ async def test_gpu_job_completes(client: Client, namespace: str) -> None:
 
 
 async def test_job_annotated_to_fail_fails(client: Client, namespace: str) -> None:
-    await client.create(job("broken", namespace, annotations={"kwok.kaiwo.dev/fail": "true",
-                                                               "kwok.kaiwo.dev/exit-code": "3"}))
+    await client.create(
+        job("broken", namespace, annotations={"kwok.kaiwo.dev/fail": "true", "kwok.kaiwo.dev/exit-code": "3"})
+    )
 
     async def failed() -> dict[str, Any] | None:
         j = await client.get("batch/v1", "Job", "broken", namespace)
@@ -148,8 +155,9 @@ async def test_namespace_deletion_finishes(client: Client) -> None:
 
 
 async def test_too_large_request_stays_pending_with_scheduler_reason(client: Client, namespace: str) -> None:
-    await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "huge", "namespace": namespace},
-                         "spec": pod_spec(16)})
+    await client.create(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "huge", "namespace": namespace}, "spec": pod_spec(16)}
+    )
 
     async def unschedulable() -> dict[str, Any] | None:
         p = await client.get("v1", "Pod", "huge", namespace)
@@ -164,9 +172,14 @@ async def test_too_large_request_stays_pending_with_scheduler_reason(client: Cli
 
 
 async def test_claim_binds_on_default_storage_class_and_pod_runs(client: Client, namespace: str) -> None:
-    await client.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                         "metadata": {"name": "data", "namespace": namespace},
-                         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}}}})
+    await client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "data", "namespace": namespace},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "50Gi"}}},
+        }
+    )
 
     async def bound() -> dict[str, Any] | None:
         pvc = await client.get("v1", "PersistentVolumeClaim", "data", namespace)
@@ -176,8 +189,9 @@ async def test_claim_binds_on_default_storage_class_and_pod_runs(client: Client,
     assert pvc["spec"]["storageClassName"] == "standard"
     spec = pod_spec(1, volumes=[{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}])
     spec["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
-    await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "user", "namespace": namespace},
-                         "spec": spec})
+    await client.create(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "user", "namespace": namespace}, "spec": spec}
+    )
 
     async def running() -> bool:
         return bool((await client.get("v1", "Pod", "user", namespace))["status"].get("phase") == "Running")
@@ -187,8 +201,15 @@ async def test_claim_binds_on_default_storage_class_and_pod_runs(client: Client,
 
 async def test_third_party_crds_are_installed(client: Client) -> None:
     names = {c["metadata"]["name"] for c in await client.list("apiextensions.k8s.io/v1", "CustomResourceDefinition")}
-    for crd in ("workloads.kueue.x-k8s.io", "clusterqueues.kueue.x-k8s.io", "topologies.kueue.x-k8s.io",
-                "rayjobs.ray.io", "rayclusters.ray.io", "rayservices.ray.io", "appwrappers.workload.codeflare.dev"):
+    for crd in (
+        "workloads.kueue.x-k8s.io",
+        "clusterqueues.kueue.x-k8s.io",
+        "topologies.kueue.x-k8s.io",
+        "rayjobs.ray.io",
+        "rayclusters.ray.io",
+        "rayservices.ray.io",
+        "appwrappers.workload.codeflare.dev",
+    ):
         assert crd in names
 
 

@@ -32,12 +32,21 @@ async def test_only_the_chosen_addons_run(tmp_path: Path) -> None:
             # Without Kueue nothing could serve conversions, so the CRD has none (the CRDs are still installed).
             assert crd["spec"]["conversion"]["strategy"] == "None"
             await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "plain"}})
-            await client.create({
-                "apiVersion": "batch/v1", "kind": "Job",
-                "metadata": {"name": "j", "namespace": "plain", "labels": {"kueue.x-k8s.io/queue-name": "q"}},
-                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
-                    {"name": "c", "image": "busybox", "command": ["true"]}]}}},
-            })
+            await client.create(
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "metadata": {"name": "j", "namespace": "plain", "labels": {"kueue.x-k8s.io/queue-name": "q"}},
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "Never",
+                                "containers": [{"name": "c", "image": "busybox", "command": ["true"]}],
+                            }
+                        }
+                    },
+                }
+            )
             job = await client.get("batch/v1", "Job", "j", "plain")
             assert job["spec"]["suspend"] is False  # no Kueue webhook suspended it
     finally:

@@ -44,8 +44,16 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -> None:
         first = cluster.status()
         assert first.phase == "ready"
         pids = _component_pids(cluster)
-        assert set(pids) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-                             "kueue", "kuberay", "appwrapper"}
+        assert set(pids) == {
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+            "kueue",
+            "kuberay",
+            "appwrapper",
+        }
         assert cluster.up(progress=lambda _: None) == kubeconfig
         assert cluster.status().data["pid"] == first.data["pid"]  # reused, not restarted
         for name in pids:

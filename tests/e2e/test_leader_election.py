@@ -19,8 +19,12 @@ RETRY, LEASE_DURATION = 2.0, 15.0
 
 
 def spawn(kubeconfig: str, ns: str, out: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "tests.e2e.leader_candidate", kubeconfig, ns, LEASE, str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.leader_candidate", kubeconfig, ns, LEASE, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
 
 
 def identity(p: subprocess.Popen[str]) -> str:
@@ -47,8 +51,9 @@ async def holder(client: Client, ns: str) -> str:
     return ((lease or {}).get("spec") or {}).get("holderIdentity") or ""
 
 
-async def test_one_leader_graceful_and_crash_handover(client: Client, kubeconfig: str, namespace: str,
-                                                      tmp_path: Path) -> None:
+async def test_one_leader_graceful_and_crash_handover(
+    client: Client, kubeconfig: str, namespace: str, tmp_path: Path
+) -> None:
     await client.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "tick", "namespace": namespace}})
     out = tmp_path / "activity.log"
     out.touch()
@@ -66,8 +71,9 @@ async def test_one_leader_graceful_and_crash_handover(client: Client, kubeconfig
         procs[first].send_signal(signal.SIGTERM)
         started = time.monotonic()
         assert procs[first].wait(30) == 0
-        await eventually(lambda: holder_is(client, namespace, second), "handover after SIGTERM", timeout=15,
-                         interval=0.05)
+        await eventually(
+            lambda: holder_is(client, namespace, second), "handover after SIGTERM", timeout=15, interval=0.05
+        )
         graceful = time.monotonic() - started
         assert graceful <= RETRY + 1.5, f"graceful handover took {graceful:.1f}s"
         await eventually(lambda: _has_activity(out, second), "reconciles of the new leader", timeout=15)
@@ -79,8 +85,9 @@ async def test_one_leader_graceful_and_crash_handover(client: Client, kubeconfig
         procs[second].send_signal(signal.SIGKILL)
         killed_at = time.time()
         started = time.monotonic()
-        await eventually(lambda: holder_is(client, namespace, third), "takeover after SIGKILL", timeout=30,
-                         interval=0.1)
+        await eventually(
+            lambda: holder_is(client, namespace, third), "takeover after SIGKILL", timeout=30, interval=0.1
+        )
         crash = time.monotonic() - started
         assert crash <= LEASE_DURATION + RETRY + 1.0, f"takeover after a crash took {crash:.1f}s"
         await eventually(lambda: _has_activity(out, third), "reconciles of the third leader", timeout=15)

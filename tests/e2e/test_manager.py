@@ -18,14 +18,26 @@ from tests.e2e.helpers import eventually, http_ok
 
 def start_manager(kubeconfig: str, namespace: str, health: int, metrics: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "kaiwo.manager", f"--kubeconfig={kubeconfig}", "--leader-election-namespace",
-         namespace, f"--health-probe-bind-address=127.0.0.1:{health}",
-         f"--metrics-bind-address=127.0.0.1:{metrics}", "--log-format=json"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "kaiwo.manager",
+            f"--kubeconfig={kubeconfig}",
+            "--leader-election-namespace",
+            namespace,
+            f"--health-probe-bind-address=127.0.0.1:{health}",
+            f"--metrics-bind-address=127.0.0.1:{metrics}",
+            "--log-format=json",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
-async def test_manager_runs_reports_and_stops_gracefully(client: Client, kubeconfig: str, kaiwo_crds: None,
-                                                         namespace: str) -> None:
+async def test_manager_runs_reports_and_stops_gracefully(
+    client: Client, kubeconfig: str, kaiwo_crds: None, namespace: str
+) -> None:
     health, metrics = free_port(), free_port()
     proc = start_manager(kubeconfig, namespace, health, metrics)
     try:
@@ -36,17 +48,24 @@ async def test_manager_runs_reports_and_stops_gracefully(client: Client, kubecon
 
         await eventually(lambda: http_ok(f"http://127.0.0.1:{health}/readyz"), "/readyz 200", timeout=60)
         assert await client.get_or_none("config.kaiwo.silogen.ai/v1alpha1", "KaiwoConfig", "kaiwo") is not None
-        lease = await eventually(lambda: client.get_or_none("coordination.k8s.io/v1", "Lease",
-                                                            "83fc2279.silogen.ai", namespace), "the leader Lease")
+        lease = await eventually(
+            lambda: client.get_or_none("coordination.k8s.io/v1", "Lease", "83fc2279.silogen.ai", namespace),
+            "the leader Lease",
+        )
         assert lease["spec"]["holderIdentity"]
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{metrics}/metrics") as r:
             text = await r.text()
         assert 'leader_election_master_status{name="83fc2279.silogen.ai"} 1.0' in text
 
         # kaiwo_* metrics come from the controllers' caches: a new KaiwoJob with 3 GPUs shows up in them
-        await client.create({"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoJob",
-                             "metadata": {"name": "counted", "namespace": namespace},
-                             "spec": {"image": "busybox:1.36", "entrypoint": "sleep 1", "gpus": 3}})
+        await client.create(
+            {
+                "apiVersion": "kaiwo.silogen.ai/v1alpha1",
+                "kind": "KaiwoJob",
+                "metadata": {"name": "counted", "namespace": namespace},
+                "spec": {"image": "busybox:1.36", "entrypoint": "sleep 1", "gpus": 3},
+            }
+        )
 
         async def counted() -> bool:
             async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{metrics}/metrics") as r:
@@ -69,7 +88,8 @@ async def test_manager_runs_reports_and_stops_gracefully(client: Client, kubecon
 
 
 def test_bad_flags_exit_with_a_clear_message() -> None:
-    out = subprocess.run([sys.executable, "-m", "kaiwo.manager", "--renew-deadline", "20"],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "kaiwo.manager", "--renew-deadline", "20"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2
     assert "lease duration must be greater than the renew deadline" in out.stderr

@@ -68,15 +68,27 @@ async def test_default_config_is_created_from_the_nodes(client: Client, controll
     assert labels["kaiwo/worker"] == "true" and labels["kaiwo/topology-block"] == "block-a"
 
 
-async def test_custom_config_is_synced_and_pruned_and_others_survive(client: Client, controller: Manager,
-                                                                     namespace: str) -> None:
+async def test_custom_config_is_synced_and_pruned_and_others_survive(
+    client: Client, controller: Manager, namespace: str
+) -> None:
     foreign = {"apiVersion": KUEUE, "kind": "ResourceFlavor", "metadata": {"name": "not-kaiwos"}, "spec": {}}
     await client.apply(foreign, "someone-else")
     base = await eventually(lambda: ready(client), "READY before the custom config")
     custom = copy.deepcopy(base)
-    custom["spec"]["clusterQueues"].append({"name": "team-a", "namespaces": [namespace], "spec": {
-        "resourceGroups": [{"coveredResources": ["cpu"], "flavors": [
-            {"name": CPU_FLAVOR, "resources": [{"name": "cpu", "nominalQuota": 4}]}]}]}})
+    custom["spec"]["clusterQueues"].append(
+        {
+            "name": "team-a",
+            "namespaces": [namespace],
+            "spec": {
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu"],
+                        "flavors": [{"name": CPU_FLAVOR, "resources": [{"name": "cpu", "nominalQuota": 4}]}],
+                    }
+                ]
+            },
+        }
+    )
     custom["spec"]["workloadPriorityClasses"] = [{"metadata": {"name": "e2e-high"}, "value": 1000}]
     await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=custom)
     await eventually(lambda: client.get_or_none(KUEUE, "ClusterQueue", "team-a"), "ClusterQueue team-a")
@@ -96,8 +108,11 @@ async def test_custom_config_is_synced_and_pruned_and_others_survive(client: Cli
 
     async def sync_events() -> set[str] | None:
         events = await client.list("v1", "Event", "default")
-        reasons = {e["reason"] for e in events if e["involvedObject"].get("kind") == "KaiwoQueueConfig"
-                   and "team-a" in e.get("message", "")}
+        reasons = {
+            e["reason"]
+            for e in events
+            if e["involvedObject"].get("kind") == "KaiwoQueueConfig" and "team-a" in e.get("message", "")
+        }
         wanted = {"KaiwoQueueConfigClusterQueueCreated", "KaiwoQueueConfigClusterQueueDeleted"}
         return reasons if wanted <= reasons else None
 
@@ -192,9 +207,15 @@ async def test_deleting_the_config_brings_back_the_default(client: Client, contr
 
 
 async def test_dynamic_mode_follows_cordon_and_uncordon(client: Client, controller: Manager) -> None:
-    await client.apply({"apiVersion": "config.kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoConfig",
-                        "metadata": {"name": "kaiwo"}, "spec": {"dynamicallyUpdateDefaultClusterQueue": True}},
-                       "e2e")
+    await client.apply(
+        {
+            "apiVersion": "config.kaiwo.silogen.ai/v1alpha1",
+            "kind": "KaiwoConfig",
+            "metadata": {"name": "kaiwo"},
+            "spec": {"dynamicallyUpdateDefaultClusterQueue": True},
+        },
+        "e2e",
+    )
 
     async def amd_quota(expected: str) -> bool:
         cq = await client.get_or_none(KUEUE, "ClusterQueue", "kaiwo")

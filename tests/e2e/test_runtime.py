@@ -39,8 +39,9 @@ class Recorder:
         )
 
     def saw(self, kind: str, name: str, **data: str) -> bool:
-        return any(e[0] == kind and e[1] == name and all(e[2].get(k) == v for k, v in data.items())
-                   for e in self.events)
+        return any(
+            e[0] == kind and e[1] == name and all(e[2].get(k) == v for k, v in data.items()) for e in self.events
+        )
 
 
 @contextlib.asynccontextmanager
@@ -92,9 +93,12 @@ async def _etcd_compact(http: aiohttp.ClientSession, etcd_url: str) -> int:
 
 
 def podtemplate(name: str, ns: str, v: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": name, "namespace": ns},
-            "template": {"metadata": {"labels": {"v": v}},
-                         "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {"name": name, "namespace": ns},
+        "template": {"metadata": {"labels": {"v": v}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+    }
 
 
 async def test_informer_relists_after_compaction_without_losing_changes(
@@ -110,8 +114,11 @@ async def test_informer_relists_after_compaction_without_losing_changes(
 
     res = await client.resource("v1", "PodTemplate")
     inf = Informer(ApiListerWatcher(client, res, namespace), name="podtemplates")
-    inf.add_handler(FuncHandler(add=lambda o, _: note("add", o), update=lambda _, o: note("update", o),
-                                delete=lambda o: note("delete", o)))
+    inf.add_handler(
+        FuncHandler(
+            add=lambda o, _: note("add", o), update=lambda _, o: note("update", o), delete=lambda o: note("delete", o)
+        )
+    )
     async with running(inf):
         pass  # synced at the version of the first list; now the informer is disconnected
     stale_rv = inf.resource_version
@@ -121,8 +128,11 @@ async def test_informer_relists_after_compaction_without_losing_changes(
         revision = await _etcd_compact(http, etcd_url)
     assert revision > int(stale_rv)
     async with running(inf):  # resumes the watch from stale_rv: 410 Gone, relist, diff
-        await eventually(lambda: _async(("update", "change", "2") in seen and ("delete", "remove", "1") in seen),
-                         "the update and the delete made while disconnected", timeout=30)
+        await eventually(
+            lambda: _async(("update", "change", "2") in seen and ("delete", "remove", "1") in seen),
+            "the update and the delete made while disconnected",
+            timeout=30,
+        )
     assert inf.relists == 2, "expected a 410 Gone and a fresh relist"
     assert inf.get_by("keep", namespace) is not None and inf.get_by("remove", namespace) is None
 
@@ -177,8 +187,9 @@ async def test_silent_watch_stream_is_replaced_within_the_client_timeout(
         proxied.host = f"https://127.0.0.1:{await proxy.start()}"
         rec = Recorder()
         res = await proxied.resource("v1", "ConfigMap")
-        inf = Informer(ApiListerWatcher(proxied, res, namespace), name="cm-proxied",
-                       watch_timeout_range=(4, 4), client_grace=2.0)
+        inf = Informer(
+            ApiListerWatcher(proxied, res, namespace), name="cm-proxied", watch_timeout_range=(4, 4), client_grace=2.0
+        )
         inf.add_handler(rec.handler())
         async with running(inf):
             await eventually(lambda: _async(inf.watches == 1), "first watch", timeout=5)
@@ -186,8 +197,9 @@ async def test_silent_watch_stream_is_replaced_within_the_client_timeout(
             await client.create(configmap("during-silence", namespace, v="1"))
             loop = asyncio.get_running_loop()
             started = loop.time()
-            await eventually(lambda: _async(rec.saw("add", "during-silence")), "event after the stream was replaced",
-                             timeout=20)
+            await eventually(
+                lambda: _async(rec.saw("add", "during-silence")), "event after the stream was replaced", timeout=20
+            )
             took = loop.time() - started
         assert inf.watches >= 2
         assert took <= 4 + 2 + 3, f"replacing the hung stream took {took:.1f}s"
@@ -212,8 +224,12 @@ async def test_apply_creates_then_skips_identical_apply(client: Client, namespac
         updated = await applier.apply(configmap("applied", namespace, v="2"), live)
         assert updated is not None and updated["data"] == {"v": "2"}
         assert [s[0] for s in sent] == ["PATCH"]
-        managers = {m["manager"] for m in (await client.request(
-            "GET", f"/api/v1/namespaces/{namespace}/configmaps/applied"))["metadata"]["managedFields"]}
+        managers = {
+            m["manager"]
+            for m in (await client.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/applied"))["metadata"][
+                "managedFields"
+            ]
+        }
         assert managers == {"kaiwo-test"}
     finally:
         client.observers.pop()
@@ -234,8 +250,9 @@ async def test_manager_metrics_and_reconcile_span(client: Client, kubeconfig: st
             await mgr_client.get("v1", "ConfigMap", req.name, req.namespace)
             return None
 
-    mgr = Manager(mgr_client, ManagerOptions(health_address="127.0.0.1:0", metrics_address="127.0.0.1:0"),
-                  tracer=tracer)
+    mgr = Manager(
+        mgr_client, ManagerOptions(health_address="127.0.0.1:0", metrics_address="127.0.0.1:0"), tracer=tracer
+    )
     informer = await mgr.informer("v1", "ConfigMap", namespace=namespace)
     ctrl = Controller("configmap-test", Reconciler(), workers=2)
     ctrl.watches(informer)
@@ -255,8 +272,11 @@ async def test_manager_metrics_and_reconcile_span(client: Client, kubeconfig: st
         assert 'rest_client_requests_total{code="200",method="GET"}' in text
         assert "controller_runtime_reconcile_time_seconds_bucket" in text
         spans = exporter.get_finished_spans()
-        rec_span = next(s for s in spans if s.name == "reconcile configmap-test"
-                        and s.attributes and s.attributes.get("name") == "traced")
+        rec_span = next(
+            s
+            for s in spans
+            if s.name == "reconcile configmap-test" and s.attributes and s.attributes.get("name") == "traced"
+        )
         children = [s for s in spans if s.parent is not None and s.parent.span_id == rec_span.context.span_id]
         assert any(s.name.startswith("GET /api/v1/namespaces/") for s in children)
     finally:

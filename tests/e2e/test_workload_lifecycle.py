@@ -31,8 +31,12 @@ Obj = dict[str, Any]
 
 
 def kaiwoservice(name: str, ns: str, **spec: Any) -> Obj:
-    return {"apiVersion": API, "kind": "KaiwoService", "metadata": {"name": name, "namespace": ns},
-            "spec": {"image": "nginx:1.27", **spec}}
+    return {
+        "apiVersion": API,
+        "kind": "KaiwoService",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"image": "nginx:1.27", **spec},
+    }
 
 
 async def reasons(client: Client, name: str, ns: str) -> Counter[str]:
@@ -56,8 +60,9 @@ async def preemption_threshold(client: Client, kaiwo_crds: None) -> AsyncIterato
     before = await client.get_or_none(KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo")
     patch = {"spec": {"scheduling": {"pendingThresholdForPreemption": "2s"}}}
     if before is None:
-        await client.create({"apiVersion": KAIWO_CONFIG_API, "kind": "KaiwoConfig", "metadata": {"name": "kaiwo"},
-                             **patch})
+        await client.create(
+            {"apiVersion": KAIWO_CONFIG_API, "kind": "KaiwoConfig", "metadata": {"name": "kaiwo"}, **patch}
+        )
     else:
         await client.patch(KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo", patch)
     try:
@@ -67,65 +72,99 @@ async def preemption_threshold(client: Client, kaiwo_crds: None) -> AsyncIterato
             await client.delete(KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo")
         else:
             old = ((before.get("spec") or {}).get("scheduling") or {}).get("pendingThresholdForPreemption")
-            await client.patch(KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo",
-                               {"spec": {"scheduling": {"pendingThresholdForPreemption": old}}})
+            await client.patch(
+                KAIWO_CONFIG_API,
+                "KaiwoConfig",
+                "kaiwo",
+                {"spec": {"scheduling": {"pendingThresholdForPreemption": old}}},
+            )
 
 
 async def test_deployment_past_its_progress_deadline_is_an_error_and_recovers(
-        client: Client, namespace: str, operator: Manager) -> None:
+    client: Client, namespace: str, operator: Manager
+) -> None:
     # Kueue admits the pod, but the scheduler cannot place it before its volume exists: no progress.
-    stuck = {"spec": {"progressDeadlineSeconds": 3, "template": {"spec": {
-        "volumes": [{"name": "later", "persistentVolumeClaim": {"claimName": "later"}}],
-        "containers": [{"name": "workload", "image": "nginx:1.27"}]}}}}
+    stuck = {
+        "spec": {
+            "progressDeadlineSeconds": 3,
+            "template": {
+                "spec": {
+                    "volumes": [{"name": "later", "persistentVolumeClaim": {"claimName": "later"}}],
+                    "containers": [{"name": "workload", "image": "nginx:1.27"}],
+                }
+            },
+        }
+    }
     await client.create(kaiwoservice("web", namespace, deployment=stuck))
-    err = await eventually(lambda: phase_is(client, "KaiwoService", "web", namespace, "ERROR"), "web ERROR",
-                           timeout=90)
+    err = await eventually(lambda: phase_is(client, "KaiwoService", "web", namespace, "ERROR"), "web ERROR", timeout=90)
     progressing = condition(err, "Progressing") or {}
     assert (progressing.get("status"), progressing.get("reason")) == ("False", "ProgressDeadlineExceeded")
     assert "timed out progressing" in progressing["message"]
     assert (condition(err, "Admitted") or {}).get("status") == "True"
 
-    await client.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                         "metadata": {"name": "later", "namespace": namespace},
-                         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    ok = await eventually(lambda: phase_is(client, "KaiwoService", "web", namespace, "RUNNING"), "web recovered",
-                          timeout=90)
+    await client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "later", "namespace": namespace},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+    )
+    ok = await eventually(
+        lambda: phase_is(client, "KaiwoService", "web", namespace, "RUNNING"), "web recovered", timeout=90
+    )
     assert (condition(ok, "Progressing") or {}).get("status") == "True"
     assert {"WorkloadError", "WorkloadRunning"} <= set(await reasons(client, "web", namespace))
 
 
-async def test_deployment_is_pending_until_kueue_admits_its_pods(client: Client, namespace: str,
-                                                                 operator: Manager) -> None:
+async def test_deployment_is_pending_until_kueue_admits_its_pods(
+    client: Client, namespace: str, operator: Manager
+) -> None:
     await client.create(kaiwojob("filler", namespace, gpus=AMD_GPUS, annotations=LONG))
-    await eventually(lambda: phase_is(client, "KaiwoJob", "filler", namespace, "RUNNING"), "filler RUNNING",
-                     timeout=120)
+    await eventually(
+        lambda: phase_is(client, "KaiwoJob", "filler", namespace, "RUNNING"), "filler RUNNING", timeout=120
+    )
     await client.create(kaiwoservice("svc", namespace, gpus=8))
-    pending = await eventually(lambda: phase_is(client, "KaiwoService", "svc", namespace, "PENDING"),
-                               "svc PENDING", timeout=60)
+    pending = await eventually(
+        lambda: phase_is(client, "KaiwoService", "svc", namespace, "PENDING"), "svc PENDING", timeout=60
+    )
     assert (condition(pending, "Admitted") or {}).get("status") == "False"
     pods = await client.list("v1", "Pod", namespace, labelSelector="app=svc")
     assert pods and all({"name": "kueue.x-k8s.io/admission"} in p["spec"]["schedulingGates"] for p in pods)
     await settled(client, "KaiwoService", "svc", namespace, "PENDING", 3)
 
     await client.delete(API, "KaiwoJob", "filler", namespace)
-    running = await eventually(lambda: phase_is(client, "KaiwoService", "svc", namespace, "RUNNING"), "svc admitted",
-                               timeout=120)
+    running = await eventually(
+        lambda: phase_is(client, "KaiwoService", "svc", namespace, "RUNNING"), "svc admitted", timeout=120
+    )
     assert (condition(running, "Admitted") or {}).get("status") == "True"
 
 
-async def test_priority_classes_order_admission(client: Client, namespace: str,
-                                                operator: Manager) -> None:
+async def test_priority_classes_order_admission(client: Client, namespace: str, operator: Manager) -> None:
     qc = await client.get(API, "KaiwoQueueConfig", "kaiwo")
     before = qc["spec"].get("workloadPriorityClasses")
     suffix = secrets.token_hex(3)
     low, high = f"e2e-low-{suffix}", f"e2e-high-{suffix}"
-    await client.patch(API, "KaiwoQueueConfig", "kaiwo", {"spec": {"workloadPriorityClasses": [
-        *(before or []), {"metadata": {"name": low}, "value": 10}, {"metadata": {"name": high}, "value": 1000}]}})
+    await client.patch(
+        API,
+        "KaiwoQueueConfig",
+        "kaiwo",
+        {
+            "spec": {
+                "workloadPriorityClasses": [
+                    *(before or []),
+                    {"metadata": {"name": low}, "value": 10},
+                    {"metadata": {"name": high}, "value": 1000},
+                ]
+            }
+        },
+    )
     try:
         await eventually(lambda: client.get_or_none(KUEUE, "WorkloadPriorityClass", high), "the priority classes")
         await client.create(kaiwojob("filler", namespace, gpus=AMD_GPUS, annotations=LONG))
-        await eventually(lambda: phase_is(client, "KaiwoJob", "filler", namespace, "RUNNING"), "filler RUNNING",
-                         timeout=120)
+        await eventually(
+            lambda: phase_is(client, "KaiwoJob", "filler", namespace, "RUNNING"), "filler RUNNING", timeout=120
+        )
         # `first` is older, so without priorities Kueue would admit it first.
         await client.create(kaiwojob("first", namespace, gpus=AMD_GPUS, priorityClass=low, annotations=LONG))
         await eventually(lambda: phase_is(client, "KaiwoJob", "first", namespace, "PENDING"), "first PENDING")
@@ -135,8 +174,11 @@ async def test_priority_classes_order_admission(client: Client, namespace: str,
         assert job["metadata"]["labels"]["kueue.x-k8s.io/priority-class"] == high
 
         await client.delete(API, "KaiwoJob", "filler", namespace)
-        await eventually(lambda: phase_is(client, "KaiwoJob", "urgent", namespace, "STARTING", "RUNNING"),
-                         "the high-priority job admitted", timeout=120)
+        await eventually(
+            lambda: phase_is(client, "KaiwoJob", "urgent", namespace, "STARTING", "RUNNING"),
+            "the high-priority job admitted",
+            timeout=120,
+        )
         first = await client.get(API, "KaiwoJob", "first", namespace)
         assert first["status"]["status"] == "PENDING"
     finally:
@@ -144,16 +186,25 @@ async def test_priority_classes_order_admission(client: Client, namespace: str,
 
 
 def with_download(**storage: Any) -> Obj:
-    return {"storageEnabled": True, "data": {
-        "storageSize": "1Gi", "download": {"git": [{"repository": "https://example.com/repo.git",
-                                                    "targetPath": "repo"}]}}, **storage}
+    return {
+        "storageEnabled": True,
+        "data": {
+            "storageSize": "1Gi",
+            "download": {"git": [{"repository": "https://example.com/repo.git", "targetPath": "repo"}]},
+        },
+        **storage,
+    }
 
 
-async def test_storage_is_bound_and_downloaded_before_the_job_runs(client: Client, namespace: str,
-                                                                   operator: Manager) -> None:
+async def test_storage_is_bound_and_downloaded_before_the_job_runs(
+    client: Client, namespace: str, operator: Manager
+) -> None:
     await client.create(kaiwojob("fetch", namespace, storage=with_download()))
-    done = await eventually(lambda: phase_is(client, "KaiwoJob", "fetch", namespace, "COMPLETE", "FAILED", "ERROR"),
-                            "fetch finished", timeout=120)
+    done = await eventually(
+        lambda: phase_is(client, "KaiwoJob", "fetch", namespace, "COMPLETE", "FAILED", "ERROR"),
+        "fetch finished",
+        timeout=120,
+    )
     assert done["status"]["status"] == "COMPLETE", done["status"]
     assert (condition(done, "DownloadJobSucceeded") or {}).get("reason") == "JobCompleted"
     pvc = await client.get("v1", "PersistentVolumeClaim", "fetch-data", namespace)
@@ -166,12 +217,15 @@ async def test_storage_is_bound_and_downloaded_before_the_job_runs(client: Clien
     assert seen["WorkloadDownloading"] == 1 and seen["WorkloadComplete"] == 1
 
 
-async def test_failed_download_fails_the_job(client: Client, namespace: str,
-                                             operator: Manager) -> None:
-    await client.create(kaiwojob("nofetch", namespace, storage=with_download(),
-                                 annotations={"kwok.kaiwo.dev/fail": "true"}))
-    done = await eventually(lambda: phase_is(client, "KaiwoJob", "nofetch", namespace, "FAILED", "COMPLETE"),
-                            "nofetch finished", timeout=120)
+async def test_failed_download_fails_the_job(client: Client, namespace: str, operator: Manager) -> None:
+    await client.create(
+        kaiwojob("nofetch", namespace, storage=with_download(), annotations={"kwok.kaiwo.dev/fail": "true"})
+    )
+    done = await eventually(
+        lambda: phase_is(client, "KaiwoJob", "nofetch", namespace, "FAILED", "COMPLETE"),
+        "nofetch finished",
+        timeout=120,
+    )
     assert done["status"]["status"] == "FAILED"
     cond = condition(done, "DownloadJobSucceeded") or {}
     assert (cond.get("status"), cond.get("reason")) == ("False", "JobFailed")
@@ -179,7 +233,8 @@ async def test_failed_download_fails_the_job(client: Client, namespace: str,
 
 
 async def test_expired_job_is_preempted_only_by_same_vendor_demand_in_its_queue(
-        client: Client, namespace: str, operator: Manager, preemption_threshold: str) -> None:
+    client: Client, namespace: str, operator: Manager, preemption_threshold: str
+) -> None:
     await client.create(kaiwojob("old", namespace, gpus=AMD_GPUS, duration="3s", annotations=LONG))
     await eventually(lambda: phase_is(client, "KaiwoJob", "old", namespace, "RUNNING"), "old RUNNING", timeout=120)
     # NVIDIA demand: the second NVIDIA job waits for GPUs, but not for old's.
@@ -198,8 +253,9 @@ async def test_expired_job_is_preempted_only_by_same_vendor_demand_in_its_queue(
 
     # AMD demand from the other kind: a KaiwoService in the same queue.
     await client.create(kaiwoservice("svc", namespace, gpus=8))
-    gone = await eventually(lambda: phase_is(client, "KaiwoJob", "old", namespace, "TERMINATED"), "old TERMINATED",
-                            timeout=60)
+    gone = await eventually(
+        lambda: phase_is(client, "KaiwoJob", "old", namespace, "TERMINATED"), "old TERMINATED", timeout=60
+    )
     ended = condition(gone, "WorkloadTerminatedEarly") or {}
     assert (ended.get("status"), ended.get("reason")) == ("True", "DurationExceededWithActiveGpuDemand")
     seen = await reasons(client, "old", namespace)
@@ -209,16 +265,16 @@ async def test_expired_job_is_preempted_only_by_same_vendor_demand_in_its_queue(
         return await client.get_or_none("batch/v1", "Job", "old", namespace) is None
 
     await eventually(job_deleted, "old's Job deleted", timeout=60)
-    await eventually(lambda: phase_is(client, "KaiwoService", "svc", namespace, "RUNNING"), "svc RUNNING",
-                     timeout=120)
+    await eventually(lambda: phase_is(client, "KaiwoService", "svc", namespace, "RUNNING"), "svc RUNNING", timeout=120)
     assert (await client.get(API, "KaiwoJob", "nv1", namespace))["status"]["status"] == "RUNNING"
 
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
-async def test_api_writes_per_workload(client: Client, namespace: str, operator: Manager,
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_api_writes_per_workload(
+    client: Client, namespace: str, operator: Manager, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []  # the operator's writes into this namespace (other tests' namespaces may be going away)
     send = operator.client.request
 
@@ -230,8 +286,7 @@ async def test_api_writes_per_workload(client: Client, namespace: str, operator:
     monkeypatch.setattr(operator.client, "request", recording)
     await client.create(kaiwojob("short", namespace))
     await client.create(kaiwojob("long", namespace, duration="1h", annotations=LONG))
-    await eventually(lambda: phase_is(client, "KaiwoJob", "short", namespace, "COMPLETE"), "short COMPLETE",
-                     timeout=90)
+    await eventually(lambda: phase_is(client, "KaiwoJob", "short", namespace, "COMPLETE"), "short COMPLETE", timeout=90)
     await eventually(lambda: phase_is(client, "KaiwoJob", "long", namespace, "RUNNING"), "long RUNNING", timeout=90)
     await asyncio.sleep(2)  # let trailing watch events drain
     transitions = 0
@@ -250,8 +305,7 @@ async def test_api_writes_per_workload(client: Client, namespace: str, operator:
     assert calls == [], "a resync of settled workloads must send no writes"
 
 
-async def test_bad_spec_is_an_error_with_a_message(client: Client, namespace: str,
-                                                   operator: Manager) -> None:
+async def test_bad_spec_is_an_error_with_a_message(client: Client, namespace: str, operator: Manager) -> None:
     await client.create(kaiwojob("noimage", namespace, image=None))
     err = await eventually(lambda: phase_is(client, "KaiwoJob", "noimage", namespace, "ERROR"), "noimage ERROR")
     cond = condition(err, "Schedulable") or {}

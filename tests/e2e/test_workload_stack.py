@@ -44,50 +44,85 @@ def container(name: str = "main", gpus: int = 0, image: str = "busybox:1.36") ->
     return {"name": name, "image": image, "command": ["sleep", "3600"], "resources": resources(gpus)}
 
 
-def job(name: str, queue: Queue, *, gpus: int, duration: str | None = None, parallelism: int = 1,
-        labels: dict[str, str] | None = None, pod_annotations: dict[str, str] | None = None) -> Obj:
+def job(
+    name: str,
+    queue: Queue,
+    *,
+    gpus: int,
+    duration: str | None = None,
+    parallelism: int = 1,
+    labels: dict[str, str] | None = None,
+    pod_annotations: dict[str, str] | None = None,
+) -> Obj:
     annotations = dict(pod_annotations or {})
     if duration:
         annotations["kwok.kaiwo.dev/duration"] = duration
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name, "namespace": queue.namespace,
-                     "labels": {QUEUE_LABEL: queue.local_queue, **(labels or {})}},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": queue.namespace,
+            "labels": {QUEUE_LABEL: queue.local_queue, **(labels or {})},
+        },
         "spec": {
-            "suspend": True, "parallelism": parallelism, "completions": parallelism, "backoffLimit": 0,
-            "template": {"metadata": {"annotations": annotations},
-                         "spec": {"restartPolicy": "Never", "containers": [container(gpus=gpus)]}},
+            "suspend": True,
+            "parallelism": parallelism,
+            "completions": parallelism,
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": annotations},
+                "spec": {"restartPolicy": "Never", "containers": [container(gpus=gpus)]},
+            },
         },
     }
 
 
-async def create_queue(client: Client, ns: str, *, gpus: int = 8, stop: bool = False,
-                       topology: str | None = None) -> Queue:
+async def create_queue(
+    client: Client, ns: str, *, gpus: int = 8, stop: bool = False, topology: str | None = None
+) -> Queue:
     suffix = secrets.token_hex(3)
     q = Queue(ns, f"amd-{suffix}", f"cq-{suffix}", f"lq-{suffix}")
     flavor_spec: Obj = {"nodeLabels": dict(AMD_PRODUCT)}
     if topology:
         flavor_spec["topologyName"] = topology
-    await client.create({"apiVersion": KUEUE, "kind": "ResourceFlavor", "metadata": {"name": q.flavor},
-                         "spec": flavor_spec})
-    await client.create({
-        "apiVersion": KUEUE, "kind": "ClusterQueue", "metadata": {"name": q.cluster_queue},
-        "spec": {
-            "namespaceSelector": {},
-            **({"stopPolicy": "Hold"} if stop else {}),
-            "resourceGroups": [{
-                "coveredResources": ["cpu", "memory", "amd.com/gpu"],
-                "flavors": [{"name": q.flavor, "resources": [
-                    {"name": "cpu", "nominalQuota": "64"},
-                    {"name": "memory", "nominalQuota": "256Gi"},
-                    {"name": "amd.com/gpu", "nominalQuota": str(gpus)},
-                ]}],
-            }],
-        },
-    })
-    await client.create({"apiVersion": KUEUE, "kind": "LocalQueue",
-                         "metadata": {"name": q.local_queue, "namespace": ns},
-                         "spec": {"clusterQueue": q.cluster_queue}})
+    await client.create(
+        {"apiVersion": KUEUE, "kind": "ResourceFlavor", "metadata": {"name": q.flavor}, "spec": flavor_spec}
+    )
+    await client.create(
+        {
+            "apiVersion": KUEUE,
+            "kind": "ClusterQueue",
+            "metadata": {"name": q.cluster_queue},
+            "spec": {
+                "namespaceSelector": {},
+                **({"stopPolicy": "Hold"} if stop else {}),
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu", "memory", "amd.com/gpu"],
+                        "flavors": [
+                            {
+                                "name": q.flavor,
+                                "resources": [
+                                    {"name": "cpu", "nominalQuota": "64"},
+                                    {"name": "memory", "nominalQuota": "256Gi"},
+                                    {"name": "amd.com/gpu", "nominalQuota": str(gpus)},
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+        }
+    )
+    await client.create(
+        {
+            "apiVersion": KUEUE,
+            "kind": "LocalQueue",
+            "metadata": {"name": q.local_queue, "namespace": ns},
+            "spec": {"clusterQueue": q.cluster_queue},
+        }
+    )
     return q
 
 
@@ -152,6 +187,7 @@ async def admitted_workload(client: Client, ns: str, kind: str, name: str, timeo
 
 async def pending_workload(client: Client, ns: str, kind: str, name: str, reason: str = "Pending") -> Obj:
     """The Workload once Kueue has tried and refused to reserve quota for it (QuotaReserved False)."""
+
     async def probe() -> Obj | None:
         w = await workload_of(client, ns, kind, name)
         c = condition(w, "QuotaReserved")
@@ -230,8 +266,9 @@ async def test_higher_priority_class_is_admitted_first(
     suffix = secrets.token_hex(3)
     high, low = f"high-{suffix}", f"low-{suffix}"
     for name, value in ((high, 1000), (low, 10)):
-        await cluster_scoped.create({"apiVersion": KUEUE, "kind": "WorkloadPriorityClass",
-                                     "metadata": {"name": name}, "value": value})
+        await cluster_scoped.create(
+            {"apiVersion": KUEUE, "kind": "WorkloadPriorityClass", "metadata": {"name": name}, "value": value}
+        )
     await client.create(job("blocker", queue, gpus=8, duration="10s"))
     await admitted_workload(client, namespace, "Job", "blocker")
     # Created in this order, FIFO alone would admit "cheap" first.
@@ -252,13 +289,20 @@ async def test_higher_priority_class_is_admitted_first(
 
 def ray_cluster_spec(worker_gpus: int = 1, workers: int = 2) -> Obj:
     return {
-        "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {
-            "containers": [container("ray-head", image=RAY_IMAGE)]}}},
-        "workerGroupSpecs": [{
-            "groupName": "gpu", "replicas": workers, "minReplicas": workers, "maxReplicas": workers,
+        "headGroupSpec": {
             "rayStartParams": {},
-            "template": {"spec": {"containers": [container("ray-worker", gpus=worker_gpus, image=RAY_IMAGE)]}},
-        }],
+            "template": {"spec": {"containers": [container("ray-head", image=RAY_IMAGE)]}},
+        },
+        "workerGroupSpecs": [
+            {
+                "groupName": "gpu",
+                "replicas": workers,
+                "minReplicas": workers,
+                "maxReplicas": workers,
+                "rayStartParams": {},
+                "template": {"spec": {"containers": [container("ray-worker", gpus=worker_gpus, image=RAY_IMAGE)]}},
+            }
+        ],
     }
 
 
@@ -272,16 +316,19 @@ async def running_pods(client: Client, ns: str, selector: str, count: int) -> li
 
 
 async def test_rayjob_is_admitted_and_kuberay_runs_its_cluster(client: Client, namespace: str, queue: Queue) -> None:
-    await client.create({
-        "apiVersion": "ray.io/v1", "kind": "RayJob",
-        "metadata": {"name": "tune", "namespace": namespace, "labels": {QUEUE_LABEL: queue.local_queue}},
-        "spec": {
-            # Interactive: KubeRay submits nothing and never calls the Ray dashboard, which fake pods lack.
-            "submissionMode": "InteractiveMode",
-            "shutdownAfterJobFinishes": True,  # Kueue requires it
-            "rayClusterSpec": ray_cluster_spec(worker_gpus=2, workers=2),
-        },
-    })
+    await client.create(
+        {
+            "apiVersion": "ray.io/v1",
+            "kind": "RayJob",
+            "metadata": {"name": "tune", "namespace": namespace, "labels": {QUEUE_LABEL: queue.local_queue}},
+            "spec": {
+                # Interactive: KubeRay submits nothing and never calls the Ray dashboard, which fake pods lack.
+                "submissionMode": "InteractiveMode",
+                "shutdownAfterJobFinishes": True,  # Kueue requires it
+                "rayClusterSpec": ray_cluster_spec(worker_gpus=2, workers=2),
+            },
+        }
+    )
     wl = await admitted_workload(client, namespace, "RayJob", "tune")
     usage = {p["name"]: p["resourceUsage"] for p in wl["status"]["admission"]["podSetAssignments"]}
     assert usage["gpu"]["amd.com/gpu"] == "4"  # 2 workers x 2 GPUs
@@ -320,21 +367,30 @@ async def test_appwrapper_with_a_rayservice_is_admitted_and_creates_it(
     client: Client, namespace: str, queue: Queue
 ) -> None:
     service = {
-        "apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": "serve"},
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": "serve"},
         "spec": {"rayClusterConfig": ray_cluster_spec(worker_gpus=1, workers=1)},
     }
-    await client.create({
-        "apiVersion": "workload.codeflare.dev/v1beta2", "kind": "AppWrapper",
-        "metadata": {"name": "wrapped", "namespace": namespace, "labels": {QUEUE_LABEL: queue.local_queue}},
-        "spec": {"components": [{
-            "template": service,
-            # AppWrapper infers pod sets for Jobs, RayClusters and RayJobs only; a RayService declares them.
-            "podSets": [
-                {"path": "template.spec.rayClusterConfig.headGroupSpec.template", "replicas": 1},
-                {"path": "template.spec.rayClusterConfig.workerGroupSpecs[0].template", "replicas": 1},
-            ],
-        }]},
-    })
+    await client.create(
+        {
+            "apiVersion": "workload.codeflare.dev/v1beta2",
+            "kind": "AppWrapper",
+            "metadata": {"name": "wrapped", "namespace": namespace, "labels": {QUEUE_LABEL: queue.local_queue}},
+            "spec": {
+                "components": [
+                    {
+                        "template": service,
+                        # AppWrapper infers pod sets for Jobs, RayClusters and RayJobs only; a RayService declares them.
+                        "podSets": [
+                            {"path": "template.spec.rayClusterConfig.headGroupSpec.template", "replicas": 1},
+                            {"path": "template.spec.rayClusterConfig.workerGroupSpecs[0].template", "replicas": 1},
+                        ],
+                    }
+                ]
+            },
+        }
+    )
     aw = await client.get("workload.codeflare.dev/v1beta2", "AppWrapper", "wrapped", namespace)
     assert aw["spec"]["suspend"] is True  # Kueue's webhook queued it
 
@@ -342,8 +398,10 @@ async def test_appwrapper_with_a_rayservice_is_admitted_and_creates_it(
     gpus = sum(int(p["resourceUsage"].get("amd.com/gpu", "0")) for p in wl["status"]["admission"]["podSetAssignments"])
     assert gpus == 1
 
-    rs = await eventually(lambda: client.get_or_none("ray.io/v1", "RayService", "serve", namespace),
-                          "RayService serve created by the AppWrapper")
+    rs = await eventually(
+        lambda: client.get_or_none("ray.io/v1", "RayService", "serve", namespace),
+        "RayService serve created by the AppWrapper",
+    )
     assert rs["metadata"]["ownerReferences"][0]["kind"] == "AppWrapper"
 
     async def running() -> bool:
@@ -351,8 +409,9 @@ async def test_appwrapper_with_a_rayservice_is_admitted_and_creates_it(
         return bool(not a["spec"].get("suspend") and a.get("status", {}).get("phase") == "Running")
 
     await eventually(running, "AppWrapper wrapped Running")
-    clusters = await eventually(lambda: client.list("ray.io/v1", "RayCluster", namespace),
-                                "KubeRay's RayCluster for the RayService")
+    clusters = await eventually(
+        lambda: client.list("ray.io/v1", "RayCluster", namespace), "KubeRay's RayCluster for the RayService"
+    )
     assert clusters[0]["metadata"]["ownerReferences"][0]["kind"] == "RayService"
     # Stop KubeRay from polling the (non-existent) Ray dashboard of the fake head pod.
     await client.delete("workload.codeflare.dev/v1beta2", "AppWrapper", "wrapped", namespace)
@@ -362,15 +421,21 @@ async def test_deployment_pods_are_gated_until_admitted_then_run(
     client: Client, namespace: str, cluster_scoped: ClusterScoped
 ) -> None:
     q = await cluster_scoped.queue(namespace, stop=True)  # holds admission until the test releases it
-    await client.create({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {
-            "replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web", QUEUE_LABEL: q.local_queue}},
-                         "spec": {"containers": [container(gpus=1)]}},
-        },
-    })
+    await client.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web", QUEUE_LABEL: q.local_queue}},
+                    "spec": {"containers": [container(gpus=1)]},
+                },
+            },
+        }
+    )
 
     async def gated() -> list[Obj] | None:
         pods = await client.list("v1", "Pod", namespace, labelSelector="app=web")
@@ -395,13 +460,27 @@ async def test_topology_aware_scheduling_packs_a_job_onto_one_node(
     client: Client, namespace: str, cluster_scoped: ClusterScoped
 ) -> None:
     topology = f"hosts-{secrets.token_hex(3)}"
-    await cluster_scoped.create({"apiVersion": KUEUE, "kind": "Topology", "metadata": {"name": topology},
-                                 "spec": {"levels": [{"nodeLabel": "kubernetes.io/hostname"}]}})
+    await cluster_scoped.create(
+        {
+            "apiVersion": KUEUE,
+            "kind": "Topology",
+            "metadata": {"name": topology},
+            "spec": {"levels": [{"nodeLabel": "kubernetes.io/hostname"}]},
+        }
+    )
     q = await cluster_scoped.queue(namespace, gpus=8, topology=topology)
     # Small pods: Kueue does not retry a TAS workload that did not fit when other pods leave the nodes, and pods
     # of earlier tests may still be terminating.
-    await client.create(job("packed", q, gpus=1, parallelism=2, duration="5s",
-                            pod_annotations={"kueue.x-k8s.io/podset-required-topology": "kubernetes.io/hostname"}))
+    await client.create(
+        job(
+            "packed",
+            q,
+            gpus=1,
+            parallelism=2,
+            duration="5s",
+            pod_annotations={"kueue.x-k8s.io/podset-required-topology": "kubernetes.io/hostname"},
+        )
+    )
     wl = await admitted_workload(client, namespace, "Job", "packed")
     (assignment,) = wl["status"]["admission"]["podSetAssignments"]
     topo = assignment["topologyAssignment"]
@@ -420,12 +499,23 @@ async def test_topology_aware_scheduling_packs_a_job_onto_one_node(
 
 async def test_kaiwo_scheduler_profile_packs_gpu_pods_onto_one_node(client: Client, namespace: str) -> None:
     """Kaiwo's generated pods name `kaiwo-scheduler`; the default scheduler spreads the same pods."""
+
     async def place(name: str, scheduler: str) -> str:
-        spec = {"schedulerName": scheduler, "containers": [
-            {**container(), "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": "1"},
-                                          "limits": {"cpu": "1", "nvidia.com/gpu": "1"}}}]}
-        await client.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
-                             "spec": spec})
+        spec = {
+            "schedulerName": scheduler,
+            "containers": [
+                {
+                    **container(),
+                    "resources": {
+                        "requests": {"cpu": "1", "nvidia.com/gpu": "1"},
+                        "limits": {"cpu": "1", "nvidia.com/gpu": "1"},
+                    },
+                }
+            ],
+        }
+        await client.create(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+        )
 
         async def node() -> str | None:
             p = await client.get("v1", "Pod", name, namespace)

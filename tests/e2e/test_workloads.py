@@ -24,8 +24,12 @@ def kaiwojob(name: str, ns: str, **spec: Any) -> Obj:
     if annotations:
         meta["annotations"] = annotations
     full = {"image": "busybox:1.36", "entrypoint": "echo hello", **spec}
-    return {"apiVersion": API, "kind": "KaiwoJob", "metadata": meta,
-            "spec": {k: v for k, v in full.items() if v is not None}}
+    return {
+        "apiVersion": API,
+        "kind": "KaiwoJob",
+        "metadata": meta,
+        "spec": {k: v for k, v in full.items() if v is not None},
+    }
 
 
 async def phase_is(client: Client, kind: str, name: str, ns: str, *phases: str) -> Obj | None:
@@ -35,8 +39,11 @@ async def phase_is(client: Client, kind: str, name: str, ns: str, *phases: str) 
 
 async def test_busybox_job_completes_after_admission(client: Client, namespace: str, operator: Manager) -> None:
     await client.create(kaiwojob("hello", namespace, user="test@amd.com"))
-    done = await eventually(lambda: phase_is(client, "KaiwoJob", "hello", namespace, "COMPLETE", "FAILED", "ERROR"),
-                            "KaiwoJob hello finished", timeout=90)
+    done = await eventually(
+        lambda: phase_is(client, "KaiwoJob", "hello", namespace, "COMPLETE", "FAILED", "ERROR"),
+        "KaiwoJob hello finished",
+        timeout=90,
+    )
     status = done["status"]
     assert status["status"] == "COMPLETE", status
     assert (condition(done, "Admitted") or {}).get("status") == "True"
@@ -56,15 +63,21 @@ async def test_busybox_job_completes_after_admission(client: Client, namespace: 
     # one event per transition (RUNNING may be too short to be seen: kwok completes the pod after 2 s)
     assert {"WorkloadPending", "WorkloadComplete"} <= set(reasons) and len(reasons) == len(set(reasons)), reasons
     # Kueue's admission event, on the Workload it made for the Job
-    admitted = [e for e in await client.list("v1", "Event", namespace)
-                if e["involvedObject"]["kind"] == "Workload" and e["reason"] == "Admitted"]
+    admitted = [
+        e
+        for e in await client.list("v1", "Event", namespace)
+        if e["involvedObject"]["kind"] == "Workload" and e["reason"] == "Admitted"
+    ]
     assert admitted and "kaiwo" in admitted[0]["message"], admitted
 
 
 async def test_failing_job_reaches_failed(client: Client, namespace: str, operator: Manager) -> None:
     await client.create(kaiwojob("broken", namespace, annotations={"kwok.kaiwo.dev/fail": "true"}))
-    done = await eventually(lambda: phase_is(client, "KaiwoJob", "broken", namespace, "FAILED", "COMPLETE"),
-                            "KaiwoJob broken finished", timeout=90)
+    done = await eventually(
+        lambda: phase_is(client, "KaiwoJob", "broken", namespace, "FAILED", "COMPLETE"),
+        "KaiwoJob broken finished",
+        timeout=90,
+    )
     assert done["status"]["status"] == "FAILED"
 
 
@@ -85,8 +98,9 @@ async def test_multi_node_gpu_job_becomes_an_indexed_job(client: Client, namespa
     assert {p["spec"]["schedulerName"] for p in pods} == {"kaiwo-scheduler"}  # the cluster's bin-packing profile
 
 
-async def test_unsatisfiable_gpu_request_is_an_error_with_a_message(client: Client, namespace: str,
-                                                                    operator: Manager) -> None:
+async def test_unsatisfiable_gpu_request_is_an_error_with_a_message(
+    client: Client, namespace: str, operator: Manager
+) -> None:
     await client.create(kaiwojob("huge", namespace, gpus=13))
     err = await eventually(lambda: phase_is(client, "KaiwoJob", "huge", namespace, "ERROR"), "huge ERROR")
     cond = condition(err, "Schedulable")
@@ -94,17 +108,20 @@ async def test_unsatisfiable_gpu_request_is_an_error_with_a_message(client: Clie
     assert await client.get_or_none("batch/v1", "Job", "huge", namespace) is None
 
 
-async def test_service_runs_and_spec_edits_reach_the_deployment(client: Client, namespace: str,
-                                                                operator: Manager) -> None:
-    svc = {"apiVersion": API, "kind": "KaiwoService", "metadata": {"name": "web", "namespace": namespace},
-           "spec": {"image": "nginx:1.27", "gpus": 1, "replicas": 1}}
+async def test_service_runs_and_spec_edits_reach_the_deployment(
+    client: Client, namespace: str, operator: Manager
+) -> None:
+    svc = {
+        "apiVersion": API,
+        "kind": "KaiwoService",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {"image": "nginx:1.27", "gpus": 1, "replicas": 1},
+    }
     await client.create(svc)
-    await eventually(lambda: phase_is(client, "KaiwoService", "web", namespace, "RUNNING"), "web RUNNING",
-                     timeout=90)
+    await eventually(lambda: phase_is(client, "KaiwoService", "web", namespace, "RUNNING"), "web RUNNING", timeout=90)
     dep = await client.get("apps/v1", "Deployment", "web", namespace)
     assert dep["spec"]["template"]["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "kaiwo"
-    await client.patch(API, "KaiwoService", "web", {"spec": {"env": [{"name": "MODE", "value": "edited"}]}},
-                       namespace)
+    await client.patch(API, "KaiwoService", "web", {"spec": {"env": [{"name": "MODE", "value": "edited"}]}}, namespace)
 
     async def edited() -> bool:
         d = await client.get("apps/v1", "Deployment", "web", namespace)
@@ -126,10 +143,17 @@ async def test_deleting_a_job_removes_its_children(client: Client, namespace: st
 
 
 async def test_nvidia_8gpu_job_has_upstreams_fields(client: Client, namespace: str, operator: Manager) -> None:
-    await client.create(kaiwojob("train", namespace, gpus=8, gpuVendor="nvidia", user="alice@example.com",
-                                 annotations={"kwok.kaiwo.dev/duration": "60s"}))
-    await eventually(lambda: phase_is(client, "KaiwoJob", "train", namespace, "RUNNING"), "train RUNNING",
-                     timeout=90)
+    await client.create(
+        kaiwojob(
+            "train",
+            namespace,
+            gpus=8,
+            gpuVendor="nvidia",
+            user="alice@example.com",
+            annotations={"kwok.kaiwo.dev/duration": "60s"},
+        )
+    )
+    await eventually(lambda: phase_is(client, "KaiwoJob", "train", namespace, "RUNNING"), "train RUNNING", timeout=90)
     job = await client.get("batch/v1", "Job", "train", namespace)
     labels = job["metadata"]["labels"]
     assert labels["kaiwo.silogen.ai/user"] == "alice-example.com" and labels["kaiwo.silogen.ai/type"] == "job"
@@ -139,8 +163,11 @@ async def test_nvidia_8gpu_job_has_upstreams_fields(client: Client, namespace: s
     pod = job["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert c["command"][:2] == ["/bin/sh", "-c"] or c["command"][0].endswith("sh")
-    assert c["resources"]["requests"] == c["resources"]["limits"] == {
-        "cpu": "32", "memory": "256Gi", "nvidia.com/gpu": "8"}
+    assert (
+        c["resources"]["requests"]
+        == c["resources"]["limits"]
+        == {"cpu": "32", "memory": "256Gi", "nvidia.com/gpu": "8"}
+    )
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert (env["NUM_GPUS"], env["NUM_REPLICAS"], env["NUM_GPUS_PER_REPLICA"]) == ("8", "1", "8")
     assert pod["schedulerName"] == "kaiwo-scheduler"
@@ -150,20 +177,48 @@ async def test_nvidia_8gpu_job_has_upstreams_fields(client: Client, namespace: s
     assert p["spec"]["nodeName"].startswith("nvidia-h100-")
 
 
-async def test_user_job_spec_and_ttl_are_kept_and_metadata_reaches_pods(client: Client, namespace: str,
-                                                                       operator: Manager) -> None:
-    await client.create({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": namespace},
-                         "stringData": {"token": "t"}})
-    await client.create(kaiwojob(
-        "custom", namespace, entrypoint=None, annotations={"team.example.com/cost-center": "42"},
-        podTemplateSpecLabels={"team": "vision"}, env=[{"name": "MODE", "value": "fast"}],
-        imagePullSecrets=[{"name": "registry"}],
-        secretVolumes=[{"name": "creds", "secretName": "creds", "mountPath": "/secrets"}],
-        job={"apiVersion": "batch/v1", "kind": "Job", "spec": {
-            "ttlSecondsAfterFinished": 60, "template": {"spec": {"containers": [
-                {"name": "workload", "image": "busybox:1.36", "command": ["sh", "-c", "echo custom"]}]}}}}))
-    done = await eventually(lambda: phase_is(client, "KaiwoJob", "custom", namespace, "COMPLETE", "FAILED", "ERROR"),
-                            "custom finished", timeout=90)
+async def test_user_job_spec_and_ttl_are_kept_and_metadata_reaches_pods(
+    client: Client, namespace: str, operator: Manager
+) -> None:
+    await client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": namespace},
+            "stringData": {"token": "t"},
+        }
+    )
+    await client.create(
+        kaiwojob(
+            "custom",
+            namespace,
+            entrypoint=None,
+            annotations={"team.example.com/cost-center": "42"},
+            podTemplateSpecLabels={"team": "vision"},
+            env=[{"name": "MODE", "value": "fast"}],
+            imagePullSecrets=[{"name": "registry"}],
+            secretVolumes=[{"name": "creds", "secretName": "creds", "mountPath": "/secrets"}],
+            job={
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "spec": {
+                    "ttlSecondsAfterFinished": 60,
+                    "template": {
+                        "spec": {
+                            "containers": [
+                                {"name": "workload", "image": "busybox:1.36", "command": ["sh", "-c", "echo custom"]}
+                            ]
+                        }
+                    },
+                },
+            },
+        )
+    )
+    done = await eventually(
+        lambda: phase_is(client, "KaiwoJob", "custom", namespace, "COMPLETE", "FAILED", "ERROR"),
+        "custom finished",
+        timeout=90,
+    )
     assert done["status"]["status"] == "COMPLETE", done["status"]
     job = await client.get("batch/v1", "Job", "custom", namespace)
     assert job["spec"]["ttlSecondsAfterFinished"] == 60
@@ -178,11 +233,13 @@ async def test_user_job_spec_and_ttl_are_kept_and_metadata_reaches_pods(client: 
     assert any(v.get("secret", {}).get("secretName") == "creds" for v in tmpl["spec"]["volumes"])
 
 
-async def test_ray_job_splits_gpus_over_workers_with_a_gpu_free_head(client: Client, namespace: str,
-                                                                     operator: Manager) -> None:
+async def test_ray_job_splits_gpus_over_workers_with_a_gpu_free_head(
+    client: Client, namespace: str, operator: Manager
+) -> None:
     await client.create(kaiwojob("ray-train", namespace, ray=True, gpus=14, entrypoint="python train.py"))
-    rayjob = await eventually(lambda: client.get_or_none("ray.io/v1", "RayJob", "ray-train", namespace),
-                              "RayJob ray-train")
+    rayjob = await eventually(
+        lambda: client.get_or_none("ray.io/v1", "RayJob", "ray-train", namespace), "RayJob ray-train"
+    )
     cluster = rayjob["spec"]["rayClusterSpec"]
     (group,) = cluster["workerGroupSpecs"]
     assert group["replicas"] == 2
@@ -191,19 +248,36 @@ async def test_ray_job_splits_gpus_over_workers_with_a_gpu_free_head(client: Cli
     assert "amd.com/gpu" not in head.get("limits", {}) and "amd.com/gpu" not in head.get("requests", {})
     assert rayjob["spec"]["shutdownAfterJobFinishes"] is True
     assert rayjob["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "kaiwo"
-    await eventually(lambda: phase_is(client, "KaiwoJob", "ray-train", namespace, "STARTING", "RUNNING"),
-                     "ray-train admitted and starting", timeout=90)
+    await eventually(
+        lambda: phase_is(client, "KaiwoJob", "ray-train", namespace, "STARTING", "RUNNING"),
+        "ray-train admitted and starting",
+        timeout=90,
+    )
 
 
 async def test_ray_service_is_wrapped_in_an_appwrapper(client: Client, namespace: str, operator: Manager) -> None:
-    await client.create({"apiVersion": API, "kind": "KaiwoService",
-                         "metadata": {"name": "serve", "namespace": namespace},
-                         "spec": {"image": "rayproject/ray:2.9.0", "ray": True, "gpus": 2,
-                                  "rayService": {"serveConfigV2": "applications: []"}}})
-    aw = await eventually(lambda: client.get_or_none("workload.codeflare.dev/v1beta2", "AppWrapper", "serve",
-                                                     namespace), "AppWrapper serve")
+    await client.create(
+        {
+            "apiVersion": API,
+            "kind": "KaiwoService",
+            "metadata": {"name": "serve", "namespace": namespace},
+            "spec": {
+                "image": "rayproject/ray:2.9.0",
+                "ray": True,
+                "gpus": 2,
+                "rayService": {"serveConfigV2": "applications: []"},
+            },
+        }
+    )
+    aw = await eventually(
+        lambda: client.get_or_none("workload.codeflare.dev/v1beta2", "AppWrapper", "serve", namespace),
+        "AppWrapper serve",
+    )
     assert aw["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "kaiwo"
     (component,) = aw["spec"]["components"]
     assert component["template"]["kind"] == "RayService"
-    await eventually(lambda: client.get_or_none("ray.io/v1", "RayService", "serve", namespace),
-                     "the RayService created by the AppWrapper after admission", timeout=90)
+    await eventually(
+        lambda: client.get_or_none("ray.io/v1", "RayService", "serve", namespace),
+        "the RayService created by the AppWrapper after admission",
+        timeout=90,
+    )

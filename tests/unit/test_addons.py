@@ -20,31 +20,51 @@ MANIFESTS: list[dict[str, Any]] = [
         "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": "mutating-webhook-configuration"},
         "webhooks": [
-            {"name": "mjob.kb.io", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail",
-             "sideEffects": "None",
-             "clientConfig": {"service": {"name": "webhook-service", "namespace": "system",
-                                          "path": "/mutate-batch-v1-job"}}},
-            {"name": "mpod.kb.io", "admissionReviewVersions": ["v1"], "failurePolicy": "Fail",
-             "sideEffects": "None",
-             "clientConfig": {"service": {"name": "webhook-service", "namespace": "system",
-                                          "path": "/mutate--v1-pod"}}},
+            {
+                "name": "mjob.kb.io",
+                "admissionReviewVersions": ["v1"],
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "clientConfig": {
+                    "service": {"name": "webhook-service", "namespace": "system", "path": "/mutate-batch-v1-job"}
+                },
+            },
+            {
+                "name": "mpod.kb.io",
+                "admissionReviewVersions": ["v1"],
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "clientConfig": {
+                    "service": {"name": "webhook-service", "namespace": "system", "path": "/mutate--v1-pod"}
+                },
+            },
         ],
     },
     {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "webhook-service", "namespace": "system"}},
 ]
-SELECTOR = {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-                                  "values": ["kube-system", "kueue-system"]}]}
-PATCHES = [{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": "mutating-webhook-configuration"},
-            "webhooks": [{"name": "mpod.kb.io", "namespaceSelector": SELECTOR}]}]
+SELECTOR = {
+    "matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "kueue-system"]}
+    ]
+}
+PATCHES = [
+    {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "mutating-webhook-configuration"},
+        "webhooks": [{"name": "mpod.kb.io", "namespaceSelector": SELECTOR}],
+    }
+]
 
 
 def test_service_client_config_becomes_a_loopback_url_with_the_ca() -> None:
-    cc = addons.url_client_config({"service": {"name": "s", "namespace": "n", "path": "/convert", "port": 443}},
-                                  9555, "Q0E=")
+    cc = addons.url_client_config(
+        {"service": {"name": "s", "namespace": "n", "path": "/convert", "port": 443}}, 9555, "Q0E="
+    )
     assert cc == {"url": "https://127.0.0.1:9555/convert", "caBundle": "Q0E="}
-    assert addons.url_client_config({"service": {"name": "s", "namespace": "n"}}, 1, "x")["url"] == \
-        "https://127.0.0.1:1/"
+    assert (
+        addons.url_client_config({"service": {"name": "s", "namespace": "n"}}, 1, "x")["url"] == "https://127.0.0.1:1/"
+    )
     with pytest.raises(addons.ModuleError):
         addons.url_client_config({"url": "https://elsewhere"}, 1, "x")
 
@@ -54,8 +74,10 @@ def test_local_webhooks_apply_patches_prefix_and_urls() -> None:
     assert cfg["kind"] == "MutatingWebhookConfiguration"
     assert cfg["metadata"] == {"name": "kueue-mutating-webhook-configuration"}
     hooks = {h["name"]: h for h in cfg["webhooks"]}
-    assert hooks["mjob.kb.io"]["clientConfig"] == {"url": "https://127.0.0.1:9443/mutate-batch-v1-job",
-                                                   "caBundle": "Q0E="}
+    assert hooks["mjob.kb.io"]["clientConfig"] == {
+        "url": "https://127.0.0.1:9443/mutate-batch-v1-job",
+        "caBundle": "Q0E=",
+    }
     assert hooks["mpod.kb.io"]["clientConfig"]["url"] == "https://127.0.0.1:9443/mutate--v1-pod"
     assert hooks["mpod.kb.io"]["namespaceSelector"] == SELECTOR
     assert "namespaceSelector" not in hooks["mjob.kb.io"]
@@ -71,19 +93,39 @@ def test_a_patch_for_an_unknown_webhook_is_an_error() -> None:
 
 
 def test_conversion_webhooks_from_crd_patches() -> None:
-    patch = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-             "metadata": {"name": "workloads.kueue.x-k8s.io"},
-             "spec": {"conversion": {"strategy": "Webhook", "webhook": {
-                 "clientConfig": {"service": {"namespace": "system", "name": "webhook-service", "path": "/convert"}},
-                 "conversionReviewVersions": ["v1"]}}}}
+    patch = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "workloads.kueue.x-k8s.io"},
+        "spec": {
+            "conversion": {
+                "strategy": "Webhook",
+                "webhook": {
+                    "clientConfig": {"service": {"namespace": "system", "name": "webhook-service", "path": "/convert"}},
+                    "conversionReviewVersions": ["v1"],
+                },
+            }
+        },
+    }
     conversions = addons.conversion_webhooks([patch, MANIFESTS[1]], port=7000, ca_bundle="Q0E=")
-    assert conversions == {"workloads.kueue.x-k8s.io": {"strategy": "Webhook", "webhook": {
-        "clientConfig": {"url": "https://127.0.0.1:7000/convert", "caBundle": "Q0E="},
-        "conversionReviewVersions": ["v1"]}}}
-    crd = {"kind": "CustomResourceDefinition", "metadata": {"name": "workloads.kueue.x-k8s.io"},
-           "spec": {"group": "kueue.x-k8s.io"}}
+    assert conversions == {
+        "workloads.kueue.x-k8s.io": {
+            "strategy": "Webhook",
+            "webhook": {
+                "clientConfig": {"url": "https://127.0.0.1:7000/convert", "caBundle": "Q0E="},
+                "conversionReviewVersions": ["v1"],
+            },
+        }
+    }
+    crd = {
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "workloads.kueue.x-k8s.io"},
+        "spec": {"group": "kueue.x-k8s.io"},
+    }
     assert addons.with_conversion(crd, conversions)["spec"] == {
-        "group": "kueue.x-k8s.io", "conversion": conversions["workloads.kueue.x-k8s.io"]}
+        "group": "kueue.x-k8s.io",
+        "conversion": conversions["workloads.kueue.x-k8s.io"],
+    }
     other = {"kind": "CustomResourceDefinition", "metadata": {"name": "x.y"}, "spec": {}}
     assert addons.with_conversion(other, conversions) is other
 
@@ -91,7 +133,8 @@ def test_conversion_webhooks_from_crd_patches() -> None:
 def test_kustomize_patches_reads_inline_and_file_patches(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text("kind: CustomResourceDefinition\nmetadata: {name: a.b}\n")
     (tmp_path / "kustomization.yaml").write_text(
-        "patches:\n- path: p.yaml\n#- path: off.yaml\n- patch: |-\n    kind: Service\n    metadata: {name: s}\n")
+        "patches:\n- path: p.yaml\n#- path: off.yaml\n- patch: |-\n    kind: Service\n    metadata: {name: s}\n"
+    )
     docs = addons.kustomize_patches(tmp_path / "kustomization.yaml")
     assert [d["kind"] for d in docs] == ["CustomResourceDefinition", "Service"]
 
@@ -119,8 +162,13 @@ def test_source_copy_is_writable_and_patched(tmp_path: Path, monkeypatch: pytest
     assert (src / "cmd" / "main.go").read_text() == 'package main\nconst p = os.Getenv("X")\n'
     assert (src / "go.mod").read_text() == "module example.com/x\n"
     (src / "cmd" / "new.go").write_text("")  # folders are writable, so the copy can be removed
-    stale = build.GoBinary("x", "example.com/x/cmd", "v1.0.0", source="example.com/x",
-                           patches=(build.SourcePatch("cmd/main.go", "missing", "y"),))
+    stale = build.GoBinary(
+        "x",
+        "example.com/x/cmd",
+        "v1.0.0",
+        source="example.com/x",
+        patches=(build.SourcePatch("cmd/main.go", "missing", "y"),),
+    )
     with pytest.raises(build.BuildError, match="does not apply"):
         build.copy_source(stale, tmp_path / "copy2")
     for f in (mod / "cmd", mod):
@@ -130,8 +178,13 @@ def test_source_copy_is_writable_and_patched(tmp_path: Path, monkeypatch: pytest
 def test_patches_change_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(build, "_go_version", lambda: "go1.26.8")
     b = build.GoBinary("x", "example.com/x/cmd", "v1.0.0", source="example.com/x")
-    patched = build.GoBinary("x", "example.com/x/cmd", "v1.0.0", source="example.com/x",
-                             patches=(build.SourcePatch("cmd/main.go", "a", "b"),))
+    patched = build.GoBinary(
+        "x",
+        "example.com/x/cmd",
+        "v1.0.0",
+        source="example.com/x",
+        patches=(build.SourcePatch("cmd/main.go", "a", "b"),),
+    )
     builder = build.Builder(progress=lambda _: None)
     assert builder.key(b) != builder.key(patched)
 
@@ -149,8 +202,11 @@ def test_kueue_patch_applies_to_the_pinned_source() -> None:
 
 async def test_a_failing_addon_is_an_error_naming_it_with_its_log_tail(tmp_path: Path) -> None:
     sup = Supervisor(Layout(tmp_path), topology.load(), complete_after_ms=1000, start_timeout=20)
-    broken = Launch(name="kueue", argv=["sh", "-c", "echo 'invalid configuration: webhook.port'; exit 3"],
-                    health_url="http://127.0.0.1:9/readyz")
+    broken = Launch(
+        name="kueue",
+        argv=["sh", "-c", "echo 'invalid configuration: webhook.port'; exit 3"],
+        health_url="http://127.0.0.1:9/readyz",
+    )
     async with aiohttp.ClientSession() as http:
         with pytest.raises(ComponentError) as e:
             await sup._start_addons(http, None, [broken])  # type: ignore[arg-type]  # no objects to apply

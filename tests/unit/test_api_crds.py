@@ -40,29 +40,80 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
     assert crds.main(["--out", str(tmp_path), "--check"]) == 1
 
 
-@pytest.mark.parametrize(("kind", "group", "plural", "scope", "short", "status", "columns"), [
-    ("KaiwoJob", "kaiwo.silogen.ai", "kaiwojobs", "Namespaced", ["kj"], True,
-     [("Status", ".status.status"), ("StartTime", ".status.startTime"),
-      ("CompletionTime", ".status.completionTime"), ("Duration(s)", ".status.duration")]),
-    ("KaiwoService", "kaiwo.silogen.ai", "kaiwoservices", "Namespaced", ["ks"], True,
-     [("Status", ".status.status"), ("StartTime", ".status.startTime"), ("Duration(s)", ".status.duration")]),
-    ("KaiwoQueueConfig", "kaiwo.silogen.ai", "kaiwoqueueconfigs", "Cluster", ["kqc"], True,
-     [("WorkloadStatus", ".status.status")]),
-    ("KaiwoConfig", "config.kaiwo.silogen.ai", "kaiwoconfigs", "Cluster", ["kcfg"], False, []),
-    ("GpuWorkload", "kaiwo.silogen.ai", "gpuworkloads", "Namespaced", ["gpuw"], True,
-     [("Phase", ".status.phase"), ("Utilization", ".status.aggregatedUtilization"),
-      ("Idle Since", ".status.idleSince"), ("Owner", ".spec.workloadRef.kind"),
-      ("OwnerName", ".spec.workloadRef.name")]),
-])
+@pytest.mark.parametrize(
+    ("kind", "group", "plural", "scope", "short", "status", "columns"),
+    [
+        (
+            "KaiwoJob",
+            "kaiwo.silogen.ai",
+            "kaiwojobs",
+            "Namespaced",
+            ["kj"],
+            True,
+            [
+                ("Status", ".status.status"),
+                ("StartTime", ".status.startTime"),
+                ("CompletionTime", ".status.completionTime"),
+                ("Duration(s)", ".status.duration"),
+            ],
+        ),
+        (
+            "KaiwoService",
+            "kaiwo.silogen.ai",
+            "kaiwoservices",
+            "Namespaced",
+            ["ks"],
+            True,
+            [("Status", ".status.status"), ("StartTime", ".status.startTime"), ("Duration(s)", ".status.duration")],
+        ),
+        (
+            "KaiwoQueueConfig",
+            "kaiwo.silogen.ai",
+            "kaiwoqueueconfigs",
+            "Cluster",
+            ["kqc"],
+            True,
+            [("WorkloadStatus", ".status.status")],
+        ),
+        ("KaiwoConfig", "config.kaiwo.silogen.ai", "kaiwoconfigs", "Cluster", ["kcfg"], False, []),
+        (
+            "GpuWorkload",
+            "kaiwo.silogen.ai",
+            "gpuworkloads",
+            "Namespaced",
+            ["gpuw"],
+            True,
+            [
+                ("Phase", ".status.phase"),
+                ("Utilization", ".status.aggregatedUtilization"),
+                ("Idle Since", ".status.idleSince"),
+                ("Owner", ".spec.workloadRef.kind"),
+                ("OwnerName", ".spec.workloadRef.name"),
+            ],
+        ),
+    ],
+)
 def test_names_scope_and_columns_are_upstreams(
-    kind: str, group: str, plural: str, scope: str, short: list[str], status: bool, columns: list[tuple[str, str]],
+    kind: str,
+    group: str,
+    plural: str,
+    scope: str,
+    short: list[str],
+    status: bool,
+    columns: list[tuple[str, str]],
 ) -> None:
     crd = crds.crd(BY_KIND[kind])
     assert crd["metadata"]["name"] == f"{plural}.{group}"
     spec = crd["spec"]
     assert (spec["group"], spec["scope"]) == (group, scope)
-    assert spec["names"] == {"kind": kind, "listKind": f"{kind}List", "plural": plural,
-                             "singular": plural[:-1], "shortNames": short, "categories": ["kaiwo"]}
+    assert spec["names"] == {
+        "kind": kind,
+        "listKind": f"{kind}List",
+        "plural": plural,
+        "singular": plural[:-1],
+        "shortNames": short,
+        "categories": ["kaiwo"],
+    }
     (version,) = spec["versions"]
     assert version["name"] == "v1alpha1" and version["served"] and version["storage"]
     assert ("subresources" in version) == status
@@ -92,10 +143,18 @@ def test_schemas_are_structural() -> None:
 
 
 def test_preserve_unknown_fields_only_on_the_embedded_workload_specs() -> None:
-    found = {(info.kind, path) for info in crds.ALL for path, node in walk(crds.root_schema(info))
-             if node.get("x-kubernetes-preserve-unknown-fields")}
-    assert found == {("KaiwoJob", "spec.job"), ("KaiwoJob", "spec.rayJob"),
-                     ("KaiwoService", "spec.deployment"), ("KaiwoService", "spec.rayService")}
+    found = {
+        (info.kind, path)
+        for info in crds.ALL
+        for path, node in walk(crds.root_schema(info))
+        if node.get("x-kubernetes-preserve-unknown-fields")
+    }
+    assert found == {
+        ("KaiwoJob", "spec.job"),
+        ("KaiwoJob", "spec.rayJob"),
+        ("KaiwoService", "spec.deployment"),
+        ("KaiwoService", "spec.rayService"),
+    }
 
 
 def test_crd_defaults_equal_model_defaults() -> None:
@@ -114,7 +173,12 @@ def test_crd_defaults_equal_model_defaults() -> None:
 def test_workload_defaults_and_limits() -> None:
     spec = _spec_schema("KaiwoJob")["properties"]
     assert {k: spec[k]["default"] for k in spec if "default" in spec[k]} == {
-        "gpus": 0, "gpuVendor": "amd", "replicas": 1, "ray": False, "dangerous": False}
+        "gpus": 0,
+        "gpuVendor": "amd",
+        "replicas": 1,
+        "ray": False,
+        "dangerous": False,
+    }
     assert spec["gpus"]["minimum"] == 0 and spec["gpusPerReplica"]["minimum"] == 0
     storage = spec["storage"]["properties"]
     assert storage["accessMode"]["default"] == "ReadWriteMany"
@@ -122,8 +186,18 @@ def test_workload_defaults_and_limits() -> None:
     assert spec["resources"]["properties"]["requests"]["additionalProperties"]["x-kubernetes-int-or-string"]
     assert spec["env"]["items"]["required"] == ["name"]
     status = crds.root_schema(BY_KIND["KaiwoJob"])["properties"]["status"]["properties"]
-    assert status["status"]["enum"] == ["", "DOWNLOADING", "PENDING", "STARTING", "RUNNING", "COMPLETE", "ERROR",
-                                        "FAILED", "TERMINATING", "TERMINATED"]
+    assert status["status"]["enum"] == [
+        "",
+        "DOWNLOADING",
+        "PENDING",
+        "STARTING",
+        "RUNNING",
+        "COMPLETE",
+        "ERROR",
+        "FAILED",
+        "TERMINATING",
+        "TERMINATED",
+    ]
     assert {"observedGeneration", "completionTime", "startTime", "duration", "conditions"} <= set(status)
     assert status["conditions"]["x-kubernetes-list-type"] == "map"
 
@@ -138,8 +212,7 @@ def test_name_rules_follow_decisions_2() -> None:
         messages = " | ".join(r["message"] for r in rules)
         assert "at most 63 characters" in messages and "at most 47 characters when Ray is used" in messages
         assert f"self.spec.{ray_field}" in " ".join(r["rule"] for r in rules)
-        assert all(r["message"].startswith("metadata.name: ") and r["fieldPath"] == ".metadata.name"
-                   for r in rules)
+        assert all(r["message"].startswith("metadata.name: ") and r["fieldPath"] == ".metadata.name" for r in rules)
     for kind in ("KaiwoQueueConfig", "KaiwoConfig"):
         (rule,) = crds.root_schema(BY_KIND[kind])["x-kubernetes-validations"]
         assert rule["rule"] == "self.metadata.name == 'kaiwo'" and "must be 'kaiwo'" in rule["message"]
@@ -153,8 +226,12 @@ def test_topology_and_queue_rules() -> None:
     messages = [r["message"] for r in levels["x-kubernetes-validations"]]
     assert any("only once" in m for m in messages) and any("kubernetes.io/hostname" in m for m in messages)
     spec = qc["properties"]["spec"]["properties"]
-    assert (spec["clusterQueues"]["maxItems"], spec["resourceFlavors"]["maxItems"],
-            spec["workloadPriorityClasses"]["maxItems"], spec["topologies"]["maxItems"]) == (1000, 20, 20, 10)
+    assert (
+        spec["clusterQueues"]["maxItems"],
+        spec["resourceFlavors"]["maxItems"],
+        spec["workloadPriorityClasses"]["maxItems"],
+        spec["topologies"]["maxItems"],
+    ) == (1000, 20, 20, 10)
     assert spec["clusterQueues"]["x-kubernetes-list-map-keys"] == ["name"]
 
 
@@ -192,17 +269,26 @@ def test_unstructural_models_are_refused() -> None:
     for model, text in ((FreeForm, "free-form"), (Union, "union"), (Holder, "without fields")):
         with pytest.raises(SchemaError, match=text):
             openapi_schema(model)
-    assert openapi_schema(Fine)["properties"]["raw"] == {"type": "object",
-                                                         "x-kubernetes-preserve-unknown-fields": True}
+    assert openapi_schema(Fine)["properties"]["raw"] == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
 
 def test_apply_defaults_fills_nested_and_listed_defaults() -> None:
-    schema = {"type": "object", "properties": {
-        "a": {"type": "object", "default": {}, "properties": {"b": {"type": "integer", "default": 1}}},
-        "items": {"type": "array", "items": {"type": "object", "properties": {
-            "c": {"type": "string", "default": "x"}}}},
-        "m": {"type": "object", "additionalProperties": {"type": "object", "properties": {
-            "d": {"type": "boolean", "default": False}}}},
-    }}
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"type": "object", "default": {}, "properties": {"b": {"type": "integer", "default": 1}}},
+            "items": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"c": {"type": "string", "default": "x"}}},
+            },
+            "m": {
+                "type": "object",
+                "additionalProperties": {"type": "object", "properties": {"d": {"type": "boolean", "default": False}}},
+            },
+        },
+    }
     assert apply_defaults(schema, {"items": [{}, {"c": "y"}], "m": {"k": {}}}) == {
-        "a": {"b": 1}, "items": [{"c": "x"}, {"c": "y"}], "m": {"k": {"d": False}}}
+        "a": {"b": 1},
+        "items": [{"c": "x"}, {"c": "y"}],
+        "m": {"k": {"d": False}},
+    }

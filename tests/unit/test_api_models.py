@@ -19,8 +19,11 @@ from kaiwo.api.storage import AccessMode, StorageSpec, data_mount_path, hf_mount
 from kaiwo.api.types import now
 
 MODELS: dict[str, type[BaseModel]] = {
-    "KaiwoJob": KaiwoJob, "KaiwoService": KaiwoService, "KaiwoQueueConfig": KaiwoQueueConfig,
-    "KaiwoConfig": KaiwoConfig, "GpuWorkload": GpuWorkload,
+    "KaiwoJob": KaiwoJob,
+    "KaiwoService": KaiwoService,
+    "KaiwoQueueConfig": KaiwoQueueConfig,
+    "KaiwoConfig": KaiwoConfig,
+    "GpuWorkload": GpuWorkload,
 }
 
 
@@ -58,9 +61,14 @@ def test_cluster_queue_defaults_are_kueues() -> None:
     assert spec.preemption.borrow_within_cohort.policy == "Never"
 
 
-@pytest.mark.parametrize(("kind", "manifest"), [
-    pytest.param(kind, m, id=f"{kind}-{m['metadata']['name']}")
-    for kind, items in examples.EXAMPLES.items() for _, m in items])
+@pytest.mark.parametrize(
+    ("kind", "manifest"),
+    [
+        pytest.param(kind, m, id=f"{kind}-{m['metadata']['name']}")
+        for kind, items in examples.EXAMPLES.items()
+        for _, m in items
+    ],
+)
 def test_examples_parse_and_round_trip(kind: str, manifest: dict[str, Any]) -> None:
     model = MODELS[kind].model_validate(manifest)
     assert wire(model) == manifest
@@ -76,8 +84,12 @@ def test_json_names_and_python_names_are_both_accepted() -> None:
 
 def test_wire_leaves_out_unset_and_none_but_keeps_type() -> None:
     job = KaiwoJob.model_validate({"metadata": {"name": "x"}, "spec": {"image": "busybox"}})
-    assert wire(job) == {"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoJob",
-                         "metadata": {"name": "x"}, "spec": {"image": "busybox"}}
+    assert wire(job) == {
+        "apiVersion": "kaiwo.silogen.ai/v1alpha1",
+        "kind": "KaiwoJob",
+        "metadata": {"name": "x"},
+        "spec": {"image": "busybox"},
+    }
     full = wire(job, include_defaults=True)
     assert full["spec"]["gpuVendor"] == "amd" and full["spec"]["replicas"] == 1 and "storage" not in full["spec"]
 
@@ -87,22 +99,25 @@ def test_unknown_fields_are_ignored_like_the_apiserver_prunes_them() -> None:
     assert wire(spec) == {"image": "x"}
 
 
-@pytest.mark.parametrize(("data", "field"), [
-    ({"gpus": -1}, "gpus"),
-    ({"gpus": "four"}, "gpus"),
-    ({"gpuVendor": "intel"}, "gpuVendor"),
-    ({"replicas": -1}, "replicas"),
-    ({"duration": "2 hours"}, "duration"),
-    ({"resources": {"requests": {"memory": "64 GiB"}}}, "memory"),
-    ({"resources": {"limits": {"cpu": -1}}}, "cpu"),
-    ({"clusterQueue": "My_Queue"}, "clusterQueue"),
-    ({"preferredTopologyLabel": "rack please"}, "preferredTopologyLabel"),
-    ({"env": [{"value": "1"}]}, "name"),
-    ({"secretVolumes": [{"name": "Bad", "secretName": "s", "mountPath": "/s"}]}, "name"),
-    ({"storage": {"accessMode": "ReadWriteSometimes"}}, "accessMode"),
-    ({"storage": {"data": {"storageSize": "lots"}}}, "storageSize"),
-    ({"podTemplateSpecLabels": {"team": "x" * 64}}, "team"),
-])
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"gpus": -1}, "gpus"),
+        ({"gpus": "four"}, "gpus"),
+        ({"gpuVendor": "intel"}, "gpuVendor"),
+        ({"replicas": -1}, "replicas"),
+        ({"duration": "2 hours"}, "duration"),
+        ({"resources": {"requests": {"memory": "64 GiB"}}}, "memory"),
+        ({"resources": {"limits": {"cpu": -1}}}, "cpu"),
+        ({"clusterQueue": "My_Queue"}, "clusterQueue"),
+        ({"preferredTopologyLabel": "rack please"}, "preferredTopologyLabel"),
+        ({"env": [{"value": "1"}]}, "name"),
+        ({"secretVolumes": [{"name": "Bad", "secretName": "s", "mountPath": "/s"}]}, "name"),
+        ({"storage": {"accessMode": "ReadWriteSometimes"}}, "accessMode"),
+        ({"storage": {"data": {"storageSize": "lots"}}}, "storageSize"),
+        ({"podTemplateSpecLabels": {"team": "x" * 64}}, "team"),
+    ],
+)
 def test_field_validation_names_the_field(data: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as err:
         KaiwoJobSpec.model_validate(data)
@@ -139,8 +154,9 @@ def test_storage_predicates_follow_upstream() -> None:
     storage = job.spec.storage
     assert storage is not None
     assert storage.has_data() and storage.has_object_downloads() and storage.has_hf_downloads()
-    no_size = StorageSpec.model_validate({"storageEnabled": True, "data": {"download": {"git": [
-        {"repository": "r", "targetPath": "t"}]}}})
+    no_size = StorageSpec.model_validate(
+        {"storageEnabled": True, "data": {"download": {"git": [{"repository": "r", "targetPath": "t"}]}}}
+    )
     assert not no_size.has_data() and not no_size.has_downloads()
     disabled = StorageSpec.model_validate({"huggingFace": {"storageSize": "1Gi", "preCacheRepos": [{"repoId": "a"}]}})
     assert not disabled.has_downloads()
@@ -156,21 +172,38 @@ def test_mount_paths_fall_back_to_kaiwoconfig_then_upstream_defaults() -> None:
 
 def test_status_values_are_upstreams() -> None:
     assert [s.value for s in WorkloadStatus] == [
-        "", "DOWNLOADING", "PENDING", "STARTING", "RUNNING", "COMPLETE", "ERROR", "FAILED", "TERMINATING",
-        "TERMINATED"]
+        "",
+        "DOWNLOADING",
+        "PENDING",
+        "STARTING",
+        "RUNNING",
+        "COMPLETE",
+        "ERROR",
+        "FAILED",
+        "TERMINATING",
+        "TERMINATED",
+    ]
     assert {s for s in WorkloadStatus if s.terminal} == {"COMPLETE", "FAILED", "TERMINATED"}
     assert {s for s in WorkloadStatus if s.active} == {"", "DOWNLOADING", "PENDING", "STARTING", "RUNNING"}
     assert not WorkloadStatus.ERROR.active and not WorkloadStatus.ERROR.terminal
     assert {p for p in GpuWorkloadPhase if p.terminal} == {"Preempted", "Deleted"}
     assert {c.value for c in WorkloadCondition} == {
-        "Schedulable", "Admitted", "DownloadJobSucceeded", "PvcReady", "Preemptable", "WorkloadTerminatedEarly",
-        "ResourceUnderutilization", "SpecApplied"}
+        "Schedulable",
+        "Admitted",
+        "DownloadJobSucceeded",
+        "PvcReady",
+        "Preemptable",
+        "WorkloadTerminatedEarly",
+        "ResourceUnderutilization",
+        "SpecApplied",
+    }
 
 
 def test_timestamps_are_rfc3339_utc_seconds() -> None:
     cet = timezone(timedelta(hours=1))
-    status = KaiwoJobStatus(start_time=datetime(2025, 1, 31, 13, 0, 0, 123456, tzinfo=cet),
-                            completion_time=datetime(2025, 1, 31, 12, 30))
+    status = KaiwoJobStatus(
+        start_time=datetime(2025, 1, 31, 13, 0, 0, 123456, tzinfo=cet), completion_time=datetime(2025, 1, 31, 12, 30)
+    )
     assert wire(status) == {"startTime": "2025-01-31T12:00:00Z", "completionTime": "2025-01-31T12:30:00Z"}
     parsed = KaiwoJobStatus.model_validate({"startTime": "2025-01-31T12:00:00Z"})
     assert parsed.start_time == datetime(2025, 1, 31, 12, tzinfo=UTC)
@@ -178,9 +211,21 @@ def test_timestamps_are_rfc3339_utc_seconds() -> None:
 
 
 def test_status_with_conditions_round_trips() -> None:
-    raw = {"status": "RUNNING", "observedGeneration": 2, "duration": 60, "startTime": "2025-01-31T12:00:00Z",
-           "conditions": [{"type": "Admitted", "status": "True", "reason": "Admitted", "message": "",
-                           "lastTransitionTime": "2025-01-31T12:00:00Z"}]}
+    raw = {
+        "status": "RUNNING",
+        "observedGeneration": 2,
+        "duration": 60,
+        "startTime": "2025-01-31T12:00:00Z",
+        "conditions": [
+            {
+                "type": "Admitted",
+                "status": "True",
+                "reason": "Admitted",
+                "message": "",
+                "lastTransitionTime": "2025-01-31T12:00:00Z",
+            }
+        ],
+    }
     status = KaiwoJobStatus.model_validate(raw)
     assert status.status == WorkloadStatus.RUNNING and wire(status) == raw
     with pytest.raises(ValidationError):

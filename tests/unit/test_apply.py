@@ -17,8 +17,16 @@ class RecordingClient:
         self.calls.append(("apply", obj))
         return obj
 
-    async def patch(self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None = None,
-                    *, subresource: str | None = None) -> Obj:
+    async def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+    ) -> Obj:
         self.calls.append(("patch", (name, patch, subresource)))
         return {"status": patch["status"]}
 
@@ -50,8 +58,12 @@ def test_hash_is_independent_of_key_order() -> None:
 async def test_status_is_written_only_when_it_differs() -> None:
     client = RecordingClient()
     applier = Applier(client, "mgr")  # type: ignore[arg-type]
-    live = {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "x", "namespace": "ns"},
-            "status": {"phase": "RUNNING"}}
+    live = {
+        "apiVersion": "g/v1",
+        "kind": "K",
+        "metadata": {"name": "x", "namespace": "ns"},
+        "status": {"phase": "RUNNING"},
+    }
     assert await applier.write_status(live, {"phase": "RUNNING"}) is None
     assert client.calls == []
     assert await applier.write_status(live, {"phase": "COMPLETE"}) == {"status": {"phase": "COMPLETE"}}
@@ -73,9 +85,12 @@ def test_expectations_wait_for_the_cache_and_expire() -> None:
 async def test_a_stale_cache_does_not_repeat_our_last_status_write() -> None:
     client = RecordingClient()
     applier = Applier(client, "mgr")  # type: ignore[arg-type]
-    stale: Obj = {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "x", "namespace": "ns", "uid": "u1",
-                                                                 "resourceVersion": "10"},
-                  "status": {"phase": "PENDING"}}
+    stale: Obj = {
+        "apiVersion": "g/v1",
+        "kind": "K",
+        "metadata": {"name": "x", "namespace": "ns", "uid": "u1", "resourceVersion": "10"},
+        "status": {"phase": "PENDING"},
+    }
     assert await applier.write_status(stale, {"phase": "RUNNING"}) is not None
     # the watch has not delivered our write: the same status is not sent again, another one is
     assert await applier.write_status(stale, {"phase": "RUNNING"}) is None
@@ -90,8 +105,12 @@ async def test_a_stale_cache_does_not_repeat_our_last_status_write() -> None:
 async def test_status_comparison_can_ignore_fields() -> None:
     client = RecordingClient()
     applier = Applier(client, "mgr")  # type: ignore[arg-type]
-    live = {"apiVersion": "g/v1", "kind": "K", "metadata": {"name": "x", "uid": "u", "resourceVersion": "1"},
-            "status": {"phase": "RUNNING", "duration": 5}}
+    live = {
+        "apiVersion": "g/v1",
+        "kind": "K",
+        "metadata": {"name": "x", "uid": "u", "resourceVersion": "1"},
+        "status": {"phase": "RUNNING", "duration": 5},
+    }
 
     def differs(old: Obj, new: Obj) -> bool:
         return old.get("phase") != new.get("phase")

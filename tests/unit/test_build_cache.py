@@ -45,8 +45,11 @@ def test_present_binaries_are_not_rebuilt(tools: Path, monkeypatch: pytest.Monke
 
 def test_missing_binaries_are_built_in_groups(tools: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str | None, list[str]]] = []
-    monkeypatch.setattr(build.Builder, "_build",
-                        lambda self, module, ldflags, group, paths: calls.append((module, [g.name for g in group])))
+    monkeypatch.setattr(
+        build.Builder,
+        "_build",
+        lambda self, module, ldflags, group, paths: calls.append((module, [g.name for g in group])),
+    )
     build.Builder(progress=lambda _: None).ensure(["etcd", "kube-apiserver", "kwok"])
     modules = {m: names for m, names in calls}
     assert modules[None] == ["kwok"]
@@ -68,6 +71,7 @@ def test_long_go_commands_report_that_they_still_run(monkeypatch: pytest.MonkeyP
     said: list[str] = []
     monkeypatch.setattr(build, "HEARTBEAT", 0.2)
     code, stderr = build.Builder(progress=said.append)._run(
-        ["sh", "-c", "sleep 0.5; echo oops >&2; exit 3"], None, {"PATH": "/usr/bin:/bin"}, "thing")
+        ["sh", "-c", "sleep 0.5; echo oops >&2; exit 3"], None, {"PATH": "/usr/bin:/bin"}, "thing"
+    )
     assert (code, stderr) == (3, "oops\n")
     assert said and all(s.startswith("  still building thing (") for s in said)

@@ -33,8 +33,12 @@ def test_every_value_is_documented_in_the_readme() -> None:
     readme = (CHART / "README.md").read_text()
     documented = set(re.findall(r"`([a-zA-Z.]+)`", readme))
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    missing = [k for k in leaf_keys(values) if k not in documented
-               and not any(k.startswith(d + ".") for d in ("resources", "podSecurityContext", "scheduler.resources"))]
+    missing = [
+        k
+        for k in leaf_keys(values)
+        if k not in documented
+        and not any(k.startswith(d + ".") for d in ("resources", "podSecurityContext", "scheduler.resources"))
+    ]
     assert missing == []
 
 
@@ -42,8 +46,10 @@ def test_the_scheduler_profile_is_shared_with_the_dev_cluster() -> None:
     scheduler = components.chart_scheduler_values()
     assert scheduler["name"] == KaiwoConfigSpec().scheduling.kube_scheduler_name
     profile = components.scheduler_config(components.Layout(Path("/state")))["profiles"][1]
-    assert profile == {"schedulerName": "kaiwo-scheduler", "pluginConfig": [
-        {"name": "NodeResourcesFit", "args": {"scoringStrategy": scheduler["scoringStrategy"]}}]}
+    assert profile == {
+        "schedulerName": "kaiwo-scheduler",
+        "pluginConfig": [{"name": "NodeResourcesFit", "args": {"scoringStrategy": scheduler["scoringStrategy"]}}],
+    }
     assert {r["name"] for r in scheduler["scoringStrategy"]["resources"]} == {"amd.com/gpu", "nvidia.com/gpu"}
 
 

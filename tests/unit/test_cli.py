@@ -33,6 +33,7 @@ def cli(*args: str, input: str | None = None, **env: str) -> Any:
 
 # --- manifests ------------------------------------------------------------------------------------------------
 
+
 def test_documents_yaml_json_and_lists() -> None:
     two = load_documents(JOB + "---\n" + JOB.replace("train", "eval") + "---\n", "f.yaml")
     assert [d["metadata"]["name"] for d in two] == ["train", "eval"]
@@ -42,15 +43,18 @@ def test_documents_yaml_json_and_lists() -> None:
     assert [d["kind"] for d in items] == ["KaiwoJob"]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("kind: KaiwoJob\n  bad: [x\n", "f.yaml: not valid YAML or JSON (line 2"),
-    ("", "f.yaml: no objects found"),
-    ("- a\n- b\n", "expected a Kubernetes object (a mapping), got list"),
-    ("apiVersion: v1\nmetadata: {name: x}\n", "f.yaml: missing kind"),
-    ("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", "ConfigMap has no metadata.name"),
-    (JOB + "---\nkind: KaiwoJob\n", "f.yaml: document 2: missing apiVersion"),
-    (JOB.replace("spec:\n  image: busybox\n", "spec: [1]\n"), "spec must be a mapping"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("kind: KaiwoJob\n  bad: [x\n", "f.yaml: not valid YAML or JSON (line 2"),
+        ("", "f.yaml: no objects found"),
+        ("- a\n- b\n", "expected a Kubernetes object (a mapping), got list"),
+        ("apiVersion: v1\nmetadata: {name: x}\n", "f.yaml: missing kind"),
+        ("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n", "ConfigMap has no metadata.name"),
+        (JOB + "---\nkind: KaiwoJob\n", "f.yaml: document 2: missing apiVersion"),
+        (JOB.replace("spec:\n  image: busybox\n", "spec: [1]\n"), "spec must be a mapping"),
+    ],
+)
 def test_document_errors_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(CliError) as e:
         load_documents(text, "f.yaml")
@@ -95,10 +99,18 @@ def test_client_dry_run_compares_only_the_given_fields() -> None:
 
 # --- references and ports -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("text", "kind"), [
-    ("job/a", "KaiwoJob"), ("kaiwojobs/a", "KaiwoJob"), ("kaiwojob.kaiwo.silogen.ai/a", "KaiwoJob"),
-    ("service/a", "KaiwoService"), ("SVC/a", "KaiwoService"), ("kaiwoservice/a", "KaiwoService"),
-])
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("job/a", "KaiwoJob"),
+        ("kaiwojobs/a", "KaiwoJob"),
+        ("kaiwojob.kaiwo.silogen.ai/a", "KaiwoJob"),
+        ("service/a", "KaiwoService"),
+        ("SVC/a", "KaiwoService"),
+        ("kaiwoservice/a", "KaiwoService"),
+    ],
+)
 def test_workload_references(text: str, kind: str) -> None:
     assert parse_ref(text) == WorkloadRef(kind, "a")
 
@@ -119,10 +131,21 @@ def test_port_specs() -> None:
 
 # --- rendering ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("seconds", "text"), [
-    (5, "5s"), (119, "119s"), (125, "2m5s"), (600, "10m"), (3 * 3600 + 240, "3h4m"), (20 * 3600, "20h"),
-    (4 * 86400 + 7200, "4d2h"), (30 * 86400, "30d"), (800 * 86400, "2y"),
-])
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (5, "5s"),
+        (119, "119s"),
+        (125, "2m5s"),
+        (600, "10m"),
+        (3 * 3600 + 240, "3h4m"),
+        (20 * 3600, "20h"),
+        (4 * 86400 + 7200, "4d2h"),
+        (30 * 86400, "30d"),
+        (800 * 86400, "2y"),
+    ],
+)
 def test_human_duration(seconds: int, text: str) -> None:
     assert render.human_duration(seconds) == text
 
@@ -132,42 +155,92 @@ def test_table_aligns_columns_without_trailing_blanks() -> None:
 
 
 def workload(name: str, kind: str = "KaiwoJob", ns: str = "a", **status: Any) -> dict[str, Any]:
-    return {"kind": kind, "metadata": {"name": name, "namespace": ns, "creationTimestamp": "2025-01-01T11:55:00Z",
-                                       "generation": 2},
-            "spec": {"user": "u@x.io", "gpusPerReplica": 2, "replicas": 2}, "status": status}
+    return {
+        "kind": kind,
+        "metadata": {"name": name, "namespace": ns, "creationTimestamp": "2025-01-01T11:55:00Z", "generation": 2},
+        "spec": {"user": "u@x.io", "gpusPerReplica": 2, "replicas": 2},
+        "status": status,
+    }
 
 
 def test_workload_table_plain_wide_and_all_namespaces() -> None:
-    objs = [workload("b", "KaiwoService", status="RUNNING", startTime="2025-01-01T11:58:00Z", duration=120),
-            workload("a", conditions=[{"type": "Admitted", "status": "False", "message": "pending admission"}])]
+    objs = [
+        workload("b", "KaiwoService", status="RUNNING", startTime="2025-01-01T11:58:00Z", duration=120),
+        workload("a", conditions=[{"type": "Admitted", "status": "False", "message": "pending admission"}]),
+    ]
     assert render.workload_table(objs, NOW, namespaces=False, wide=False).splitlines() == [
         "NAME   TYPE      STATUS    USER     QUEUE       GPUS   AGE",
         "a      job       NEW       u@x.io   <default>   4      5m",
-        "b      service   RUNNING   u@x.io   <default>   4      5m"]
+        "b      service   RUNNING   u@x.io   <default>   4      5m",
+    ]
     wide = render.workload_table(objs, NOW, namespaces=True, wide=True).splitlines()
-    assert wide[0].split() == ["NAMESPACE", "NAME", "TYPE", "STATUS", "USER", "QUEUE", "GPUS", "AGE", "VENDOR",
-                               "STARTED", "DURATION", "MESSAGE"]
+    assert wide[0].split() == [
+        "NAMESPACE",
+        "NAME",
+        "TYPE",
+        "STATUS",
+        "USER",
+        "QUEUE",
+        "GPUS",
+        "AGE",
+        "VENDOR",
+        "STARTED",
+        "DURATION",
+        "MESSAGE",
+    ]
     assert wide[1].endswith("Admitted: pending admission") and "2m ago" in wide[2] and wide[2].endswith("-")
 
 
 def test_describe_says_why_a_workload_waits() -> None:
-    obj = workload("a", status="PENDING", observedGeneration=1, conditions=[
-        {"type": "Admitted", "status": "False", "reason": "Pending", "message": "no quota",
-         "lastTransitionTime": "2025-01-01T11:59:00Z"}])
-    wl = {"metadata": {"name": "job-a-1"}, "status": {"conditions": [
-        {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": "insufficient amd.com/gpu"}]}}
+    obj = workload(
+        "a",
+        status="PENDING",
+        observedGeneration=1,
+        conditions=[
+            {
+                "type": "Admitted",
+                "status": "False",
+                "reason": "Pending",
+                "message": "no quota",
+                "lastTransitionTime": "2025-01-01T11:59:00Z",
+            }
+        ],
+    )
+    wl = {
+        "metadata": {"name": "job-a-1"},
+        "status": {
+            "conditions": [
+                {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": "insufficient amd.com/gpu"}
+            ]
+        },
+    }
     pod = {"kind": "Pod", "metadata": {"name": "a-x"}, "spec": {"schedulingGates": [{"name": "g"}]}, "status": {}}
-    job = {"kind": "Job", "metadata": {"name": "a", "creationTimestamp": "2025-01-01T11:56:00Z",
-                                       "labels": {"kueue.x-k8s.io/queue-name": "team-default"}},
-           "spec": {"suspend": True}}
-    event = {"type": "Warning", "reason": "Pending", "message": "quota", "lastTimestamp": "2025-01-01T11:59:30Z",
-             "involvedObject": {"kind": "Workload", "name": "job-a-1"}}
+    job = {
+        "kind": "Job",
+        "metadata": {
+            "name": "a",
+            "creationTimestamp": "2025-01-01T11:56:00Z",
+            "labels": {"kueue.x-k8s.io/queue-name": "team-default"},
+        },
+        "spec": {"suspend": True},
+    }
+    event = {
+        "type": "Warning",
+        "reason": "Pending",
+        "message": "quota",
+        "lastTimestamp": "2025-01-01T11:59:30Z",
+        "involvedObject": {"kind": "Workload", "name": "job-a-1"},
+    }
     assert render.child_queue([pod, job]) == "team-default" and render.child_queue([pod]) is None
-    deployment = {"kind": "Deployment", "metadata": {"name": "d"}, "spec": {"template": {"metadata": {
-        "labels": {"kueue.x-k8s.io/queue-name": "svc-q"}}}}}
+    deployment = {
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {"template": {"metadata": {"labels": {"kueue.x-k8s.io/queue-name": "svc-q"}}}},
+    }
     assert render.child_queue([deployment]) == "svc-q"  # a Deployment's label is on its pod template
-    text = render.describe_workload(obj, queue="team-default", children=[job], pods=[pod], kueue=[wl],
-                                    local_queue=None, events=[event], now=NOW)
+    text = render.describe_workload(
+        obj, queue="team-default", children=[job], pods=[pod], kueue=[wl], local_queue=None, events=[event], now=NOW
+    )
     assert "Queue:       team-default (the cluster's default)" in text
     assert "Status:      PENDING  (for generation 1; the spec is at 2)" in text
     assert "Admitted   False    Pending   60s   no quota" in text
@@ -180,33 +253,78 @@ def test_describe_says_why_a_workload_waits() -> None:
 
 def test_quantities_and_pod_requests() -> None:
     assert render.quantity("1500m") == 1.5 and render.quantity("16Gi") == 16 * 2**30 and render.quantity("2k") == 2000
-    pod = {"spec": {"containers": [
-        {"resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"amd.com/gpu": "4"}}},
-        {"resources": {"requests": {"cpu": "500m"}}}]}}
+    pod = {
+        "spec": {
+            "containers": [
+                {"resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"amd.com/gpu": "4"}}},
+                {"resources": {"requests": {"cpu": "500m"}}},
+            ]
+        }
+    }
     assert render.pod_requests(pod) == {"cpu": 2.5, "memory": 2**30, "amd.com/gpu": 4}
 
 
 def test_node_table_counts_running_pods_only() -> None:
-    node = {"metadata": {"name": "n1", "labels": {"kaiwo/gpu-model": "mi300x"}},
-            "status": {"allocatable": {"amd.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"}}}
+    node = {
+        "metadata": {"name": "n1", "labels": {"kaiwo/gpu-model": "mi300x"}},
+        "status": {"allocatable": {"amd.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"}},
+    }
     cpu_node = {"metadata": {"name": "cpu"}, "status": {"allocatable": {"cpu": "8"}}}
-    gpu_pod = {"spec": {"nodeName": "n1", "containers": [{"resources": {"limits": {"amd.com/gpu": "2"},
-                                                                         "requests": {"cpu": "16"}}}]},
-               "status": {"phase": "Running"}}
+    gpu_pod = {
+        "spec": {
+            "nodeName": "n1",
+            "containers": [{"resources": {"limits": {"amd.com/gpu": "2"}, "requests": {"cpu": "16"}}}],
+        },
+        "status": {"phase": "Running"},
+    }
     done = {**gpu_pod, "status": {"phase": "Succeeded"}}
     lines = render.node_table([node, cpu_node], [gpu_pod, done], "amd.com/gpu").splitlines()
-    assert len(lines) == 2 and lines[1].split() == ["n1", "mi300x", "2/8", "(25%)", "16/64", "(25%)", "0Gi/512Gi",
-                                                    "(0%)", "1/110", "(1%)"]
+    assert len(lines) == 2 and lines[1].split() == [
+        "n1",
+        "mi300x",
+        "2/8",
+        "(25%)",
+        "16/64",
+        "(25%)",
+        "0Gi/512Gi",
+        "(0%)",
+        "1/110",
+        "(1%)",
+    ]
 
 
 def test_queue_table_totals_and_local_queues() -> None:
-    cq = {"metadata": {"name": "kaiwo"}, "spec": {"resourceGroups": [{"flavors": [
-        {"name": "f", "resources": [{"name": "amd.com/gpu", "nominalQuota": "32"}, {"name": "cpu", "nominalQuota": 100},
-                                    {"name": "memory", "nominalQuota": "100Gi"}]}]}]},
-          "status": {"admittedWorkloads": 2, "pendingWorkloads": 1, "flavorsReservation": [
-              {"name": "f", "resources": [{"name": "amd.com/gpu", "total": "8"}, {"name": "cpu", "total": "10"}]}]}}
-    lq = {"metadata": {"name": "kaiwo", "namespace": "team"}, "spec": {"clusterQueue": "kaiwo"},
-          "status": {"admittedWorkloads": 2, "pendingWorkloads": 1}}
+    cq = {
+        "metadata": {"name": "kaiwo"},
+        "spec": {
+            "resourceGroups": [
+                {
+                    "flavors": [
+                        {
+                            "name": "f",
+                            "resources": [
+                                {"name": "amd.com/gpu", "nominalQuota": "32"},
+                                {"name": "cpu", "nominalQuota": 100},
+                                {"name": "memory", "nominalQuota": "100Gi"},
+                            ],
+                        }
+                    ]
+                }
+            ]
+        },
+        "status": {
+            "admittedWorkloads": 2,
+            "pendingWorkloads": 1,
+            "flavorsReservation": [
+                {"name": "f", "resources": [{"name": "amd.com/gpu", "total": "8"}, {"name": "cpu", "total": "10"}]}
+            ],
+        },
+    }
+    lq = {
+        "metadata": {"name": "kaiwo", "namespace": "team"},
+        "spec": {"clusterQueue": "kaiwo"},
+        "status": {"admittedWorkloads": 2, "pendingWorkloads": 1},
+    }
     other = {"metadata": {"name": "x", "namespace": "t"}, "spec": {"clusterQueue": "other"}}
     rows = [line.split() for line in render.queue_table([cq], [lq, other]).splitlines()]
     assert rows[0] == ["CLUSTERQUEUE", "LOCALQUEUE", "ADMITTED", "PENDING", "GPUS", "CPU", "MEMORY"]
@@ -216,16 +334,30 @@ def test_queue_table_totals_and_local_queues() -> None:
 
 # --- exec results and the stdin close frame ---------------------------------------------------------------------
 
-@pytest.mark.parametrize(("status", "result"), [
-    ({"status": "Success"}, streams.ExecResult(0)),
-    ({"status": "Failure", "reason": "NonZeroExitCode",
-      "details": {"causes": [{"reason": "ExitCode", "message": "42"}]}}, streams.ExecResult(42)),
-    ({"status": "Failure", "message": "error executing command in container: cmd wait: sh: exit status 3"},
-     streams.ExecResult(3)),
-    ({"status": "Failure", "message": 'exec: "x": executable file not found in $PATH'},
-     streams.ExecResult(1, 'exec: "x": executable file not found in $PATH')),
-    (None, streams.ExecResult(1, "the connection closed before the command finished")),
-])
+
+@pytest.mark.parametrize(
+    ("status", "result"),
+    [
+        ({"status": "Success"}, streams.ExecResult(0)),
+        (
+            {
+                "status": "Failure",
+                "reason": "NonZeroExitCode",
+                "details": {"causes": [{"reason": "ExitCode", "message": "42"}]},
+            },
+            streams.ExecResult(42),
+        ),
+        (
+            {"status": "Failure", "message": "error executing command in container: cmd wait: sh: exit status 3"},
+            streams.ExecResult(3),
+        ),
+        (
+            {"status": "Failure", "message": 'exec: "x": executable file not found in $PATH'},
+            streams.ExecResult(1, 'exec: "x": executable file not found in $PATH'),
+        ),
+        (None, streams.ExecResult(1, "the connection closed before the command finished")),
+    ],
+)
 def test_exec_result(status: dict[str, Any] | None, result: streams.ExecResult) -> None:
     assert streams.exec_result(status) == result
 
@@ -246,6 +378,7 @@ async def test_stdin_is_sent_on_channel_0_then_closed() -> None:
 
 
 # --- config file ----------------------------------------------------------------------------------------------
+
 
 def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("KAIWOCONFIG", raising=False)
@@ -282,8 +415,9 @@ def test_first_run_prompt_writes_the_config_at_a_terminal(monkeypatch: pytest.Mo
     assert userconfig.load(path) == userconfig.UserConfig("me@x.io", "team-q")
 
 
-def test_no_prompt_without_a_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_prompt_without_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "kaiwoconfig.yaml"
     monkeypatch.setattr("sys.stdin", io.StringIO("y\nme@x.io\n"))
     defaults = resolve_defaults(Output(), load_documents(JOB, "f"), None, "q", str(path))
@@ -297,15 +431,19 @@ def test_no_prompt_without_a_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 # --- errors and exit codes ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("exc", "text"), [
-    (ApiError(401, {"message": "Unauthorized"}), "did not accept your credentials"),
-    (ApiError(403, {"message": "kaiwojobs is forbidden"}), "not allowed: kaiwojobs is forbidden"),
-    (ApiError(404, {"message": "the server has no resource for kind X in v1"}), "no resource for kind X"),
-    (ApiError(409, {"message": "conflict with kubectl"}), "conflict: conflict with kubectl"),
-    (ApiError(422, {"message": "spec.gpus: Invalid value"}), "rejected the request: spec.gpus"),
-    (aiohttp.ClientConnectionError("refused"), "cannot reach the Kubernetes API at https://h: refused"),
-    (TimeoutError(), "cannot reach the Kubernetes API"),
-])
+
+@pytest.mark.parametrize(
+    ("exc", "text"),
+    [
+        (ApiError(401, {"message": "Unauthorized"}), "did not accept your credentials"),
+        (ApiError(403, {"message": "kaiwojobs is forbidden"}), "not allowed: kaiwojobs is forbidden"),
+        (ApiError(404, {"message": "the server has no resource for kind X in v1"}), "no resource for kind X"),
+        (ApiError(409, {"message": "conflict with kubectl"}), "conflict: conflict with kubectl"),
+        (ApiError(422, {"message": "spec.gpus: Invalid value"}), "rejected the request: spec.gpus"),
+        (aiohttp.ClientConnectionError("refused"), "cannot reach the Kubernetes API at https://h: refused"),
+        (TimeoutError(), "cannot reach the Kubernetes API"),
+    ],
+)
 def test_expected_failures_are_explained(exc: BaseException, text: str) -> None:
     err = explain(exc, "https://h")
     assert err is not None and text in err.message and err.code == 1
@@ -317,9 +455,11 @@ def test_kubeconfig_discovery(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     with pytest.raises(CliError, match="no kubeconfig found"):
         Target().kubeconfig_path()
     cfg = tmp_path / "config"
-    cfg.write_text("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://h'}}]\n"
-                   "users: [{name: u, user: {}}]\ncontexts: [{name: a, context: {cluster: c, user: u, namespace: "
-                   "team}}, {name: b, context: {cluster: c, user: u}}]\ncurrent-context: a\n")
+    cfg.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://h'}}]\n"
+        "users: [{name: u, user: {}}]\ncontexts: [{name: a, context: {cluster: c, user: u, namespace: "
+        "team}}, {name: b, context: {cluster: c, user: u}}]\ncurrent-context: a\n"
+    )
     monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'none'}:{cfg}")
     assert Target().kubeconfig_path() == str(cfg)
     assert Target().resolve_namespace() == "team"
@@ -351,8 +491,9 @@ def test_cli_exit_codes_and_messages(tmp_path: Path) -> None:
     assert r.exit_code == 1 and "no kubeconfig found" in r.stderr and "--kubeconfig" in r.stderr
 
 
-@pytest.mark.parametrize("command", ["submit", "list", "status", "logs", "exec", "monitor", "delete",
-                                     "port-forward", "version"])
+@pytest.mark.parametrize(
+    "command", ["submit", "list", "status", "logs", "exec", "monitor", "delete", "port-forward", "version"]
+)
 def test_every_command_has_help_with_examples(command: str) -> None:
     r = cli(command, "--help")
     assert r.exit_code == 0 and "Examples" in r.stdout and f"kaiwo {command}" in r.stdout

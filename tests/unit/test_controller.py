@@ -101,12 +101,23 @@ async def test_a_key_is_never_reconciled_twice_at_once() -> None:
 
 
 def test_owner_mapper_follows_the_controller_reference_of_the_right_kind() -> None:
-    child: dict[str, Any] = {"metadata": {"namespace": "ns", "name": "child", "ownerReferences": [
-        {"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoJob", "name": "job", "uid": "1",
-         "controller": True},
-        {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "2"},
-        {"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoJob", "name": "not-controller", "uid": "3"},
-    ]}}
+    child: dict[str, Any] = {
+        "metadata": {
+            "namespace": "ns",
+            "name": "child",
+            "ownerReferences": [
+                {
+                    "apiVersion": "kaiwo.silogen.ai/v1alpha1",
+                    "kind": "KaiwoJob",
+                    "name": "job",
+                    "uid": "1",
+                    "controller": True,
+                },
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "other", "uid": "2"},
+                {"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoJob", "name": "not-controller", "uid": "3"},
+            ],
+        }
+    }
     mapper = owner_mapper("kaiwo.silogen.ai/v1alpha1", "KaiwoJob")
     assert list(mapper(child)) == [Request("ns", "job")]
     assert list(owner_mapper("other.group/v1", "KaiwoJob")(child)) == []

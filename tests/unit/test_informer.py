@@ -22,8 +22,13 @@ Obj = dict[str, Any]
 
 
 def cm(name: str, rv: str, ns: str = "ns", owner: str | None = None, **labels: str) -> Obj:
-    meta: Obj = {"name": name, "namespace": ns, "resourceVersion": rv, "labels": labels,
-                 "managedFields": [{"manager": "x"}]}
+    meta: Obj = {
+        "name": name,
+        "namespace": ns,
+        "resourceVersion": rv,
+        "labels": labels,
+        "managedFields": [{"manager": "x"}],
+    }
     if owner:
         meta["ownerReferences"] = [{"uid": owner, "kind": "Thing", "name": "o"}]
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
@@ -89,17 +94,26 @@ async def run_until_idle(inf: Informer, script: Script, clock: FakeClock, advanc
 async def test_list_then_watch_events_in_order() -> None:
     script = Script(
         lists=[([cm("a", "1"), cm("b", "2")], "10")],
-        watches=[[{"type": "ADDED", "object": cm("c", "11")},
-                  {"type": "MODIFIED", "object": cm("a", "12")},
-                  {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}},
-                  {"type": "DELETED", "object": cm("b", "16")}]],
+        watches=[
+            [
+                {"type": "ADDED", "object": cm("c", "11")},
+                {"type": "MODIFIED", "object": cm("a", "12")},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}},
+                {"type": "DELETED", "object": cm("b", "16")},
+            ]
+        ],
     )
     clock, ev = FakeClock(), Events()
     inf = Informer(script, clock=clock)
     inf.add_handler(ev.handler())
     await run_until_idle(inf, script, clock)
-    assert ev.log == [("add", "ns/a", True), ("add", "ns/b", True), ("add", "ns/c", False),
-                      ("update", "ns/a", "12"), ("delete", "ns/b", "")]
+    assert ev.log == [
+        ("add", "ns/a", True),
+        ("add", "ns/b", True),
+        ("add", "ns/c", False),
+        ("update", "ns/a", "12"),
+        ("delete", "ns/b", ""),
+    ]
     assert script.watch_calls == ["10", "16"]  # resumed from the last event after the stream ended
     assert inf.has_synced and sorted(inf.indexer.items) == ["ns/a", "ns/c"]
     assert all("managedFields" not in o["metadata"] for o in inf.objects())
@@ -107,8 +121,7 @@ async def test_list_then_watch_events_in_order() -> None:
 
 async def test_gone_relists_and_emits_deletes_for_vanished_objects() -> None:
     script = Script(
-        lists=[([cm("a", "1"), cm("b", "2"), cm("c", "3")], "10"),
-               ([cm("a", "1"), cm("c", "20")], "30")],
+        lists=[([cm("a", "1"), cm("b", "2"), cm("c", "3")], "10"), ([cm("a", "1"), cm("c", "20")], "30")],
         watches=[[{"type": "ERROR", "object": {"kind": "Status", "code": 410, "message": "too old"}}]],
     )
     clock, ev = FakeClock(), Events()
@@ -151,9 +164,19 @@ async def test_errors_back_off_exponentially_to_the_cap() -> None:
 
 
 async def test_indexes_by_namespace_owner_and_label() -> None:
-    script = Script(lists=[([cm("a", "1", ns="x", owner="u1", team="red"), cm("b", "2", ns="y", owner="u1"),
-                             cm("c", "3", ns="x", team="blue")], "5")],
-                    watches=[[{"type": "MODIFIED", "object": cm("a", "6", ns="x", team="blue")}]])
+    script = Script(
+        lists=[
+            (
+                [
+                    cm("a", "1", ns="x", owner="u1", team="red"),
+                    cm("b", "2", ns="y", owner="u1"),
+                    cm("c", "3", ns="x", team="blue"),
+                ],
+                "5",
+            )
+        ],
+        watches=[[{"type": "MODIFIED", "object": cm("a", "6", ns="x", team="blue")}]],
+    )
     clock = FakeClock()
     inf = Informer(script, clock=clock)
     inf.add_index("team", by_label("team"))

@@ -99,8 +99,12 @@ async def test_standby_takes_over_only_after_lease_duration_of_silence() -> None
 async def test_leader_stops_leading_when_renewals_fail_past_the_deadline() -> None:
     server, clock = LeaseServer(), FakeClock()
     changes: list[bool] = []
-    a = LeaderElector(server.client(), LeaderElectionConfig(identity="a", **CFG), clock=clock,  # type: ignore[arg-type]
-                      on_change=changes.append)
+    a = LeaderElector(
+        server.client(),  # type: ignore[arg-type]
+        LeaderElectionConfig(identity="a", **CFG),  # type: ignore[arg-type]
+        clock=clock,
+        on_change=changes.append,
+    )
     await a.acquire()
     assert a.is_leader and changes == [True]
     renewing = asyncio.create_task(a.keep_renewing())

@@ -6,8 +6,16 @@ import pytest
 
 from kaiwo import manager
 
-SWITCHES = ("DISABLE_WEBHOOKS", "ENFORCE_KAIWO_ON_GPU_WORKLOADS", "RESOURCE_MONITORING_ENABLED",
-            "GPU_PREEMPTION_ENABLED", "FORMATTED_LOGS", "KAIWO_LOG_FORMAT", "KAIWO_LOG_LEVEL", "KAIWO_WORKERS")
+SWITCHES = (
+    "DISABLE_WEBHOOKS",
+    "ENFORCE_KAIWO_ON_GPU_WORKLOADS",
+    "RESOURCE_MONITORING_ENABLED",
+    "GPU_PREEMPTION_ENABLED",
+    "FORMATTED_LOGS",
+    "KAIWO_LOG_FORMAT",
+    "KAIWO_LOG_LEVEL",
+    "KAIWO_WORKERS",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -25,21 +33,32 @@ def parse_error(capsys: pytest.CaptureFixture[str], argv: list[str] | None = Non
 
 def test_upstream_manifest_values_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     """What upstream's kustomize manifests and chart set: webhooks disabled, optional features off."""
-    for name, value in (("DISABLE_WEBHOOKS", "true"), ("ENFORCE_KAIWO_ON_GPU_WORKLOADS", "false"),
-                        ("RESOURCE_MONITORING_ENABLED", "False"), ("GPU_PREEMPTION_ENABLED", "0")):
+    for name, value in (
+        ("DISABLE_WEBHOOKS", "true"),
+        ("ENFORCE_KAIWO_ON_GPU_WORKLOADS", "false"),
+        ("RESOURCE_MONITORING_ENABLED", "False"),
+        ("GPU_PREEMPTION_ENABLED", "0"),
+    ):
         monkeypatch.setenv(name, value)
     cfg = manager.parse([])
     assert cfg.log_format == "json" and cfg.leader_elect
 
 
-@pytest.mark.parametrize(("name", "value", "feature"), [
-    ("DISABLE_WEBHOOKS", "false", "admission webhooks"),
-    ("ENFORCE_KAIWO_ON_GPU_WORKLOADS", "true", "Job admission webhook"),
-    ("RESOURCE_MONITORING_ENABLED", "true", "GPU utilisation monitoring"),
-    ("GPU_PREEMPTION_ENABLED", "TRUE", "GpuWorkload controller"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "feature"),
+    [
+        ("DISABLE_WEBHOOKS", "false", "admission webhooks"),
+        ("ENFORCE_KAIWO_ON_GPU_WORKLOADS", "true", "Job admission webhook"),
+        ("RESOURCE_MONITORING_ENABLED", "true", "GPU utilisation monitoring"),
+        ("GPU_PREEMPTION_ENABLED", "TRUE", "GpuWorkload controller"),
+    ],
+)
 def test_switching_on_an_absent_feature_fails_naming_it(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str, feature: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    value: str,
+    feature: str,
 ) -> None:
     monkeypatch.setenv(name, value)
     err = parse_error(capsys)
@@ -48,7 +67,9 @@ def test_switching_on_an_absent_feature_fails_naming_it(
 
 @pytest.mark.parametrize("name", ["DISABLE_WEBHOOKS", "GPU_PREEMPTION_ENABLED", "FORMATTED_LOGS"])
 def test_a_switch_that_is_not_a_boolean_is_an_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
 ) -> None:
     monkeypatch.setenv(name, "enabled")
     assert f"{name}='enabled': expected true or false" in parse_error(capsys)
@@ -63,7 +84,8 @@ def test_formatted_logs_selects_text_unless_the_log_format_is_given(monkeypatch:
 
 
 def test_environment_defaults_are_validated_like_flags(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("KAIWO_LOG_FORMAT", "xml")
     assert "--log-format 'xml' (from the environment): choose from json, text" in parse_error(capsys)

@@ -28,8 +28,11 @@ class FakeApi:
         spec = obj["spec"]
         if obj["kind"] == "TokenReview":
             user = self.users.get(spec["token"])
-            return {"status": {"authenticated": True, "user": {"username": user, "groups": ["g"]}}
-                    if user else {"authenticated": False, "error": "invalid bearer token"}}
+            return {
+                "status": {"authenticated": True, "user": {"username": user, "groups": ["g"]}}
+                if user
+                else {"authenticated": False, "error": "invalid bearer token"}
+            }
         assert spec["nonResourceAttributes"] == {"path": "/metrics", "verb": "get"}
         return {"status": {"allowed": spec["user"] in self.readers}}
 
@@ -38,13 +41,23 @@ def authorizer(api: FakeApi, now: list[float]) -> MetricsAuthorizer:
     return MetricsAuthorizer(api, ttl=60, clock=lambda: now[0])  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("header", "code"), [
-    (None, 401), ("Basic abc", 401), ("Bearer ", 401), ("Bearer unknown", 401),
-    ("Bearer alice-token", 403), ("Bearer prom-token", 200), ("bearer prom-token", 200),
-])
+@pytest.mark.parametrize(
+    ("header", "code"),
+    [
+        (None, 401),
+        ("Basic abc", 401),
+        ("Bearer ", 401),
+        ("Bearer unknown", 401),
+        ("Bearer alice-token", 403),
+        ("Bearer prom-token", 200),
+        ("bearer prom-token", 200),
+    ],
+)
 async def test_status_codes(header: str | None, code: int) -> None:
-    api = FakeApi({"alice-token": "alice", "prom-token": "system:serviceaccount:monitoring:prometheus"},
-                  {"system:serviceaccount:monitoring:prometheus"})
+    api = FakeApi(
+        {"alice-token": "alice", "prom-token": "system:serviceaccount:monitoring:prometheus"},
+        {"system:serviceaccount:monitoring:prometheus"},
+    )
     got, message = await authorizer(api, [0.0]).check(header, "/metrics")
     assert got == code, message
     if code == 403:

@@ -15,10 +15,20 @@ def default_nodes() -> list[dict[str, Any]]:
     return topology.node_manifests(topology.load(), "v1.35.4")
 
 
-@pytest.mark.parametrize(("text", "value"), [
-    ("128", 128), ("500m", 0.5), ("1536Gi", 1536 * 2**30), ("1Ti", 2**40), ("2k", 2000), ("1e3", 1000),
-    ("1.5", 1.5), (".5Gi", 2**29), (8, 8),
-])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("128", 128),
+        ("500m", 0.5),
+        ("1536Gi", 1536 * 2**30),
+        ("1Ti", 2**40),
+        ("2k", 2000),
+        ("1e3", 1000),
+        ("1.5", 1.5),
+        (".5Gi", 2**29),
+        (8, 8),
+    ],
+)
 def test_quantities(text: str | int, value: float) -> None:
     assert parse(text) == value
 
@@ -51,23 +61,33 @@ def test_default_topology_pools_flavors_and_quotas() -> None:
     amd = pools[2]
     assert amd.nodes == [f"amd-mi300x-{i}" for i in range(4)]
     assert amd.quotas() == {"cpu": "460", "memory": "5528Gi", "amd.com/gpu": "32"}
-    assert np.node_labels(amd) == {"kaiwo/worker": "true", "kaiwo/nodepool": amd.flavor,
-                                   "kaiwo/gpu-model": "mi300x"}
+    assert np.node_labels(amd) == {"kaiwo/worker": "true", "kaiwo/nodepool": amd.flavor, "kaiwo/gpu-model": "mi300x"}
     assert np.node_labels(pools[0]) == {"kaiwo/worker": "true", "kaiwo/nodepool": pools[0].flavor}
 
     cq = np.default_cluster_queue(pools, "kaiwo", "kaiwo")
     group = cq["spec"]["resourceGroups"][0]
     assert group["coveredResources"] == ["cpu", "memory", "nvidia.com/gpu", "amd.com/gpu"]
     by_flavor = {f["name"]: {r["name"]: r["nominalQuota"] for r in f["resources"]} for f in group["flavors"]}
-    assert by_flavor["cpu-only-0gpu-28core-115gi"] == {"cpu": "28", "memory": "115Gi", "nvidia.com/gpu": "0",
-                                                       "amd.com/gpu": "0"}
+    assert by_flavor["cpu-only-0gpu-28core-115gi"] == {
+        "cpu": "28",
+        "memory": "115Gi",
+        "nvidia.com/gpu": "0",
+        "amd.com/gpu": "0",
+    }
     assert by_flavor[amd.flavor]["amd.com/gpu"] == "32" and by_flavor[amd.flavor]["nvidia.com/gpu"] == "0"
     assert cq["spec"]["cohort"] == "kaiwo" and cq["spec"]["namespaceSelector"] == {} and cq["namespaces"] == []
-    assert np.default_flavors(pools[:1], "default-topology") == [{
-        "name": "cpu-only-0gpu-28core-115gi", "nodeLabels": {"kaiwo/nodepool": "cpu-only-0gpu-28core-115gi"},
-        "topologyName": "default-topology"}]
+    assert np.default_flavors(pools[:1], "default-topology") == [
+        {
+            "name": "cpu-only-0gpu-28core-115gi",
+            "nodeLabels": {"kaiwo/nodepool": "cpu-only-0gpu-28core-115gi"},
+            "topologyName": "default-topology",
+        }
+    ]
     assert [lvl["nodeLabel"] for lvl in np.default_topology("default-topology")["spec"]["levels"]] == [
-        "kaiwo/topology-block", "kaiwo/topology-rack", "kubernetes.io/hostname"]
+        "kaiwo/topology-block",
+        "kaiwo/topology-rack",
+        "kubernetes.io/hostname",
+    ]
 
 
 def test_cordoned_and_control_plane_nodes_are_skipped() -> None:
@@ -81,7 +101,9 @@ def test_cordoned_and_control_plane_nodes_are_skipped() -> None:
 
 
 def test_gpu_labels_without_count_make_a_cpu_node() -> None:
-    node = {"metadata": {"name": "n", "labels": {"amd.com/gpu.product-name": "AMD_Instinct_MI250X"}},
-            "status": {"capacity": {"cpu": "1500m", "memory": "10Gi"}}}
+    node = {
+        "metadata": {"name": "n", "labels": {"amd.com/gpu.product-name": "AMD_Instinct_MI250X"}},
+        "status": {"capacity": {"cpu": "1500m", "memory": "10Gi"}},
+    }
     f = np.node_facts(node)
     assert (f.vendor, f.model, f.gpus, f.cpu, f.memory_gi) == ("cpu", "only", 0, 1, 9)

@@ -20,8 +20,11 @@ def test_certificates_are_signed_by_the_ca_and_reused(tmp_path: Path) -> None:
         assert pair.key.stat().st_mode & 0o077 == 0
     admin_cert = x509.load_pem_x509_certificate(admin.cert.read_bytes())
     assert admin_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:masters"
-    san = x509.load_pem_x509_certificate(server.cert.read_bytes()).extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value
+    san = (
+        x509.load_pem_x509_certificate(server.cert.read_bytes())
+        .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        .value
+    )
     assert "localhost" in san.get_values_for_type(x509.DNSName)
     before = server.cert.read_bytes()
     again = PKI(tmp_path).issue("apiserver", "kube-apiserver", server=True)

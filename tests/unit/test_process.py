@@ -43,7 +43,7 @@ def test_children_die_when_the_parent_is_killed(tmp_path: Path) -> None:
         import time
         from pathlib import Path
         from kaiwo.devcluster.process import Process
-        p = Process("child", ["sleep", "300"], Path({str(tmp_path / 'c.log')!r}))
+        p = Process("child", ["sleep", "300"], Path({str(tmp_path / "c.log")!r}))
         p.start()
         print(p.pid, flush=True)
         time.sleep(300)

@@ -17,8 +17,10 @@ def test_merge_replaces_same_named_entries_and_the_default_queue_only() -> None:
     d = defaults()
     custom = {
         "clusterQueues": [{"name": "team-a", "spec": {}}, {"name": "kaiwo", "spec": {"cohort": "old"}}],
-        "resourceFlavors": [{"name": "mine", "nodeLabels": {"x": "y"}},
-                            {"name": "cpu-only-0gpu-28core-115gi", "nodeLabels": {"stale": "true"}}],
+        "resourceFlavors": [
+            {"name": "mine", "nodeLabels": {"x": "y"}},
+            {"name": "cpu-only-0gpu-28core-115gi", "nodeLabels": {"stale": "true"}},
+        ],
         "topologies": [{"metadata": {"name": "default-topology"}, "spec": {"levels": []}}],
         "workloadPriorityClasses": [{"metadata": {"name": "high"}, "value": 10}],
     }
@@ -27,7 +29,8 @@ def test_merge_replaces_same_named_entries_and_the_default_queue_only() -> None:
     assert merged["clusterQueues"][1]["spec"]["cohort"] == "kaiwo"
     flavors = {f["name"]: f for f in merged["resourceFlavors"]}
     assert "mine" in flavors and flavors["cpu-only-0gpu-28core-115gi"]["nodeLabels"] == {
-        "kaiwo/nodepool": "cpu-only-0gpu-28core-115gi"}
+        "kaiwo/nodepool": "cpu-only-0gpu-28core-115gi"
+    }
     assert merged["topologies"][0]["spec"]["levels"]  # the discovered default topology replaced the stale one
     assert merged["workloadPriorityClasses"] == custom["workloadPriorityClasses"]
 

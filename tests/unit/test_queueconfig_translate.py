@@ -7,23 +7,50 @@ from typing import Any
 from kaiwo.translate import queueconfig as qc
 
 CONFIG: dict[str, Any] = {
-    "apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoQueueConfig",
+    "apiVersion": "kaiwo.silogen.ai/v1alpha1",
+    "kind": "KaiwoQueueConfig",
     "metadata": {"name": "kaiwo", "uid": "u-1"},
     "spec": {
-        "topologies": [{"metadata": {"name": "rack"}, "spec": {"levels": [
-            {"nodeLabel": "kaiwo/topology-rack"}, {"nodeLabel": "kubernetes.io/hostname"}]}}],
+        "topologies": [
+            {
+                "metadata": {"name": "rack"},
+                "spec": {"levels": [{"nodeLabel": "kaiwo/topology-rack"}, {"nodeLabel": "kubernetes.io/hostname"}]},
+            }
+        ],
         "resourceFlavors": [
-            {"name": "mi300x", "nodeLabels": {"kaiwo/nodepool": "mi300x"}, "topologyName": "rack",
-             "taints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]},
+            {
+                "name": "mi300x",
+                "nodeLabels": {"kaiwo/nodepool": "mi300x"},
+                "topologyName": "rack",
+                "taints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}],
+            },
             {"name": "plain", "nodeLabels": {"kaiwo/nodepool": "plain"}},
         ],
         "clusterQueues": [
-            {"name": "team-a", "namespaces": ["a", "a", "missing"], "spec": {
-                "cohort": "kaiwo", "queueingStrategy": "BestEffortFIFO", "unknownField": 1,
-                "resourceGroups": [{"coveredResources": ["cpu", "memory", "amd.com/gpu"], "flavors": [
-                    {"name": "mi300x", "resources": [{"name": "amd.com/gpu", "nominalQuota": 8},
-                                                     {"name": "memory", "nominalQuota": "1Ti"},
-                                                     {"name": "cpu", "nominalQuota": 100}]}]}]}},
+            {
+                "name": "team-a",
+                "namespaces": ["a", "a", "missing"],
+                "spec": {
+                    "cohort": "kaiwo",
+                    "queueingStrategy": "BestEffortFIFO",
+                    "unknownField": 1,
+                    "resourceGroups": [
+                        {
+                            "coveredResources": ["cpu", "memory", "amd.com/gpu"],
+                            "flavors": [
+                                {
+                                    "name": "mi300x",
+                                    "resources": [
+                                        {"name": "amd.com/gpu", "nominalQuota": 8},
+                                        {"name": "memory", "nominalQuota": "1Ti"},
+                                        {"name": "cpu", "nominalQuota": 100},
+                                    ],
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
             {"name": "shared", "spec": {}},
         ],
         "workloadPriorityClasses": [{"metadata": {"name": "high"}, "value": 1000, "description": "urgent"}],
@@ -34,9 +61,13 @@ CONFIG: dict[str, Any] = {
 def test_objects_are_labelled_and_owned() -> None:
     out = qc.kueue_objects(CONFIG, topology_api_version="kueue.x-k8s.io/v1beta1", existing_namespaces={"a", "b"})
     kinds = {kind: [o["metadata"]["name"] for o in objs] for kind, objs in out.in_order()}
-    assert kinds == {"Topology": ["rack"], "ResourceFlavor": ["mi300x", "plain"],
-                     "ClusterQueue": ["team-a", "shared"], "LocalQueue": ["team-a"],
-                     "WorkloadPriorityClass": ["high"]}
+    assert kinds == {
+        "Topology": ["rack"],
+        "ResourceFlavor": ["mi300x", "plain"],
+        "ClusterQueue": ["team-a", "shared"],
+        "LocalQueue": ["team-a"],
+        "WorkloadPriorityClass": ["high"],
+    }
     for _, objs in out.in_order():
         for o in objs:
             assert qc.owned_by_kaiwo(o)
@@ -49,10 +80,15 @@ def test_objects_are_labelled_and_owned() -> None:
 def test_flavors_topology_and_worker_label() -> None:
     out = qc.kueue_objects(CONFIG, topology_api_version="kueue.x-k8s.io/v1beta1", existing_namespaces=set())
     mi300x, plain = out.resource_flavors
-    assert mi300x["spec"] == {"nodeLabels": {"kaiwo/nodepool": "mi300x"}, "topologyName": "rack",
-                              "nodeTaints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}]}
-    assert plain["spec"] == {"nodeLabels": {"kaiwo/nodepool": "plain", "kaiwo/worker": "true"},
-                             "topologyName": "default-topology"}
+    assert mi300x["spec"] == {
+        "nodeLabels": {"kaiwo/nodepool": "mi300x"},
+        "topologyName": "rack",
+        "nodeTaints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}],
+    }
+    assert plain["spec"] == {
+        "nodeLabels": {"kaiwo/nodepool": "plain", "kaiwo/worker": "true"},
+        "topologyName": "default-topology",
+    }
     assert out.topologies[0]["apiVersion"] == "kueue.x-k8s.io/v1beta1"
 
 
@@ -69,5 +105,9 @@ def test_cluster_queue_keeps_known_fields_and_orders_quotas_by_covered_resources
     resources = spec["resourceGroups"][0]["flavors"][0]["resources"]
     assert [r["name"] for r in resources] == ["cpu", "memory", "amd.com/gpu"]
     assert out.priority_classes[0] == {
-        "apiVersion": "kueue.x-k8s.io/v1beta1", "kind": "WorkloadPriorityClass",
-        "metadata": out.priority_classes[0]["metadata"], "value": 1000, "description": "urgent"}
+        "apiVersion": "kueue.x-k8s.io/v1beta1",
+        "kind": "WorkloadPriorityClass",
+        "metadata": out.priority_classes[0]["metadata"],
+        "value": 1000,
+        "description": "urgent",
+    }

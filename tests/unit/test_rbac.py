@@ -23,10 +23,29 @@ def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
     assert rbac.main(["--out", str(tmp_path), "--check"]) == 1
 
 
-@pytest.mark.parametrize("kind", ["Node", "Namespace", "Pod", "Job", "Deployment", "Service", "ConfigMap",
-                                  "PersistentVolumeClaim", "RayJob", "AppWrapper", "Workload", "LocalQueue",
-                                  "ClusterQueue", "ResourceFlavor", "WorkloadPriorityClass", "Topology", "Event",
-                                  "Lease"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "Node",
+        "Namespace",
+        "Pod",
+        "Job",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "RayJob",
+        "AppWrapper",
+        "Workload",
+        "LocalQueue",
+        "ClusterQueue",
+        "ResourceFlavor",
+        "WorkloadPriorityClass",
+        "Topology",
+        "Event",
+        "Lease",
+    ],
+)
 def test_resource_names_of_builtin_and_addon_kinds(kind: str) -> None:
     expected = {"Topology": "topologies", "WorkloadPriorityClass": "workloadpriorityclasses"}
     assert rbac.resource_name(kind) == expected.get(kind, kind.lower() + "s")
@@ -54,25 +73,28 @@ def test_each_rule_is_either_read_or_write() -> None:
         assert rule["verbs"] == list(rbac.READ) or not set(rule["verbs"]) & set(rbac.READ), rule
 
 
-@pytest.mark.parametrize(("group", "resource", "verbs"), [
-    ("", "pods", [["get", "list", "watch"]]),  # watched, never written
-    ("kueue.x-k8s.io", "workloads", [["get", "list", "watch"]]),
-    ("", "nodes", [["get", "list", "watch"], ["patch"]]),  # labels only
-    ("", "namespaces", [["get", "list", "watch"]]),
-    ("batch", "jobs", [["get", "list", "watch"], ["create", "delete", "patch"]]),
-    ("kaiwo.silogen.ai", "kaiwojobs", [["get", "list", "watch"]]),  # the spec is the user's
-    ("kaiwo.silogen.ai", "kaiwojobs/status", [["patch"]]),
-    ("config.kaiwo.silogen.ai", "kaiwoconfigs", [["get", "list", "watch"], ["create"]]),
-    ("", "events", [["create"]]),
-    ("", "secrets", []),
-    ("coordination.k8s.io", "leases", []),  # only in the namespaced Role
-])
+@pytest.mark.parametrize(
+    ("group", "resource", "verbs"),
+    [
+        ("", "pods", [["get", "list", "watch"]]),  # watched, never written
+        ("kueue.x-k8s.io", "workloads", [["get", "list", "watch"]]),
+        ("", "nodes", [["get", "list", "watch"], ["patch"]]),  # labels only
+        ("", "namespaces", [["get", "list", "watch"]]),
+        ("batch", "jobs", [["get", "list", "watch"], ["create", "delete", "patch"]]),
+        ("kaiwo.silogen.ai", "kaiwojobs", [["get", "list", "watch"]]),  # the spec is the user's
+        ("kaiwo.silogen.ai", "kaiwojobs/status", [["patch"]]),
+        ("config.kaiwo.silogen.ai", "kaiwoconfigs", [["get", "list", "watch"], ["create"]]),
+        ("", "events", [["create"]]),
+        ("", "secrets", []),
+        ("coordination.k8s.io", "leases", []),  # only in the namespaced Role
+    ],
+)
 def test_least_privilege_per_resource(group: str, resource: str, verbs: list[list[str]]) -> None:
     assert rules_for(group, resource) == verbs
 
 
 def test_leader_election_is_a_namespaced_role() -> None:
     text = rbac.render()[rbac.FILE]
-    role = text[text.index("kind: Role\n"):]
+    role = text[text.index("kind: Role\n") :]
     assert "namespace: {{ .Release.Namespace }}" in role and "resources: [leases]" in role
     assert "verbs: [get, create, update]" in role

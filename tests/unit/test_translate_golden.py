@@ -36,9 +36,17 @@ def render(case: str) -> dict[str, Any]:
     out = desired_children(data["cr"], facts_from(data.get("facts") or {}))
     if isinstance(out, TranslateError):
         return {"error": {"reason": out.reason, "message": out.message}}
-    return {"plan": {"gpus": out.plan.gpus, "replicas": out.plan.replicas,
-                     "gpusPerReplica": out.plan.gpus_per_replica, "resourceKey": out.plan.resource_key},
-            "storage": list(out.storage), "workload": list(out.workload), "warnings": list(out.warnings)}
+    return {
+        "plan": {
+            "gpus": out.plan.gpus,
+            "replicas": out.plan.replicas,
+            "gpusPerReplica": out.plan.gpus_per_replica,
+            "resourceKey": out.plan.resource_key,
+        },
+        "storage": list(out.storage),
+        "workload": list(out.workload),
+        "warnings": list(out.warnings),
+    }
 
 
 class _NoAliases(yaml.SafeDumper):

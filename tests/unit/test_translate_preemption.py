@@ -13,8 +13,15 @@ T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 THRESHOLD = 300.0
 
 
-def workload(phase: str, *, gpus: int = 8, vendor: str | None = None, queue: str | None = None,
-             admitted_false_at: str | None = "2026-01-01T00:00:00Z", duration: str | None = None) -> Obj:
+def workload(
+    phase: str,
+    *,
+    gpus: int = 8,
+    vendor: str | None = None,
+    queue: str | None = None,
+    admitted_false_at: str | None = "2026-01-01T00:00:00Z",
+    duration: str | None = None,
+) -> Obj:
     spec: Obj = {"gpus": gpus}
     if vendor:
         spec["gpuVendor"] = vendor
@@ -22,14 +29,20 @@ def workload(phase: str, *, gpus: int = 8, vendor: str | None = None, queue: str
         spec["clusterQueue"] = queue
     if duration:
         spec["duration"] = duration
-    conditions = [{"type": "Admitted", "status": "False", "lastTransitionTime": admitted_false_at}] \
-        if admitted_false_at else []
-    return {"metadata": {"name": "w", "creationTimestamp": "2025-12-31T23:00:00Z"}, "spec": spec,
-            "status": {"status": phase, "conditions": conditions}}
+    conditions = (
+        [{"type": "Admitted", "status": "False", "lastTransitionTime": admitted_false_at}] if admitted_false_at else []
+    )
+    return {
+        "metadata": {"name": "w", "creationTimestamp": "2025-12-31T23:00:00Z"},
+        "spec": spec,
+        "status": {"status": phase, "conditions": conditions},
+    }
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("0", 0.0), ("90s", 90.0), ("5m", 300.0), ("1h30m", 5400.0), ("1.5h", 5400.0), ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("0", 0.0), ("90s", 90.0), ("5m", 300.0), ("1h30m", 5400.0), ("1.5h", 5400.0), ("250ms", 0.25)],
+)
 def test_go_durations(text: str, seconds: float) -> None:
     assert pre.go_duration(text) == pytest.approx(seconds)
 
@@ -56,13 +69,19 @@ def test_demand_needs_the_same_queue_and_vendor_and_a_long_enough_wait() -> None
     assert pre.demand(victim, [old], "kaiwo", THRESHOLD, T0 + 299) == pre.Demand(False, 1.0)
     assert pre.demand(victim, [old], "kaiwo", THRESHOLD, T0 + 300).now
     assert pre.demand(victim, [young], "kaiwo", THRESHOLD, T0 + 300) == pre.Demand(False, 240.0)
-    others = [workload("PENDING", vendor="nvidia"), workload("PENDING", queue="other"),
-              workload("PENDING", gpus=0), workload("RUNNING"), workload("ERROR")]
+    others = [
+        workload("PENDING", vendor="nvidia"),
+        workload("PENDING", queue="other"),
+        workload("PENDING", gpus=0),
+        workload("RUNNING"),
+        workload("ERROR"),
+    ]
     assert pre.demand(victim, others, "kaiwo", THRESHOLD, T0 + 10_000) == pre.Demand(False, None)
     # The default queue and vendor are filled in on both sides.
     assert pre.demand(pre.Claim("q", "amd"), [old], "q", THRESHOLD, T0 + 300).now
-    assert pre.demand(pre.Claim("kaiwo", "nvidia"), [workload("PENDING", vendor="nvidia")], "kaiwo",
-                      THRESHOLD, T0 + 300).now
+    assert pre.demand(
+        pre.Claim("kaiwo", "nvidia"), [workload("PENDING", vendor="nvidia")], "kaiwo", THRESHOLD, T0 + 300
+    ).now
 
 
 def test_pending_since_falls_back_to_creation_and_counts_split_gpus() -> None:

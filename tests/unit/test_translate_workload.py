@@ -10,8 +10,12 @@ from kaiwo.translate.workload import Children, Facts, desired_children
 
 
 def cr(spec: dict[str, Any], kind: str = "KaiwoJob") -> dict[str, Any]:
-    return {"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": kind,
-            "metadata": {"name": "w", "namespace": "ns", "uid": "u"}, "spec": spec}
+    return {
+        "apiVersion": "kaiwo.silogen.ai/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": "w", "namespace": "ns", "uid": "u"},
+        "spec": spec,
+    }
 
 
 def test_ray_job_needs_an_entrypoint() -> None:
@@ -20,8 +24,10 @@ def test_ray_job_needs_an_entrypoint() -> None:
 
 
 def test_precache_without_size_is_invalid() -> None:
-    out = desired_children(cr({"image": "i", "storage": {"storageEnabled": True, "huggingFace": {
-        "preCacheRepos": [{"repoId": "a/b"}]}}}), Facts())
+    out = desired_children(
+        cr({"image": "i", "storage": {"storageEnabled": True, "huggingFace": {"preCacheRepos": [{"repoId": "a/b"}]}}}),
+        Facts(),
+    )
     assert isinstance(out, TranslateError) and "huggingFace.storageSize" in out.message
 
 
@@ -31,8 +37,13 @@ def test_invalid_spec_value() -> None:
 
 
 def test_storage_is_separate_and_first() -> None:
-    out = desired_children(cr({"image": "i", "gpus": 8, "storage": {"storageEnabled": True, "data": {
-        "storageSize": "1Gi"}}}, "KaiwoService"), Facts(gpu_pools=(GpuPool("amd", 8, 1),)))
+    out = desired_children(
+        cr(
+            {"image": "i", "gpus": 8, "storage": {"storageEnabled": True, "data": {"storageSize": "1Gi"}}},
+            "KaiwoService",
+        ),
+        Facts(gpu_pools=(GpuPool("amd", 8, 1),)),
+    )
     assert isinstance(out, Children)
     assert [o["kind"] for o in out.objects] == ["PersistentVolumeClaim", "Deployment"]
     assert [o["kind"] for o in out.storage] == ["PersistentVolumeClaim"]
@@ -44,10 +55,22 @@ def test_storage_disabled_is_ignored() -> None:
 
 
 def test_download_pod_carries_the_workload_annotations() -> None:
-    job = cr({"image": "i", "storage": {"storageEnabled": True, "data": {"storageSize": "1Gi", "download": {
-        "git": [{"repository": "https://example.com/r.git", "targetPath": "r"}]}}}})
-    job["metadata"]["annotations"] = {"sidecar.istio.io/inject": "false",
-                                      "kubectl.kubernetes.io/last-applied-configuration": "{}"}
+    job = cr(
+        {
+            "image": "i",
+            "storage": {
+                "storageEnabled": True,
+                "data": {
+                    "storageSize": "1Gi",
+                    "download": {"git": [{"repository": "https://example.com/r.git", "targetPath": "r"}]},
+                },
+            },
+        }
+    )
+    job["metadata"]["annotations"] = {
+        "sidecar.istio.io/inject": "false",
+        "kubectl.kubernetes.io/last-applied-configuration": "{}",
+    }
     out = desired_children(job, Facts())
     assert isinstance(out, Children)
     (download,) = [o for o in out.storage if o["kind"] == "Job"]

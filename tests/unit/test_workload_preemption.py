@@ -35,19 +35,27 @@ class Recorder(RecordingClient):
             return obj
         return await super().create(obj, **params)
 
-    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None,
-                     **params: Any) -> None:
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, **params: Any) -> None:
         self.writes.append(f"delete {kind}")
         self.caches.children[kind].indexer.remove(f"{namespace}/{name}")
 
 
 def pending(kind: str, name: str, since: str, *, vendor: str = "amd") -> Obj:
-    return {"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": kind,
-            "metadata": {"name": name, "namespace": "other", "uid": f"uid-{name}",
-                         "creationTimestamp": "2025-12-31T00:00:00Z"},
-            "spec": {"image": "busybox", "gpus": 1, "gpuVendor": vendor},
-            "status": {"status": "PENDING", "conditions": [
-                {"type": "Admitted", "status": "False", "lastTransitionTime": since}]}}
+    return {
+        "apiVersion": "kaiwo.silogen.ai/v1alpha1",
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": "other",
+            "uid": f"uid-{name}",
+            "creationTimestamp": "2025-12-31T00:00:00Z",
+        },
+        "spec": {"image": "busybox", "gpus": 1, "gpuVendor": vendor},
+        "status": {
+            "status": "PENDING",
+            "conditions": [{"type": "Admitted", "status": "False", "lastTransitionTime": since}],
+        },
+    }
 
 
 async def test_expired_job_is_terminated_only_by_same_queue_same_vendor_demand() -> None:
@@ -65,12 +73,20 @@ async def test_expired_job_is_terminated_only_by_same_queue_same_vendor_demand()
     await r.reconcile(req)  # PENDING; then Kueue admits the Job and its pod becomes ready
     job = caches.children["Job"].get_by("train", "ns")
     assert job is not None
-    caches.children["Job"].indexer.put("ns/train", {**job, "spec": {**job["spec"], "suspend": False},
-                                                    "status": {"active": 1, "ready": 1}})
-    caches.workloads.indexer.put("ns/job-train", {  # type: ignore[union-attr]
-        "metadata": {"name": "job-train", "namespace": "ns",
-                     "ownerReferences": [{"kind": "Job", "name": "train", "uid": job["metadata"]["uid"]}]},
-        "status": {"conditions": [{"type": "Admitted", "status": "True"}]}})
+    caches.children["Job"].indexer.put(
+        "ns/train", {**job, "spec": {**job["spec"], "suspend": False}, "status": {"active": 1, "ready": 1}}
+    )
+    caches.workloads.indexer.put(  # type: ignore[union-attr]
+        "ns/job-train",
+        {
+            "metadata": {
+                "name": "job-train",
+                "namespace": "ns",
+                "ownerReferences": [{"kind": "Job", "name": "train", "uid": job["metadata"]["uid"]}],
+            },
+            "status": {"conditions": [{"type": "Admitted", "status": "True"}]},
+        },
+    )
 
     client.writes.clear()
     assert await r.reconcile(req) == Result(requeue_after=600)  # woken again at the deadline

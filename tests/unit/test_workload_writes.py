@@ -53,8 +53,16 @@ class RecordingClient:
         self.writes.append(f"apply {obj['kind']}")
         return self._store(self.caches.children[obj["kind"]], obj)
 
-    async def patch(self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None = None,
-                    *, subresource: str | None = None) -> Obj:
+    async def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+    ) -> Obj:
         self.writes.append(f"status {patch['status']['status']}")
         live = copy.deepcopy(self.caches.primary.get_by(name, namespace))
         assert live is not None
@@ -70,14 +78,31 @@ class RecordingClient:
 
 
 def setup() -> tuple[WorkloadReconciler, RecordingClient, Caches]:
-    job: Obj = {"apiVersion": "kaiwo.silogen.ai/v1alpha1", "kind": "KaiwoJob",
-                "metadata": {"name": "train", "namespace": "ns", "uid": "uid-train", "generation": 1},
-                "spec": {"image": "busybox", "entrypoint": "echo hi", "gpus": 8, "gpuVendor": "amd",
-                         "replicas": 1, "ray": False, "dangerous": False}}
+    job: Obj = {
+        "apiVersion": "kaiwo.silogen.ai/v1alpha1",
+        "kind": "KaiwoJob",
+        "metadata": {"name": "train", "namespace": "ns", "uid": "uid-train", "generation": 1},
+        "spec": {
+            "image": "busybox",
+            "entrypoint": "echo hi",
+            "gpus": 8,
+            "gpuVendor": "amd",
+            "replicas": 1,
+            "ray": False,
+            "dangerous": False,
+        },
+    }
     kinds = ("Job", "Deployment", "Service", "PersistentVolumeClaim", "ConfigMap", "RayJob", "AppWrapper")
-    caches = Caches(primary=cache(job), children={k: cache() for k in kinds}, workloads=cache(), pods=cache(),
-                    nodes=cache(*topology.node_manifests(topology.load(), "v1.35.4")), kaiwo_configs=None,
-                    queue_configs=None, local_queues=cache())
+    caches = Caches(
+        primary=cache(job),
+        children={k: cache() for k in kinds},
+        workloads=cache(),
+        pods=cache(),
+        nodes=cache(*topology.node_manifests(topology.load(), "v1.35.4")),
+        kaiwo_configs=None,
+        queue_configs=None,
+        local_queues=cache(),
+    )
     client = RecordingClient(caches)
     return WorkloadReconciler(client, "KaiwoJob", caches, "kaiwo-kaiwojob"), client, caches  # type: ignore[arg-type]
 
@@ -98,10 +123,17 @@ async def test_writes_per_transition_and_none_when_settled() -> None:
     assert job is not None
     job = {**job, "spec": {**job["spec"], "suspend": False}, "status": {"active": 1, "ready": 1}}
     caches.children["Job"].indexer.put("ns/train", job)
-    caches.workloads.indexer.put("ns/job-train-abc", {  # type: ignore[union-attr]
-        "metadata": {"name": "job-train-abc", "namespace": "ns",
-                     "ownerReferences": [{"kind": "Job", "name": "train", "uid": job["metadata"]["uid"]}]},
-        "status": {"conditions": [{"type": "Admitted", "status": "True"}]}})
+    caches.workloads.indexer.put(  # type: ignore[union-attr]
+        "ns/job-train-abc",
+        {
+            "metadata": {
+                "name": "job-train-abc",
+                "namespace": "ns",
+                "ownerReferences": [{"kind": "Job", "name": "train", "uid": job["metadata"]["uid"]}],
+            },
+            "status": {"conditions": [{"type": "Admitted", "status": "True"}]},
+        },
+    )
     client.writes.clear()
     await reconciler.reconcile(req)
     assert client.writes == ["status RUNNING", "create Event"]
