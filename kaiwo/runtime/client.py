@@ -1,9 +1,9 @@
 """Kubernetes API access on one shared aiohttp session.
 
-kubernetes_asyncio is the transport: it loads kubeconfig / in-cluster credentials (client certificates,
-tokens, exec plugins with refresh) and owns the aiohttp session. Bodies are (de)serialised with orjson into
-plain dicts; the generated OpenAPI models are never used because they are slow and lossy for custom
-resources.
+kaiwo.runtime.kubeconfig turns kubeconfig / in-cluster credentials into a ``Transport`` (TLS context, proxy,
+credentials: every transport setting kubectl honours); the session is opened from it. Bodies are
+(de)serialised with orjson into plain dicts; the generated OpenAPI models are never used because they are
+slow and lossy for custom resources.
 
 Every call has a timeout. 429 (honouring Retry-After), 5xx and connection errors are retried with
 exponential backoff; other errors raise ``ApiError`` carrying the apiserver's Status message.
@@ -20,7 +20,6 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
-from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio import config as k8s_config
 from opentelemetry import trace
 from tenacity import (
@@ -29,6 +28,8 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+
+from kaiwo.runtime import kubeconfig
 
 Obj = dict[str, Any]
 DEFAULT_TIMEOUT = 30.0
@@ -99,31 +100,24 @@ def _api_error(status: int, raw: bytes, method: str, path: str) -> ApiError:
 class Client:
     """Thin async REST client. Create with ``await Client.from_kubeconfig(...)``; close with ``await close()``."""
 
-    def __init__(self, api: k8s_client.ApiClient) -> None:
-        self._api = api
-        # kubernetes_asyncio opens its session with trust_env=True, which makes aiohttp read ~/.netrc and the
-        # proxy environment in a thread pool on *every* request (measured: 2x the client CPU per request).
-        # A proxy from the kubeconfig (proxy-url) still applies; HTTP(S)_PROXY variables do not.
-        api.rest_client.pool_manager._trust_env = False
+    def __init__(self, transport: kubeconfig.Transport) -> None:
+        self.transport = transport
+        self._session: aiohttp.ClientSession | None = None  # opened on first use, inside the event loop
         # Observers of every HTTP exchange (method, status code; 0 = no response), e.g. Prometheus counters.
         self.observers: list[Callable[[str, int], None]] = []
         self.tracer: trace.Tracer = trace.get_tracer("kaiwo.runtime.client")
-        self.host: str = str(api.configuration.host).rstrip("/")
+        self.host: str = transport.server
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovered: set[str] = set()
         self.max_attempts = 5
 
     @classmethod
     async def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Client:
-        cfg = k8s_client.Configuration()
-        await k8s_config.load_kube_config(config_file=path, context=context, client_configuration=cfg)
-        return cls(k8s_client.ApiClient(cfg))
+        return cls(kubeconfig.load_kubeconfig(path, context))
 
     @classmethod
     def in_cluster(cls) -> Client:
-        cfg = k8s_client.Configuration()
-        k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        return cls(k8s_client.ApiClient(cfg))
+        return cls(kubeconfig.in_cluster())
 
     @classmethod
     async def auto(cls, kubeconfig: str | None = None, context: str | None = None) -> Client:
@@ -137,11 +131,13 @@ class Client:
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        session: aiohttp.ClientSession = self._api.rest_client.pool_manager
-        return session
+        if self._session is None:
+            self._session = self.transport.open_session()
+        return self._session
 
     async def close(self) -> None:
-        await self._api.close()
+        if self._session is not None:
+            await self._session.close()
 
     async def __aenter__(self) -> Client:
         return self
@@ -153,7 +149,7 @@ class Client:
         headers: dict[str, str] = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        await self._api.update_params_for_auth(headers, [], ["BearerToken"])
+        headers.update(await self.transport.auth_headers())
         return headers
 
     def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
