@@ -1,0 +1,176 @@
+"""Shared fakes: a client that records every write and, given caches, delivers the result to them as a watch
+would (so a reconciler sees its own writes on the next pass). For pure logic and counting writes; behaviour
+against a real apiserver is proven by the e2e tests."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kaiwo.runtime.client import ApiError
+from kaiwo.runtime.informer import Informer, object_key
+from kaiwo.runtime.objects import Obj
+
+
+class NoServer:
+    """The lister-watcher of an informer whose store a test fills by hand (``cache(...)``)."""
+
+    async def list_page(self, continue_token: str | None) -> Obj:
+        raise AssertionError("caches are fed by hand")
+
+    def watch(self, resource_version: str, timeout_seconds: int, client_grace: float) -> AsyncIterator[Obj]:
+        raise AssertionError("caches are fed by hand")
+
+
+def cache(*objs: Obj) -> Informer:
+    """An informer (with its default indexes) holding ``objs``, never started."""
+    inf = Informer(NoServer())
+    for o in objs:
+        inf.indexer.put(object_key(o), copy.deepcopy(o))
+    return inf
+
+
+@dataclass(frozen=True)
+class Call:
+    """One write: ``verb`` is apply, create, patch or delete; ``body`` what was sent (the patch for a patch)."""
+
+    verb: str
+    kind: str
+    name: str
+    namespace: str | None
+    body: Any = None
+    subresource: str | None = None
+
+    def __str__(self) -> str:
+        sub = f"/{self.subresource}" if self.subresource else ""
+        return f"{self.verb} {self.kind}{sub}"
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (what ``patch_type="merge"`` asks of the apiserver)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+class RecordingClient:
+    """Stands in for ``kaiwo.runtime.client.Client`` where a test needs writes recorded, not sent.
+
+    ``stores`` maps a kind to the informer its objects appear in; writes of other kinds are only recorded
+    (apply and create return what was sent, a patch returns the patch applied to an empty object). Stored
+    objects get a uid (kept across applies) and an increasing resourceVersion; an apply keeps the live status
+    (server-side apply by a field manager that does not own it). ``fail(verb, kind, error)`` makes every such
+    call raise ``error`` after recording it."""
+
+    def __init__(self, stores: Mapping[str, Informer] | None = None) -> None:
+        self.stores: dict[str, Informer] = dict(stores or {})
+        self.calls: list[Call] = []
+        self._failures: dict[tuple[str, str], ApiError] = {}
+        self._rv = itertools.count(101)
+
+    @property
+    def writes(self) -> list[str]:
+        """The calls as short strings, e.g. ``["apply Job", "patch KaiwoJob/status", "create Event"]``."""
+        return [str(c) for c in self.calls]
+
+    def fail(self, verb: str, kind: str, error: ApiError) -> None:
+        self._failures[(verb, kind)] = error
+
+    def _record(self, call: Call) -> None:
+        self.calls.append(call)
+        if (call.verb, call.kind) in self._failures:
+            raise self._failures[(call.verb, call.kind)]
+
+    def _live(self, kind: str, name: str, namespace: str | None) -> Obj | None:
+        inf = self.stores.get(kind)
+        return copy.deepcopy(inf.get_by(name, namespace)) if inf is not None else None
+
+    def _store(self, obj: Obj) -> Obj:
+        inf = self.stores.get(obj["kind"])
+        if inf is None:
+            return obj
+        stored = copy.deepcopy(obj)
+        meta = stored["metadata"]
+        meta.setdefault("uid", f"uid-{obj['kind'].lower()}-{meta['name']}")
+        meta["resourceVersion"] = str(next(self._rv))
+        inf.indexer.put(object_key(stored), stored)
+        return copy.deepcopy(stored)
+
+    async def apply(
+        self,
+        obj: Mapping[str, Any],
+        field_manager: str,
+        *,
+        force: bool = True,
+        dry_run: bool = False,
+        subresource: str | None = None,
+    ) -> Obj:
+        meta = obj["metadata"]
+        self._record(Call("apply", obj["kind"], meta["name"], meta.get("namespace"), copy.deepcopy(obj), subresource))
+        sent: Obj = copy.deepcopy(dict(obj))
+        if dry_run:
+            return sent
+        live = self._live(obj["kind"], meta["name"], meta.get("namespace"))
+        if live is not None:
+            sent["metadata"]["uid"] = live["metadata"].get("uid")  # the live object keeps its identity
+            if "status" in live and subresource != "status":
+                sent["status"] = live["status"]
+        return self._store(sent)
+
+    async def create(self, obj: Mapping[str, Any], **params: Any) -> Obj:
+        meta = obj["metadata"]
+        name = meta.get("name") or meta.get("generateName", "")
+        self._record(Call("create", obj["kind"], name, meta.get("namespace"), copy.deepcopy(obj)))
+        if self._live(obj["kind"], name, meta.get("namespace")) is not None:
+            raise ApiError(409, {"reason": "AlreadyExists", "message": f"{obj['kind']} {name!r} already exists"})
+        return self._store(copy.deepcopy(dict(obj)))
+
+    async def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        patch: Any,
+        namespace: str | None = None,
+        *,
+        patch_type: str = "merge",
+        subresource: str | None = None,
+    ) -> Obj:
+        self._record(Call("patch", kind, name, namespace, copy.deepcopy(patch), subresource))
+        live = self._live(kind, name, namespace)
+        if live is None:
+            if kind in self.stores:
+                raise ApiError(404, {"reason": "NotFound", "message": f"{kind} {name!r} not found"})
+            result: Obj = merge_patch({}, patch)
+            return result
+        return self._store(merge_patch(live, patch))
+
+    async def delete(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None = None,
+        *,
+        propagation: str = "Background",
+        missing_ok: bool = True,
+    ) -> None:
+        self._record(Call("delete", kind, name, namespace))
+        inf = self.stores.get(kind)
+        live = inf.get_by(name, namespace) if inf is not None else None
+        if inf is not None and live is not None:
+            inf.indexer.remove(object_key(live))
+        elif not missing_ok:
+            raise ApiError(404, {"reason": "NotFound", "message": f"{kind} {name!r} not found"})
+
+    async def get_or_none(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        return self._live(kind, name, namespace)
