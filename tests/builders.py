@@ -92,6 +92,11 @@ class ObjectBuilder:
         self._meta.setdefault("ownerReferences", []).append(ref)
         return self
 
+    def status_field(self, key: str, value: Any) -> Self:
+        """Any status field, by its JSON name."""
+        self._status[key] = copy.deepcopy(value)
+        return self
+
     def condition(
         self, ctype: str, status: bool | str = True, reason: str = "", message: str = "", **extra: Any
     ) -> Self:
@@ -241,13 +246,15 @@ class KaiwoQueueConfigBuilder(ObjectBuilder):
         *,
         namespaces: list[str] | None = None,
         quotas: dict[str, dict[str, Any]] | None = None,
+        covered: list[str] | None = None,
         **spec: Any,
     ) -> Self:
-        """A ClusterQueue; ``quotas`` maps flavor -> {resource: nominalQuota} (one resource group, resources in
-        first-seen order as ``coveredResources``); other keyword arguments are ClusterQueue spec fields."""
+        """A ClusterQueue; ``quotas`` maps flavor -> {resource: nominalQuota} (one resource group whose
+        ``coveredResources`` are ``covered``, else the resources in first-seen order); other keyword arguments
+        are ClusterQueue spec fields."""
         cq_spec: Obj = copy.deepcopy(spec)
         if quotas:
-            covered = list(dict.fromkeys(r for res in quotas.values() for r in res))
+            covered = covered or list(dict.fromkeys(r for res in quotas.values() for r in res))
             cq_spec["resourceGroups"] = [
                 {
                     "coveredResources": covered,

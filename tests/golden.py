@@ -1,0 +1,36 @@
+"""Golden-file comparison for table-driven tests: the rendered YAML of a case must equal its file.
+
+``KAIWO_UPDATE_GOLDEN=1`` rewrites the files instead; review the diff before committing it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Show every value in full: a golden file is read by people."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump(value: Any) -> str:
+    return yaml.dump(value, Dumper=_NoAliases, sort_keys=True, default_flow_style=False, width=120)
+
+
+def check(path: Path, value: Any) -> None:
+    actual = dump(value)
+    if os.environ.get("KAIWO_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual)
+    assert path.exists(), f"{path} missing: run with KAIWO_UPDATE_GOLDEN=1 and review it"
+    assert actual == path.read_text(), f"{path.name} differs (KAIWO_UPDATE_GOLDEN=1 rewrites it; review the diff)"
+
+
+def stale_files(folder: Path, cases: list[str]) -> list[str]:
+    """Golden files in ``folder`` that no case writes any more."""
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in cases)
