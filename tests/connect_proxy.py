@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 
 
 class ConnectProxy:
-    """Tunnels ``CONNECT host:port`` requests; anything else is answered 405. ``targets`` lists every tunnel."""
+    """Tunnels ``CONNECT host:port`` requests; anything else is answered 405. ``targets`` lists every tunnel.
+    With ``tls`` the proxy itself speaks TLS (an ``https://`` proxy)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.targets: list[str] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> str:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         port = self._server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+        return f"https://localhost:{port}" if self.tls else f"http://127.0.0.1:{port}"
 
     async def close(self) -> None:
         if self._server:

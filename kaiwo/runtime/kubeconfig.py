@@ -2,8 +2,9 @@
 
 Every transport setting kubectl honours is honoured here, with kubectl's precedence rules:
 
-- ``server`` (a path prefix is kept), ``proxy-url`` (HTTP CONNECT over ``http://`` or ``https://``; without it
-  the HTTPS_PROXY / HTTP_PROXY / NO_PROXY environment, except for loopback servers, as Go's net/http does),
+- ``server`` (a path prefix is kept), ``proxy-url`` (HTTP CONNECT over ``http://`` or ``https://``, the latter
+  verified under its own name with the cluster's trust roots; without it the HTTPS_PROXY / HTTP_PROXY / NO_PROXY
+  environment, except for loopback servers, as Go's net/http does),
   ``tls-server-name`` (SNI and certificate verification name), ``certificate-authority(-data)``,
   ``insecure-skip-tls-verify``, ``disable-compression``;
 - user ``client-certificate(-data)`` / ``client-key(-data)``, ``token`` / ``tokenFile`` (the file wins and is
@@ -251,19 +252,24 @@ def _parse_time(value: str) -> datetime:
 
 
 class ServerNameContext(ssl.SSLContext):
-    """An SSLContext that presents and verifies ``server_name`` instead of the URL's host (tls-server-name).
+    """An SSLContext that presents and verifies ``server_name`` instead of the apiserver's URL host
+    (tls-server-name).
 
     asyncio creates every TLS connection (direct, or inside a CONNECT tunnel) through ``wrap_bio``, so one
-    override covers both; the apiserver's certificate must then name ``server_name``."""
+    override covers both; the apiserver's certificate must then name ``server_name``. Connections to other
+    hosts (an https:// proxy) keep their own name."""
 
     server_name: str | None = None
+    api_host: str | None = None
 
     def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
         if self.server_name:
-            if len(args) >= 4:
-                args = (*args[:3], self.server_name, *args[4:])
-            else:
-                kwargs["server_hostname"] = self.server_name
+            asked = args[3] if len(args) >= 4 else kwargs.get("server_hostname")
+            if asked is None or asked.strip("[]") == self.api_host:
+                if len(args) >= 4:
+                    args = (*args[:3], self.server_name, *args[4:])
+                else:
+                    kwargs["server_hostname"] = self.server_name
         return super().wrap_bio(*args, **kwargs)
 
 
@@ -304,6 +310,7 @@ def tls_context(
     ctx = ServerNameContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.server_name = cluster.get("tls-server-name") or None
+    ctx.api_host = urlsplit(str(cluster.get("server") or "")).hostname
     ca = _data_or_file(cluster, "certificate-authority", cluster_dir)
     if cluster.get("insecure-skip-tls-verify"):
         if ca is not None:

@@ -394,6 +394,21 @@ async def test_proxy_url_tunnels_every_request(tmp_path: Path, tls_server: TlsSe
         assert proxy.targets == [tls_server.url.removeprefix("https://")]
 
 
+async def test_https_proxy_keeps_its_own_name_while_the_apiserver_gets_tls_server_name(
+    tmp_path: Path, tls_server: TlsServer
+) -> None:
+    """The proxy's certificate names only localhost: tls-server-name must not leak into the proxy's handshake."""
+    pair = tls_server.pki.issue("proxy", "proxy", dns=("localhost",), server=True)
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(pair.cert, pair.key)
+    async with ConnectProxy(tls) as proxy:
+        url = await proxy.start()
+        path = tls_kubeconfig(tmp_path, tls_server, {"tls-server-name": "api.internal", "proxy-url": url})
+        async with await Client.from_kubeconfig(path) as c:
+            assert (await c.request("GET", "/version"))["auth"] == "Bearer tok"
+        assert proxy.targets == [tls_server.url.removeprefix("https://")]
+
+
 def test_insecure_skip_tls_verify_excludes_a_certificate_authority(tmp_path: Path) -> None:
     cluster = {
         "server": "https://127.0.0.1:1",
