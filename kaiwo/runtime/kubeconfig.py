@@ -1,6 +1,7 @@
 """How the client reaches the apiserver: kubeconfig or in-cluster credentials -> one ``Transport``.
 
-Every transport setting kubectl honours is honoured here, with kubectl's precedence rules:
+Every transport setting kubectl honours is honoured here, with kubectl's precedence rules (docs/design/decisions.md
+D32; the table in docs/design/runtime.md#client):
 
 - ``server`` (a path prefix is kept), ``proxy-url`` (HTTP CONNECT over ``http://`` or ``https://``, the latter
   verified under its own name with the cluster's trust roots; without it the HTTPS_PROXY / HTTP_PROXY / NO_PROXY
