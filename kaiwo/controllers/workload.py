@@ -31,7 +31,7 @@ from typing import Any
 
 from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.controllers import kueue, settings
-from kaiwo.runtime.apply import Applier, Expectations
+from kaiwo.runtime.apply import Applier, Expectations, desired_hash
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
@@ -154,6 +154,8 @@ class WorkloadReconciler:
         self.queue_creates = Expectations(ttl=30.0)
         self._spec_events: dict[str, tuple[int, str]] = {}  # uid -> (generation, reason) of the last SpecNotApplied
         self._webhook_attempts: dict[str, int] = {}  # uid -> tries while an admission webhook is down
+        # child key -> ((desired hash, live resourceVersion), failure) of the last rejected apply
+        self._rejected: dict[str, tuple[tuple[str, str], Failure]] = {}
 
     async def reconcile(self, req: Request) -> Result | None:
         cr = self.caches.primary.get_by(req.name, req.namespace)
@@ -328,13 +330,27 @@ class WorkloadReconciler:
         """Apply each object; rejections by the apiserver or a webhook come back as failures, other errors raise."""
         failures = []
         for obj in objs:
+            live = self._live(obj)
+            # The same desired object against the same live version was rejected before: the answer would be
+            # the same, so no request (a resync of a workload with an immutable-field edit costs no writes).
+            attempt = (desired_hash(obj), ((live or {}).get("metadata") or {}).get("resourceVersion", ""))
+            key = f"{obj['kind']}/{obj['metadata'].get('namespace')}/{obj['metadata']['name']}"
+            rejected = self._rejected.get(key)
+            if rejected is not None and rejected[0] == attempt:
+                failures.append(rejected[1])
+                continue
             try:
-                await self._apply_one(obj, self._live(obj))
+                await self._apply_one(obj, live)
+                self._rejected.pop(key, None)
             except ApiError as e:
                 f = failure(obj, e)
                 if f is None:
                     raise
                 failures.append(f)
+                if f.reason not in WEBHOOK_DOWN:  # a webhook that is down may answer next time
+                    self._rejected[key] = (attempt, f)
+                    if len(self._rejected) > MAX_REMEMBERED:
+                        del self._rejected[next(iter(self._rejected))]
         return failures
 
     async def _apply_one(self, desired: Obj, live: Obj | None) -> None:

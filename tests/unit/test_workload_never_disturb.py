@@ -149,9 +149,11 @@ async def test_immutable_field_one_event_per_generation() -> None:
     client.fail = ApiError(422, {"message": 'Job.batch "train" is invalid: spec.template: field is immutable'})
     edit(caches, entrypoint="echo changed")
     client.writes.clear()
+    client.applies.clear()
     for _ in range(3):
         await reconciler.reconcile(REQ)
     assert client.writes.count(SPEC_EVENT) == 1, client.writes
+    assert len(client.applies) == 1, "a rejected apply is not resent while nothing changed"
     cond = condition(caches, "SpecApplied")
     assert (cond["status"], cond["reason"]) == ("False", "ImmutableField") and "spec.template" in cond["message"]
 
