@@ -3,11 +3,19 @@
 Per reconcile of a workload:
 1. terminal (COMPLETE, FAILED, TERMINATED): nothing to do; TERMINATING: delete the children, TERMINATED;
 2. translate the CR with the live KaiwoConfig and the node pools (kaiwo.translate.workload); a TranslateError
-   or a queue that the KaiwoQueueConfig does not offer (to this namespace) -> ERROR, ``Schedulable=False``;
+   or a queue that the KaiwoQueueConfig does not offer (to this namespace) -> ERROR, ``Schedulable=False``.
+   These checks judge only what is still to be created: once the workload child exists, a capacity
+   shortfall (cordoned or drained GPU nodes) changes nothing shown, an invalid edit is ``SpecApplied=False``,
+   and the phase comes from the child (``_from_existing``);
 3. apply the storage children; while the download Job runs -> DOWNLOADING, if it failed -> FAILED;
 4. ensure the LocalQueue (only for ClusterQueues without a ``namespaces`` list, DECISIONS 9), then apply
    the workload children by server-side apply (skipped when unchanged, so spec edits propagate and a settled
-   workload costs no writes); an immutable-field rejection -> ``SpecApplied=False`` and a Warning event;
+   workload costs no writes). ``spec.suspend`` of a Job or RayJob is sent only on creation: afterwards it is
+   Kueue's (``_apply_one``), so no re-apply suspends an admitted workload or restarts its pods. A rejection
+   (immutable field, invalid child, an admission webhook that denies or cannot be called) ->
+   ``SpecApplied=False`` naming the child and the webhook, one Warning event per generation and reason, and
+   the same rejected object is not resent until it or the child changes; a webhook that is down is retried
+   with backoff (1 s doubling to 20 s) and keeps the phase (the user has nothing to fix);
 5. derive the phase from the child and Kueue's Workload (kaiwo.translate.status); a Deployment is PENDING
    until its pods have passed Kueue's admission gate;
 6. duration preemption (kaiwo.translate.preemption, DECISIONS 12): a RUNNING workload with ``spec.duration``
