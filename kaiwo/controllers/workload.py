@@ -83,8 +83,9 @@ EVENTS = {
 }
 WARNING_PHASES = ("FAILED", "ERROR", "TERMINATING")
 # Kinds whose ``spec.suspend`` Kueue owns once they exist (it admits by un-suspending, preempts by suspending):
-# the operator sets it only when it creates them; see ``WorkloadReconciler._apply_one``.
-KUEUE_SUSPENDS = ("Job", "RayJob")
+# the operator sets it only when it creates them (an AppWrapper gets it from its webhook, which the apiserver
+# may book under our manager); see ``WorkloadReconciler._apply_one``.
+KUEUE_SUSPENDS = ("Job", "RayJob", "AppWrapper")
 SUSPEND_MANAGER_SUFFIX = "-suspend"
 WEBHOOK_UNAVAILABLE = "WebhookUnavailable"  # an admission webhook could not be called (its server is down)
 WEBHOOK_DENIED = "WebhookDenied"
