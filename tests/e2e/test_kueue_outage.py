@@ -37,7 +37,7 @@ CLOSED = "https://127.0.0.1:1"  # nothing listens on port 1: connection refused
 
 async def kueue_hooks(client: Client) -> list[Obj]:
     return [
-        h
+        {**h, "kind": kind}  # list items carry no kind
         for kind in HOOK_KINDS
         for h in await client.list(ADMISSION, kind)
         if h["metadata"]["name"].startswith("kueue")
@@ -62,20 +62,25 @@ class KueueOutage:
         self.client = client
         self.pid = pid
         self.originals: list[Obj] = []
+        self.stopped = False
 
     async def stop(self) -> None:
         self.originals = await kueue_hooks(self.client)
         assert self.originals, "the local cluster installs Kueue's webhooks"
+        self.stopped = True
         os.kill(self.pid, signal.SIGSTOP)
         for cfg in self.originals:
             hooks = _point(cfg["webhooks"], CLOSED)
             await self.client.patch(ADMISSION, cfg["kind"], cfg["metadata"]["name"], {"webhooks": hooks})
 
     async def restore(self) -> None:
+        if not self.stopped:
+            return
+        os.kill(self.pid, signal.SIGCONT)  # first: nothing below may leave the shared cluster's Kueue frozen
+        self.stopped = False
         for cfg in self.originals:
             await self.client.patch(ADMISSION, cfg["kind"], cfg["metadata"]["name"], {"webhooks": cfg["webhooks"]})
         self.originals = []
-        os.kill(self.pid, signal.SIGCONT)
 
 
 @pytest.fixture
@@ -89,8 +94,8 @@ async def test_kueue_down_at_operator_start_is_a_condition_then_converges(
     client: Client, namespace: str, operator_kubeconfig: str, kaiwo_crds: None, kueue_pid: int
 ) -> None:
     outage = KueueOutage(client, kueue_pid)
-    await outage.stop()
     try:
+        await outage.stop()
         async with running_operator(operator_kubeconfig, "KaiwoJob") as mgr:
             await eventually(lambda: _now(mgr.ready), "the operator ready while Kueue is down", timeout=30)
             await client.create(kaiwojob("waits", namespace))
@@ -113,8 +118,7 @@ async def test_kueue_down_at_operator_start_is_a_condition_then_converges(
             )
             assert (condition(done, "SpecApplied") or {}).get("status") == "True"
     finally:
-        if outage.originals:
-            await outage.restore()
+        await outage.restore()
 
 
 async def _now(value: bool) -> bool:
