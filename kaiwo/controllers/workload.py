@@ -115,16 +115,6 @@ def failure(obj: Obj, e: ApiError) -> Failure | None:
     return None
 
 
-def _owns_suspend(live: Obj, field_manager: str) -> bool:
-    """Whether ``field_manager``'s applied configuration on ``live`` includes ``spec.suspend``."""
-    for entry in live["metadata"].get("managedFields") or []:
-        if entry.get("manager") == field_manager and entry.get("operation") == "Apply":
-            spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
-            if "f:suspend" in spec:
-                return True
-    return False
-
-
 @dataclass
 class Caches:
     primary: Informer
@@ -363,15 +353,17 @@ class WorkloadReconciler:
         return failures
 
     async def _apply_one(self, desired: Obj, live: Obj | None) -> None:
-        """Server-side apply ``desired``; once a Job or RayJob exists its ``spec.suspend`` is Kueue's.
+        """Server-side apply ``desired``; once a Job, RayJob or AppWrapper exists its ``spec.suspend`` is Kueue's.
 
         It is created with ``suspend: true`` under our field manager. Later applies leave the field out, and
-        server-side apply would then reset a field that only we own: so while we still own it (Kueue has not
-        admitted the workload yet, which moves the field to Kueue's manager), a second manager of ours first
-        applies the live value without force, sharing the field; a conflict there means Kueue took it in
-        between. Either way the main apply releases the field without changing it: a re-apply never suspends
-        an admitted workload, nor un-suspends a queued one. The hash covers the full desired object, so an
-        unchanged workload still costs no request.
+        server-side apply resets a field its only owner stops sending: a queued child would be un-suspended
+        for a moment (and Kueue would suspend it again). So while the child is suspended, a second manager of
+        ours first applies ``suspend: true`` without force, sharing the field (with us, or with Kueue when it
+        last wrote it); a conflict means Kueue has just un-suspended it and owns it alone. Kueue's own writes
+        take the field from every other manager. The cache holds no managedFields, so this is decided from the
+        value alone. Either way the main apply then releases the field without changing it: a re-apply never
+        suspends an admitted workload, nor un-suspends a queued one. The hash covers the full desired object,
+        so an unchanged workload still costs no request.
         """
         if live is None or desired["kind"] not in KUEUE_SUSPENDS:
             await self.applier.apply(desired, live)
@@ -380,13 +372,13 @@ class WorkloadReconciler:
             self.applier.skipped += 1
             return
         manager = self.applier.field_manager
-        if _owns_suspend(live, manager):
+        if (live.get("spec") or {}).get("suspend") is True:
             meta = live["metadata"]
             keep = {
                 "apiVersion": desired["apiVersion"],
                 "kind": desired["kind"],
                 "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
-                "spec": {"suspend": bool((live.get("spec") or {}).get("suspend"))},
+                "spec": {"suspend": True},
             }
             try:
                 await self.client.apply(keep, manager + SUSPEND_MANAGER_SUFFIX, force=False)

@@ -70,11 +70,7 @@ async def test_running_job_is_never_disturbed_by_edits_labels_or_config(
     assert len(uids) == 1
     job = await client.get("batch/v1", "Job", "train", namespace)
     assert job["spec"]["suspend"] is False
-    owners = {
-        m["manager"]
-        for m in job["metadata"]["managedFields"]
-        if "f:suspend" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
-    }
+    owners = suspend_owners(job)
     assert owners and not any(o.startswith("kaiwo-") for o in owners), f"Kueue owns suspend once admitted: {owners}"
 
     # 1. a mutable field: applied to the running Job, nothing else changes
@@ -222,3 +218,45 @@ async def test_malformed_embedded_specs_are_errors_naming_the_field(
     for created in accepted:
         name, kind = created["metadata"]["name"], created["kind"]
         assert (await event_reasons(client, kind, name, namespace))["WorkloadError"] == 1, name
+
+
+def suspend_owners(job: Obj) -> set[str]:
+    return {
+        m["manager"]
+        for m in job["metadata"].get("managedFields") or []
+        if "f:suspend" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
+    }
+
+
+async def test_queued_job_edit_keeps_it_suspended_until_kueue_admits_it(
+    client: Client, namespace: str, operator: Manager
+) -> None:
+    nvidia = {"gpus": 16, "gpuVendor": "nvidia", "annotations": LONG}  # all of the queue's NVIDIA GPUs
+    await client.create(kaiwojob("first", namespace, **nvidia))
+    await eventually(lambda: phase_is(client, "KaiwoJob", "first", namespace, "RUNNING"), "first RUNNING", timeout=90)
+    await client.create(kaiwojob("queued", namespace, job={"spec": {"activeDeadlineSeconds": 3600}}, **nvidia))
+    await eventually(lambda: phase_is(client, "KaiwoJob", "queued", namespace, "PENDING"), "queued PENDING")
+    job = await eventually(lambda: client.get_or_none("batch/v1", "Job", "queued", namespace), "the queued Job")
+    assert job["spec"]["suspend"] is True and suspend_owners(job) == {"kaiwo-kaiwojob"}
+
+    # The edit: our manager lets go of suspend; a second manager of ours keeps it true (no un-suspended moment).
+    await client.patch(
+        API, "KaiwoJob", "queued", {"spec": {"job": {"spec": {"activeDeadlineSeconds": 7200}}}}, namespace
+    )
+
+    async def edited() -> Obj | None:
+        j = await client.get("batch/v1", "Job", "queued", namespace)
+        return j if j["spec"].get("activeDeadlineSeconds") == 7200 else None
+
+    job = await eventually(edited, "the edit applied to the queued Job", timeout=30)
+    assert job["spec"]["suspend"] is True and suspend_owners(job) == {"kaiwo-kaiwojob-suspend"}, job["metadata"]
+    await quiet(operator, 2)
+    assert await pod_uids(client, "queued", namespace) == set()
+    assert (await event_reasons(client, "Job", "queued", namespace))["Resumed"] == 0, "never un-suspended"
+    assert (await client.get(API, "KaiwoJob", "queued", namespace))["status"]["status"] == "PENDING"
+
+    # Room in the queue: Kueue admits it by un-suspending (taking the field), and it runs.
+    await client.delete(API, "KaiwoJob", "first", namespace)
+    await eventually(lambda: phase_is(client, "KaiwoJob", "queued", namespace, "RUNNING"), "queued RUNNING", timeout=90)
+    job = await client.get("batch/v1", "Job", "queued", namespace)
+    assert job["spec"]["suspend"] is False and not any(o.startswith("kaiwo-") for o in suspend_owners(job))

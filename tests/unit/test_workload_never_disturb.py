@@ -69,19 +69,10 @@ def job(caches: Caches) -> Obj:
 
 
 def admit(caches: Caches, *, kueue_owns_suspend: bool) -> None:
-    """What Kueue does to the Job on admission: suspend false, the field moved to its manager."""
+    """What Kueue does to the Job on admission: suspend false (and the field moves to its manager). The
+    cache holds no managedFields, so the reconcile sees only the value."""
     live = copy.deepcopy(job(caches))
     live["spec"]["suspend"] = not kueue_owns_suspend
-    ours: Obj = {"f:spec": {"f:template": {}, "f:backoffLimit": {}}}
-    if not kueue_owns_suspend:
-        ours["f:spec"]["f:suspend"] = {}
-    live["metadata"]["managedFields"] = [
-        {"manager": MANAGER, "operation": "Apply", "fieldsV1": ours},
-        *(
-            [{"manager": "kueue", "operation": "Update", "fieldsV1": {"f:spec": {"f:suspend": {}}}}]
-            * kueue_owns_suspend
-        ),
-    ]
     caches.children["Job"].indexer.put(object_key(live), live)
 
 
@@ -120,7 +111,7 @@ async def test_created_suspended_then_applies_leave_suspend_to_kueue() -> None:
 async def test_while_we_still_own_suspend_a_second_manager_keeps_its_value() -> None:
     reconciler, client, caches = new()
     await reconciler.reconcile(REQ)
-    admit(caches, kueue_owns_suspend=False)  # still queued: our manager owns suspend=true
+    admit(caches, kueue_owns_suspend=False)  # still queued: suspend=true, possibly owned by our manager alone
     edit(caches, entrypoint="echo changed")
     client.applies.clear()
     await reconciler.reconcile(REQ)
