@@ -230,3 +230,17 @@ async def test_a_denying_webhook_is_an_error_naming_it() -> None:
     cond = condition(caches, "SpecApplied")
     assert cond["reason"] == "WebhookDenied" and "vjob.kb.io" in cond["message"]
     assert status(caches)["status"] == "ERROR"
+
+
+async def test_a_queued_rayjob_is_handed_over_the_same_way() -> None:
+    reconciler, client, caches = new()
+    edit(caches, ray=True)
+    await reconciler.reconcile(REQ)
+    created = client.applies[-1][2]
+    assert created["kind"] == "RayJob" and created["spec"]["suspend"] is True
+    edit(caches, entrypoint="python changed.py")
+    client.applies.clear()
+    await reconciler.reconcile(REQ)
+    (keep_manager, keep_force, keep), (_, _, body) = client.applies
+    assert (keep["kind"], keep_manager, keep_force) == ("RayJob", MANAGER + SUSPEND_MANAGER_SUFFIX, False)
+    assert "suspend" not in body["spec"] and body["spec"]["entrypoint"] == "python changed.py"
