@@ -1,7 +1,8 @@
 """Workloads under change and faults (issue 13): a running Job is never disturbed by edits, labels or a
-KaiwoConfig change; cordoned GPU nodes do not rewrite the status of running or finished work; malformed
-embedded specs that the CRD schema lets through end in ERROR with a message naming the field while the
-operator keeps serving the others.
+KaiwoConfig change (same pod, never re-suspended, one SpecNotApplied per generation); a queued Job stays
+suspended through an edit until Kueue admits it; cordoned GPU nodes do not rewrite the status of running or
+finished work; malformed embedded specs that the CRD schema lets through (drawn by hypothesis) end in ERROR
+with a message naming the field while the operator keeps serving the others.
 
 Same in-process operator (module-scoped) as test_workloads.py. Cluster state a test changes (KaiwoConfig, node
 cordons) is restored in ``finally``.
