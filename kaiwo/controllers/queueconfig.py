@@ -28,6 +28,7 @@ from kaiwo.api import crds
 from kaiwo.api import queueconfig as api_queueconfig
 from kaiwo.api.schema import apply_defaults
 from kaiwo.controllers import settings
+from kaiwo.controllers.kueue import served_api as served_kueue_api
 from kaiwo.runtime.apply import Applier
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.controller import Controller, Request, Result
@@ -46,7 +47,7 @@ NODE_FIELD_MANAGER = "kaiwo-nodepools"
 FAILED_RETRY = 30.0
 KUEUE = queueconfig.KUEUE_API
 FLAVOR_IN_USE_FINALIZER = "kueue.x-k8s.io/resource-in-use"
-TOPOLOGY_VERSIONS = ("kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1alpha1")
+TOPOLOGY_VERSIONS = ("kueue.x-k8s.io/v1beta2", "kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1alpha1")
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Caches:
     namespaces: Informer
     kueue: dict[str, Informer]  # kind -> informer (Topology only when the cluster serves it)
     topology_api: str | None
+    kueue_api: str = KUEUE  # the Kueue version this cluster serves (kaiwo.controllers.kueue)
 
 
 def default_spec(pools: list[nodepools.NodePool], cfg: Any) -> Obj:
@@ -153,6 +155,7 @@ class QueueConfigReconciler:
             topology_api_version=c.topology_api,
             existing_namespaces=namespaces,
             default_topology=cfg.default_topology_name,
+            kueue_api=c.kueue_api,
         )
         for kind, objs in desired.in_order():
             informer = c.kueue.get(kind)
@@ -230,11 +233,12 @@ class QueueConfigReconciler:
         """ResourceFlavor specs are immutable once a topology is set: delete (even if in use) and recreate."""
         name = obj["metadata"]["name"]
         try:
-            live = await self.client.get_or_none(KUEUE, "ResourceFlavor", name)
+            api = self.caches.kueue_api
+            live = await self.client.get_or_none(api, "ResourceFlavor", name)
             if live is not None:
                 finalizers = [f for f in live["metadata"].get("finalizers") or [] if f != FLAVOR_IN_USE_FINALIZER]
                 await self.client.patch(
-                    KUEUE,
+                    api,
                     "ResourceFlavor",
                     name,
                     {
@@ -244,7 +248,7 @@ class QueueConfigReconciler:
                         }
                     },
                 )
-                await self.client.delete(KUEUE, "ResourceFlavor", name)
+                await self.client.delete(api, "ResourceFlavor", name)
             await self.applier.apply(obj, None)
             log.info("recreated ResourceFlavor %s (immutable spec changed)", name)
             return []
@@ -312,8 +316,9 @@ async def setup(manager: Manager, workers: int = 1) -> Controller:
     """Register the controller and its watches with ``manager``."""
     client = manager.client
     topo = await topology_api(client)
+    kueue_api = await served_kueue_api(client)
     kinds = ["ResourceFlavor", "ClusterQueue", "LocalQueue", "WorkloadPriorityClass"]
-    kueue = {k: await manager.informer(KUEUE, k) for k in kinds}
+    kueue = {k: await manager.informer(kueue_api, k) for k in kinds}
     if topo:
         kueue["Topology"] = await manager.informer(topo, "Topology")
     try:
@@ -327,6 +332,7 @@ async def setup(manager: Manager, workers: int = 1) -> Controller:
         namespaces=await manager.informer("v1", "Namespace"),
         kueue=kueue,
         topology_api=topo,
+        kueue_api=kueue_api,
     )
     ctrl = Controller("kaiwoqueueconfig", QueueConfigReconciler(client, caches), workers=workers)
     singleton = (Request(None, NAME),)

@@ -3,11 +3,19 @@
 Per reconcile of a workload:
 1. terminal (COMPLETE, FAILED, TERMINATED): nothing to do; TERMINATING: delete the children, TERMINATED;
 2. translate the CR with the live KaiwoConfig and the node pools (kaiwo.translate.workload); a TranslateError
-   or a queue that the KaiwoQueueConfig does not offer (to this namespace) -> ERROR, ``Schedulable=False``;
+   or a queue that the KaiwoQueueConfig does not offer (to this namespace) -> ERROR, ``Schedulable=False``.
+   These checks judge only what is still to be created: once the workload child exists, a capacity
+   shortfall (cordoned or drained GPU nodes) changes nothing shown, an invalid edit is ``SpecApplied=False``,
+   and the phase comes from the child (``_from_existing``);
 3. apply the storage children; while the download Job runs -> DOWNLOADING, if it failed -> FAILED;
 4. ensure the LocalQueue (only for ClusterQueues without a ``namespaces`` list, DECISIONS 9), then apply
    the workload children by server-side apply (skipped when unchanged, so spec edits propagate and a settled
-   workload costs no writes); an immutable-field rejection -> ``SpecApplied=False`` and a Warning event;
+   workload costs no writes). ``spec.suspend`` of a Job or RayJob is sent only on creation: afterwards it is
+   Kueue's (``_apply_one``), so no re-apply suspends an admitted workload or restarts its pods. A rejection
+   (immutable field, invalid child, an admission webhook that denies or cannot be called) ->
+   ``SpecApplied=False`` naming the child and the webhook, one Warning event per generation and reason, and
+   the same rejected object is not resent until it or the child changes; a webhook that is down is retried
+   with backoff (1 s doubling to 20 s) and keeps the phase (the user has nothing to fix);
 5. derive the phase from the child and Kueue's Workload (kaiwo.translate.status); a Deployment is PENDING
    until its pods have passed Kueue's admission gate;
 6. duration preemption (kaiwo.translate.preemption, DECISIONS 12): a RUNNING workload with ``spec.duration``
@@ -30,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaiwo.api.config import KaiwoConfigSpec
-from kaiwo.controllers import settings
-from kaiwo.runtime.apply import Applier, Expectations
+from kaiwo.controllers import kueue, settings
+from kaiwo.runtime.apply import Applier, Expectations, desired_hash
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
@@ -40,7 +48,7 @@ from kaiwo.runtime.manager import Manager
 from kaiwo.translate import gpus, nodepools
 from kaiwo.translate import preemption as pre
 from kaiwo.translate import status as st
-from kaiwo.translate.meta import TranslateError
+from kaiwo.translate.meta import INVALID_SPEC, TranslateError
 from kaiwo.translate.queueconfig import KUEUE_API
 from kaiwo.translate.workload import Children, Facts, desired_children
 
@@ -74,6 +82,37 @@ EVENTS = {
     "TERMINATED": "WorkloadTerminated",
 }
 WARNING_PHASES = ("FAILED", "ERROR", "TERMINATING")
+# Kinds whose ``spec.suspend`` Kueue owns once they exist (it admits by un-suspending, preempts by suspending):
+# the operator sets it only when it creates them (an AppWrapper gets it from its webhook, which the apiserver
+# may book under our manager); see ``WorkloadReconciler._apply_one``.
+KUEUE_SUSPENDS = ("Job", "RayJob", "AppWrapper")
+SUSPEND_MANAGER_SUFFIX = "-suspend"
+WEBHOOK_UNAVAILABLE = "WebhookUnavailable"  # an admission webhook could not be called (its server is down)
+WEBHOOK_DENIED = "WebhookDenied"
+WEBHOOK_DOWN = (WEBHOOK_UNAVAILABLE,)  # transient: the workload stays as it is and is retried with backoff
+WEBHOOK_RETRY_MAX = 20.0
+MAX_REMEMBERED = 10_000  # per-object memos (events sent, webhook attempts); the oldest is dropped first
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A child the apiserver would not take: the SpecApplied reason and a message naming the child."""
+
+    reason: str
+    message: str
+
+
+def failure(obj: Obj, e: ApiError) -> Failure | None:
+    """Classify a rejected write; None for errors that are not about this object (they raise)."""
+    what = f"{obj['kind']} {obj['metadata']['name']}: {e.message}"
+    text = e.message.lower()
+    if "webhook" in text and "denied the request" in text:
+        return Failure(WEBHOOK_DENIED, what)
+    if "webhook" in text:  # "failed calling webhook ...": the webhook's server does not answer
+        return Failure(WEBHOOK_UNAVAILABLE, what)
+    if e.status == 422:
+        return Failure("ImmutableField" if "immutable" in text else "InvalidChild", what)
+    return None
 
 
 @dataclass
@@ -95,9 +134,16 @@ def _rfc3339(epoch: float) -> str:
 
 class WorkloadReconciler:
     def __init__(
-        self, client: Client, kind: str, caches: Caches, field_manager: str, wall: Callable[[], float] = time.time
+        self,
+        client: Client,
+        kind: str,
+        caches: Caches,
+        field_manager: str,
+        wall: Callable[[], float] = time.time,
+        kueue_api: str = KUEUE_API,
     ) -> None:
         self.client = client
+        self.kueue_api = kueue_api  # the Kueue API version this cluster serves (discovered at setup)
         self.kind = kind
         self.caches = caches
         self.wall = wall  # wall-clock epoch seconds: status times and duration deadlines are wall-clock
@@ -105,6 +151,10 @@ class WorkloadReconciler:
         self.events = EventRecorder(client, field_manager)
         # LocalQueues created but not yet in the cache: concurrent reconciles in one namespace create it once.
         self.queue_creates = Expectations(ttl=30.0)
+        self._spec_events: dict[str, tuple[int, str]] = {}  # uid -> (generation, reason) of the last SpecNotApplied
+        self._webhook_attempts: dict[str, int] = {}  # uid -> tries while an admission webhook is down
+        # child key -> ((desired hash, live resourceVersion), failure) of the last rejected apply
+        self._rejected: dict[str, tuple[tuple[str, str], Failure]] = {}
 
     async def reconcile(self, req: Request) -> Result | None:
         cr = self.caches.primary.get_by(req.name, req.namespace)
@@ -135,11 +185,14 @@ class WorkloadReconciler:
             self.caches.nodes.objects(), exclude_control_plane=cfg.nodes.exclude_master_nodes_from_node_pools
         )
         built = desired_children(cr, Facts(config=cfg, gpu_pools=gpus.gpu_pools(pools)))
+        existing = self._existing_workload(cr)
         if isinstance(built, TranslateError):
+            if existing is not None:  # the child runs: its state is the truth, capacity checks no longer apply
+                return await self._from_existing(cr, cfg, existing, built)
             await self._set(cr, "ERROR", [st.condition("Schedulable", False, built.reason, built.message)])
             return Result(requeue_after=ERROR_RETRY)
         queue = (cr.get("spec") or {}).get("clusterQueue") or cfg.default_cluster_queue_name
-        problem = self._queue_problem(cr, queue)
+        problem = None if existing is not None else self._queue_problem(cr, queue)
         if problem:
             await self._set(cr, "ERROR", [st.condition("Schedulable", False, *problem)])
             return Result(requeue_after=ERROR_RETRY)
@@ -172,29 +225,70 @@ class WorkloadReconciler:
                 return None
             conditions.append(st.condition("DownloadJobSucceeded", True, "JobCompleted", "downloads complete"))
 
-        await self._ensure_local_queue(cr, queue)
+        failures += await self._ensure_local_queue(cr, queue)
         failures += await self._apply(built.workload)
         if failures:
-            message = "; ".join(failures)
-            immutable = "immutable" in message.lower()
-            await self.events.emit(cr, "SpecNotApplied", message, warning=True)
-            conditions.append(
-                st.condition("SpecApplied", False, "ImmutableField" if immutable else "InvalidChild", message)
-            )
+            reason, message = failures[0].reason, "; ".join(f.message for f in failures)
+            conditions.append(st.condition("SpecApplied", False, reason, message))
+            await self._spec_event(cr, reason, message)
         else:
             conditions.append(st.condition("SpecApplied", True, "Applied", "children match the spec"))
         phase_now, observed = self._observe(built)
         conditions += observed
         main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
-        if failures and main is not None and self._live(main) is None:
+        user_error = any(f.reason not in WEBHOOK_DOWN for f in failures)
+        if user_error and main is not None and self._live(main) is None:
             phase_now = st.Phase("ERROR")  # the child cannot be created at all: say so instead of STARTING forever
-        status, recheck = phase_now.status, None
+        result = await self._finish(cr, cfg, phase_now.status, conditions)
+        if any(f.reason in WEBHOOK_DOWN for f in failures):
+            return Result(requeue_after=self._webhook_backoff(cr))
+        self._webhook_attempts.pop(cr["metadata"].get("uid", ""), None)
+        return result
+
+    async def _finish(self, cr: Obj, cfg: KaiwoConfigSpec, status: str, conditions: list[Obj]) -> Result | None:
+        """Duration preemption of a RUNNING workload, then the status write; the requeue that follows."""
+        recheck = None
         if status == "RUNNING" and (cr.get("spec") or {}).get("duration"):
             status, recheck = self._duration(cr, cfg, conditions)
         await self._set(cr, status, conditions)
         if status == "ERROR":
             return Result(requeue_after=ERROR_RETRY)
         return Result(requeue_after=recheck) if recheck else None
+
+    async def _from_existing(self, cr: Obj, cfg: KaiwoConfigSpec, live: Obj, error: TranslateError) -> Result | None:
+        """The spec cannot be translated (any more) but the workload child exists: nothing is applied, the
+        phase comes from the child. A capacity shortfall (cordoned or drained GPU nodes) changes nothing that
+        is shown; an invalid edit is ``SpecApplied=False`` with one Warning event per generation."""
+        conditions: list[Obj] = []
+        if error.reason == INVALID_SPEC:
+            conditions.append(st.condition("SpecApplied", False, error.reason, error.message))
+            await self._spec_event(cr, error.reason, error.message)
+        phase, observed = self._observe_live(live)
+        return await self._finish(cr, cfg, phase.status, conditions + observed)
+
+    async def _spec_event(self, cr: Obj, reason: str, message: str) -> None:
+        """One ``SpecNotApplied`` Warning per generation and reason, not one per pass: remembered here (a
+        pass may run before the cache shows our status write) and read from the status (after a restart)."""
+        meta = cr["metadata"]
+        uid, generation = meta.get("uid", ""), meta.get("generation", 0)
+        seen = (generation, reason)
+        if self._spec_events.get(uid) == seen:
+            return
+        old = cr.get("status") or {}
+        was: Obj = next((c for c in old.get("conditions") or [] if c.get("type") == "SpecApplied"), {})
+        self._spec_events[uid] = seen
+        if len(self._spec_events) > MAX_REMEMBERED:
+            del self._spec_events[next(iter(self._spec_events))]
+        if was.get("status") == "False" and was.get("reason") == reason and old.get("observedGeneration") == generation:
+            return
+        await self.events.emit(cr, "SpecNotApplied", message, warning=True)
+
+    def _webhook_backoff(self, cr: Obj) -> float:
+        """Seconds until the next try while an admission webhook is down: doubling from 1 s, at most 20 s."""
+        uid = cr["metadata"].get("uid", "")
+        attempts = self._webhook_attempts.get(uid, 0)
+        self._webhook_attempts[uid] = attempts + 1
+        return float(min(WEBHOOK_RETRY_MAX, 2**attempts))
 
     # --- helpers ----------------------------------------------------------------------------------------
 
@@ -219,29 +313,94 @@ class WorkloadReconciler:
         inf = self.caches.children.get(obj["kind"])
         return inf.get(object_key(obj)) if inf is not None else None
 
-    async def _apply(self, objs: tuple[Obj, ...]) -> list[str]:
-        """Apply each object; the apiserver's rejections (422) come back as messages, other errors raise."""
+    def _existing_workload(self, cr: Obj) -> Obj | None:
+        """The live workload child (Job, RayJob, Deployment or AppWrapper named like ``cr``) owned by ``cr``."""
+        meta = cr["metadata"]
+        for kind in WORKLOAD_KINDS:
+            inf = self.caches.children.get(kind)
+            live = inf.get_by(meta["name"], meta.get("namespace")) if inf is not None else None
+            if live is not None and any(
+                r.get("uid") == meta.get("uid") for r in live["metadata"].get("ownerReferences") or []
+            ):
+                return live
+        return None
+
+    async def _apply(self, objs: tuple[Obj, ...]) -> list[Failure]:
+        """Apply each object; rejections by the apiserver or a webhook come back as failures, other errors raise."""
         failures = []
         for obj in objs:
+            live = self._live(obj)
+            # The same desired object against the same live version was rejected before: the answer would be
+            # the same, so no request (a resync of a workload with an immutable-field edit costs no writes).
+            attempt = (desired_hash(obj), ((live or {}).get("metadata") or {}).get("resourceVersion", ""))
+            key = f"{obj['kind']}/{obj['metadata'].get('namespace')}/{obj['metadata']['name']}"
+            rejected = self._rejected.get(key)
+            if rejected is not None and rejected[0] == attempt:
+                failures.append(rejected[1])
+                continue
             try:
-                await self.applier.apply(obj, self._live(obj))
+                await self._apply_one(obj, live)
+                self._rejected.pop(key, None)
             except ApiError as e:
-                if e.status != 422:
+                f = failure(obj, e)
+                if f is None:
                     raise
-                failures.append(f"{obj['kind']} {obj['metadata']['name']}: {e.message}")
+                failures.append(f)
+                if f.reason not in WEBHOOK_DOWN:  # a webhook that is down may answer next time
+                    self._rejected[key] = (attempt, f)
+                    if len(self._rejected) > MAX_REMEMBERED:
+                        del self._rejected[next(iter(self._rejected))]
         return failures
 
-    async def _ensure_local_queue(self, cr: Obj, queue: str) -> None:
+    async def _apply_one(self, desired: Obj, live: Obj | None) -> None:
+        """Server-side apply ``desired``; once a Job, RayJob or AppWrapper exists its ``spec.suspend`` is Kueue's.
+
+        It is created with ``suspend: true`` under our field manager. Later applies leave the field out, and
+        server-side apply resets a field its only owner stops sending: a queued child would be un-suspended
+        for a moment (and Kueue would suspend it again). So while the child is suspended, a second manager of
+        ours first applies ``suspend: true`` without force, sharing the field (with us, or with Kueue when it
+        last wrote it); a conflict means Kueue has just un-suspended it and owns it alone. Kueue's own writes
+        take the field from every other manager. The cache holds no managedFields, so this is decided from the
+        value alone. Either way the main apply then releases the field without changing it: a re-apply never
+        suspends an admitted workload, nor un-suspends a queued one. The hash covers the full desired object,
+        so an unchanged workload still costs no request.
+        """
+        if live is None or desired["kind"] not in KUEUE_SUSPENDS:
+            await self.applier.apply(desired, live)
+            return
+        if self.applier.unchanged(desired, live):
+            self.applier.skipped += 1
+            return
+        manager = self.applier.field_manager
+        if (live.get("spec") or {}).get("suspend") is True:
+            meta = live["metadata"]
+            keep = {
+                "apiVersion": desired["apiVersion"],
+                "kind": desired["kind"],
+                "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
+                "spec": {"suspend": True},
+            }
+            try:
+                await self.client.apply(keep, manager + SUSPEND_MANAGER_SUFFIX, force=False)
+            except ApiError as e:
+                if not e.conflict:
+                    raise
+        body, _ = self.applier.with_hash(desired)
+        body["spec"] = {k: v for k, v in body["spec"].items() if k != "suspend"}
+        self.applier.applied += 1
+        await self.client.apply(body, manager, force=True)
+
+    async def _ensure_local_queue(self, cr: Obj, queue: str) -> list[Failure]:
         """Lazily create the LocalQueue for ClusterQueues that do not list namespaces (DECISIONS 9)."""
         ns = cr["metadata"]["namespace"]
         key = f"{ns}/{queue}"
         if self.caches.local_queues is None:
-            return
+            return []
         if self.caches.local_queues.get_by(queue, ns) is not None:
             self.queue_creates.observed(key, key)
-            return
+            return []
         if not self.queue_creates.satisfied(key):
-            return  # created a moment ago; the cache has not shown it yet
+            return []  # created a moment ago; the cache has not shown it yet
         qcs = self.caches.queue_configs
         qc = qcs.get_by("kaiwo") if qcs is not None else None
         listed = any(
@@ -249,32 +408,36 @@ class WorkloadReconciler:
             for cq in ((qc or {}).get("spec") or {}).get("clusterQueues") or []
         )
         if listed:
-            return  # the KaiwoQueueConfig controller owns LocalQueues of this ClusterQueue
+            return []  # the KaiwoQueueConfig controller owns LocalQueues of this ClusterQueue
         self.queue_creates.expect(key, key)  # before the await: a concurrent reconcile must see it
+        local_queue: Obj = {
+            "apiVersion": self.kueue_api,
+            "kind": "LocalQueue",
+            "metadata": {"name": queue, "namespace": ns, "labels": {"kaiwo.silogen.ai/managed-by": "kaiwo-workload"}},
+            "spec": {"clusterQueue": queue},
+        }
         try:
-            await self.client.create(
-                {
-                    "apiVersion": KUEUE_API,
-                    "kind": "LocalQueue",
-                    "metadata": {
-                        "name": queue,
-                        "namespace": ns,
-                        "labels": {"kaiwo.silogen.ai/managed-by": "kaiwo-workload"},
-                    },
-                    "spec": {"clusterQueue": queue},
-                }
-            )
+            await self.client.create(local_queue)
         except ApiError as e:
             if not e.conflict:
                 self.queue_creates.forget(key)
-                raise
+                f = failure(local_queue, e)
+                if f is None:
+                    raise
+                return [f]
+        return []
 
     def _observe(self, built: Children) -> tuple[st.Phase, list[Obj]]:
         """The phase from the workload child, with the conditions that explain it (Admitted, Progressing)."""
         main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
         if main is None:
             return st.Phase("STARTING"), []
-        live = self._live(main)
+        return self._observe_child(main, self._live(main))
+
+    def _observe_live(self, live: Obj) -> tuple[st.Phase, list[Obj]]:
+        return self._observe_child(live, live)
+
+    def _observe_child(self, main: Obj, live: Obj | None) -> tuple[st.Phase, list[Obj]]:
         kind = main["kind"]
         if kind == "Deployment":
             return self._observe_deployment(main, live)
@@ -396,6 +559,7 @@ async def _optional(manager: Manager, api_version: str, kind: str, **kw: Any) ->
 
 async def setup(manager: Manager, kind: str, workers: int = 2) -> Controller:
     """Register the KaiwoJob or KaiwoService controller with ``manager``."""
+    kueue_api = await kueue.served_api(manager.client)
     children: dict[str, Informer] = {}
     for child_kind, api_version in CHILD_KINDS.items():
         inf = await _optional(manager, api_version, child_kind, label_selector=RUN_ID_LABEL)
@@ -404,16 +568,18 @@ async def setup(manager: Manager, kind: str, workers: int = 2) -> Controller:
     caches = Caches(
         primary=await manager.informer(API, kind),
         children=children,
-        workloads=await _optional(manager, KUEUE_API, "Workload"),
+        workloads=await _optional(manager, kueue_api, "Workload"),
         pods=await manager.informer("v1", "Pod", label_selector=RUN_ID_LABEL),
         nodes=await manager.informer("v1", "Node"),
         kaiwo_configs=await _optional(manager, settings.KAIWO_CONFIG_API, "KaiwoConfig"),
         queue_configs=await _optional(manager, API, "KaiwoQueueConfig"),
-        local_queues=await _optional(manager, KUEUE_API, "LocalQueue"),
+        local_queues=await _optional(manager, kueue_api, "LocalQueue"),
     )
     caches.kaiwo_workloads = tuple([await manager.informer(API, k) for k in KAIWO_KINDS])
     name = kind.lower()
-    ctrl = Controller(name, WorkloadReconciler(manager.client, kind, caches, f"kaiwo-{name}"), workers=workers)
+    ctrl = Controller(
+        name, WorkloadReconciler(manager.client, kind, caches, f"kaiwo-{name}", kueue_api=kueue_api), workers=workers
+    )
     ctrl.watches(caches.primary)
 
     def victims(changed: Obj) -> list[Request]:

@@ -61,7 +61,7 @@ def build(w: Workload, base_job: Obj | None, entrypoint: str | None) -> tuple[li
     spec: Obj = copy.deepcopy((base_job or {}).get("spec") or {})
     indexed = w.plan.indexed
     role = Role(
-        where="spec.job.spec.template" if spec.get("template") else "the generated pod template",
+        where="spec.job.spec.template" if spec.get("template") is not None else "the generated pod template",
         gpus=w.plan.gpus_per_replica,
         command=shell_command(entrypoint) if entrypoint else None,
         env=rendezvous_env(w) if indexed else (),

@@ -19,7 +19,7 @@ from kaiwo.translate.podtemplate import Role, Workload, mutate
 def build(w: Workload, base: Obj | None, entrypoint: str | None) -> tuple[list[Obj], list[str]] | TranslateError:
     spec: Obj = copy.deepcopy((base or {}).get("spec") or {})
     role = Role(
-        where="spec.deployment.spec.template" if spec.get("template") else "the generated pod template",
+        where="spec.deployment.spec.template" if spec.get("template") is not None else "the generated pod template",
         restart_policy="Always",
         gpus=w.plan.gpus_per_replica,
         command=shell_command(entrypoint) if entrypoint else None,

@@ -11,6 +11,13 @@ Choices where upstream differs or is silent:
 - a flavor without ``topologyName`` gets ``kaiwo/worker: "true"`` in its nodeLabels and the default topology,
   as upstream;
 - ClusterQueue quotas are reordered to follow ``coveredResources`` (Kueue requires the same order).
+
+Kueue API version: objects are written in ``KUEUE_API`` (``v1beta2``, Kueue's storage version, so reads and
+writes need no conversion webhook and keep working while Kueue is down). A cluster whose Kueue serves only
+``v1beta1`` gets ``v1beta1`` objects (the controllers discover which, ``kaiwo.controllers.kueue``). The
+KaiwoQueueConfig's ClusterQueue spec keeps the ``v1beta1`` shape users know; for ``v1beta2`` it is converted as
+Kueue's own conversion does: ``cohort`` -> ``cohortName``, ``admissionChecks`` ->
+``admissionChecksStrategy.admissionChecks[].name``, flavor fungibility ``Borrow``/``Preempt`` -> ``MayStopSearch``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ from typing import Any
 from kaiwo.translate.nodepools import WORKER_LABEL
 
 Obj = dict[str, Any]
-KUEUE_API = "kueue.x-k8s.io/v1beta1"
+KUEUE_GROUP = "kueue.x-k8s.io"
+KUEUE_API = f"{KUEUE_GROUP}/v1beta2"  # the version everything Kueue-related is read and written in
+KUEUE_V1BETA1 = f"{KUEUE_GROUP}/v1beta1"  # the fallback for a Kueue older than 0.15 (no v1beta2)
+KUEUE_APIS = (KUEUE_API, KUEUE_V1BETA1)  # in order of preference
 MANAGED_BY_LABEL = "kaiwo.silogen.ai/managed-by"
 MANAGED_BY_VALUE = "kaiwoqueueconfig"
 CLUSTER_QUEUE_FIELDS = (
@@ -91,7 +101,9 @@ def topology(t: Obj, owner: Obj, api_version: str) -> Obj:
     }
 
 
-def resource_flavor(f: Obj, owner: Obj, *, default_topology: str, topologies: bool) -> Obj:
+def resource_flavor(
+    f: Obj, owner: Obj, *, default_topology: str, topologies: bool, api_version: str = KUEUE_API
+) -> Obj:
     labels = dict(f.get("nodeLabels") or {})
     topology_name = f.get("topologyName") or ""
     if not topology_name:
@@ -106,7 +118,7 @@ def resource_flavor(f: Obj, owner: Obj, *, default_topology: str, topologies: bo
         spec["tolerations"] = list(f["tolerations"])
     if topologies and topology_name:
         spec["topologyName"] = topology_name
-    return {"apiVersion": KUEUE_API, "kind": "ResourceFlavor", "metadata": _meta(f["name"], owner), "spec": spec}
+    return {"apiVersion": api_version, "kind": "ResourceFlavor", "metadata": _meta(f["name"], owner), "spec": spec}
 
 
 def _ordered_quotas(groups: Iterable[Obj]) -> list[Obj]:
@@ -122,25 +134,45 @@ def _ordered_quotas(groups: Iterable[Obj]) -> list[Obj]:
     return out
 
 
-def cluster_queue(cq: Obj, owner: Obj) -> Obj:
+def to_v1beta2(spec: Obj) -> Obj:
+    """A ClusterQueue spec in ``v1beta1`` shape -> ``v1beta2`` (as Kueue's conversion webhook converts it)."""
+    out = dict(spec)
+    cohort = out.pop("cohort", None)
+    if cohort:
+        out["cohortName"] = cohort
+    checks = out.pop("admissionChecks", None)
+    if checks:
+        strategy = dict(out.get("admissionChecksStrategy") or {})
+        strategy["admissionChecks"] = [{"name": name} for name in checks]
+        out["admissionChecksStrategy"] = strategy
+    fungibility = out.get("flavorFungibility")
+    if fungibility:
+        renamed = {"Borrow": "MayStopSearch", "Preempt": "MayStopSearch"}
+        out["flavorFungibility"] = {k: renamed.get(v, v) if isinstance(v, str) else v for k, v in fungibility.items()}
+    return out
+
+
+def cluster_queue(cq: Obj, owner: Obj, api_version: str = KUEUE_API) -> Obj:
     spec = {k: v for k, v in (cq.get("spec") or {}).items() if k in CLUSTER_QUEUE_FIELDS and v is not None}
     if "resourceGroups" in spec:
         spec["resourceGroups"] = _ordered_quotas(spec["resourceGroups"])
-    return {"apiVersion": KUEUE_API, "kind": "ClusterQueue", "metadata": _meta(cq["name"], owner), "spec": spec}
+    if api_version != KUEUE_V1BETA1:
+        spec = to_v1beta2(spec)
+    return {"apiVersion": api_version, "kind": "ClusterQueue", "metadata": _meta(cq["name"], owner), "spec": spec}
 
 
-def local_queue(name: str, namespace: str, owner: Obj) -> Obj:
+def local_queue(name: str, namespace: str, owner: Obj, api_version: str = KUEUE_API) -> Obj:
     return {
-        "apiVersion": KUEUE_API,
+        "apiVersion": api_version,
         "kind": "LocalQueue",
         "metadata": _meta(name, owner, namespace),
         "spec": {"clusterQueue": name},
     }
 
 
-def priority_class(wpc: Obj, owner: Obj) -> Obj:
+def priority_class(wpc: Obj, owner: Obj, api_version: str = KUEUE_API) -> Obj:
     obj: Obj = {
-        "apiVersion": KUEUE_API,
+        "apiVersion": api_version,
         "kind": "WorkloadPriorityClass",
         "metadata": _meta(wpc["metadata"]["name"], owner),
         "value": wpc["value"],
@@ -156,22 +188,29 @@ def kueue_objects(
     topology_api_version: str | None,
     existing_namespaces: set[str],
     default_topology: str = "default-topology",
+    kueue_api: str = KUEUE_API,
 ) -> KueueObjects:
-    """Everything the KaiwoQueueConfig ``config`` asks for, as Kueue objects owned by it."""
+    """Everything the KaiwoQueueConfig ``config`` asks for, as Kueue objects (of ``kueue_api``) owned by it."""
     spec = config.get("spec") or {}
     out = KueueObjects()
     if topology_api_version:
         out.topologies = [topology(t, config, topology_api_version) for t in spec.get("topologies") or []]
     out.resource_flavors = [
-        resource_flavor(f, config, default_topology=default_topology, topologies=topology_api_version is not None)
+        resource_flavor(
+            f,
+            config,
+            default_topology=default_topology,
+            topologies=topology_api_version is not None,
+            api_version=kueue_api,
+        )
         for f in spec.get("resourceFlavors") or []
     ]
     for cq in spec.get("clusterQueues") or []:
-        out.cluster_queues.append(cluster_queue(cq, config))
+        out.cluster_queues.append(cluster_queue(cq, config, kueue_api))
         for ns in sorted(set(cq.get("namespaces") or ())):
             if ns in existing_namespaces:
-                out.local_queues.append(local_queue(cq["name"], ns, config))
-    out.priority_classes = [priority_class(w, config) for w in spec.get("workloadPriorityClasses") or []]
+                out.local_queues.append(local_queue(cq["name"], ns, config, kueue_api))
+    out.priority_classes = [priority_class(w, config, kueue_api) for w in spec.get("workloadPriorityClasses") or []]
     return out
 
 

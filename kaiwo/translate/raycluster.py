@@ -23,8 +23,8 @@ def build(w: Workload, base: Obj | None, where: str, restart_policy: str | None)
     cluster: Obj = copy.deepcopy(base or {})
     cluster["enableInTreeAutoscaling"] = False
     image = w.config.ray.default_ray_image
-    head = cluster.setdefault("headGroupSpec", {})
-    head.setdefault("rayStartParams", {}).setdefault("dashboard-host", "0.0.0.0")
+    head = cluster["headGroupSpec"] = dict(cluster.get("headGroupSpec") or {})
+    head["rayStartParams"] = {"dashboard-host": "0.0.0.0", **(head.get("rayStartParams") or {})}
     head_template = mutate(
         head.get("template"),
         w,
@@ -42,7 +42,7 @@ def build(w: Workload, base: Obj | None, where: str, restart_policy: str | None)
     groups = []
     for i, group in enumerate(cluster.get("workerGroupSpecs") or [{"groupName": DEFAULT_WORKER_GROUP}]):
         g = copy.deepcopy(group)
-        g.setdefault("rayStartParams", {})
+        g["rayStartParams"] = g.get("rayStartParams") or {}
         g["replicas"] = g["minReplicas"] = g["maxReplicas"] = w.plan.replicas
         template = mutate(
             g.get("template"),

@@ -47,7 +47,7 @@ def fill_resources(
 ) -> Obj:
     """A copy of ``container`` with filled resources. ``defaults`` None means: only ``spec.resources``."""
     out = copy.deepcopy(container)
-    res = out.setdefault("resources", {})
+    res = out["resources"] = dict(out.get("resources") or {})
     requests: Obj = dict(res.get("requests") or {})
     limits: Obj = dict(res.get("limits") or {})
     spec_req = {k: v for k, v in ((spec_resources or {}).get("requests") or {}).items() if k not in GPU_KEYS}

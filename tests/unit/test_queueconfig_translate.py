@@ -101,13 +101,36 @@ def test_without_topology_api_topologies_are_skipped_and_flavors_lose_topology_n
 def test_cluster_queue_keeps_known_fields_and_orders_quotas_by_covered_resources() -> None:
     out = qc.kueue_objects(CONFIG, topology_api_version=None, existing_namespaces=set())
     spec = out.cluster_queues[0]["spec"]
-    assert "unknownField" not in spec and spec["cohort"] == "kaiwo"
+    assert "unknownField" not in spec and spec["cohortName"] == "kaiwo" and "cohort" not in spec  # v1beta2 name
     resources = spec["resourceGroups"][0]["flavors"][0]["resources"]
     assert [r["name"] for r in resources] == ["cpu", "memory", "amd.com/gpu"]
     assert out.priority_classes[0] == {
-        "apiVersion": "kueue.x-k8s.io/v1beta1",
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
         "kind": "WorkloadPriorityClass",
         "metadata": out.priority_classes[0]["metadata"],
         "value": 1000,
         "description": "urgent",
+    }
+
+
+def test_v1beta1_kueue_gets_the_v1beta1_shape() -> None:
+    out = qc.kueue_objects(
+        CONFIG, topology_api_version=None, existing_namespaces={"a"}, kueue_api="kueue.x-k8s.io/v1beta1"
+    )
+    assert {o["apiVersion"] for _, objs in out.in_order() for o in objs} == {"kueue.x-k8s.io/v1beta1"}
+    assert out.cluster_queues[0]["spec"]["cohort"] == "kaiwo"
+
+
+def test_to_v1beta2_converts_as_kueue_does() -> None:
+    spec = {
+        "cohort": "c",
+        "admissionChecks": ["prov"],
+        "flavorFungibility": {"whenCanBorrow": "Borrow", "whenCanPreempt": "Preempt"},
+        "stopPolicy": "None",
+    }
+    assert qc.to_v1beta2(spec) == {
+        "cohortName": "c",
+        "admissionChecksStrategy": {"admissionChecks": [{"name": "prov"}]},
+        "flavorFungibility": {"whenCanBorrow": "MayStopSearch", "whenCanPreempt": "MayStopSearch"},
+        "stopPolicy": "None",
     }

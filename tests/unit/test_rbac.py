@@ -58,7 +58,7 @@ def test_resource_names_match_the_crds() -> None:
 
 def test_reads_come_from_the_controllers_informers() -> None:
     reads = rbac.informed_kinds()
-    assert ("v1", "Pod") in reads and ("kueue.x-k8s.io/v1beta1", "Workload") in reads
+    assert ("v1", "Pod") in reads and ("kueue.x-k8s.io/v1beta2", "Workload") in reads
     assert {("kaiwo.silogen.ai/v1alpha1", k) for k in ("KaiwoJob", "KaiwoService", "KaiwoQueueConfig")} <= reads
     for kind, api_version in workload.CHILD_KINDS.items():  # the owned children are watched
         assert (api_version, kind) in reads
