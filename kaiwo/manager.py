@@ -28,10 +28,11 @@ import asyncio
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from kaiwo import __version__
-from kaiwo.controllers import metrics, queueconfig, settings, workload
+from kaiwo.controllers import metrics, queueconfig, settings, utilisation, workload
+from kaiwo.gpumetrics import config as gpuconfig
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.leader import LeaderElectionConfig, identity_from_env
 from kaiwo.runtime.logs import setup_logging
@@ -60,6 +61,7 @@ class Config:
     workers: int
     log_level: str
     log_format: str
+    gpu: gpuconfig.GpuFeatures = field(default_factory=gpuconfig.GpuFeatures)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,6 @@ class AbsentFeature:
 ABSENT_FEATURES = (
     AbsentFeature("DISABLE_WEBHOOKS", True, "admission webhooks"),
     AbsentFeature("ENFORCE_KAIWO_ON_GPU_WORKLOADS", False, "enforcing Kaiwo on GPU Jobs (a Job admission webhook)"),
-    AbsentFeature("RESOURCE_MONITORING_ENABLED", False, "GPU utilisation monitoring"),
     AbsentFeature("GPU_PREEMPTION_ENABLED", False, "idle-GPU preemption (the GpuWorkload controller)"),
 )
 
@@ -117,6 +118,7 @@ def parse(argv: list[str] | None = None) -> Config:
         leader_elect = _env_bool("KAIWO_LEADER_ELECT", True)
         formatted_logs = _env_bool("FORMATTED_LOGS", False)
         metrics_secure = _env_bool("KAIWO_METRICS_SECURE", False)
+        monitoring_on = _env_bool("RESOURCE_MONITORING_ENABLED", False)
     except ValueError as e:
         p.error(str(e))
     p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig file (default: in-cluster)")
@@ -154,6 +156,7 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--log-format", default=env("KAIWO_LOG_FORMAT", "text" if formatted_logs else "json"), choices=LOG_FORMATS
     )
+    gpuconfig.add_arguments(p, monitoring_on)
     a = p.parse_args(argv)  # string defaults (from the environment) go through `type` too
     # argparse checks `choices` of flags given on the command line only, not of defaults from the environment
     for flag, value, allowed in (("--log-level", a.log_level, LOG_LEVELS), ("--log-format", a.log_format, LOG_FORMATS)):
@@ -209,6 +212,7 @@ def parse(argv: list[str] | None = None) -> Config:
         a.workers,
         a.log_level,
         a.log_format,
+        gpuconfig.from_args(a, a.leader_election_namespace, p.error),
     )
 
 
@@ -255,6 +259,8 @@ async def run(cfg: Config) -> int:
         await workload.setup(mgr, "KaiwoJob", workers=cfg.workers)
         await workload.setup(mgr, "KaiwoService", workers=cfg.workers)
         await metrics.setup(mgr)
+        if cfg.gpu.monitoring is not None:
+            await utilisation.setup(mgr, cfg.gpu.monitoring)
         stop = asyncio.Event()
         stop_on_signals(stop)
         return await mgr.run(stop)

@@ -11,6 +11,8 @@ SWITCHES = (
     "ENFORCE_KAIWO_ON_GPU_WORKLOADS",
     "RESOURCE_MONITORING_ENABLED",
     "GPU_PREEMPTION_ENABLED",
+    "RESOURCE_MONITORING_METRICS_ENDPOINT",
+    "RESOURCE_MONITORING_POLLING_INTERVAL",
     "FORMATTED_LOGS",
     "KAIWO_LOG_FORMAT",
     "KAIWO_LOG_LEVEL",
@@ -49,7 +51,6 @@ def test_upstream_manifest_values_are_accepted(monkeypatch: pytest.MonkeyPatch) 
     [
         ("DISABLE_WEBHOOKS", "false", "admission webhooks"),
         ("ENFORCE_KAIWO_ON_GPU_WORKLOADS", "true", "Job admission webhook"),
-        ("RESOURCE_MONITORING_ENABLED", "true", "GPU utilisation monitoring"),
         ("GPU_PREEMPTION_ENABLED", "TRUE", "GpuWorkload controller"),
     ],
 )
@@ -94,3 +95,46 @@ def test_environment_defaults_are_validated_like_flags(
     assert "argument --workers: invalid int value: 'many'" in parse_error(capsys)
     monkeypatch.setenv("KAIWO_WORKERS", "4")
     assert manager.parse([]).workers == 4
+
+
+def test_resource_monitoring_from_upstreams_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESOURCE_MONITORING_ENABLED", "true")
+    monkeypatch.setenv("RESOURCE_MONITORING_METRICS_ENDPOINT", "http://amd:5000/metrics,http://dcgm:9400/metrics")
+    monkeypatch.setenv("RESOURCE_MONITORING_POLLING_INTERVAL", "1m")
+    source = manager.parse([]).gpu.monitoring
+    assert source is not None and source.interval == 60.0
+    assert source.endpoints == ("http://amd:5000/metrics", "http://dcgm:9400/metrics")
+    assert manager.parse(["--no-resource-monitoring"]).gpu.monitoring is None
+    assert manager.parse([]).gpu.preemption is None
+
+
+def test_resource_monitoring_flags_win_and_default_to_30s() -> None:
+    assert manager.parse([]).gpu.monitoring is None  # off by default
+    cfg = manager.parse(["--resource-monitoring", "--resource-monitoring-metrics-endpoint", "https://x/metrics"])
+    assert cfg.gpu.monitoring is not None and cfg.gpu.monitoring.interval == 30.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--resource-monitoring"], "--resource-monitoring-metrics-endpoint is empty"),
+        (
+            ["--resource-monitoring", "--resource-monitoring-metrics-endpoint", "amd:5000"],
+            "'amd:5000' is not an http(s) URL",
+        ),
+        (
+            [
+                "--resource-monitoring",
+                "--resource-monitoring-metrics-endpoint",
+                "http://a",
+                "--resource-monitoring-polling-interval",
+                "soon",
+            ],
+            "--resource-monitoring-polling-interval 'soon'",
+        ),
+    ],
+)
+def test_resource_monitoring_misconfiguration_names_the_flag(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert message in parse_error(capsys, argv)
