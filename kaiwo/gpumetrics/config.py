@@ -45,12 +45,16 @@ class GpuFeatures:
     defaults: EnvDefaults = field(default_factory=EnvDefaults)
 
 
-def add_arguments(p: argparse.ArgumentParser, monitoring_on: bool) -> None:
+def add_arguments(p: argparse.ArgumentParser, monitoring_on: bool, preemption_on: bool) -> None:
     env = os.environ.get
     g = p.add_argument_group("GPU utilisation (docs/design/gpu-utilisation.md)")
     g.add_argument("--resource-monitoring", action=argparse.BooleanOptionalAction, default=monitoring_on)
     g.add_argument("--resource-monitoring-metrics-endpoint", default=env("RESOURCE_MONITORING_METRICS_ENDPOINT", ""))
     g.add_argument("--resource-monitoring-polling-interval", default=env("RESOURCE_MONITORING_POLLING_INTERVAL", "30s"))
+    g.add_argument("--gpu-preemption", action=argparse.BooleanOptionalAction, default=preemption_on)
+    g.add_argument("--gpu-preemption-metrics-endpoint", default=env("GPU_PREEMPTION_METRICS_ENDPOINT", ""))
+    g.add_argument("--gpu-preemption-polling-interval", default=env("GPU_PREEMPTION_POLLING_INTERVAL", "15s"))
+    g.add_argument("--gpu-preemption-namespace", default=env("GPU_PREEMPTION_OPERATOR_NAMESPACE", ""))
 
 
 def _source(flag: str, endpoint: str, interval: str) -> Source:
@@ -117,12 +121,12 @@ def from_args(a: argparse.Namespace, fallback_namespace: str, error: Callable[[s
                 a.gpu_preemption_metrics_endpoint or a.resource_monitoring_metrics_endpoint,
                 a.gpu_preemption_polling_interval,
             )
-            if getattr(a, "gpu_preemption", False)
+            if a.gpu_preemption
             else None
         )
         defaults = env_defaults() if preemption is not None else EnvDefaults()
     except ValueError as e:
         error(str(e))
         raise SystemExit(2) from e  # argparse's error exits; this is for other callables
-    namespace = getattr(a, "gpu_preemption_namespace", "") or fallback_namespace
+    namespace = a.gpu_preemption_namespace or fallback_namespace
     return GpuFeatures(monitoring, preemption, namespace, defaults)

@@ -13,6 +13,8 @@ SWITCHES = (
     "GPU_PREEMPTION_ENABLED",
     "RESOURCE_MONITORING_METRICS_ENDPOINT",
     "RESOURCE_MONITORING_POLLING_INTERVAL",
+    "GPU_PREEMPTION_METRICS_ENDPOINT",
+    "GPU_PREEMPTION_DEFAULT_POLICY",
     "FORMATTED_LOGS",
     "KAIWO_LOG_FORMAT",
     "KAIWO_LOG_LEVEL",
@@ -51,7 +53,6 @@ def test_upstream_manifest_values_are_accepted(monkeypatch: pytest.MonkeyPatch) 
     [
         ("DISABLE_WEBHOOKS", "false", "admission webhooks"),
         ("ENFORCE_KAIWO_ON_GPU_WORKLOADS", "true", "Job admission webhook"),
-        ("GPU_PREEMPTION_ENABLED", "TRUE", "GpuWorkload controller"),
     ],
 )
 def test_switching_on_an_absent_feature_fails_naming_it(
@@ -138,3 +139,21 @@ def test_resource_monitoring_misconfiguration_names_the_flag(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     assert message in parse_error(capsys, argv)
+
+
+def test_gpu_preemption_from_upstreams_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPU_PREEMPTION_ENABLED", "true")
+    monkeypatch.setenv("GPU_PREEMPTION_METRICS_ENDPOINT", "http://amd:5000/metrics")
+    monkeypatch.setenv("GPU_PREEMPTION_DEFAULT_POLICY", "Always")
+    cfg = manager.parse(["--leader-election-namespace", "ops"])
+    assert cfg.gpu.preemption is not None and cfg.gpu.preemption.interval == 15.0
+    assert cfg.gpu.preemption_namespace == "ops" and cfg.gpu.defaults.policy == "Always"
+
+
+def test_gpu_preemption_misconfiguration_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GPU_PREEMPTION_DEFAULT_POLICY", "Never")
+    err = parse_error(capsys, ["--gpu-preemption", "--gpu-preemption-metrics-endpoint", "http://a/metrics"])
+    assert "GPU_PREEMPTION_DEFAULT_POLICY='Never'" in err
+    assert "--gpu-preemption-metrics-endpoint is empty" in parse_error(capsys, ["--gpu-preemption"])
