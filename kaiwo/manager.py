@@ -4,10 +4,10 @@ Flags have matching environment variables (``KAIWO_<FLAG>``, e.g. ``KAIWO_LEADER
 logs one line with its effective configuration, serves /healthz, /readyz and /metrics, runs the controllers
 while it holds the leader Lease, and shuts down gracefully on SIGTERM (releasing the Lease).
 
-Controllers: KaiwoQueueConfig, KaiwoJob, KaiwoService; with ``--resource-monitoring`` the utilisation monitor and
-with ``--gpu-preemption`` the GpuWorkload controller (kaiwo.gpumetrics.config lists their flags and upstream's
-environment variables: ``RESOURCE_MONITORING_*``, ``GPU_PREEMPTION_*``). At start-up the KaiwoConfig singleton
-``kaiwo`` is created (empty, so every default applies) when it is missing, as upstream does.
+Controllers: KaiwoQueueConfig, KaiwoJob, KaiwoService, GPU node taints; with ``--resource-monitoring`` the
+utilisation monitor and with ``--gpu-preemption`` the GpuWorkload controller (kaiwo.gpumetrics.config lists their
+flags and upstream's environment variables: ``RESOURCE_MONITORING_*``, ``GPU_PREEMPTION_*``). At start-up the
+KaiwoConfig singleton ``kaiwo`` is created (empty, so every default applies) when it is missing, as upstream does.
 
 Upstream's feature switches (environment variables, upstream-kaiwo.md §3) are read too. Booleans accept
 true/false (also 1/0, yes/no, on/off, any case); any other value is an error naming the variable.
@@ -34,7 +34,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 
 from kaiwo import __version__
-from kaiwo.controllers import gpuworkload, metrics, queueconfig, settings, utilisation, workload
+from kaiwo.controllers import gpuworkload, metrics, nodetaints, queueconfig, settings, utilisation, workload
 from kaiwo.gpumetrics import config as gpuconfig
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.leader import LeaderElectionConfig, identity_from_env
@@ -261,6 +261,7 @@ async def run(cfg: Config) -> int:
         await workload.setup(mgr, "KaiwoJob", workers=cfg.workers)
         await workload.setup(mgr, "KaiwoService", workers=cfg.workers)
         await metrics.setup(mgr)
+        await nodetaints.setup(mgr)
         if cfg.gpu.monitoring is not None:
             await utilisation.setup(mgr, cfg.gpu.monitoring)
         if cfg.gpu.preemption is not None:

@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from kaiwo.api import generated
-from kaiwo.controllers import gpuworkload, queueconfig, settings, utilisation, workload
+from kaiwo.controllers import gpuworkload, nodetaints, queueconfig, settings, utilisation, workload
 from kaiwo.gpumetrics.config import GpuFeatures
 from kaiwo.gpumetrics.reader import Source
 from kaiwo.runtime.client import Resource
@@ -81,7 +81,7 @@ WRITES: dict[str, tuple[Grant, ...]] = {
     "kaiwoqueueconfig": (
         Grant(KAIWO, "KaiwoQueueConfig", ("create", "patch"), "the default config; dynamic-mode spec merge"),
         *_owner_grants("KaiwoQueueConfig", "queue-config controller"),
-        Grant("v1", "Node", ("patch",), "node-pool labels by server-side apply"),
+        Grant("v1", "Node", ("patch",), "node-pool labels by server-side apply; GPU taints (nodetaints.py)"),
         *(
             Grant(KUEUE, kind, ("create", "patch", "delete"), "owned Kueue objects: apply, prune, recreate")
             for kind in _KUEUE_OWNED
@@ -145,6 +145,7 @@ async def _informed_kinds() -> set[tuple[str, str]]:
     await queueconfig.setup(mgr)
     for kind in ("KaiwoJob", "KaiwoService"):
         await workload.setup(mgr, kind)
+    await nodetaints.setup(mgr)
     source = Source(("http://gpu-exporter/metrics",), 30.0)
     await utilisation.setup(mgr, source)
     await gpuworkload.setup(mgr, GpuFeatures(monitoring=source, preemption=source), identity="rbac")
