@@ -43,7 +43,6 @@ from kaiwo.controllers import settings
 from kaiwo.gpumetrics import reclaim
 from kaiwo.gpumetrics.config import EnvDefaults, GpuFeatures
 from kaiwo.gpumetrics.reader import MetricsError, PodUtilization, Source, by_pod, read
-from kaiwo.runtime.apply import Applier
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
@@ -220,6 +219,29 @@ def _set_cond(status: Obj, cond: Obj, now: str) -> None:
     )
 
 
+async def write_status(client: Client, record: Obj, status: Obj) -> Obj | None:
+    """Patch ``record``'s status to ``status`` unless equal; the patch carries the cached resourceVersion, so a
+    write based on a stale cache (the evaluator and the reconcile both write) fails with a conflict instead of
+    undoing the other's write. Returns the new object, or None if nothing was sent."""
+    if (record.get("status") or {}) == status:
+        return None
+    meta = record["metadata"]
+    try:
+        written: Obj = await client.patch(
+            API,
+            KIND,
+            meta["name"],
+            {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": status},
+            meta["namespace"],
+            subresource="status",
+        )
+    except ApiError as e:
+        if e.conflict:
+            return None  # the cache is behind; the watch event of the newer version enqueues the key again
+        raise
+    return written
+
+
 class Records:
     """The GpuWorkload reconcile."""
 
@@ -231,7 +253,6 @@ class Records:
         self.shared = shared
         self.env = env
         self.wall = wall
-        self.applier = Applier(client, FIELD_MANAGER)
         self.events = EventRecorder(client, FIELD_MANAGER)
         self.evaluator: Controller | None = None
 
@@ -288,10 +309,10 @@ class Records:
             new = {**old, "phase": "Deleted", "finishedAt": stamp}
             for k in ("idleSince", "aggregatedUtilization", "trackedPods"):
                 new.pop(k, None)
-            await self.applier.write_status(record, new)
-            await self.events.emit(
-                record, "WorkloadDeleted", f"{ref['kind']}/{ref['name']} is gone; this record is kept for its TTL"
-            )
+            if await write_status(self.client, record, new) is not None:
+                await self.events.emit(
+                    record, "WorkloadDeleted", f"{ref['kind']}/{ref['name']} is gone; this record is kept for its TTL"
+                )
             return Result(requeue_after=s.ttl) if s.ttl > 0 else None
         pods = self.pods_of(record)
         new = self._observe(record, old, pods, s, now)
@@ -302,7 +323,7 @@ class Records:
                     totals[r] = totals.get(r, 0) + n
             if totals != record["spec"].get("gpuResources"):
                 await self.client.patch(API, KIND, req.name, {"spec": {"gpuResources": totals}}, req.namespace)
-        written = await self.applier.write_status(record, new)
+        written = await write_status(self.client, record, new)
         new_phase = new.get("phase") or ""
         if written is not None and new_phase != phase and new_phase in PHASE_EVENTS:
             reason, warning = PHASE_EVENTS[new_phase]
@@ -365,14 +386,14 @@ class Records:
             new = {**old, "phase": "Idle"}
             message = f"may not delete {ref['kind']}/{ref['name']}: {e.message}"
             _set_cond(new, st.condition("PreemptionFailed", True, "Forbidden", message), stamp)
-            await self.applier.write_status(record, new)
-            await self.events.emit(record, "PreemptionFailed", message, warning=True)
+            if await write_status(self.client, record, new) is not None:
+                await self.events.emit(record, "PreemptionFailed", message, warning=True)
             return None
         new = {**old, "phase": "Preempted", "finishedAt": stamp}
         new.pop("idleSince", None)
-        await self.applier.write_status(record, new)
-        why = old.get("preemptionReason") or "idle"
-        await self.events.emit(record, "WorkloadPreempted", f"deleted {ref['kind']}/{ref['name']}: {why}")
+        if await write_status(self.client, record, new) is not None:
+            why = old.get("preemptionReason") or "idle"
+            await self.events.emit(record, "WorkloadPreempted", f"deleted {ref['kind']}/{ref['name']}: {why}")
         return Result(requeue_after=s.ttl) if s.ttl > 0 else None
 
     async def _expire(self, record: Obj, old: Obj, s: reclaim.Settings, now: float) -> Result | None:
@@ -405,6 +426,9 @@ class Scraper:
             self.errors.labels("gpu-preemption").inc()
             log.warning("GPU metrics unavailable, GpuWorkload samples unchanged: %s", e)
             return Result(requeue_after=self.source.interval)
+        live = {p["metadata"]["uid"] for p in self.caches.pods.objects()}
+        self.shared.roots = {uid: root for uid, root in self.shared.roots.items() if uid in live}
+        self.shared.not_opted = {uid: t for uid, t in self.shared.not_opted.items() if uid in live}
         for record in self.caches.records.objects():
             if ((record.get("status") or {}).get("phase") or "") not in TERMINAL:
                 self.records.queue.add(Request.of(record))
@@ -432,7 +456,6 @@ class Evaluator:
         self.renewed = -1e9  # monotonic time of the last successful renewal
         self.interval = interval
         self.wall = wall
-        self.applier = Applier(client, FIELD_MANAGER)
         self.events = EventRecorder(client, FIELD_MANAGER)
 
     def demands(self) -> list[reclaim.Demand]:
@@ -522,7 +545,7 @@ class Evaluator:
             }
             if d.preempted_for:
                 status["preemptedFor"] = d.preempted_for
-            if await self.applier.write_status(record, status) is not None:
+            if await write_status(self.client, record, status) is not None:
                 await self.events.emit(record, "PreemptionStarted", d.reason, warning=True)
         return Result(requeue_after=self.interval)
 
