@@ -1,0 +1,76 @@
+"""GPU utilisation in ``kaiwo status``: what the utilisation monitor and the GpuWorkload records say.
+
+For a workload: its GpuWorkload record (phase, aggregated utilisation, idle since) when it opted in to idle-GPU
+reclamation, and the ``ResourceUnderutilization`` condition the monitor writes (low since when). For ``amd`` and
+``nvidia``: the latest samples of the records' pods, per node (only opted-in workloads have records).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from kaiwo.cli.render import human_duration, parse_time
+
+Obj = dict[str, Any]
+
+
+def _since(stamp: str | None, now: dt.datetime) -> str:
+    at = parse_time(stamp)
+    return f"{stamp} ({human_duration((now - at).total_seconds())} ago)" if at else "-"
+
+
+def workload_lines(obj: Obj, records: Sequence[Obj], now: dt.datetime) -> list[str]:
+    """Lines for ``kaiwo status job/NAME`` (none when nothing is known about its GPUs' use)."""
+    lines: list[str] = []
+    uid = obj["metadata"].get("uid")
+    record = next((r for r in records if ((r.get("spec") or {}).get("workloadRef") or {}).get("uid") == uid), None)
+    if record is not None:
+        status = record.get("status") or {}
+        util = status.get("aggregatedUtilization")
+        lines.append(
+            f"GPU use:     {status.get('phase') or 'new'}"
+            + (f", utilisation {util:g}%" if util is not None else ", no samples yet")
+            + f" (GpuWorkload {record['metadata']['name']})"
+        )
+        if status.get("idleSince"):
+            lines.append(f"Idle since:  {_since(status['idleSince'], now)}")
+        if status.get("preemptionReason"):
+            lines.append(f"Preemption:  {status['preemptionReason']}")
+    cond = next(
+        (c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "ResourceUnderutilization"),
+        None,
+    )
+    if cond is not None:
+        low = cond.get("status") == "True"
+        lines.append(
+            f"GPU monitor: {'underutilised' if low else 'normal'}: {cond.get('message', '')}"
+            + (f"; low since {_since(cond.get('lastTransitionTime'), now)}" if low else "")
+        )
+    return lines
+
+
+def node_utilisation(records: Sequence[Obj], pods: Sequence[Obj], resource: str) -> dict[str, float]:
+    """Node -> mean of the latest samples of the GPUs (of ``resource``) used by tracked pods there."""
+    node_of = {
+        (p["metadata"].get("namespace"), p["metadata"]["name"]): (p.get("spec") or {}).get("nodeName") for p in pods
+    }
+    values: dict[str, list[float]] = {}
+    for r in records:
+        if resource not in ((r.get("spec") or {}).get("gpuResources") or {}):
+            continue
+        ns = r["metadata"].get("namespace")
+        for tp in (r.get("status") or {}).get("trackedPods") or []:
+            node = node_of.get((ns, tp.get("podName")))
+            if node:
+                values.setdefault(node, []).extend(m["utilization"] for m in tp.get("gpuMetrics") or [])
+    return {n: round(sum(v) / len(v), 1) for n, v in values.items() if v}
+
+
+def node_lines(util: dict[str, float]) -> str:
+    if not util:
+        return "GPU utilisation: no samples (only workloads opted in to idle-GPU reclamation are tracked)"
+    rows = [f"{'NODE':<32} UTILISATION (tracked pods' GPUs)"]
+    rows += [f"{node:<32} {value:g}%" for node, value in sorted(util.items())]
+    return "\n".join(rows)
