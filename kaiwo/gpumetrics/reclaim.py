@@ -189,8 +189,9 @@ def phase(
         if quota_pending_for_gpu(owner_workload, resources):
             return "PendingGpu"
         return "PendingOther"
-    # No samples yet counts as 0 for the phase: a workload that reports nothing is not known to be busy.
-    return "Active" if (util or 0.0) >= threshold else "Idle"
+    # Without samples a workload is not known to be idle, so it is not: reclaiming GPUs on no evidence (an
+    # exporter that lags, or labels that do not name the pod) would stop running work.
+    return "Active" if util is None or util >= threshold else "Idle"
 
 
 # --- demand and victims --------------------------------------------------------------------------------------

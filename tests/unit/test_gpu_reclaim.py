@@ -60,7 +60,7 @@ def test_aggregation_and_phase() -> None:
     running = [{"status": {"phase": "Running"}}]
     assert phase(running, None, [AMD], "", 3.0, 5.0) == "Idle"
     assert phase(running, None, [AMD], "", 5.0, 5.0) == "Active"
-    assert phase(running, None, [AMD], "", None, 5.0) == "Idle"
+    assert phase(running, None, [AMD], "Idle", None, 5.0) == "Active"  # no samples: not known to be idle
     unsched = {
         "status": {
             "phase": "Pending",
