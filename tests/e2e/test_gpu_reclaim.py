@@ -184,11 +184,15 @@ async def test_idle_jobs_are_reclaimed_only_for_same_vendor_demand_that_fits(
     client: Client, namespace: str, gpu_operator: Any
 ) -> None:
     opt = {"enabled": "true", "grace_period": "2s"}
+    # The busy jobs first: while one of their pods could not be placed (GPU pods of earlier tests' namespaces
+    # may still be going away), it would be demand that an idle job's node satisfies.
     await client.create(kaiwojob("amd-busy", namespace, gpus=24, annotations=notes(None, **opt)))
-    await client.create(kaiwojob("amd-idle", namespace, gpus=8, annotations=notes("1", **opt)))
     await client.create(kaiwojob("nv-busy", namespace, gpus=8, gpuVendor="nvidia", annotations=notes(None)))
+    for job in ("amd-busy", "nv-busy"):
+        await eventually(running(client, job, namespace), f"{job} RUNNING", 120)
+    await client.create(kaiwojob("amd-idle", namespace, gpus=8, annotations=notes("1", **opt)))
     await client.create(kaiwojob("nv-idle", namespace, gpus=8, gpuVendor="nvidia", annotations=notes("1", **opt)))
-    for job in ("amd-busy", "amd-idle", "nv-busy", "nv-idle"):
+    for job in ("amd-idle", "nv-idle"):
         await eventually(running(client, job, namespace), f"{job} RUNNING", 120)
     names = {j: await record_name(client, "KaiwoJob", j, namespace) for j in ("amd-busy", "amd-idle", "nv-idle")}
     await eventually(lambda: record_in(client, names["amd-idle"], namespace, "Idle"), "amd-idle Idle", 30)
