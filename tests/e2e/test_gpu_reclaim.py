@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from kaiwo.controllers import gpuworkload, queueconfig, utilisation, workload
+from kaiwo.controllers import gpuworkload, nodetaints, queueconfig, utilisation, workload
 from kaiwo.controllers.settings import KAIWO_CONFIG_API
 from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.gpumetrics.config import GpuFeatures
@@ -24,6 +24,7 @@ from kaiwo.gpumetrics.reader import Source
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import condition
+from kaiwo.translate.preemption import epoch as pre_epoch
 from tests.e2e.helpers import eventually
 from tests.e2e.test_workloads import kaiwojob, phase_is
 
@@ -63,6 +64,7 @@ async def gpu_operator(
         await queueconfig.setup(mgr)
         await workload.setup(mgr, "KaiwoJob")
         monitor = await utilisation.setup(mgr, source)
+        await nodetaints.setup(mgr)
         features = GpuFeatures(monitoring=source, preemption=source, preemption_namespace=release_namespace)
         reclaim = await gpuworkload.setup(mgr, features, evaluation_interval=2.0, identity="e2e")
         stop = asyncio.Event()
@@ -223,3 +225,81 @@ async def test_idle_jobs_are_reclaimed_only_for_same_vendor_demand_that_fits(
     await eventually(lambda: phase_is(client, "KaiwoJob", "nv-want", namespace, "RUNNING"), "nv-want RUNNING", 90)
     assert (await client.get(API, "KaiwoJob", "amd-busy", namespace))["status"]["status"] == "RUNNING"
     assert await client.get_or_none(API, "KaiwoJob", "nv-busy", namespace) is not None
+
+
+async def test_underutilised_workload_is_terminated_after_the_configured_time(
+    client: Client, namespace: str, gpu_operator: Any
+) -> None:
+    on = {"lowUtilizationThreshold": 5, "terminateUnderutilized": True, "terminateUnderutilizedAfter": "3s"}
+    await client.patch(KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo", {"spec": {"resourceMonitoring": on}})
+    try:
+        await client.create(kaiwojob("sleepy", namespace, gpus=1, annotations=notes("0")))
+        done = await eventually(
+            lambda: phase_is(client, "KaiwoJob", "sleepy", namespace, "TERMINATED"), "sleepy TERMINATED", timeout=60
+        )
+    finally:
+        off = {"lowUtilizationThreshold": 5, "terminateUnderutilized": False}
+        await client.patch(KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo", {"spec": {"resourceMonitoring": off}})
+    why = condition(done, "WorkloadTerminatedEarly") or {}
+    low = condition(done, "ResourceUnderutilization") or {}
+    assert (why.get("status"), why.get("reason")) == ("True", "GpuUtilizationLow"), why
+    assert pre_epoch(why["lastTransitionTime"]) - pre_epoch(low["lastTransitionTime"]) >= 3
+    seen = await reasons(client, "sleepy", namespace)
+    assert seen["GpuUnderutilized"] == 1 and seen["WorkloadTermination"] == 1 and seen["WorkloadTerminated"] == 1
+
+    async def job_gone() -> bool:
+        return await client.get_or_none("batch/v1", "Job", "sleepy", namespace) is None
+
+    await eventually(job_gone, "sleepy's Job deleted", timeout=30)
+
+
+async def gpu_taints(client: Client) -> dict[str, bool]:
+    """GPU node -> whether it carries Kaiwo's GPU taint."""
+    out = {}
+    for n in await client.list("v1", "Node"):
+        if nodetaints.is_gpu_node(n):
+            taints = (n.get("spec") or {}).get("taints") or []
+            out[n["metadata"]["name"]] = any(t.get("key") == "kaiwo.silogen.ai/gpu" for t in taints)
+    return out
+
+
+async def test_gpu_nodes_are_tainted_and_cpu_pods_stay_off_them(
+    client: Client, namespace: str, gpu_operator: Any
+) -> None:
+    nodes = {"nodes": {"addTaintsToGpuNodes": True}}
+    await client.patch(KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo", {"spec": nodes})
+    try:
+        await eventually(lambda: _all(gpu_taints(client), True), "every GPU node tainted", timeout=30)
+        for i in range(3):
+            await client.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": f"cpu-{i}", "namespace": namespace},
+                    "spec": {
+                        "containers": [{"name": "m", "image": "busybox", "resources": {"requests": {"cpu": "1"}}}]
+                    },
+                }
+            )
+        await client.create(kaiwojob("gpu", namespace, gpus=1, annotations=notes(None)))
+        await eventually(lambda: phase_is(client, "KaiwoJob", "gpu", namespace, "RUNNING"), "gpu job RUNNING", 60)
+
+        async def placed() -> dict[str, str] | None:
+            pods = await client.list("v1", "Pod", namespace)
+            where = {p["metadata"]["name"]: (p.get("spec") or {}).get("nodeName") or "" for p in pods}
+            return where if all(where.values()) and len(where) == 4 else None
+
+        where = await eventually(placed, "all pods scheduled", timeout=30)
+        gpu_nodes = set(await gpu_taints(client))
+        assert all(where[f"cpu-{i}"] not in gpu_nodes for i in range(3)), where
+        assert any(node in gpu_nodes for name, node in where.items() if name.startswith("gpu-")), where
+    finally:
+        await client.patch(
+            KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo", {"spec": {"nodes": {"addTaintsToGpuNodes": False}}}
+        )
+    await eventually(lambda: _all(gpu_taints(client), False), "GPU taints removed", timeout=30)
+
+
+async def _all(probe: Awaitable[dict[str, bool]], value: bool) -> bool:
+    got = await probe
+    return bool(got) and all(v == value for v in got.values())
