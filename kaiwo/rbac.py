@@ -100,6 +100,11 @@ WRITES: dict[str, tuple[Grant, ...]] = {
         )
         for kind in ("KaiwoJob", "KaiwoService")
     },
+    "resource-monitor": (
+        *(_owner_grants(kind, "utilisation monitor")[0] for kind in ("KaiwoJob", "KaiwoService")),
+        Grant("v1", "Node", ("patch",), "the kaiwo.silogen.ai/gpu-utilization annotation"),
+        _EVENTS,
+    ),
     "gpuworkload": (
         Grant(KAIWO, "GpuWorkload", ("create", "patch", "delete"), "discovery creates, TTL clean-up deletes"),
         Grant(KAIWO, "GpuWorkload", ("patch",), "GpuWorkload status (Applier.write_status)", "status"),

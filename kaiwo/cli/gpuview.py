@@ -2,7 +2,8 @@
 
 For a workload: its GpuWorkload record (phase, aggregated utilisation, idle since) when it opted in to idle-GPU
 reclamation, and the ``ResourceUnderutilization`` condition the monitor writes (low since when). For ``amd`` and
-``nvidia``: the latest samples of the records' pods, per node (only opted-in workloads have records).
+``nvidia``: each node's utilisation from its ``kaiwo.silogen.ai/gpu-utilization`` annotation (written by the
+utilisation monitor), else from the latest samples of the records' pods there.
 """
 
 from __future__ import annotations
@@ -68,9 +69,37 @@ def node_utilisation(records: Sequence[Obj], pods: Sequence[Obj], resource: str)
     return {n: round(sum(v) / len(v), 1) for n, v in values.items() if v}
 
 
-def node_lines(util: dict[str, float]) -> str:
-    if not util:
-        return "GPU utilisation: no samples (only workloads opted in to idle-GPU reclamation are tracked)"
-    rows = [f"{'NODE':<32} UTILISATION (tracked pods' GPUs)"]
-    rows += [f"{node:<32} {value:g}%" for node, value in sorted(util.items())]
+NODE_ANNOTATION = "kaiwo.silogen.ai/gpu-utilization"
+
+
+def node_annotations(nodes: Sequence[Obj], resource: str, now: dt.datetime) -> dict[str, tuple[float, str]]:
+    """Node -> (the utilisation monitor's figure for all its GPUs, how old it is); nodes with ``resource`` only."""
+    out: dict[str, tuple[float, str]] = {}
+    for n in nodes:
+        alloc = (n.get("status") or {}).get("allocatable") or {}
+        text = (n["metadata"].get("annotations") or {}).get(NODE_ANNOTATION) or ""
+        value, _, stamp = text.partition("@")
+        at = parse_time(stamp)
+        if not text or at is None or str(alloc.get(resource) or "0") == "0":
+            continue
+        try:
+            out[n["metadata"]["name"]] = (float(value), human_duration((now - at).total_seconds()))
+        except ValueError:
+            continue
+    return out
+
+
+def node_lines(monitored: dict[str, tuple[float, str]], tracked: dict[str, float]) -> str:
+    if not monitored and not tracked:
+        return (
+            "GPU utilisation: unknown (the operator's utilisation monitor is off, and no workload opted in to "
+            "idle-GPU reclamation runs here)"
+        )
+    rows = [f"{'NODE':<32} {'GPU UTILISATION':<16} SOURCE"]
+    for node in sorted(monitored.keys() | tracked.keys()):
+        if node in monitored:
+            value, age = monitored[node]
+            rows.append(f"{node:<32} {f'{value:g}%':<16} all GPUs, {age} ago (utilisation monitor)")
+        else:
+            rows.append(f"{node:<32} {f'{tracked[node]:g}%':<16} GPUs of tracked pods (GpuWorkload)")
     return "\n".join(rows)

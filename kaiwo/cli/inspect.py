@@ -189,8 +189,9 @@ async def cluster_view(client: Client, what: str) -> str:
     key = CLUSTER_VIEWS[what]
     if not any(render.quantity(((n.get("status") or {}).get("allocatable") or {}).get(key, 0)) for n in nodes):
         return f"no nodes with {key}"
-    util = gpuview.node_utilisation(await gpu_records(client, None), pods, key)
-    return render.node_table(nodes, pods, key) + "\n\n" + gpuview.node_lines(util)
+    tracked = gpuview.node_utilisation(await gpu_records(client, None), pods, key)
+    lines = gpuview.node_lines(gpuview.node_annotations(nodes, key, now()), tracked)
+    return render.node_table(nodes, pods, key) + "\n\n" + lines
 
 
 def status(

@@ -14,7 +14,9 @@ every RUNNING workload in KaiwoConfig ``resourceMonitoring.targetNamespaces`` (a
   (from its lastTransitionTime), sets the workload TERMINATING with ``WorkloadTerminatedEarly`` reason
   GpuUtilizationLow: the workload controller then deletes its children and marks it TERMINATED, the same
   path duration preemption takes;
-- exports ``kaiwo_gpu_utilization{kind,namespace,name}``: the mean utilisation of the workload's GPUs.
+- exports ``kaiwo_gpu_utilization{kind,namespace,name}``: the mean utilisation of the workload's GPUs;
+- annotates each GPU node with ``kaiwo.silogen.ai/gpu-utilization: <percent>@<time>`` (mean of all its GPUs,
+  rewritten when it moves by 5 points or is 5 minutes old), which ``kaiwo status amd|nvidia`` shows.
 
 A failed read changes nothing (a missing exporter must not make busy GPUs look idle); it is logged and
 counted in ``kaiwo_gpu_metrics_read_errors_total``. Workloads without samples keep their condition.
@@ -35,7 +37,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from kaiwo.controllers import settings
-from kaiwo.gpumetrics.reader import MetricsError, PodUtilization, Source, by_pod, read
+from kaiwo.gpumetrics.reader import GpuSample, MetricsError, PodUtilization, Source, by_pod, read
 from kaiwo.runtime.apply import Applier
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.controller import Controller, Request, Result
@@ -54,6 +56,9 @@ RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 CONDITION = "ResourceUnderutilization"
 KEY = Request(None, "gpu-utilisation")
 FIELD_MANAGER = "kaiwo-resource-monitor"
+NODE_ANNOTATION = "kaiwo.silogen.ai/gpu-utilization"
+NODE_STEP = 5.0  # percentage points a node's annotation must move before it is rewritten
+NODE_REFRESH = 300.0  # seconds after which it is rewritten anyway (its time shows it is current)
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,24 @@ def with_condition(old: Obj, cond: Obj, now: str, phase: str | None = None) -> O
     return out
 
 
+def parse_node_figure(text: str | None) -> tuple[float, float] | None:
+    """``"42@2026-01-01T12:00:00Z"`` -> (42.0, epoch seconds); None when absent or malformed."""
+    value, _, at = (text or "").partition("@")
+    try:
+        return float(value), epoch(at)
+    except ValueError:
+        return None
+
+
+def node_means(samples: list[GpuSample]) -> dict[str, float]:
+    """Node -> mean utilisation of all its GPUs (rounded to a whole percent)."""
+    values: dict[str, list[float]] = {}
+    for s in samples:
+        if s.node:
+            values.setdefault(s.node, []).append(s.utilization)
+    return {n: float(round(sum(v) / len(v))) for n, v in values.items()}
+
+
 class UtilisationCollector(Collector):
     """``kaiwo_gpu_utilization``: the monitor's last readings."""
 
@@ -130,7 +153,10 @@ class UtilisationMonitor:
         pods: Informer,
         wall: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
+        nodes: Informer | None = None,
     ) -> None:
+        self.client = client
+        self.nodes = nodes
         self.source = source
         self.configs = configs
         self.workloads = workloads
@@ -176,9 +202,28 @@ class UtilisationMonitor:
                 after = go_duration(cfg.terminate_underutilized_after) if cfg.terminate_underutilized else None
                 await self._publish(cr, verdict, after, now)
         self.collector.values = seen
+        if self.nodes is not None:
+            await self._annotate_nodes(samples)
         live = {cr["metadata"]["uid"] for inf in self.workloads for cr in inf.objects()}
         self.published = {uid: v for uid, v in self.published.items() if uid in live}
         return Result(requeue_after=self.source.interval)
+
+    async def _annotate_nodes(self, samples: list[GpuSample]) -> None:
+        """Each GPU node's mean utilisation (all its GPUs, used or not) in its annotation
+        ``kaiwo.silogen.ai/gpu-utilization`` as ``<percent>@<RFC 3339 time>`` (what ``kaiwo status amd|nvidia``
+        shows), rewritten only when it moves by NODE_STEP points or is NODE_REFRESH seconds old: a node costs a
+        write every few minutes at most, and a figure left behind by a stopped monitor shows its age."""
+        assert self.nodes is not None
+        now = self.wall()
+        for node, value in node_means(samples).items():
+            live = self.nodes.get_by(node)
+            if live is None:
+                continue
+            old = parse_node_figure((live["metadata"].get("annotations") or {}).get(NODE_ANNOTATION))
+            if old is not None and abs(old[0] - value) < NODE_STEP and now - old[1] < NODE_REFRESH:
+                continue
+            figure = f"{value:g}@{_rfc3339(now)}"
+            await self.client.patch("v1", "Node", node, {"metadata": {"annotations": {NODE_ANNOTATION: figure}}})
 
     async def _publish(self, cr: Obj, verdict: Assessment, terminate_after: float | None, now: float) -> None:
         old = cr.get("status") or {}
@@ -224,6 +269,7 @@ async def setup(manager: Manager, source: Source) -> UtilisationMonitor:
         tuple([await manager.informer(API, k) for k in KINDS]),
         await manager.informer("v1", "Pod", label_selector=RUN_ID_LABEL),
         registry=manager.metrics.registry,
+        nodes=await manager.informer("v1", "Node"),
     )
     manager.metrics.registry.register(monitor.collector)
     manager.add(Poller("resource-monitor", monitor, workers=1))

@@ -127,6 +127,9 @@ async def test_underutilisation_condition_flips_both_ways(client: Client, namesp
     seen = await reasons(client, "flip", namespace)
     assert seen["GpuUnderutilized"] == 1 and seen["GpuUtilizationNormal"] == 1, seen
     assert (await client.get(API, "KaiwoJob", "flip", namespace))["status"]["status"] == "RUNNING"
+    nodes = await client.list("v1", "Node", labelSelector="amd.com/gpu.family=AI")
+    figures = [(n["metadata"].get("annotations") or {}).get("kaiwo.silogen.ai/gpu-utilization") for n in nodes]
+    assert len(figures) == 4 and all(f is not None for f in figures), figures  # what `kaiwo status amd` shows
 
 
 async def test_forbidden_delete_gives_preemption_failed(client: Client, namespace: str, gpu_operator: Any) -> None:

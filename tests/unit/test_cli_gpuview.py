@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from kaiwo.cli.gpuview import node_lines, node_utilisation, workload_lines
+from kaiwo.cli.gpuview import node_annotations, node_lines, node_utilisation, workload_lines
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -55,5 +56,20 @@ def test_node_utilisation() -> None:
     ]
     util = node_utilisation(records, pods, "amd.com/gpu")
     assert util == {"n1": 15.0, "n2": 3.0}
-    assert "n1" in node_lines(util) and "15%" in node_lines(util)
+    annotated: list[dict[str, Any]] = [
+        {
+            "metadata": {"name": "n1", "annotations": {"kaiwo.silogen.ai/gpu-utilization": "40@2026-01-01T11:58:00Z"}},
+            "status": {"allocatable": {"amd.com/gpu": "8"}},
+        },
+        {
+            "metadata": {"name": "c", "annotations": {"kaiwo.silogen.ai/gpu-utilization": "0@2026-01-01T11:58:00Z"}},
+            "status": {},
+        },
+    ]
+    monitored = node_annotations(annotated, "amd.com/gpu", NOW)
+    assert monitored == {"n1": (40.0, "2m")}
+    text = node_lines(monitored, util)
+    assert "40%" in text and "2m ago (utilisation monitor)" in text and "3%" in text and "tracked pods" in text
+    assert "15%" not in text  # the monitor's figure for n1 wins
+    assert "unknown" in node_lines({}, {})
     assert node_utilisation(records, pods, "nvidia.com/gpu") == {}

@@ -25,6 +25,7 @@ class Recorder:
         self.jobs = jobs
         self.statuses: list[Obj] = []
         self.events: list[tuple[str, str]] = []
+        self.node_patches: list[tuple[str, str]] = []
         self.rv = 10
 
     async def patch(
@@ -37,6 +38,9 @@ class Recorder:
         *,
         subresource: str | None = None,
     ) -> Obj:
+        if kind == "Node":
+            self.node_patches.append((name, patch["metadata"]["annotations"]["kaiwo.silogen.ai/gpu-utilization"]))
+            return {}
         self.statuses.append(patch["status"])
         live = copy.deepcopy(self.jobs.get_by(name, namespace))
         assert live is not None
@@ -191,3 +195,20 @@ async def test_a_failed_read_changes_nothing(page: dict[str, Any]) -> None:
     page["status"] = 500
     assert (await mon.reconcile(KEY)).requeue_after == 15.0
     assert rec.statuses == [] and mon.read_errors.labels("resource-monitor")._value.get() == 1
+
+
+async def test_node_figures_are_rewritten_only_when_they_move_or_age(page: dict[str, Any]) -> None:
+    mon, rec, clock = make(page, config(), job("a"), pods=(pod("a-0", "uid-a"),))
+    node: Obj = {"metadata": {"name": "n", "annotations": {}}}
+    mon.nodes = cache(node)
+    page["text"] = amd("a-0", 10, 20)
+    await mon.reconcile(KEY)
+    assert rec.node_patches == [("n", "15@2023-11-14T22:13:20Z")]
+    node["metadata"]["annotations"]["kaiwo.silogen.ai/gpu-utilization"] = rec.node_patches[-1][1]
+    page["text"] = amd("a-0", 12, 20)  # moved by 1 point: kept
+    clock[0] += 60
+    await mon.reconcile(KEY)
+    assert len(rec.node_patches) == 1
+    clock[0] += 300  # five minutes old: refreshed
+    await mon.reconcile(KEY)
+    assert rec.node_patches[-1] == ("n", "16@2023-11-14T22:19:20Z")
