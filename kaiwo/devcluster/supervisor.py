@@ -257,12 +257,13 @@ class Supervisor:
                 conversions = {k: v for launch in launches for k, v in launch.crd_conversions.items()}
                 await bootstrap(client, self.topology, conversions)
                 self._phase_done("bootstrap")
+                # The fake GPU exporter starts while the addons do (it only needs the apiserver).
                 self._spawn(Process("gpu-exporter", components.gpu_exporter(layout, ports), layout.log("gpu-exporter")))
-                await self._wait_healthy(http, "gpu-exporter", components.health_url("gpu-exporter", ports))
-                write_status(layout, gpu_metrics=components.gpu_metrics_urls(ports))
                 if launches:
                     await self._start_addons(http, client, launches)
                     self._phase_done("addons")
+                await self._wait_healthy(http, "gpu-exporter", components.health_url("gpu-exporter", ports))
+                write_status(layout, gpu_metrics=components.gpu_metrics_urls(ports))
                 for proc in self.processes.values():
                     proc.check()
 
