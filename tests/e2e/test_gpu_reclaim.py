@@ -87,7 +87,7 @@ async def reasons(client: Client, name: str, ns: str) -> Counter[str]:
 
 
 async def record_of(client: Client, kind: str, name: str, ns: str) -> Obj | None:
-    owner = await client.get_or_none(API if kind.startswith("Kaiwo") else "v1", kind, name, ns)
+    owner = await client.get_or_none(gpuworkload.OWNER_KINDS.get(kind, "v1"), kind, name, ns)
     if owner is None:
         return None
     return await client.get_or_none(
@@ -306,3 +306,84 @@ async def test_gpu_nodes_are_tainted_and_cpu_pods_stay_off_them(
 async def _all(probe: Awaitable[dict[str, bool]], value: bool) -> bool:
     got = await probe
     return bool(got) and all(v == value for v in got.values())
+
+
+async def free_nvidia_gpus(client: Client) -> int:
+    nodes = [n for n in await client.list("v1", "Node") if "nvidia.com/gpu" in (n["status"].get("allocatable") or {})]
+    pods = await client.list("v1", "Pod", fieldSelector="status.phase!=Succeeded,status.phase!=Failed")
+    used = sum(
+        int((c.get("resources") or {}).get("limits", {}).get("nvidia.com/gpu") or 0)
+        for p in pods
+        if (p.get("spec") or {}).get("nodeName")
+        for c in p["spec"]["containers"]
+    )
+    return sum(int(n["status"]["allocatable"]["nvidia.com/gpu"]) for n in nodes) - used
+
+
+def gpu_pod_spec(gpus: int) -> Obj:
+    return {
+        "containers": [{"name": "main", "image": "busybox", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]
+    }
+
+
+async def test_idle_deployment_makes_room_for_an_unschedulable_pod(
+    client: Client, namespace: str, gpu_operator: Any
+) -> None:
+    """No Kueue here: an opted-in Deployment (root of Pod -> ReplicaSet -> Deployment) sits idle on one NVIDIA node
+    while a pod needing a whole node cannot be scheduled; only then is the Deployment deleted."""
+    await eventually(lambda: _is(free_nvidia_gpus(client), 16), "16 free NVIDIA GPUs", timeout=60)
+    labels = {"app": "idle"}
+    await client.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": "idle",
+                "namespace": namespace,
+                "annotations": notes(None, enabled="true", grace_period="2s"),
+            },
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {"metadata": {"labels": labels, "annotations": notes("1")}, "spec": gpu_pod_spec(8)},
+            },
+        }
+    )
+    await client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "busy", "namespace": namespace, "annotations": notes(None)},
+            "spec": gpu_pod_spec(8),
+        }
+    )
+    name = await record_name(client, "Deployment", "idle", namespace)
+    rec = await eventually(lambda: record_in(client, name, namespace, "Idle"), "the Deployment Idle", timeout=60)
+    assert (
+        rec["status"]["ownerChain"].endswith(" -> Deployment/idle")
+        and "ReplicaSet/idle-" in rec["status"]["ownerChain"]
+    )
+    await asyncio.sleep(4)  # idle past its grace, but nothing waits: it stays
+    assert await record_in(client, name, namespace, "Idle")
+    await client.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "want", "namespace": namespace, "annotations": notes(None)},
+            "spec": gpu_pod_spec(8),
+        }
+    )
+    done = await eventually(lambda: record_in(client, name, namespace, "Preempted"), "the Deployment Preempted", 60)
+    assert done["status"]["preemptedFor"] == f"Pod {namespace}/want", done["status"]
+
+    async def want_running() -> bool:
+        pod = await client.get("v1", "Pod", "want", namespace)
+        return (pod.get("status") or {}).get("phase") == "Running"
+
+    await eventually(want_running, "the waiting pod Running", timeout=60)
+    assert await client.get_or_none("apps/v1", "Deployment", "idle", namespace) is None
+    assert (await client.get("v1", "Pod", "busy", namespace))["status"]["phase"] == "Running"
+
+
+async def _is(probe: Awaitable[int], value: int) -> bool:
+    return await probe == value
