@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from kaiwo.cli import inspect
+from kaiwo.cli.refs import WorkloadRef
 from kaiwo.controllers import gpuworkload, nodetaints, queueconfig, utilisation, workload
 from kaiwo.controllers.settings import KAIWO_CONFIG_API
 from kaiwo.devcluster.cluster import DevCluster
@@ -129,7 +131,9 @@ async def test_underutilisation_condition_flips_both_ways(client: Client, namesp
     assert (await client.get(API, "KaiwoJob", "flip", namespace))["status"]["status"] == "RUNNING"
     nodes = await client.list("v1", "Node", labelSelector="amd.com/gpu.family=AI")
     figures = [(n["metadata"].get("annotations") or {}).get("kaiwo.silogen.ai/gpu-utilization") for n in nodes]
-    assert len(figures) == 4 and all(f is not None for f in figures), figures  # what `kaiwo status amd` shows
+    assert len(figures) == 4 and all(f is not None for f in figures), figures
+    view = await inspect.cluster_view(client, "amd")  # kaiwo status amd
+    assert view.count("(utilisation monitor)") == 4, view
 
 
 async def test_forbidden_delete_gives_preemption_failed(client: Client, namespace: str, gpu_operator: Any) -> None:
@@ -203,6 +207,8 @@ async def test_idle_jobs_are_reclaimed_only_for_same_vendor_demand_that_fits(
     await eventually(lambda: record_in(client, names["amd-idle"], namespace, "Idle"), "amd-idle Idle", 30)
     await eventually(lambda: record_in(client, names["nv-idle"], namespace, "Idle"), "nv-idle Idle", 30)
     await eventually(lambda: record_in(client, names["amd-busy"], namespace, "Active"), "amd-busy Active", 30)
+    text = await inspect.describe(client, WorkloadRef("KaiwoJob", "amd-idle"), namespace)  # kaiwo status job/amd-idle
+    assert "GPU use:     Idle, utilisation 1%" in text and "Idle since:" in text, text
 
     # 16 AMD GPUs wanted, only 8 idle: all or nothing, so nothing is preempted.
     await client.create(kaiwojob("amd-huge", namespace, gpus=16, annotations=notes(None)))
