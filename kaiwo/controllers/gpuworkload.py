@@ -7,7 +7,8 @@ only while this replica leads:
   controller ownerReferences up to the root owner (at most 10 steps, GETs of the owners), merges the
   ``kaiwo.silogen.ai/gpu-preemption.*`` annotations of the namespace and the root owner (the owner's win) and,
   when they opt in, creates the GpuWorkload ``<lowercase kind>-<name>-<uid[:8]>`` (no ownerReference, so the
-  record outlives the workload). Owners it may not read end the walk without a record.
+  record outlives the workload). Owners it may not read end the walk without a record. The reconcile keeps the
+  record's spec equal to the annotations, and deletes the record when they opt out.
 - **the GpuWorkload reconcile** (key: a GpuWorkload). Preempting -> delete the root owner (Background);
   forbidden -> back to Idle with ``PreemptionFailed`` (condition and Warning event; the workload is not picked
   again until it has been Active). Preempted/Deleted -> delete the record once ``ttlAfterFinished`` has passed
@@ -314,15 +315,30 @@ class Records:
                     record, "WorkloadDeleted", f"{ref['kind']}/{ref['name']} is gone; this record is kept for its TTL"
                 )
             return Result(requeue_after=s.ttl) if s.ttl > 0 else None
+        namespace = self.caches.namespaces.get_by(req.namespace or "")
+        merged = reclaim.opted_in(
+            ((namespace or {}).get("metadata") or {}).get("annotations") or {},
+            owner["metadata"].get("annotations") or {},
+        )
+        if merged is None:  # opted out since: no longer tracked, never preempted
+            await self.client.delete(API, KIND, req.name, req.namespace)
+            return None
         pods = self.pods_of(record)
         new = self._observe(record, old, pods, s, now)
+        spec_patch: Obj = {}
+        overrides, _ = reclaim.spec_overrides(merged)
+        for key in reclaim.OVERRIDE_FIELDS:  # annotations edited since: the record follows them
+            if record["spec"].get(key) != overrides.get(key):
+                spec_patch[key] = overrides.get(key)
         if pods:
             totals: dict[str, int] = {}
             for p in pods:
                 for r, n in reclaim.pod_gpus(p).items():
                     totals[r] = totals.get(r, 0) + n
             if totals != record["spec"].get("gpuResources"):
-                await self.client.patch(API, KIND, req.name, {"spec": {"gpuResources": totals}}, req.namespace)
+                spec_patch["gpuResources"] = totals
+        if spec_patch:
+            await self.client.patch(API, KIND, req.name, {"spec": spec_patch}, req.namespace)
         written = await write_status(self.client, record, new)
         new_phase = new.get("phase") or ""
         if written is not None and new_phase != phase and new_phase in PHASE_EVENTS:
@@ -631,9 +647,21 @@ async def setup(
             else []
         ),
     )
+
+    def namespace_pods(ns: Obj) -> list[Request]:
+        """A namespace's annotations changed: look at its GPU pods again (forgetting that they were not opted in),
+        and at its records (which may have been opted out)."""
+        pods = [p for p in caches.pods.objects(ns["metadata"]["name"]) if reclaim.pod_gpus(p)]
+        for p in pods:
+            shared.not_opted.pop(p["metadata"]["uid"], None)
+        for r in caches.records.objects(ns["metadata"]["name"]):
+            records_ctrl.queue.add(Request.of(r))
+        return [Request.of(p) for p in pods]
+
     discovery_ctrl.watches(
         caches.namespaces,
-        lambda ns: [Request.of(p) for p in caches.pods.objects(ns["metadata"]["name"]) if reclaim.pod_gpus(p)],
+        namespace_pods,
+        update_filter=lambda old, new: old["metadata"].get("annotations") != new["metadata"].get("annotations"),
     )
     errors = Counter(
         "kaiwo_gpu_preemption_metrics_read_errors",

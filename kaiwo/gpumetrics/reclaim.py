@@ -36,6 +36,8 @@ DEFAULT_GRACE = "10m"
 DEFAULT_POLICY = "OnPressure"
 DEFAULT_AGGREGATION = "Max"
 DEFAULT_TTL = "24h"
+# GpuWorkload spec fields set from the annotations
+OVERRIDE_FIELDS = ("utilizationThreshold", "gracePeriod", "preemptionPolicy", "aggregationPolicy", "ttlAfterFinished")
 
 # --- opt-in and settings ------------------------------------------------------------------------------------
 

@@ -271,3 +271,23 @@ async def test_forbidden_delete_and_opt_out() -> None:
     w.add(w.caches.pods, opted_out)
     await w.discovery.reconcile(Request("ns", "quiet"))
     assert len(w.caches.records.objects()) == 1
+
+
+async def test_the_record_follows_annotation_edits_and_opt_out() -> None:
+    w = World()
+    kj, job = job_tree("j", {OPT + "enabled": "true", OPT + "threshold": "10"})
+    w.add(w.caches.pods, pod("j-0", job))
+    w.api.put(kj)
+    w.api.put(job)
+    await w.discovery.reconcile(Request("ns", "j-0"))
+    name = gw.record_name("KaiwoJob", "j", "uid-kj-j")
+    assert w.record(name)["spec"]["utilizationThreshold"] == 10.0
+    kj["metadata"]["annotations"] = {OPT + "enabled": "true", OPT + "policy": "Always"}
+    w.api.put(kj)
+    await w.reconcile(name)
+    spec = w.record(name)["spec"]
+    assert spec.get("utilizationThreshold") is None and spec["preemptionPolicy"] == "Always"
+    kj["metadata"]["annotations"] = {OPT + "enabled": "false"}
+    w.api.put(kj)
+    await w.reconcile(name)
+    assert w.caches.records.get_by(name, "ns") is None and w.api.deleted == [f"GpuWorkload/{name}"]
