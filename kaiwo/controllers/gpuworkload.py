@@ -3,7 +3,8 @@
 Switched on by ``--gpu-preemption`` (``GPU_PREEMPTION_ENABLED=true``). Four parts share the caches, all running
 only while this replica leads:
 
-- **discovery** (key: a GPU pod). For a pod asking for ``amd.com/gpu`` or ``nvidia.com/gpu`` it walks the
+- **discovery** (key: a GPU pod, or a Kueue Workload asking for GPUs, whose workload has no pods while it
+  waits). For a pod asking for ``amd.com/gpu`` or ``nvidia.com/gpu`` it walks the
   controller ownerReferences up to the root owner (at most 10 steps, GETs of the owners), merges the
   ``kaiwo.silogen.ai/gpu-preemption.*`` annotations of the namespace and the root owner (the owner's win) and,
   when they opt in, creates the GpuWorkload ``<lowercase kind>-<name>-<uid[:8]>`` (no ownerReference, so the
@@ -129,27 +130,45 @@ class Caches:
 
 
 class Discovery:
+    """Keys are GPU pods, or (``kind="Workload"``) Kueue Workloads asking for GPUs: a workload that waits in Kueue
+    has no pods yet, and its record shows it PendingGpu."""
+
     def __init__(
-        self, client: Client, caches: Caches, shared: Shared, records: Controller, wall: Callable[[], float]
+        self,
+        client: Client,
+        caches: Caches,
+        shared: Shared,
+        records: Controller,
+        wall: Callable[[], float],
+        kind: str = "Pod",
     ) -> None:
         self.client = client
         self.caches = caches
         self.shared = shared
         self.records = records
         self.wall = wall
+        self.kind = kind
         self.events = EventRecorder(client, FIELD_MANAGER)
 
+    def _start(self, req: Request) -> tuple[Obj | None, dict[str, int]]:
+        if self.kind == "Pod":
+            pod = self.caches.pods.get_by(req.name, req.namespace)
+            return pod, reclaim.pod_gpus(pod) if pod else {}
+        wls = self.caches.kueue_workloads
+        wl = wls.get_by(req.name, req.namespace) if wls is not None else None
+        return wl, reclaim.workload_gpus(wl) if wl else {}
+
     async def reconcile(self, req: Request) -> Result | None:
-        pod = self.caches.pods.get_by(req.name, req.namespace)
-        if pod is None or not reclaim.pod_gpus(pod):
+        start, gpus = self._start(req)
+        if start is None or not gpus:
             return None
-        uid = pod["metadata"]["uid"]
+        uid = start["metadata"]["uid"]
         if uid in self.shared.roots:
             self.records.queue.add(Request(req.namespace, self.shared.roots[uid].gpu_workload))
             return None
         if self.shared.not_opted.get(uid, 0) > self.wall():
             return None
-        chain, uids, root = [f"Pod/{req.name}"], {uid}, pod
+        chain, uids, root = [f"{self.kind}/{req.name}"], {uid}, start
         for _ in range(MAX_DEPTH):
             ref = _controller_ref(root)
             if ref is None:
@@ -169,6 +188,8 @@ class Discovery:
             root = parent
             chain.append(f"{root['kind']}/{root['metadata']['name']}")
             uids.add(root["metadata"]["uid"])
+        if root is start and self.kind != "Pod":
+            return None  # a Kueue Workload without an owner is not a workload of its own
         namespace = self.caches.namespaces.get_by(req.namespace or "")
         ns_annotations = ((namespace or {}).get("metadata") or {}).get("annotations") or {}
         merged = reclaim.opted_in(ns_annotations, root["metadata"].get("annotations") or {})
@@ -189,7 +210,7 @@ class Discovery:
                     "name": meta["name"],
                     "uid": meta["uid"],
                 },
-                "gpuResources": reclaim.pod_gpus(pod),
+                "gpuResources": gpus,
                 **overrides,
             },
         }
@@ -202,7 +223,8 @@ class Discovery:
                 if not e.conflict:
                     raise
         self.shared.roots[uid] = Root(name, frozenset(uids))
-        self.shared.chains[(req.namespace or "", name)] = " -> ".join(chain)
+        if self.kind == "Pod" or (req.namespace or "", name) not in self.shared.chains:  # a pod's chain says more
+            self.shared.chains[(req.namespace or "", name)] = " -> ".join(chain)
         self.records.queue.add(Request(req.namespace, name))
         return None
 
@@ -282,9 +304,9 @@ class Records:
         if self.caches.kueue_workloads is None:
             return None
         uids = {record["spec"]["workloadRef"]["uid"]}
-        for p in pods:
-            root = self.shared.roots.get(p["metadata"]["uid"])
-            if root is not None:
+        name = record["metadata"]["name"]
+        for root in self.shared.roots.values():  # pods' and Kueue Workloads' chains up to this record's owner
+            if root.gpu_workload == name:
                 uids |= root.uids
         for wl in self.caches.kueue_workloads.objects(record["metadata"]["namespace"]):
             if any(r.get("uid") in uids for r in wl["metadata"].get("ownerReferences") or []):
@@ -443,6 +465,8 @@ class Scraper:
             log.warning("GPU metrics unavailable, GpuWorkload samples unchanged: %s", e)
             return Result(requeue_after=self.source.interval)
         live = {p["metadata"]["uid"] for p in self.caches.pods.objects()}
+        if self.caches.kueue_workloads is not None:
+            live |= {w["metadata"]["uid"] for w in self.caches.kueue_workloads.objects()}
         self.shared.roots = {uid: root for uid, root in self.shared.roots.items() if uid in live}
         self.shared.not_opted = {uid: t for uid, t in self.shared.not_opted.items() if uid in live}
         for record in self.caches.records.objects():
@@ -639,6 +663,12 @@ async def setup(
         records_ctrl.watches(caches.kueue_workloads, record_of_workload)
 
     discovery_ctrl = Controller("gpuworkload-discovery", Discovery(manager.client, caches, shared, records_ctrl, wall))
+    extra: list[Controller] = []
+    if caches.kueue_workloads is not None:
+        queued = Discovery(manager.client, caches, shared, records_ctrl, wall, kind="Workload")
+        queued_ctrl = Controller("gpuworkload-discovery-kueue", queued, workers=1)
+        queued_ctrl.watches(caches.kueue_workloads, lambda wl: [Request.of(wl)] if reclaim.workload_gpus(wl) else [])
+        extra.append(queued_ctrl)
     discovery_ctrl.watches(
         caches.pods,
         lambda p: (
@@ -684,7 +714,7 @@ async def setup(
     if caches.kueue_workloads is not None:
         evaluator_ctrl.watches(caches.kueue_workloads, lambda _: [EVAL_KEY])
     records.evaluator = evaluator_ctrl
-    controllers = (records_ctrl, discovery_ctrl, scraper_ctrl, evaluator_ctrl)
+    controllers = (records_ctrl, discovery_ctrl, *extra, scraper_ctrl, evaluator_ctrl)
     for c in controllers:
         manager.add(c)
     return GpuPreemption(records, evaluator, shared, controllers)

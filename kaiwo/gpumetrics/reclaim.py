@@ -232,17 +232,23 @@ class Decision:
     reason: str
 
 
+def workload_gpus(workload: Obj) -> dict[str, int]:
+    """GPUs per resource name a Kueue Workload asks for (all pods of all its pod sets)."""
+    totals: dict[str, int] = {}
+    for ps in (workload.get("spec") or {}).get("podSets") or []:
+        spec = (ps.get("template") or {}).get("spec") or {}
+        for name, n in gpu_requests(spec.get("containers") or []).items():
+            totals[name] = totals.get(name, 0) + n * int(ps.get("count") or 1)
+    return totals
+
+
 def kueue_demand(workload: Obj, cluster_queue: str | None) -> list[Demand]:
     """The GPU demand of a Kueue Workload that waits for quota (none once reserved, finished or inactive)."""
     if (_cond(workload, "QuotaReserved") or {}).get("status") == "True":
         return []
     if _cond(workload, "Finished") or (workload.get("spec") or {}).get("active") is False or not cluster_queue:
         return []
-    totals: dict[str, int] = {}
-    for ps in (workload.get("spec") or {}).get("podSets") or []:
-        spec = (ps.get("template") or {}).get("spec") or {}
-        for name, n in gpu_requests(spec.get("containers") or []).items():
-            totals[name] = totals.get(name, 0) + n * int(ps.get("count") or 1)
+    totals = workload_gpus(workload)
     meta = workload["metadata"]
     since = _epoch(meta.get("creationTimestamp"))
     key = f"Workload {meta.get('namespace')}/{meta['name']}"

@@ -211,8 +211,10 @@ async def test_idle_jobs_are_reclaimed_only_for_same_vendor_demand_that_fits(
     assert "GPU use:     Idle, utilisation 1%" in text and "Idle since:" in text, text
 
     # 16 AMD GPUs wanted, only 8 idle: all or nothing, so nothing is preempted.
-    await client.create(kaiwojob("amd-huge", namespace, gpus=16, annotations=notes(None)))
+    await client.create(kaiwojob("amd-huge", namespace, gpus=16, annotations=notes(None, **opt)))
     await eventually(lambda: phase_is(client, "KaiwoJob", "amd-huge", namespace, "PENDING"), "amd-huge PENDING", 30)
+    huge = await record_name(client, "KaiwoJob", "amd-huge", namespace)  # found through its Kueue Workload
+    await eventually(lambda: record_in(client, huge, namespace, "PendingGpu"), "amd-huge PendingGpu", 30)
     await asyncio.sleep(6)  # three evaluations
     for job in ("amd-idle", "nv-idle"):
         assert await record_in(client, names[job], namespace, "Idle"), f"{job} was touched"

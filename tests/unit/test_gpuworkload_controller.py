@@ -145,7 +145,15 @@ def kueue_workload(name: str, owner: Obj, gpus: int, admitted: bool) -> Obj:
             "namespace": "ns",
             "uid": f"uid-wl-{name}",
             "creationTimestamp": "2023-11-14T22:00:00Z",
-            "ownerReferences": [{"kind": "Job", "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"]}],
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                    "controller": True,
+                }
+            ],
         },
         "spec": {
             "queueName": "kaiwo",
@@ -291,3 +299,24 @@ async def test_the_record_follows_annotation_edits_and_opt_out() -> None:
     w.api.put(kj)
     await w.reconcile(name)
     assert w.caches.records.get_by(name, "ns") is None and w.api.deleted == [f"GpuWorkload/{name}"]
+
+
+async def test_a_workload_waiting_in_kueue_is_recorded_pending_gpu() -> None:
+    w = World()
+    kj, job = job_tree("queued", {OPT + "enabled": "true"})
+    w.api.put(kj)
+    w.api.put(job)
+    wl = kueue_workload("queued-wl", job, 8, admitted=False)
+    wl["status"]["conditions"][0]["message"] = "couldn't assign flavors: insufficient unused quota for amd.com/gpu"
+    w.add(w.caches.kueue_workloads, wl)
+    queued = gw.Discovery(w.api, w.caches, w.shared, w.records_ctrl, lambda: w.clock[0], kind="Workload")  # type: ignore[arg-type]
+    await queued.reconcile(Request("ns", "queued-wl"))
+    name = gw.record_name("KaiwoJob", "queued", "uid-kj-queued")
+    assert w.record(name)["spec"]["gpuResources"] == {"amd.com/gpu": 8}
+    await w.reconcile(name)
+    status = w.record(name)["status"]
+    assert (
+        status["phase"] == "PendingGpu"
+        and status["ownerChain"] == "Workload/queued-wl -> Job/queued -> KaiwoJob/queued"
+    )
+    assert w.api.events == ["WorkloadPendingGpu"]
