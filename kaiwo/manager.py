@@ -4,21 +4,24 @@ Flags have matching environment variables (``KAIWO_<FLAG>``, e.g. ``KAIWO_LEADER
 logs one line with its effective configuration, serves /healthz, /readyz and /metrics, runs the controllers
 while it holds the leader Lease, and shuts down gracefully on SIGTERM (releasing the Lease).
 
-Controllers: KaiwoQueueConfig, KaiwoJob, KaiwoService. At start-up the KaiwoConfig singleton ``kaiwo`` is created
-(empty, so every default applies) when it is missing, as upstream does.
+Controllers: KaiwoQueueConfig, KaiwoJob, KaiwoService, GPU node taints; with ``--resource-monitoring`` the
+utilisation monitor and with ``--gpu-preemption`` the GpuWorkload controller (kaiwo.gpumetrics.config lists their
+flags and upstream's environment variables: ``RESOURCE_MONITORING_*``, ``GPU_PREEMPTION_*``). At start-up the
+KaiwoConfig singleton ``kaiwo`` is created (empty, so every default applies) when it is missing, as upstream does.
 
 Upstream's feature switches (environment variables, upstream-kaiwo.md §3) are read too. Booleans accept
 true/false (also 1/0, yes/no, on/off, any case); any other value is an error naming the variable.
 - ``FORMATTED_LOGS=true``: human-readable text logs instead of JSON (``--log-format``/``KAIWO_LOG_FORMAT`` win).
-- ``DISABLE_WEBHOOKS`` (only true), ``ENFORCE_KAIWO_ON_GPU_WORKLOADS``, ``RESOURCE_MONITORING_ENABLED`` and
-  ``GPU_PREEMPTION_ENABLED`` (only false): switches of features this operator does not have (admission
-  webhooks, GPU utilisation monitoring, idle-GPU preemption). The "off" value, which upstream's manifests set, is
-  accepted; the "on" value stops the start-up with an error instead of running silently without the feature.
-- Not applicable, ignored as upstream ignores them when their feature is off: ``WEBHOOK_CERT_DIRECTORY``,
-  ``DEFAULT_CLUSTER_QUEUE_NAME`` (webhook path only), ``RESOURCE_MONITORING_{METRICS_ENDPOINT,POLLING_INTERVAL}``,
-  ``GPU_PREEMPTION_*``. Upstream's ``--enable-http2`` and ``--webhook-cert-*`` flags do not exist here; passing
-  them is an "unrecognized arguments" error. ``--metrics-secure`` and ``--metrics-cert-path/-name/-key`` are
-  upstream's, but secure metrics are off by default (DECISIONS 13: plain HTTP metrics on by default).
+- ``RESOURCE_MONITORING_ENABLED`` and ``GPU_PREEMPTION_ENABLED``: defaults of ``--resource-monitoring`` and
+  ``--gpu-preemption``.
+- ``DISABLE_WEBHOOKS`` (only true) and ``ENFORCE_KAIWO_ON_GPU_WORKLOADS`` (only false): switches of a feature this
+  operator does not have (admission webhooks). The "off" value, which upstream's manifests set, is accepted; the
+  "on" value stops the start-up with an error instead of running silently without the feature.
+- Not applicable, ignored as upstream ignores them when their feature is off: ``WEBHOOK_CERT_DIRECTORY`` and
+  ``DEFAULT_CLUSTER_QUEUE_NAME`` (webhook path only). Upstream's ``--enable-http2`` and ``--webhook-cert-*`` flags
+  do not exist here; passing them is an "unrecognized arguments" error. ``--metrics-secure`` and
+  ``--metrics-cert-path/-name/-key`` are upstream's, but secure metrics are off by default (DECISIONS 13: plain
+  HTTP metrics on by default).
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import asyncio
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from kaiwo import __version__
-from kaiwo.controllers import metrics, queueconfig, settings, workload
+from kaiwo.controllers import gpuworkload, metrics, nodetaints, queueconfig, settings, utilisation, workload
+from kaiwo.gpumetrics import config as gpuconfig
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.leader import LeaderElectionConfig, identity_from_env
 from kaiwo.runtime.logs import setup_logging
@@ -60,6 +64,7 @@ class Config:
     workers: int
     log_level: str
     log_format: str
+    gpu: gpuconfig.GpuFeatures = field(default_factory=gpuconfig.GpuFeatures)
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,6 @@ class AbsentFeature:
 ABSENT_FEATURES = (
     AbsentFeature("DISABLE_WEBHOOKS", True, "admission webhooks"),
     AbsentFeature("ENFORCE_KAIWO_ON_GPU_WORKLOADS", False, "enforcing Kaiwo on GPU Jobs (a Job admission webhook)"),
-    AbsentFeature("RESOURCE_MONITORING_ENABLED", False, "GPU utilisation monitoring"),
-    AbsentFeature("GPU_PREEMPTION_ENABLED", False, "idle-GPU preemption (the GpuWorkload controller)"),
 )
 
 
@@ -117,6 +120,7 @@ def parse(argv: list[str] | None = None) -> Config:
         leader_elect = _env_bool("KAIWO_LEADER_ELECT", True)
         formatted_logs = _env_bool("FORMATTED_LOGS", False)
         metrics_secure = _env_bool("KAIWO_METRICS_SECURE", False)
+        gpu_switches = (_env_bool("RESOURCE_MONITORING_ENABLED", False), _env_bool("GPU_PREEMPTION_ENABLED", False))
     except ValueError as e:
         p.error(str(e))
     p.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig file (default: in-cluster)")
@@ -154,6 +158,7 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--log-format", default=env("KAIWO_LOG_FORMAT", "text" if formatted_logs else "json"), choices=LOG_FORMATS
     )
+    gpuconfig.add_arguments(p, *gpu_switches)
     a = p.parse_args(argv)  # string defaults (from the environment) go through `type` too
     # argparse checks `choices` of flags given on the command line only, not of defaults from the environment
     for flag, value, allowed in (("--log-level", a.log_level, LOG_LEVELS), ("--log-format", a.log_format, LOG_FORMATS)):
@@ -209,6 +214,7 @@ def parse(argv: list[str] | None = None) -> Config:
         a.workers,
         a.log_level,
         a.log_format,
+        gpuconfig.from_args(a, a.leader_election_namespace, p.error),
     )
 
 
@@ -255,6 +261,11 @@ async def run(cfg: Config) -> int:
         await workload.setup(mgr, "KaiwoJob", workers=cfg.workers)
         await workload.setup(mgr, "KaiwoService", workers=cfg.workers)
         await metrics.setup(mgr)
+        await nodetaints.setup(mgr)
+        if cfg.gpu.monitoring is not None:
+            await utilisation.setup(mgr, cfg.gpu.monitoring)
+        if cfg.gpu.preemption is not None:
+            await gpuworkload.setup(mgr, cfg.gpu)
         stop = asyncio.Event()
         stop_on_signals(stop)
         return await mgr.run(stop)

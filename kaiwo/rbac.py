@@ -31,7 +31,9 @@ from typing import Any
 import yaml
 
 from kaiwo.api import generated
-from kaiwo.controllers import queueconfig, settings, workload
+from kaiwo.controllers import gpuworkload, nodetaints, queueconfig, settings, utilisation, workload
+from kaiwo.gpumetrics.config import GpuFeatures
+from kaiwo.gpumetrics.reader import Source
 from kaiwo.runtime.client import Resource
 from kaiwo.runtime.manager import Manager, ManagerOptions
 
@@ -79,7 +81,7 @@ WRITES: dict[str, tuple[Grant, ...]] = {
     "kaiwoqueueconfig": (
         Grant(KAIWO, "KaiwoQueueConfig", ("create", "patch"), "the default config; dynamic-mode spec merge"),
         *_owner_grants("KaiwoQueueConfig", "queue-config controller"),
-        Grant("v1", "Node", ("patch",), "node-pool labels by server-side apply"),
+        Grant("v1", "Node", ("patch",), "node-pool labels by server-side apply; GPU taints (nodetaints.py)"),
         *(
             Grant(KUEUE, kind, ("create", "patch", "delete"), "owned Kueue objects: apply, prune, recreate")
             for kind in _KUEUE_OWNED
@@ -98,6 +100,22 @@ WRITES: dict[str, tuple[Grant, ...]] = {
         )
         for kind in ("KaiwoJob", "KaiwoService")
     },
+    "resource-monitor": (
+        *(_owner_grants(kind, "utilisation monitor")[0] for kind in ("KaiwoJob", "KaiwoService")),
+        Grant("v1", "Node", ("patch",), "the kaiwo.silogen.ai/gpu-utilization annotation"),
+        _EVENTS,
+    ),
+    "gpuworkload": (
+        Grant(KAIWO, "GpuWorkload", ("create", "patch", "delete"), "discovery creates, TTL clean-up deletes"),
+        Grant(KAIWO, "GpuWorkload", ("patch",), "GpuWorkload status (Applier.write_status)", "status"),
+        *(
+            Grant(api, kind, ("delete",), "preemption deletes the root owner")
+            for kind, api in gpuworkload.OWNER_KINDS.items()
+        ),
+        # Owner-chain resolution GETs owners; kinds no informer watches get the read rule (get, list, watch).
+        *(Grant(api, kind, READ, "owner-chain resolution") for kind, api in gpuworkload.OWNER_KINDS.items()),
+        _EVENTS,
+    ),
 }
 
 
@@ -132,6 +150,10 @@ async def _informed_kinds() -> set[tuple[str, str]]:
     await queueconfig.setup(mgr)
     for kind in ("KaiwoJob", "KaiwoService"):
         await workload.setup(mgr, kind)
+    await nodetaints.setup(mgr)
+    source = Source(("http://gpu-exporter/metrics",), 30.0)
+    await utilisation.setup(mgr, source)
+    await gpuworkload.setup(mgr, GpuFeatures(monitoring=source, preemption=source), identity="rbac")
     return {(api_version, kind) for api_version, kind, _, _ in mgr.informers}
 
 
@@ -147,6 +169,9 @@ def cluster_rules(reads: Iterable[tuple[str, str]], writes: Iterable[Grant]) -> 
         read[api_group(api_version)].add(resource_name(kind))
     write: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for g in writes:
+        if set(g.verbs) <= set(READ):  # a declared read joins the group's read rule
+            read[api_group(g.api_version)].add(resource_name(g.kind))
+            continue
         res = resource_name(g.kind) + (f"/{g.subresource}" if g.subresource else "")
         write[api_group(g.api_version)][res].update(g.verbs)
     rules: list[Rule] = []

@@ -12,7 +12,7 @@ import yaml
 
 from kaiwo.api import labels as L
 from kaiwo.api.config import API_VERSION as KAIWO_CONFIG_API
-from kaiwo.cli import render, userconfig
+from kaiwo.cli import gpuview, render, userconfig
 from kaiwo.cli.errors import USAGE, CliError
 from kaiwo.cli.lookup import get_workload, pods_of
 from kaiwo.cli.refs import WorkloadRef, parse_ref
@@ -153,9 +153,21 @@ async def describe(client: Client, ref: WorkloadRef, ns: str) -> str:
         (e for e in await client.list("v1", "Event", ns) if (e.get("involvedObject") or {}).get("uid") in related),
         key=render.event_time,
     )[-20:]
-    return render.describe_workload(
+    text = render.describe_workload(
         obj, queue=queue, children=children, pods=pods, kueue=kueue, local_queue=local_queue, events=events, now=now()
     )
+    extra = gpuview.workload_lines(obj, await gpu_records(client, ns), now())
+    return "\n".join([text, *extra]) if extra else text
+
+
+async def gpu_records(client: Client, ns: str | None) -> list[Obj]:
+    """GpuWorkload records (kaiwo.cli.gpuview); none when the CRD is absent or the user may not read them."""
+    try:
+        return await optional_list(client, API, "GpuWorkload", ns)
+    except ApiError as e:
+        if e.status == 403:
+            return []
+        raise
 
 
 async def default_queue(client: Client) -> str:
@@ -177,7 +189,9 @@ async def cluster_view(client: Client, what: str) -> str:
     key = CLUSTER_VIEWS[what]
     if not any(render.quantity(((n.get("status") or {}).get("allocatable") or {}).get(key, 0)) for n in nodes):
         return f"no nodes with {key}"
-    return render.node_table(nodes, pods, key)
+    tracked = gpuview.node_utilisation(await gpu_records(client, None), pods, key)
+    lines = gpuview.node_lines(gpuview.node_annotations(nodes, key, now()), tracked)
+    return render.node_table(nodes, pods, key) + "\n\n" + lines
 
 
 def status(

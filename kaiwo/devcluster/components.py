@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class Ports:
     kueue_health: int
     kuberay_health: int
     appwrapper_health: int
+    gpu_metrics: int  # the fake GPU exporter (gpuexporter.py)
 
     @classmethod
     def pick(cls) -> Ports:
@@ -241,7 +243,24 @@ def health_url(component: str, ports: Ports) -> str:
         "kube-controller-manager": f"https://127.0.0.1:{ports.controller_manager}/healthz",
         "kube-scheduler": f"https://127.0.0.1:{ports.scheduler}/healthz",
         "kwok": f"http://127.0.0.1:{ports.kwok}/healthz",
+        "gpu-exporter": f"http://127.0.0.1:{ports.gpu_metrics}/healthz",
     }[component]
+
+
+def gpu_exporter(layout: Layout, ports: Ports) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "kaiwo.devcluster.gpuexporter",
+        f"--kubeconfig={layout.kubeconfig}",
+        f"--port={ports.gpu_metrics}",
+    ]
+
+
+def gpu_metrics_urls(ports: Ports) -> dict[str, str]:
+    """The fake exporter's pages, as recorded in status.json ``gpu_metrics``."""
+    base = f"http://127.0.0.1:{ports.gpu_metrics}"
+    return {"amd": f"{base}/amd/metrics", "nvidia": f"{base}/nvidia/metrics", "all": f"{base}/metrics"}
 
 
 def admin_ssl(layout: Layout) -> ssl.SSLContext:

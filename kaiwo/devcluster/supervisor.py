@@ -1,7 +1,8 @@
 """The process that owns a running local cluster: ``python -m kaiwo.devcluster.supervisor --state DIR``.
 
 It starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok as its children (they die
-with it), bootstraps the cluster (default StorageClass, fake GPU nodes, third-party CRDs), then starts the
+with it), bootstraps the cluster (default StorageClass, fake GPU nodes, third-party CRDs), starts the fake GPU
+exporter (gpuexporter.py; its URLs are ``gpu_metrics`` in status.json), then starts the
 selected third-party controllers (``--addons``: Kueue, KubeRay, AppWrapper; see controllers.py) and installs
 their webhook configurations. It reports progress in ``status.json`` and then watches its children until
 SIGTERM/SIGINT, when it stops them in reverse order.
@@ -256,9 +257,13 @@ class Supervisor:
                 conversions = {k: v for launch in launches for k, v in launch.crd_conversions.items()}
                 await bootstrap(client, self.topology, conversions)
                 self._phase_done("bootstrap")
+                # The fake GPU exporter starts while the addons do (it only needs the apiserver).
+                self._spawn(Process("gpu-exporter", components.gpu_exporter(layout, ports), layout.log("gpu-exporter")))
                 if launches:
                     await self._start_addons(http, client, launches)
                     self._phase_done("addons")
+                await self._wait_healthy(http, "gpu-exporter", components.health_url("gpu-exporter", ports))
+                write_status(layout, gpu_metrics=components.gpu_metrics_urls(ports))
                 for proc in self.processes.values():
                     proc.check()
 

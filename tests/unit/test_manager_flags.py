@@ -11,6 +11,10 @@ SWITCHES = (
     "ENFORCE_KAIWO_ON_GPU_WORKLOADS",
     "RESOURCE_MONITORING_ENABLED",
     "GPU_PREEMPTION_ENABLED",
+    "RESOURCE_MONITORING_METRICS_ENDPOINT",
+    "RESOURCE_MONITORING_POLLING_INTERVAL",
+    "GPU_PREEMPTION_METRICS_ENDPOINT",
+    "GPU_PREEMPTION_DEFAULT_POLICY",
     "FORMATTED_LOGS",
     "KAIWO_LOG_FORMAT",
     "KAIWO_LOG_LEVEL",
@@ -49,8 +53,6 @@ def test_upstream_manifest_values_are_accepted(monkeypatch: pytest.MonkeyPatch) 
     [
         ("DISABLE_WEBHOOKS", "false", "admission webhooks"),
         ("ENFORCE_KAIWO_ON_GPU_WORKLOADS", "true", "Job admission webhook"),
-        ("RESOURCE_MONITORING_ENABLED", "true", "GPU utilisation monitoring"),
-        ("GPU_PREEMPTION_ENABLED", "TRUE", "GpuWorkload controller"),
     ],
 )
 def test_switching_on_an_absent_feature_fails_naming_it(
@@ -94,3 +96,64 @@ def test_environment_defaults_are_validated_like_flags(
     assert "argument --workers: invalid int value: 'many'" in parse_error(capsys)
     monkeypatch.setenv("KAIWO_WORKERS", "4")
     assert manager.parse([]).workers == 4
+
+
+def test_resource_monitoring_from_upstreams_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESOURCE_MONITORING_ENABLED", "true")
+    monkeypatch.setenv("RESOURCE_MONITORING_METRICS_ENDPOINT", "http://amd:5000/metrics,http://dcgm:9400/metrics")
+    monkeypatch.setenv("RESOURCE_MONITORING_POLLING_INTERVAL", "1m")
+    source = manager.parse([]).gpu.monitoring
+    assert source is not None and source.interval == 60.0
+    assert source.endpoints == ("http://amd:5000/metrics", "http://dcgm:9400/metrics")
+    assert manager.parse(["--no-resource-monitoring"]).gpu.monitoring is None
+    assert manager.parse([]).gpu.preemption is None
+
+
+def test_resource_monitoring_flags_win_and_default_to_30s() -> None:
+    assert manager.parse([]).gpu.monitoring is None  # off by default
+    cfg = manager.parse(["--resource-monitoring", "--resource-monitoring-metrics-endpoint", "https://x/metrics"])
+    assert cfg.gpu.monitoring is not None and cfg.gpu.monitoring.interval == 30.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--resource-monitoring"], "--resource-monitoring-metrics-endpoint is empty"),
+        (
+            ["--resource-monitoring", "--resource-monitoring-metrics-endpoint", "amd:5000"],
+            "'amd:5000' is not an http(s) URL",
+        ),
+        (
+            [
+                "--resource-monitoring",
+                "--resource-monitoring-metrics-endpoint",
+                "http://a",
+                "--resource-monitoring-polling-interval",
+                "soon",
+            ],
+            "--resource-monitoring-polling-interval 'soon'",
+        ),
+    ],
+)
+def test_resource_monitoring_misconfiguration_names_the_flag(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert message in parse_error(capsys, argv)
+
+
+def test_gpu_preemption_from_upstreams_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPU_PREEMPTION_ENABLED", "true")
+    monkeypatch.setenv("GPU_PREEMPTION_METRICS_ENDPOINT", "http://amd:5000/metrics")
+    monkeypatch.setenv("GPU_PREEMPTION_DEFAULT_POLICY", "Always")
+    cfg = manager.parse(["--leader-election-namespace", "ops"])
+    assert cfg.gpu.preemption is not None and cfg.gpu.preemption.interval == 15.0
+    assert cfg.gpu.preemption_namespace == "ops" and cfg.gpu.defaults.policy == "Always"
+
+
+def test_gpu_preemption_misconfiguration_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GPU_PREEMPTION_DEFAULT_POLICY", "Never")
+    err = parse_error(capsys, ["--gpu-preemption", "--gpu-preemption-metrics-endpoint", "http://a/metrics"])
+    assert "GPU_PREEMPTION_DEFAULT_POLICY='Never'" in err
+    assert "--gpu-preemption-metrics-endpoint is empty" in parse_error(capsys, ["--gpu-preemption"])

@@ -81,7 +81,10 @@ def test_each_rule_is_either_read_or_write() -> None:
         ("", "nodes", [["get", "list", "watch"], ["patch"]]),  # labels only
         ("", "namespaces", [["get", "list", "watch"]]),
         ("batch", "jobs", [["get", "list", "watch"], ["create", "delete", "patch"]]),
-        ("kaiwo.silogen.ai", "kaiwojobs", [["get", "list", "watch"]]),  # the spec is the user's
+        # the spec is the user's; delete only to preempt an idle, opted-in workload (GpuWorkload)
+        ("kaiwo.silogen.ai", "kaiwojobs", [["get", "list", "watch"], ["delete"]]),
+        ("kaiwo.silogen.ai", "gpuworkloads", [["get", "list", "watch"], ["create", "delete", "patch"]]),
+        ("apps", "statefulsets", [["get", "list", "watch"], ["delete"]]),
         ("kaiwo.silogen.ai", "kaiwojobs/status", [["patch"]]),
         ("config.kaiwo.silogen.ai", "kaiwoconfigs", [["get", "list", "watch"], ["create"]]),
         ("", "events", [["create"]]),
