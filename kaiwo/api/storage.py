@@ -154,6 +154,15 @@ class HuggingFaceDownloadItem(KaiwoModel):
 
     repo_id: str = Field(min_length=1, description='Repository ID, e.g. "meta-llama/Llama-3.1-8B-Instruct".')
     files: list[str] | None = Field(default=None, description="Only these files (default: the whole repository).")
+    revision: str | None = Field(
+        default=None, description="Branch, tag or commit to download (default: the repository's main branch)."
+    )
+    allow_patterns: list[str] | None = Field(
+        default=None, description='Only files matching one of these glob patterns, e.g. "*.safetensors".'
+    )
+    ignore_patterns: list[str] | None = Field(
+        default=None, description='Skip files matching one of these glob patterns, e.g. "*.bin".'
+    )
 
 
 class HfStorageSpec(KaiwoModel):
