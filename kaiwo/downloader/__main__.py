@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("httpx", "httpcore", "urllib3", "huggingface_hub", "filelock"):
+    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "huggingface_hub", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.max_workers < 1:
         parser.error("--max-workers must be at least 1")

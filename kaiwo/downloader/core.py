@@ -46,6 +46,12 @@ def redact(text: str) -> str:
     return re.sub(r"(://)[^/@\s]+@", r"\1***@", text)  # credentials written into a URL's user info
 
 
+def add_secret(value: str | None) -> None:
+    """Keep ``value`` out of every message from now on."""
+    if value:
+        _secrets.add(value)
+
+
 def read_secret(ref: ValueReference | None, item: str, what: str) -> str | None:
     """The value of a mounted secret key; the controller sets ``file`` for every reference it mounts."""
     if ref is None:
@@ -56,8 +62,7 @@ def read_secret(ref: ValueReference | None, item: str, what: str) -> str | None:
         value = Path(ref.file).read_text().strip()
     except OSError as e:
         raise DownloadError(item, f"{what}: cannot read secret {ref.secret_name}/{ref.secret_key}: {e.strerror}") from e
-    if value:
-        _secrets.add(value)
+    add_secret(value)
     return value
 
 

@@ -74,6 +74,8 @@ def _clone(item: GitDownloadItem, name: str, root: Path) -> None:
         log.info("%s: already at %s, skipped", name, stamp.read_text().strip())
         return
     (root / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    for stale in (root / STATE_DIR).glob("git-*"):  # a clone killed half-way (one download job at a time)
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=root / STATE_DIR, prefix="git-") as tmp:
         work = Path(tmp) / "repo"
         if item.branch or not item.commit:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def write_config(tmp: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-def command(tmp: Path, config: dict[str, Any]) -> list[str]:
+def command(tmp: Path, config: dict[str, Any], workers: int = 4) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -46,7 +47,7 @@ def command(tmp: Path, config: dict[str, Any]) -> list[str]:
         "--termination-log",
         str(tmp / "termination-log"),
         "--max-workers",
-        "4",
+        str(workers),
         str(write_config(tmp, config)),
     ]
 
@@ -65,20 +66,26 @@ def run(tmp: Path, config: dict[str, Any], env: dict[str, str] | None = None, ti
     return Run(done.returncode, done.stdout + done.stderr, term.read_text() if term.exists() else "")
 
 
-def kill_when(tmp: Path, config: dict[str, Any], grown: Path, pattern: str, at_least: int, env: dict[str, str]) -> None:
-    """Start a download and SIGKILL it once a file matching ``pattern`` under ``grown`` holds ``at_least`` bytes
-    (a crash half-way through a file)."""
-    proc = subprocess.Popen(command(tmp, config), env=dict(os.environ, **env), cwd=REPO)
+def grown(folder: Path, pattern: str, at_least: int) -> Callable[[], bool]:
+    """True once a file matching ``pattern`` under ``folder`` holds ``at_least`` bytes."""
+    return lambda: any(p.stat().st_size >= at_least for p in folder.rglob(pattern) if p.is_file())
+
+
+def kill_when(
+    tmp: Path, config: dict[str, Any], ready: Callable[[], bool], env: dict[str, str], workers: int = 4
+) -> None:
+    """Start a download and SIGKILL it as soon as ``ready()`` (a crash half-way through)."""
+    proc = subprocess.Popen(command(tmp, config, workers), env=dict(os.environ, **env), cwd=REPO)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if any(p.stat().st_size >= at_least for p in grown.rglob(pattern) if p.is_file()):
+            if ready():
                 proc.send_signal(signal.SIGKILL)
                 break
             assert proc.poll() is None, "the download finished before it could be interrupted"
             time.sleep(0.02)
         else:
-            raise AssertionError(f"no {pattern} file reached {at_least} bytes")
+            raise AssertionError("the download never reached the point to interrupt it")
     finally:
         proc.kill()
         proc.wait()

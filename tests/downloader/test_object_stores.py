@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.downloader.helpers import kill_when, run
+from tests.downloader.helpers import grown, kill_when, run
 from tests.downloader.servers import ObjectServer, azurite, fake_gcs, moto_s3
 
 MiB = 1024 * 1024
@@ -115,7 +115,7 @@ def test_interrupted_download_resumes(store: ObjectServer, tmp_path: Path) -> No
     root = tmp_path / "workload"
     store.proxy.rate = 2 * MiB
     try:
-        kill_when(tmp_path, config, root, "*.partial", 2 * MiB, {})
+        kill_when(tmp_path, config, grown(root, "*.partial", 2 * MiB), {})
     finally:
         store.proxy.rate = None
     assert not (root / "big" / "model.bin").exists()  # never a truncated file at the final path
