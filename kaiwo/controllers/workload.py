@@ -37,7 +37,7 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
-from kaiwo.translate import gpus, nodepools
+from kaiwo.translate import gpus, nodepools, storage
 from kaiwo.translate import preemption as pre
 from kaiwo.translate import status as st
 from kaiwo.translate.meta import TranslateError
@@ -105,6 +105,7 @@ class WorkloadReconciler:
         self.events = EventRecorder(client, field_manager)
         # LocalQueues created but not yet in the cache: concurrent reconciles in one namespace create it once.
         self.queue_creates = Expectations(ttl=30.0)
+        self.downloader_image = storage.DOWNLOADER_IMAGE  # the manager's --downloader-image
 
     async def reconcile(self, req: Request) -> Result | None:
         cr = self.caches.primary.get_by(req.name, req.namespace)
@@ -134,7 +135,8 @@ class WorkloadReconciler:
         pools = nodepools.discover(
             self.caches.nodes.objects(), exclude_control_plane=cfg.nodes.exclude_master_nodes_from_node_pools
         )
-        built = desired_children(cr, Facts(config=cfg, gpu_pools=gpus.gpu_pools(pools)))
+        facts = Facts(config=cfg, gpu_pools=gpus.gpu_pools(pools), downloader_image=self.downloader_image)
+        built = desired_children(cr, facts)
         if isinstance(built, TranslateError):
             await self._set(cr, "ERROR", [st.condition("Schedulable", False, built.reason, built.message)])
             return Result(requeue_after=ERROR_RETRY)
@@ -152,10 +154,10 @@ class WorkloadReconciler:
             dl = self._live(download)
             d_phase = st.job_phase(dl, True)
             if d_phase.status == "FAILED":
+                pods = self.caches.pods.objects(cr["metadata"]["namespace"])
+                message = storage.download_failure(download, pods, d_phase.message)
                 await self._set(
-                    cr,
-                    "FAILED",
-                    [*conditions, st.condition("DownloadJobSucceeded", False, "JobFailed", d_phase.message)],
+                    cr, "FAILED", [*conditions, st.condition("DownloadJobSucceeded", False, "JobFailed", message)]
                 )
                 return None
             if d_phase.status != "COMPLETE":
@@ -394,7 +396,9 @@ async def _optional(manager: Manager, api_version: str, kind: str, **kw: Any) ->
         raise
 
 
-async def setup(manager: Manager, kind: str, workers: int = 2) -> Controller:
+async def setup(
+    manager: Manager, kind: str, workers: int = 2, downloader_image: str = storage.DOWNLOADER_IMAGE
+) -> Controller:
     """Register the KaiwoJob or KaiwoService controller with ``manager``."""
     children: dict[str, Informer] = {}
     for child_kind, api_version in CHILD_KINDS.items():
@@ -413,7 +417,9 @@ async def setup(manager: Manager, kind: str, workers: int = 2) -> Controller:
     )
     caches.kaiwo_workloads = tuple([await manager.informer(API, k) for k in KAIWO_KINDS])
     name = kind.lower()
-    ctrl = Controller(name, WorkloadReconciler(manager.client, kind, caches, f"kaiwo-{name}"), workers=workers)
+    reconciler = WorkloadReconciler(manager.client, kind, caches, f"kaiwo-{name}")
+    reconciler.downloader_image = downloader_image
+    ctrl = Controller(name, reconciler, workers=workers)
     ctrl.watches(caches.primary)
 
     def victims(changed: Obj) -> list[Request]:

@@ -7,7 +7,9 @@
   else no class (the cluster default).
 - ConfigMap key ``config.yaml``: ``{downloadRoot, hfHome, s3, gcs, azureBlob, git, hf}`` (empty sections left
   out), with every secret reference's ``file`` set to ``/app/secrets/<secretName>/<secretKey>``.
-- The download Job (type ``downloader``, no Kueue queue label, as upstream): image ``Facts.downloader_image``,
+- The download Job (type ``downloader``, no Kueue queue label, as upstream): image KaiwoConfig
+  ``storage.downloaderImage``, else ``Facts.downloader_image`` (the manager's ``--downloader-image``, by default
+  the operator's own image, which contains the downloader),
   ``python -m kaiwo.downloader --log-level=INFO /config/config.yaml``, backoffLimit 0, restartPolicy Never,
   runAsUser/Group/fsGroup 1000, requests 1 CPU/1Gi, limits 2 CPU/4Gi; the ConfigMap at ``/config``, the data
   PVC at downloadRoot, each referenced Secret (only the keys used) at ``/app/secrets/<secretName>``, the HF PVC
@@ -23,12 +25,14 @@ from typing import Any
 
 import yaml
 
+from kaiwo import __version__
 from kaiwo.api.base import wire
 from kaiwo.api.storage import StorageSpec, data_mount_path, hf_mount_path
 from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_meta, system_labels
 from kaiwo.translate.podtemplate import SECURITY_CONTEXT, SKIPPED_ANNOTATIONS, Workload
 
-DOWNLOADER_IMAGE = "ghcr.io/silogen/kaiwo-python:0.6"
+# The operator's own image runs the downloader too (the Dockerfile installs the `downloader` extra).
+DOWNLOADER_IMAGE = f"ghcr.io/silogen/kaiwo-operator:{__version__}"
 SECRETS_ROOT = "/app/secrets"
 CONFIG_KEY = "config.yaml"
 
@@ -124,6 +128,20 @@ def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[
     }
 
 
+def download_failure(job: Obj, pods: list[Obj], fallback: str) -> str:
+    """The downloader's own message (its container's termination message: which item failed and why) from the
+    failed download Job's pods, else ``fallback`` (the Job's condition message)."""
+    name = job["metadata"]["name"]
+    for pod in pods:
+        if (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name", "") != name:
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+            if cs.get("name") == "downloader" and message:
+                return str(message).strip()
+    return fallback
+
+
 def build(w: Workload, downloader_image: str = DOWNLOADER_IMAGE) -> list[Obj] | TranslateError:
     storage = w.spec.storage
     if storage is None or not storage.storage_enabled:
@@ -151,5 +169,6 @@ def build(w: Workload, downloader_image: str = DOWNLOADER_IMAGE) -> list[Obj] | 
                 "data": {CONFIG_KEY: yaml.safe_dump(config, sort_keys=True)},
             }
         )
-        out.append(_download_job(w, storage, config, secrets, downloader_image))
+        image = w.config.storage.downloader_image or downloader_image
+        out.append(_download_job(w, storage, config, secrets, image))
     return out
