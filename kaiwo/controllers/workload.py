@@ -148,7 +148,9 @@ class WorkloadReconciler:
         schedulable = st.condition("Schedulable", True, "Schedulable", "the workload fits the cluster")
         conditions = [schedulable]
 
-        failures = await self._apply(built.storage)
+        await self._ensure_local_queue(cr, queue)  # before the download Job, which is queued too
+        # A download Job is applied once: its pod template is immutable and Kueue owns `suspend` after creation.
+        failures = await self._apply(tuple(o for o in built.storage if o["kind"] != "Job" or self._live(o) is None))
         download = next((o for o in built.storage if o["kind"] == "Job"), None)
         if download is not None:
             dl = self._live(download)
@@ -161,20 +163,18 @@ class WorkloadReconciler:
                 )
                 return None
             if d_phase.status != "COMPLETE":
+                waiting = dl is None or bool((dl.get("spec") or {}).get("suspend"))
+                progress = (
+                    ("JobPending", f"the download job waits for admission into queue {queue!r}")
+                    if waiting
+                    else ("JobInProgress", "downloading into the storage volumes")
+                )
                 await self._set(
-                    cr,
-                    "DOWNLOADING",
-                    [
-                        *conditions,
-                        st.condition(
-                            "DownloadJobSucceeded", False, "JobInProgress", "downloading into the storage volumes"
-                        ),
-                    ],
+                    cr, "DOWNLOADING", [*conditions, st.condition("DownloadJobSucceeded", False, *progress)]
                 )
                 return None
             conditions.append(st.condition("DownloadJobSucceeded", True, "JobCompleted", "downloads complete"))
 
-        await self._ensure_local_queue(cr, queue)
         failures += await self._apply(built.workload)
         if failures:
             message = "; ".join(failures)

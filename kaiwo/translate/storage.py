@@ -7,7 +7,9 @@
   else no class (the cluster default).
 - ConfigMap key ``config.yaml``: ``{downloadRoot, hfHome, s3, gcs, azureBlob, git, hf}`` (empty sections left
   out), with every secret reference's ``file`` set to ``/app/secrets/<secretName>/<secretKey>``.
-- The download Job (type ``downloader``, no Kueue queue label, as upstream): image KaiwoConfig
+- The download Job (type ``downloader``) is queued through Kueue like the workload (upstream bypassed quotas): the
+  workload's ``kueue.x-k8s.io/queue-name`` (and priority class) label and ``suspend: true``, so it is admitted on
+  the ClusterQueue's CPU and memory quota (docs/downloads.md). Image KaiwoConfig
   ``storage.downloaderImage``, else ``Facts.downloader_image`` (the manager's ``--downloader-image``, by default
   the operator's own image, which contains the downloader),
   ``python -m kaiwo.downloader --log-level=INFO /config/config.yaml``, backoffLimit 0, restartPolicy Never,
@@ -28,7 +30,7 @@ import yaml
 from kaiwo import __version__
 from kaiwo.api.base import wire
 from kaiwo.api.storage import StorageSpec, data_mount_path, hf_mount_path
-from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_meta, system_labels
+from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_meta, queue_labels, system_labels
 from kaiwo.translate.podtemplate import SECURITY_CONTEXT, SKIPPED_ANNOTATIONS, Workload
 
 # The operator's own image runs the downloader too (the Dockerfile installs the `downloader` extra).
@@ -80,7 +82,7 @@ def download_config(w: Workload, storage: StorageSpec) -> tuple[Obj, dict[str, s
 
 def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[str, set[str]], image: str) -> Obj:
     name = f"{w.name}-download"
-    labels = system_labels(w.cr, "downloader")
+    labels = {**system_labels(w.cr, "downloader"), **queue_labels(w.queue, w.spec.priority_class)}
     volumes: list[Obj] = [{"name": "download-config", "configMap": {"name": name}}]
     mounts: list[Obj] = [{"name": "download-config", "mountPath": "/config", "readOnly": True}]
     env = [wire(e) for e in w.spec.env or []]
@@ -104,6 +106,8 @@ def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[
         "image": image,
         "command": ["python", "-m", "kaiwo.downloader", "--log-level=INFO", f"/config/{CONFIG_KEY}"],
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+        # The downloader writes its summary to the termination log; a crash (OOM) leaves the log's tail instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
     }
     if env:
@@ -124,7 +128,7 @@ def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": child_meta(w.cr, name, labels),
-        "spec": {"backoffLimit": 0, "template": {"metadata": pod_meta, "spec": pod_spec}},
+        "spec": {"backoffLimit": 0, "suspend": True, "template": {"metadata": pod_meta, "spec": pod_spec}},
     }
 
 
