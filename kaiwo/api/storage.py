@@ -147,6 +147,13 @@ class DataStorageSpec(KaiwoModel):
         default=None,
         description="Data to download into the volume before the workload starts (by a separate download job).",
     )
+    cache_downloads: bool | None = Field(
+        default=None,
+        description="Share the downloads with other workloads of the namespace that download the same inputs: "
+        "the first one downloads into a shared volume, later ones start without downloading. The data and "
+        "Hugging Face volumes are then shared and mounted read-only, and outlive the workload (see the "
+        "download cache in docs/downloads.md).",
+    )
 
 
 class HuggingFaceDownloadItem(KaiwoModel):

@@ -51,6 +51,7 @@ RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 NAME_LABEL = "kaiwo.silogen.ai/name"
 KAIWO_KINDS = ("KaiwoJob", "KaiwoService")
 ERROR_RETRY = 60.0
+SHARED_DOWNLOAD_POLL = 2.0  # seconds between looks at a download shared through the download cache
 CHILD_KINDS = {
     # kind -> (apiVersion, owner kinds that may own it)
     "Job": "batch/v1",
@@ -172,7 +173,9 @@ class WorkloadReconciler:
                 await self._set(
                     cr, "DOWNLOADING", [*conditions, st.condition("DownloadJobSucceeded", False, *progress)]
                 )
-                return None
+                # A shared (cached) download has no owner, so its changes do not wake this workload: look again.
+                shared = not download["metadata"].get("ownerReferences")
+                return Result(requeue_after=SHARED_DOWNLOAD_POLL) if shared else None
             conditions.append(st.condition("DownloadJobSucceeded", True, "JobCompleted", "downloads complete"))
 
         failures += await self._apply(built.workload)

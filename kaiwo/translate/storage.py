@@ -30,6 +30,7 @@ import yaml
 from kaiwo import __version__
 from kaiwo.api.base import wire
 from kaiwo.api.storage import StorageSpec, data_mount_path, hf_mount_path
+from kaiwo.translate import downloadcache
 from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_meta, queue_labels, system_labels
 from kaiwo.translate.podtemplate import SECURITY_CONTEXT, SKIPPED_ANNOTATIONS, Workload
 
@@ -39,7 +40,14 @@ SECRETS_ROOT = "/app/secrets"
 CONFIG_KEY = "config.yaml"
 
 
-def _pvc(w: Workload, storage: StorageSpec, suffix: str, size: str) -> Obj:
+def _meta(w: Workload, name: str, labels: dict[str, str], key: str | None, shared: dict[str, str] | None = None) -> Obj:
+    """A child's metadata, or a shared cache object's (no owner, none of one workload's labels but ``shared``)."""
+    if key is None:
+        return child_meta(w.cr, name, labels)
+    return downloadcache.shared_meta(w.cr["metadata"].get("namespace"), name, key, shared or {})
+
+
+def _pvc(w: Workload, storage: StorageSpec, claim: str, size: str, key: str | None) -> Obj:
     spec: Obj = {"accessModes": [storage.access_mode.value], "resources": {"requests": {"storage": size}}}
     storage_class = storage.storage_class_name or w.config.storage.default_storage_class
     if storage_class:
@@ -47,9 +55,19 @@ def _pvc(w: Workload, storage: StorageSpec, suffix: str, size: str) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": child_meta(w.cr, f"{w.name}-{suffix}", system_labels(w.cr, w.workload_type)),
+        "metadata": _meta(w, claim, system_labels(w.cr, w.workload_type), key),
         "spec": spec,
     }
+
+
+def claims(w: Workload) -> tuple[str, str, str | None]:
+    """(data PVC, Hugging Face PVC, download cache key or None) of the workload."""
+    storage = w.spec.storage
+    cfg = w.config.storage
+    if storage is None:
+        return f"{w.name}-data", f"{w.name}-hf", None
+    data_path = data_mount_path(storage, cfg.default_data_mount_path)
+    return downloadcache.claims(w.name, storage, data_path, hf_mount_path(storage, cfg.default_hf_mount_path))
 
 
 def _resolve_secrets(value: Any, secrets: dict[str, set[str]]) -> Any:
@@ -80,17 +98,20 @@ def download_config(w: Workload, storage: StorageSpec) -> tuple[Obj, dict[str, s
     return config, secrets
 
 
-def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[str, set[str]], image: str) -> Obj:
-    name = f"{w.name}-download"
-    labels = {**system_labels(w.cr, "downloader"), **queue_labels(w.queue, w.spec.priority_class)}
+def _download_job(
+    w: Workload, storage: StorageSpec, config: Obj, secrets: dict[str, set[str]], image: str, name: str
+) -> Obj:
+    data_claim, hf_claim, key = claims(w)
+    queue = queue_labels(w.queue, w.spec.priority_class)
+    labels = {**system_labels(w.cr, "downloader"), **queue}
     volumes: list[Obj] = [{"name": "download-config", "configMap": {"name": name}}]
     mounts: list[Obj] = [{"name": "download-config", "mountPath": "/config", "readOnly": True}]
     env = [wire(e) for e in w.spec.env or []]
     if storage.has_data():
-        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": f"{w.name}-data"}})
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": data_claim}})
         mounts.append({"name": "data", "mountPath": config["downloadRoot"]})
     if "hfHome" in config:
-        volumes.append({"name": "hf", "persistentVolumeClaim": {"claimName": f"{w.name}-hf"}})
+        volumes.append({"name": "hf", "persistentVolumeClaim": {"claimName": hf_claim}})
         mounts.append({"name": "hf", "mountPath": config["hfHome"]})
         env = [e for e in env if e["name"] != "HF_HOME"] + [{"name": "HF_HOME", "value": config["hfHome"]}]
     for i, secret in enumerate(sorted(secrets)):
@@ -120,14 +141,15 @@ def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[
     }
     if w.spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [wire(s) for s in w.spec.image_pull_secrets]
-    pod_meta: Obj = {"labels": dict(sorted(labels.items()))}
+    meta = _meta(w, name, labels, key, queue)
+    pod_meta: Obj = {"labels": dict(meta["labels"])}
     annotations = {k: v for k, v in (w.cr["metadata"].get("annotations") or {}).items() if k not in SKIPPED_ANNOTATIONS}
     if annotations:
         pod_meta["annotations"] = dict(sorted(annotations.items()))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": child_meta(w.cr, name, labels),
+        "metadata": meta,
         "spec": {"backoffLimit": 0, "suspend": True, "template": {"metadata": pod_meta, "spec": pod_spec}},
     }
 
@@ -157,22 +179,23 @@ def build(w: Workload, downloader_image: str = DOWNLOADER_IMAGE) -> list[Obj] | 
             "spec.storage.huggingFace.storageSize: required when preCacheRepos is "
             "set (the models are downloaded into the <name>-hf volume)",
         )
+    data_claim, hf_claim, key = claims(w)
     out: list[Obj] = []
     if storage.has_data() and storage.data and storage.data.storage_size:
-        out.append(_pvc(w, storage, "data", storage.data.storage_size))
+        out.append(_pvc(w, storage, data_claim, storage.data.storage_size, key))
     if hf and hf.storage_size:
-        out.append(_pvc(w, storage, "hf", hf.storage_size))
+        out.append(_pvc(w, storage, hf_claim, hf.storage_size, key))
     if storage.has_downloads():
         config, secrets = download_config(w, storage)
-        name = f"{w.name}-download"
+        name = f"{w.name}-download" if key is None else downloadcache.name(key)
         out.append(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "metadata": child_meta(w.cr, name, system_labels(w.cr, "downloader")),
+                "metadata": _meta(w, name, system_labels(w.cr, "downloader"), key),
                 "data": {CONFIG_KEY: yaml.safe_dump(config, sort_keys=True)},
             }
         )
         image = w.config.storage.downloader_image or downloader_image
-        out.append(_download_job(w, storage, config, secrets, image))
+        out.append(_download_job(w, storage, config, secrets, image, name))
     return out

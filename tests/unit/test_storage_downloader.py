@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from kaiwo import manager
+from kaiwo.api.storage import StorageSpec
 from kaiwo.downloader import config as dl_config
-from kaiwo.translate import storage
+from kaiwo.translate import downloadcache, storage
 from kaiwo.translate.workload import desired_children
 from tests.unit.test_translate_golden import CASES, GOLDEN, facts_from
 
@@ -66,3 +67,29 @@ def test_the_downloader_reads_every_rendered_config(case: str, tmp_path: Path) -
             assert all(r.file and r.file.startswith(storage.SECRETS_ROOT) for r in refs if r is not None)
         assert len(loaded.git) == len(rendered.get("git") or [])
         assert len(loaded.hf) == len(rendered.get("hf") or [])
+
+
+def _storage(commit: str, cache: bool = True) -> StorageSpec:
+    return StorageSpec.model_validate(
+        {
+            "storageEnabled": True,
+            "data": {
+                "storageSize": "1Gi",
+                "cacheDownloads": cache,
+                "download": {"git": [{"repository": "https://h/r.git", "commit": commit, "targetPath": "r"}]},
+            },
+        }
+    )
+
+
+def test_cache_key_is_the_inputs_not_the_workload() -> None:
+    a = downloadcache.claims("first", _storage("c1"), "/workload", "/hf_cache")
+    b = downloadcache.claims("second", _storage("c1"), "/workload", "/hf_cache")
+    assert a == b and a[2] is not None and a[0] == f"kaiwo-cache-{a[2]}"
+    assert downloadcache.claims("first", _storage("c2"), "/workload", "/hf_cache")[2] != a[2]  # another revision
+    assert downloadcache.claims("first", _storage("c1"), "/data", "/hf_cache")[2] != a[2]  # another layout
+    assert downloadcache.claims("w", _storage("c1", cache=False), "/workload", "/hf_cache") == (
+        "w-data",
+        "w-hf",
+        None,
+    )
