@@ -151,6 +151,10 @@ def is_complete(path: Path, size: int, etag: str | None) -> bool:
     return have == etag if have is not None or xattrs_supported(path.parent) else True
 
 
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
 def partial_path(path: Path, etag: str | None) -> Path:
     tag = hashlib.sha256((etag or "").encode()).hexdigest()[:12]
     return path.parent / f".{path.name}.{tag}.partial"
@@ -163,6 +167,9 @@ def write_resumable(
     bytes with ``read_from(offset)``; returns the number of bytes fetched now."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = partial_path(path, etag)
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.partial"):  # of an older version of the object
+        if stale != partial:
+            stale.unlink(missing_ok=True)
     offset = partial.stat().st_size if partial.exists() else 0
     if offset > size:
         partial.unlink()

@@ -68,3 +68,21 @@ def test_the_operator_does_not_import_the_downloader_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_resumable_write_continues_its_partial_file_and_drops_older_versions(tmp_path: Path) -> None:
+    target = tmp_path / "w.bin"
+    core.partial_path(target, "v1").write_bytes(b"old version")
+    core.partial_path(target, "v2").write_bytes(b"0123")
+    asked: list[int] = []
+
+    def read_from(offset: int) -> list[bytes]:
+        asked.append(offset)
+        return [b"456789"[offset - 4 :]]
+
+    assert core.write_resumable(target, 10, "v2", read_from) == 6
+    assert asked == [4] and target.read_bytes() == b"0123456789"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.bin"]
+    assert core.is_complete(target, 10, "v2") and not core.is_complete(target, 11, "v2")
+    # A changed object (another ETag) is fetched again where the filesystem keeps the ETag.
+    assert core.is_complete(target, 10, "v3") is not core.xattrs_supported(tmp_path)
