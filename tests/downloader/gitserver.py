@@ -7,6 +7,7 @@ import base64
 import os
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -41,6 +42,8 @@ class GitServer:
         self.repos.mkdir()
         _git(root, "clone", "-q", "--bare", str(work), str(self.repos / "tiny.git"))
         self.requests = 0
+        self.stall = threading.Event()  # set: requests hang until cleared (a server that stops answering)
+        self.stalled = 0  # requests hanging right now
         handler = self._handler()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.httpd.server_address[1]
@@ -70,6 +73,13 @@ class GitServer:
 
             def _cgi(self) -> None:
                 server.requests += 1
+                if server.stall.is_set():
+                    server.stalled += 1
+                    while server.stall.is_set():
+                        time.sleep(0.05)
+                    server.stalled -= 1
+                    self.close_connection = True
+                    return
                 if self.headers.get("Authorization") != expected:
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="git"')

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.downloader.gitserver import TOKEN, USER, GitServer
-from tests.downloader.helpers import run
+from tests.downloader.helpers import kill_when, run
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +90,17 @@ def test_wrong_credentials_fail_without_showing_them(git: GitServer, tmp_path: P
 
 
 def test_rerun_after_a_crash_converges(git: GitServer, tmp_path: Path) -> None:
-    """A clone killed half-way leaves only a temporary folder under .kaiwo/; the rerun clears it and clones."""
+    """A clone killed while the server hangs leaves a temporary folder under .kaiwo/; the rerun clears it and
+    clones."""
     root = tmp_path / "workload"
-    stale = root / ".kaiwo" / "git-killed" / "repo"
-    stale.mkdir(parents=True)
-    (stale / "half-written").write_text("x")
-    result = run(tmp_path, _config(tmp_path, _item(git, tmp_path, "main", branch="main")))
+    config = _config(tmp_path, _item(git, tmp_path, "main", branch="main"))
+    git.stall.set()
+    try:
+        kill_when(tmp_path, config, lambda: git.stalled > 0 and any((root / ".kaiwo").glob("git-*")), {})
+    finally:
+        git.stall.clear()
+    assert list((root / ".kaiwo").glob("git-*")) and not (root / "main").exists()
+    result = run(tmp_path, config)
     assert result.code == 0, result.output
     assert (root / "main" / "src" / "model" / "config.json").read_text() == '{"v": 2}\n'
-    assert not (root / ".kaiwo" / "git-killed").exists()
+    assert not list((root / ".kaiwo").glob("git-*"))
