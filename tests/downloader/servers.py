@@ -154,7 +154,13 @@ def fake_gcs(tmp: Path) -> Iterator[ObjectServer]:
     wrong_key = "-----BEGIN PRIVATE KEY-----\nbm90LWEta2V5LXNlY3JldC12YWx1ZQ==\n-----END PRIVATE KEY-----\n"
 
     def item(buckets: list[dict[str, Any]], folder: Path, good: bool) -> dict[str, Any]:
-        key: dict[str, Any] = {"gcs_base_url": proxy.url, "disable_oauth": True, "client_email": "", "private_key": ""}
+        key: dict[str, Any] = {
+            "gcs_base_url": proxy.url,
+            "disable_oauth": True,
+            "client_email": "",
+            "private_key": "",
+            "private_key_id": "",
+        }
         if not good:
             key = {
                 "type": "service_account",

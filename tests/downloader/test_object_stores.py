@@ -19,7 +19,7 @@ from tests.downloader.servers import ObjectServer, azurite, fake_gcs, moto_s3
 MiB = 1024 * 1024
 
 
-@pytest.fixture(scope="module", params=["s3", "azureBlob"])
+@pytest.fixture(scope="module", params=["s3", "gcs", "azureBlob"])
 def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServer]:
     tmp = tmp_path_factory.mktemp(request.param)
     server: AbstractContextManager[ObjectServer] = {
