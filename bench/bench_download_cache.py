@@ -20,18 +20,20 @@ import asyncio
 import secrets
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from bench._kube import write_results
 from kaiwo.api import crds
 from kaiwo.controllers import queueconfig, workload
-from kaiwo.runtime.client import Client
+from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
 
 API = "kaiwo.silogen.ai/v1alpha1"
 RESULTS = Path(__file__).parent / "results" / "download_cache.json"
 DONE = ("RUNNING", "COMPLETE")
+KUEUE = "kueue.x-k8s.io/v1beta1"
 
 
 def job(name: str, ns: str, repo: str, cache: bool) -> dict[str, Any]:
@@ -61,15 +63,35 @@ async def to_running(client: Client, obj: dict[str, Any], timeout: float = 180) 
     raise TimeoutError(f"{meta['name']} not RUNNING after {timeout}s")
 
 
+async def until(check: Callable[[], Awaitable[object]], what: str, timeout: float = 120) -> None:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.5)
+    raise TimeoutError(what)
+
+
+async def _served(client: Client) -> bool:
+    try:
+        await client.resource(API, "KaiwoQueueConfig")
+        await client.resource(API, "KaiwoJob")
+        return True
+    except ApiError:
+        return False
+
+
 async def run(kubeconfig: str, rounds: int) -> dict[str, Any]:
     async with await Client.from_kubeconfig(kubeconfig) as client:
         for crd in crds.installable():
             await client.apply(crd, "kaiwo-bench")
+        await until(lambda: _served(client), "the Kaiwo CRDs served")
         mgr = Manager(client, ManagerOptions(health_address="", metrics_address=""))
         await queueconfig.setup(mgr)
         await workload.setup(mgr, "KaiwoJob")
         stop = asyncio.Event()
         task = asyncio.create_task(mgr.run(stop))
+        await until(lambda: client.get_or_none(KUEUE, "ClusterQueue", "kaiwo"), "the default ClusterQueue")
         without: list[float] = []
         cached: list[float] = []
         try:
