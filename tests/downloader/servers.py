@@ -42,7 +42,7 @@ class ObjectServer:
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
-        proc.wait(3)
+        proc.wait(0.5)
     except subprocess.TimeoutExpired:  # Azurite waits for idle keep-alive connections
         proc.kill()
         proc.wait()
