@@ -41,6 +41,7 @@ from kaiwo.runtime.leader import LeaderElectionConfig, identity_from_env
 from kaiwo.runtime.logs import setup_logging
 from kaiwo.runtime.manager import Manager, ManagerOptions, stop_on_signals
 from kaiwo.runtime.tracing import setup_tracing
+from kaiwo.translate.storage import DOWNLOADER_IMAGE
 
 log = logging.getLogger("kaiwo.manager")
 LEASE_NAME = "83fc2279.silogen.ai"  # upstream's leader-election ID, so old and new never run together
@@ -65,6 +66,7 @@ class Config:
     log_level: str
     log_format: str
     gpu: gpuconfig.GpuFeatures = field(default_factory=gpuconfig.GpuFeatures)
+    downloader_image: str = DOWNLOADER_IMAGE
 
 
 @dataclass(frozen=True)
@@ -159,11 +161,19 @@ def parse(argv: list[str] | None = None) -> Config:
         "--log-format", default=env("KAIWO_LOG_FORMAT", "text" if formatted_logs else "json"), choices=LOG_FORMATS
     )
     gpuconfig.add_arguments(p, *gpu_switches)
+    p.add_argument(
+        "--downloader-image",
+        default=env("KAIWO_DOWNLOADER_IMAGE") or DOWNLOADER_IMAGE,
+        help="image of the download jobs (default: this operator's image); KaiwoConfig storage.downloaderImage "
+        "overrides it",
+    )
     a = p.parse_args(argv)  # string defaults (from the environment) go through `type` too
     # argparse checks `choices` of flags given on the command line only, not of defaults from the environment
     for flag, value, allowed in (("--log-level", a.log_level, LOG_LEVELS), ("--log-format", a.log_format, LOG_FORMATS)):
         if value not in allowed:
             p.error(f"{flag} {value!r} (from the environment): choose from {', '.join(allowed)}")
+    if not a.downloader_image.strip():
+        p.error("--downloader-image must not be empty")
     if a.workers < 1:
         p.error(f"--workers must be at least 1 (got {a.workers})")
     if a.leader_elect:
@@ -215,6 +225,7 @@ def parse(argv: list[str] | None = None) -> Config:
         a.log_level,
         a.log_format,
         gpuconfig.from_args(a, a.leader_election_namespace, p.error),
+        a.downloader_image,
     )
 
 
@@ -258,8 +269,8 @@ async def run(cfg: Config) -> int:
         mgr = Manager(client, opts)
         await ensure_kaiwo_config(client)
         await queueconfig.setup(mgr, workers=1)  # a singleton: one worker is all it can use
-        await workload.setup(mgr, "KaiwoJob", workers=cfg.workers)
-        await workload.setup(mgr, "KaiwoService", workers=cfg.workers)
+        await workload.setup(mgr, "KaiwoJob", workers=cfg.workers, downloader_image=cfg.downloader_image)
+        await workload.setup(mgr, "KaiwoService", workers=cfg.workers, downloader_image=cfg.downloader_image)
         await metrics.setup(mgr)
         await nodetaints.setup(mgr)
         if cfg.gpu.monitoring is not None:

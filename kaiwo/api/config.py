@@ -56,6 +56,13 @@ class KaiwoStorageConfig(KaiwoModel):
         description="Mount path (and `HF_HOME`) of the Hugging Face cache when `storage.huggingFace.mountPath` is not "
         "set.",
     )
+    downloader_image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Image of the download jobs (`python -m kaiwo.downloader`), e.g. a mirror for air-gapped "
+        "clusters. Default: the operator's `--downloader-image` (the operator's own image). Applies to download "
+        "jobs created after the change; existing ones are left as they are.",
+    )
 
 
 class KaiwoNodeConfig(KaiwoModel):

@@ -147,6 +147,13 @@ class DataStorageSpec(KaiwoModel):
         default=None,
         description="Data to download into the volume before the workload starts (by a separate download job).",
     )
+    cache_downloads: bool | None = Field(
+        default=None,
+        description="Share the downloads with other workloads of the namespace that download the same inputs: "
+        "the first one downloads into a shared volume, later ones start without downloading. The data and "
+        "Hugging Face volumes are then shared and mounted read-only, and outlive the workload (see the "
+        "download cache in docs/downloads.md).",
+    )
 
 
 class HuggingFaceDownloadItem(KaiwoModel):
@@ -154,6 +161,15 @@ class HuggingFaceDownloadItem(KaiwoModel):
 
     repo_id: str = Field(min_length=1, description='Repository ID, e.g. "meta-llama/Llama-3.1-8B-Instruct".')
     files: list[str] | None = Field(default=None, description="Only these files (default: the whole repository).")
+    revision: str | None = Field(
+        default=None, description="Branch, tag or commit to download (default: the repository's main branch)."
+    )
+    allow_patterns: list[str] | None = Field(
+        default=None, description='Only files matching one of these glob patterns, e.g. "*.safetensors".'
+    )
+    ignore_patterns: list[str] | None = Field(
+        default=None, description='Skip files matching one of these glob patterns, e.g. "*.bin".'
+    )
 
 
 class HfStorageSpec(KaiwoModel):

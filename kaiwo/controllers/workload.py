@@ -45,7 +45,7 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
-from kaiwo.translate import gpus, nodepools
+from kaiwo.translate import gpus, nodepools, storage
 from kaiwo.translate import preemption as pre
 from kaiwo.translate import status as st
 from kaiwo.translate.meta import INVALID_SPEC, TranslateError
@@ -59,6 +59,7 @@ RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 NAME_LABEL = "kaiwo.silogen.ai/name"
 KAIWO_KINDS = ("KaiwoJob", "KaiwoService")
 ERROR_RETRY = 60.0
+SHARED_DOWNLOAD_POLL = 2.0  # seconds between looks at a download shared through the download cache
 CHILD_KINDS = {
     # kind -> (apiVersion, owner kinds that may own it)
     "Job": "batch/v1",
@@ -155,6 +156,7 @@ class WorkloadReconciler:
         self._webhook_attempts: dict[str, int] = {}  # uid -> tries while an admission webhook is down
         # child key -> ((desired hash, live resourceVersion), failure) of the last rejected apply
         self._rejected: dict[str, tuple[tuple[str, str], Failure]] = {}
+        self.downloader_image = storage.DOWNLOADER_IMAGE  # the manager's --downloader-image
 
     async def reconcile(self, req: Request) -> Result | None:
         cr = self.caches.primary.get_by(req.name, req.namespace)
@@ -184,7 +186,8 @@ class WorkloadReconciler:
         pools = nodepools.discover(
             self.caches.nodes.objects(), exclude_control_plane=cfg.nodes.exclude_master_nodes_from_node_pools
         )
-        built = desired_children(cr, Facts(config=cfg, gpu_pools=gpus.gpu_pools(pools)))
+        facts = Facts(config=cfg, gpu_pools=gpus.gpu_pools(pools), downloader_image=self.downloader_image)
+        built = desired_children(cr, facts)
         existing = self._existing_workload(cr)
         if isinstance(built, TranslateError):
             if existing is not None:  # the child runs: its state is the truth, capacity checks no longer apply
@@ -199,33 +202,35 @@ class WorkloadReconciler:
         schedulable = st.condition("Schedulable", True, "Schedulable", "the workload fits the cluster")
         conditions = [schedulable]
 
-        failures = await self._apply(built.storage)
+        failures = await self._ensure_local_queue(cr, queue)  # before the download Job, which is queued too
+        # A download Job is applied once: its pod template is immutable and Kueue owns `suspend` after creation.
+        failures += await self._apply(tuple(o for o in built.storage if o["kind"] != "Job" or self._live(o) is None))
         download = next((o for o in built.storage if o["kind"] == "Job"), None)
         if download is not None:
             dl = self._live(download)
             d_phase = st.job_phase(dl, True)
             if d_phase.status == "FAILED":
+                pods = self.caches.pods.objects(cr["metadata"]["namespace"])
+                message = storage.download_failure(download, pods, d_phase.message)
                 await self._set(
-                    cr,
-                    "FAILED",
-                    [*conditions, st.condition("DownloadJobSucceeded", False, "JobFailed", d_phase.message)],
+                    cr, "FAILED", [*conditions, st.condition("DownloadJobSucceeded", False, "JobFailed", message)]
                 )
                 return None
             if d_phase.status != "COMPLETE":
-                await self._set(
-                    cr,
-                    "DOWNLOADING",
-                    [
-                        *conditions,
-                        st.condition(
-                            "DownloadJobSucceeded", False, "JobInProgress", "downloading into the storage volumes"
-                        ),
-                    ],
+                waiting = dl is None or bool((dl.get("spec") or {}).get("suspend"))
+                progress = (
+                    ("JobPending", f"the download job waits for admission into queue {queue!r}")
+                    if waiting
+                    else ("JobInProgress", "downloading into the storage volumes")
                 )
-                return None
+                await self._set(
+                    cr, "DOWNLOADING", [*conditions, st.condition("DownloadJobSucceeded", False, *progress)]
+                )
+                # A shared (cached) download has no owner, so its changes do not wake this workload: look again.
+                shared = not download["metadata"].get("ownerReferences")
+                return Result(requeue_after=SHARED_DOWNLOAD_POLL) if shared else None
             conditions.append(st.condition("DownloadJobSucceeded", True, "JobCompleted", "downloads complete"))
 
-        failures += await self._ensure_local_queue(cr, queue)
         failures += await self._apply(built.workload)
         if failures:
             reason, message = failures[0].reason, "; ".join(f.message for f in failures)
@@ -557,7 +562,9 @@ async def _optional(manager: Manager, api_version: str, kind: str, **kw: Any) ->
         raise
 
 
-async def setup(manager: Manager, kind: str, workers: int = 2) -> Controller:
+async def setup(
+    manager: Manager, kind: str, workers: int = 2, downloader_image: str = storage.DOWNLOADER_IMAGE
+) -> Controller:
     """Register the KaiwoJob or KaiwoService controller with ``manager``."""
     kueue_api = await kueue.served_api(manager.client)
     children: dict[str, Informer] = {}
@@ -577,9 +584,9 @@ async def setup(manager: Manager, kind: str, workers: int = 2) -> Controller:
     )
     caches.kaiwo_workloads = tuple([await manager.informer(API, k) for k in KAIWO_KINDS])
     name = kind.lower()
-    ctrl = Controller(
-        name, WorkloadReconciler(manager.client, kind, caches, f"kaiwo-{name}", kueue_api=kueue_api), workers=workers
-    )
+    reconciler = WorkloadReconciler(manager.client, kind, caches, f"kaiwo-{name}", kueue_api=kueue_api)
+    reconciler.downloader_image = downloader_image
+    ctrl = Controller(name, reconciler, workers=workers)
     ctrl.watches(caches.primary)
 
     def victims(changed: Obj) -> list[Request]:

@@ -145,12 +145,13 @@ BINARIES: dict[str, GoBinary] = {
             source="github.com/project-codeflare/appwrapper",
         ),
         GoBinary("helm", "helm.sh/helm/v3/cmd/helm", versions.HELM, ldflags=_HELM),
+        GoBinary("fake-gcs-server", "github.com/fsouza/fake-gcs-server", versions.FAKE_GCS_SERVER),
     ]
 }
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
 ADDONS = ("kueue", "kuberay-operator", "appwrapper")
-TOOLS = ("helm",)  # used by tests, not by the running cluster
+TOOLS = ("helm", "fake-gcs-server")  # used by tests, not by the running cluster
 
 Progress = Callable[[str], None]
 HEARTBEAT = 60.0  # seconds between "still building" lines

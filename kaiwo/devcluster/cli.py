@@ -37,7 +37,7 @@ def _progress(msg: str) -> None:
 def build(
     prune: Annotated[bool, typer.Option(help="Afterwards delete cached builds that are no longer current.")] = False,
 ) -> None:
-    """Build (or find cached) the control-plane, addon and tool (helm) binaries from Go modules."""
+    """Build (or find cached) the control-plane, addon and tool (helm, fake-gcs-server) binaries from Go modules."""
     names = (*CONTROL_PLANE, *ADDONS, *TOOLS)
     builder = Builder(_progress)
     try:

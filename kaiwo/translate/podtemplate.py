@@ -32,6 +32,7 @@ from kaiwo.api.base import wire
 from kaiwo.api.common import WorkloadSpec
 from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.api.storage import data_mount_path, hf_mount_path
+from kaiwo.translate import downloadcache
 from kaiwo.translate.gpus import Plan
 from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, system_labels
 from kaiwo.translate.resources import default_cpu_memory, fill_resources
@@ -94,16 +95,17 @@ def _storage(w: Workload) -> tuple[list[Obj], list[Obj], list[Obj]]:
     env: list[Obj] = []
     storage = w.spec.storage
     if storage is not None and storage.storage_enabled:
+        data_path = data_mount_path(storage, w.config.storage.default_data_mount_path)
+        hf_path = hf_mount_path(storage, w.config.storage.default_hf_mount_path)
+        data_claim, hf_claim, key = downloadcache.claims(w.name, storage, data_path, hf_path)
+        shared = {"readOnly": True} if key else {}  # a shared download is read by other workloads too
         if storage.has_data():
-            volumes.append({"name": DATA_VOLUME, "persistentVolumeClaim": {"claimName": f"{w.name}-data"}})
-            mounts.append(
-                {"name": DATA_VOLUME, "mountPath": data_mount_path(storage, w.config.storage.default_data_mount_path)}
-            )
+            volumes.append({"name": DATA_VOLUME, "persistentVolumeClaim": {"claimName": data_claim}})
+            mounts.append({"name": DATA_VOLUME, "mountPath": data_path, **shared})
         if storage.hugging_face and storage.hugging_face.storage_size:
-            path = hf_mount_path(storage, w.config.storage.default_hf_mount_path)
-            volumes.append({"name": HF_VOLUME, "persistentVolumeClaim": {"claimName": f"{w.name}-hf"}})
-            mounts.append({"name": HF_VOLUME, "mountPath": path})
-            env.append({"name": "HF_HOME", "value": path})
+            volumes.append({"name": HF_VOLUME, "persistentVolumeClaim": {"claimName": hf_claim}})
+            mounts.append({"name": HF_VOLUME, "mountPath": hf_path, **shared})
+            env.append({"name": "HF_HOME", "value": hf_path})
     for sv in w.spec.secret_volumes or []:
         volumes.append({"name": sv.name, "secret": {"secretName": sv.secret_name}})
         mount: Obj = {"name": sv.name, "mountPath": sv.mount_path, "readOnly": True}

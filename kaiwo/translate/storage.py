@@ -7,7 +7,11 @@
   else no class (the cluster default).
 - ConfigMap key ``config.yaml``: ``{downloadRoot, hfHome, s3, gcs, azureBlob, git, hf}`` (empty sections left
   out), with every secret reference's ``file`` set to ``/app/secrets/<secretName>/<secretKey>``.
-- The download Job (type ``downloader``, no Kueue queue label, as upstream): image ``Facts.downloader_image``,
+- The download Job (type ``downloader``) is queued through Kueue like the workload (upstream bypassed quotas): the
+  workload's ``kueue.x-k8s.io/queue-name`` (and priority class) label and ``suspend: true``, so it is admitted on
+  the ClusterQueue's CPU and memory quota (docs/downloads.md). Image KaiwoConfig
+  ``storage.downloaderImage``, else ``Facts.downloader_image`` (the manager's ``--downloader-image``, by default
+  the operator's own image, which contains the downloader),
   ``python -m kaiwo.downloader --log-level=INFO /config/config.yaml``, backoffLimit 0, restartPolicy Never,
   runAsUser/Group/fsGroup 1000, requests 1 CPU/1Gi, limits 2 CPU/4Gi; the ConfigMap at ``/config``, the data
   PVC at downloadRoot, each referenced Secret (only the keys used) at ``/app/secrets/<secretName>``, the HF PVC
@@ -23,17 +27,27 @@ from typing import Any
 
 import yaml
 
+from kaiwo import __version__
 from kaiwo.api.base import wire
 from kaiwo.api.storage import StorageSpec, data_mount_path, hf_mount_path
-from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_meta, system_labels
+from kaiwo.translate import downloadcache
+from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_meta, queue_labels, system_labels
 from kaiwo.translate.podtemplate import SECURITY_CONTEXT, SKIPPED_ANNOTATIONS, Workload
 
-DOWNLOADER_IMAGE = "ghcr.io/silogen/kaiwo-python:0.6"
+# The operator's own image runs the downloader too (the Dockerfile installs the `downloader` extra).
+DOWNLOADER_IMAGE = f"ghcr.io/silogen/kaiwo-operator:{__version__}"
 SECRETS_ROOT = "/app/secrets"
 CONFIG_KEY = "config.yaml"
 
 
-def _pvc(w: Workload, storage: StorageSpec, suffix: str, size: str) -> Obj:
+def _meta(w: Workload, name: str, labels: dict[str, str], key: str | None, shared: dict[str, str] | None = None) -> Obj:
+    """A child's metadata, or a shared cache object's (no owner, none of one workload's labels but ``shared``)."""
+    if key is None:
+        return child_meta(w.cr, name, labels)
+    return downloadcache.shared_meta(w.cr["metadata"].get("namespace"), name, key, shared or {})
+
+
+def _pvc(w: Workload, storage: StorageSpec, claim: str, size: str, key: str | None) -> Obj:
     spec: Obj = {"accessModes": [storage.access_mode.value], "resources": {"requests": {"storage": size}}}
     storage_class = storage.storage_class_name or w.config.storage.default_storage_class
     if storage_class:
@@ -41,9 +55,19 @@ def _pvc(w: Workload, storage: StorageSpec, suffix: str, size: str) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": child_meta(w.cr, f"{w.name}-{suffix}", system_labels(w.cr, w.workload_type)),
+        "metadata": _meta(w, claim, system_labels(w.cr, w.workload_type), key),
         "spec": spec,
     }
+
+
+def claims(w: Workload) -> tuple[str, str, str | None]:
+    """(data PVC, Hugging Face PVC, download cache key or None) of the workload."""
+    storage = w.spec.storage
+    cfg = w.config.storage
+    if storage is None:
+        return f"{w.name}-data", f"{w.name}-hf", None
+    data_path = data_mount_path(storage, cfg.default_data_mount_path)
+    return downloadcache.claims(w.name, storage, data_path, hf_mount_path(storage, cfg.default_hf_mount_path))
 
 
 def _resolve_secrets(value: Any, secrets: dict[str, set[str]]) -> Any:
@@ -74,17 +98,20 @@ def download_config(w: Workload, storage: StorageSpec) -> tuple[Obj, dict[str, s
     return config, secrets
 
 
-def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[str, set[str]], image: str) -> Obj:
-    name = f"{w.name}-download"
-    labels = system_labels(w.cr, "downloader")
+def _download_job(
+    w: Workload, storage: StorageSpec, config: Obj, secrets: dict[str, set[str]], image: str, name: str
+) -> Obj:
+    data_claim, hf_claim, key = claims(w)
+    queue = queue_labels(w.queue, w.spec.priority_class)
+    labels = {**system_labels(w.cr, "downloader"), **queue}
     volumes: list[Obj] = [{"name": "download-config", "configMap": {"name": name}}]
     mounts: list[Obj] = [{"name": "download-config", "mountPath": "/config", "readOnly": True}]
     env = [wire(e) for e in w.spec.env or []]
     if storage.has_data():
-        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": f"{w.name}-data"}})
+        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": data_claim}})
         mounts.append({"name": "data", "mountPath": config["downloadRoot"]})
     if "hfHome" in config:
-        volumes.append({"name": "hf", "persistentVolumeClaim": {"claimName": f"{w.name}-hf"}})
+        volumes.append({"name": "hf", "persistentVolumeClaim": {"claimName": hf_claim}})
         mounts.append({"name": "hf", "mountPath": config["hfHome"]})
         env = [e for e in env if e["name"] != "HF_HOME"] + [{"name": "HF_HOME", "value": config["hfHome"]}]
     for i, secret in enumerate(sorted(secrets)):
@@ -100,6 +127,8 @@ def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[
         "image": image,
         "command": ["python", "-m", "kaiwo.downloader", "--log-level=INFO", f"/config/{CONFIG_KEY}"],
         "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+        # The downloader writes its summary to the termination log; a crash (OOM) leaves the log's tail instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": mounts,
     }
     if env:
@@ -112,16 +141,31 @@ def _download_job(w: Workload, storage: StorageSpec, config: Obj, secrets: dict[
     }
     if w.spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [wire(s) for s in w.spec.image_pull_secrets]
-    pod_meta: Obj = {"labels": dict(sorted(labels.items()))}
+    meta = _meta(w, name, labels, key, queue)
+    pod_meta: Obj = {"labels": dict(meta["labels"])}
     annotations = {k: v for k, v in (w.cr["metadata"].get("annotations") or {}).items() if k not in SKIPPED_ANNOTATIONS}
     if annotations:
         pod_meta["annotations"] = dict(sorted(annotations.items()))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": child_meta(w.cr, name, labels),
-        "spec": {"backoffLimit": 0, "template": {"metadata": pod_meta, "spec": pod_spec}},
+        "metadata": meta,
+        "spec": {"backoffLimit": 0, "suspend": True, "template": {"metadata": pod_meta, "spec": pod_spec}},
     }
+
+
+def download_failure(job: Obj, pods: list[Obj], fallback: str) -> str:
+    """The downloader's own message (its container's termination message: which item failed and why) from the
+    failed download Job's pods, else ``fallback`` (the Job's condition message)."""
+    name = job["metadata"]["name"]
+    for pod in pods:
+        if (pod["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name", "") != name:
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+            if cs.get("name") == "downloader" and message:
+                return str(message).strip()
+    return fallback
 
 
 def build(w: Workload, downloader_image: str = DOWNLOADER_IMAGE) -> list[Obj] | TranslateError:
@@ -135,21 +179,23 @@ def build(w: Workload, downloader_image: str = DOWNLOADER_IMAGE) -> list[Obj] | 
             "spec.storage.huggingFace.storageSize: required when preCacheRepos is "
             "set (the models are downloaded into the <name>-hf volume)",
         )
+    data_claim, hf_claim, key = claims(w)
     out: list[Obj] = []
     if storage.has_data() and storage.data and storage.data.storage_size:
-        out.append(_pvc(w, storage, "data", storage.data.storage_size))
+        out.append(_pvc(w, storage, data_claim, storage.data.storage_size, key))
     if hf and hf.storage_size:
-        out.append(_pvc(w, storage, "hf", hf.storage_size))
+        out.append(_pvc(w, storage, hf_claim, hf.storage_size, key))
     if storage.has_downloads():
         config, secrets = download_config(w, storage)
-        name = f"{w.name}-download"
+        name = f"{w.name}-download" if key is None else downloadcache.name(key)
         out.append(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "metadata": child_meta(w.cr, name, system_labels(w.cr, "downloader")),
+                "metadata": _meta(w, name, system_labels(w.cr, "downloader"), key),
                 "data": {CONFIG_KEY: yaml.safe_dump(config, sort_keys=True)},
             }
         )
-        out.append(_download_job(w, storage, config, secrets, downloader_image))
+        image = w.config.storage.downloader_image or downloader_image
+        out.append(_download_job(w, storage, config, secrets, image, name))
     return out

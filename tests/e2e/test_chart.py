@@ -85,6 +85,10 @@ def test_template_defaults_and_all_options() -> None:
     assert "--leader-election-namespace=kaiwo-system" in container["args"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    # Download jobs run the operator's own image unless manager.downloaderImage names another (a mirror).
+    assert f"--downloader-image={container['image']}" in container["args"]
+    mirrored = deployment(render_chart("--set", "manager.downloaderImage=mirror.local/kaiwo:1"), "-manager")
+    assert "--downloader-image=mirror.local/kaiwo:1" in mirrored["spec"]["template"]["spec"]["containers"][0]["args"]
     for pod in (manager, deployment(default, "-scheduler")["spec"]["template"]["spec"]):
         assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]
         ctx = pod["containers"][0]["securityContext"]
