@@ -142,6 +142,7 @@ class WorkloadReconciler:
         field_manager: str,
         wall: Callable[[], float] = time.time,
         kueue_api: str = KUEUE_API,
+        downloader_image: str = storage.DOWNLOADER_IMAGE,
     ) -> None:
         self.client = client
         self.kueue_api = kueue_api  # the Kueue API version this cluster serves (discovered at setup)
@@ -156,7 +157,7 @@ class WorkloadReconciler:
         self._webhook_attempts: dict[str, int] = {}  # uid -> tries while an admission webhook is down
         # child key -> ((desired hash, live resourceVersion), failure) of the last rejected apply
         self._rejected: dict[str, tuple[tuple[str, str], Failure]] = {}
-        self.downloader_image = storage.DOWNLOADER_IMAGE  # the manager's --downloader-image
+        self.downloader_image = downloader_image  # the manager's --downloader-image
 
     async def reconcile(self, req: Request) -> Result | None:
         cr = self.caches.primary.get_by(req.name, req.namespace)
@@ -584,8 +585,9 @@ async def setup(
     )
     caches.kaiwo_workloads = tuple([await manager.informer(API, k) for k in KAIWO_KINDS])
     name = kind.lower()
-    reconciler = WorkloadReconciler(manager.client, kind, caches, f"kaiwo-{name}", kueue_api=kueue_api)
-    reconciler.downloader_image = downloader_image
+    reconciler = WorkloadReconciler(
+        manager.client, kind, caches, f"kaiwo-{name}", kueue_api=kueue_api, downloader_image=downloader_image
+    )
     ctrl = Controller(name, reconciler, workers=workers)
     ctrl.watches(caches.primary)
 
