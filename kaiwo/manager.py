@@ -19,6 +19,12 @@ true/false (also 1/0, yes/no, on/off, any case); any other value is an error nam
   ``GPU_PREEMPTION_*``. Upstream's ``--enable-http2`` and ``--webhook-cert-*`` flags do not exist here; passing
   them is an "unrecognized arguments" error. ``--metrics-secure`` and ``--metrics-cert-path/-name/-key`` are
   upstream's, but secure metrics are off by default (DECISIONS 13: plain HTTP metrics on by default).
+
+Leader election is on by default, also out of cluster. Its Lease lives in ``--leader-election-namespace``
+(default: the pod's namespace in a cluster, else ``kaiwo-system``); when that namespace does not exist the
+start-up stops with an error saying to pass an existing one or ``--no-leader-elect``, instead of retrying forever.
+On SIGTERM the manager hands out no more queued work, lets in-flight reconciles finish (``--drain-timeout``)
+while it keeps renewing the Lease, then releases it; a lost Lease stops every reconcile at once and exits 1.
 """
 
 from __future__ import annotations
@@ -60,6 +66,9 @@ class Config:
     workers: int
     log_level: str
     log_format: str
+    drain_timeout: float = 20.0
+    cache_sync_timeout: float = 120.0
+    watch_idle_timeout: float = 90.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,24 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--workers", type=int, default=env("KAIWO_WORKERS", "2"), help="concurrent reconciles per controller"
     )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=env("KAIWO_DRAIN_TIMEOUT", "20"),
+        help="on SIGTERM, wait this long (s) for in-flight reconciles; keep the pod's grace period longer",
+    )
+    p.add_argument(
+        "--cache-sync-timeout",
+        type=float,
+        default=env("KAIWO_CACHE_SYNC_TIMEOUT", "120"),
+        help="then start the controllers whose caches synced; the others wait and /readyz names the missing caches",
+    )
+    p.add_argument(
+        "--watch-idle-timeout",
+        type=float,
+        default=env("KAIWO_WATCH_IDLE_TIMEOUT", "90"),
+        help="replace a watch that delivered nothing (not even a bookmark, sent about once a minute) for this long",
+    )
     p.add_argument("--log-level", default=env("KAIWO_LOG_LEVEL", "info"), choices=LOG_LEVELS)
     p.add_argument(
         "--log-format", default=env("KAIWO_LOG_FORMAT", "text" if formatted_logs else "json"), choices=LOG_FORMATS
@@ -161,6 +188,9 @@ def parse(argv: list[str] | None = None) -> Config:
             p.error(f"{flag} {value!r} (from the environment): choose from {', '.join(allowed)}")
     if a.workers < 1:
         p.error(f"--workers must be at least 1 (got {a.workers})")
+    for flag in ("drain_timeout", "cache_sync_timeout", "watch_idle_timeout"):
+        if not getattr(a, flag) > 0:
+            p.error(f"--{flag.replace('_', '-')} must be positive (got {getattr(a, flag)})")
     if a.leader_elect:
         try:
             LeaderElectionConfig(
@@ -209,6 +239,9 @@ def parse(argv: list[str] | None = None) -> Config:
         a.workers,
         a.log_level,
         a.log_format,
+        a.drain_timeout,
+        a.cache_sync_timeout,
+        a.watch_idle_timeout,
     )
 
 
@@ -225,6 +258,25 @@ async def ensure_kaiwo_config(client: Client) -> None:
         log.info("created the default KaiwoConfig %s", settings.SINGLETON)
     except ApiError as e:
         if not e.conflict:
+            raise
+
+
+class StartupError(Exception):
+    """A configuration the process cannot run with; the message says what to change."""
+
+
+async def check_lease_namespace(client: Client, namespace: str) -> None:
+    """Fail fast when the leader-election namespace is missing (the Lease could never be written)."""
+    try:
+        await client.get("v1", "Namespace", namespace)
+    except ApiError as e:
+        if e.not_found:
+            raise StartupError(
+                f"leader election: namespace {namespace!r} does not exist; pass --leader-election-namespace "
+                f"(KAIWO_LEADER_ELECTION_NAMESPACE) naming an existing namespace for the Lease, or --no-leader-elect "
+                f"(KAIWO_LEADER_ELECT=false) to run a single replica without one"
+            ) from None
+        if e.status != 403:  # not allowed to read namespaces: the Lease writes will tell
             raise
 
 
@@ -248,7 +300,12 @@ async def run(cfg: Config) -> int:
             metrics_secure=cfg.metrics_secure,
             metrics_cert=cfg.metrics_cert,
             leader_election=le,
+            drain_timeout=cfg.drain_timeout,
+            cache_sync_timeout=cfg.cache_sync_timeout,
+            watch_idle_timeout=cfg.watch_idle_timeout,
         )
+        if le is not None:
+            await check_lease_namespace(client, le.namespace)
         mgr = Manager(client, opts)
         await ensure_kaiwo_config(client)
         await queueconfig.setup(mgr, workers=1)  # a singleton: one worker is all it can use
@@ -266,7 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(argv)
     setup_logging(cfg.log_level, cfg.log_format)
     log.info("starting kaiwo operator", extra={"fields": {"version": __version__, "config": asdict(cfg)}})
-    return asyncio.run(run(cfg))
+    try:
+        return asyncio.run(run(cfg))
+    except StartupError as e:
+        log.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -291,13 +291,21 @@ class WorkQueue(Generic[T]):
         self._shut_down()
         _wake_all(self._drainers)
 
-    async def shutdown_with_drain(self) -> None:
+    async def shutdown_with_drain(self, discard_queued: bool = False) -> None:
         """``shutdown``, then wait until every item held by a worker is ``done`` (or ``shutdown`` is called).
+        ``discard_queued``: hand out nothing more (a graceful stop finishes in-flight work only, so the
+        successor, which re-lists everything, is not kept waiting for a backlog).
 
         Workers must keep calling ``done`` for the items they hold, or this waits forever.
         """
         self._drain = True
         self._shut_down()
+        if discard_queued:
+            self._queue.clear()
+            self._low.clear()
+            self._low_on_done.clear()
+            self._dirty.clear()
+            self._metrics.depth(self.name, 0)
         while self._processing and self._drain:
             drainer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._drainers.append(drainer)
