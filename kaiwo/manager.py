@@ -36,6 +36,8 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
+import aiohttp
+
 from kaiwo import __version__
 from kaiwo.controllers import metrics, queueconfig, settings, workload
 from kaiwo.runtime.client import ApiError, Client
@@ -265,6 +267,21 @@ class StartupError(Exception):
     """A configuration the process cannot run with; the message says what to change."""
 
 
+async def wait_for_apiserver(client: Client, max_delay: float = 5.0) -> None:
+    """Return once the apiserver answers: a (re)start during an outage waits instead of crash-looping."""
+    delay = 0.5
+    while True:
+        try:
+            await client.request("GET", "/version", timeout=5.0, retries=False)
+            return
+        except ApiError:
+            return  # it answered (even a refusal means it is up; the real calls will report what is wrong)
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            log.warning("waiting for the apiserver: %r", e)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)
+
+
 async def check_lease_namespace(client: Client, namespace: str) -> None:
     """Fail fast when the leader-election namespace is missing (the Lease could never be written)."""
     try:
@@ -304,6 +321,7 @@ async def run(cfg: Config) -> int:
             cache_sync_timeout=cfg.cache_sync_timeout,
             watch_idle_timeout=cfg.watch_idle_timeout,
         )
+        await wait_for_apiserver(client)
         if le is not None:
             await check_lease_namespace(client, le.namespace)
         mgr = Manager(client, opts)
