@@ -305,6 +305,7 @@ class WorkQueue(Generic[T]):
             self._low.clear()
             self._low_on_done.clear()
             self._dirty.clear()
+            self._added_at.clear()
             self._metrics.depth(self.name, 0)
         while self._processing and self._drain:
             drainer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
