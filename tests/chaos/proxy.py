@@ -131,8 +131,10 @@ class FaultProxy:
                 dst.transport.abort()
 
     async def _throttle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while self.mode == "http429":
+        while True:
             head = await reader.readuntil(b"\r\n\r\n")
+            if self.mode != "http429":
+                return  # the storm is over: close, the client reconnects through the pipe
             length = 0
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")

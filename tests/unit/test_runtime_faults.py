@@ -7,7 +7,9 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
+from kaiwo.manager import StartupError, check_lease_namespace
 from kaiwo.runtime.client import ApiError, idempotent, retryable
 from kaiwo.runtime.clock import FakeClock
 from kaiwo.runtime.controller import Controller, Request, Result
@@ -183,3 +185,22 @@ def test_the_victim_index_finds_exactly_what_a_scan_would() -> None:
             scan = {o["metadata"]["name"] for o in objs[:-1] if pre.is_demand_for(pending, o, default)}
             found = {n for k in pre.victim_keys(pending, default) for n in index.get(k, ())}
             assert found == scan, (default, pending["metadata"]["name"])
+
+
+class NamespaceLookup:
+    def __init__(self, status: int | None) -> None:
+        self.status = status
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj:
+        if self.status is not None:
+            raise ApiError(self.status, {"reason": "x", "message": f"namespaces {name!r}"})
+        return {"metadata": {"name": name}}
+
+
+async def test_a_missing_leader_election_namespace_is_a_start_up_error_saying_what_to_pass() -> None:
+    with pytest.raises(StartupError) as e:
+        await check_lease_namespace(NamespaceLookup(404), "kaiwo-system")  # type: ignore[arg-type]
+    assert "'kaiwo-system' does not exist" in str(e.value)
+    assert "--leader-election-namespace" in str(e.value) and "--no-leader-elect" in str(e.value)
+    await check_lease_namespace(NamespaceLookup(None), "kaiwo-system")  # type: ignore[arg-type]
+    await check_lease_namespace(NamespaceLookup(403), "kaiwo-system")  # type: ignore[arg-type]
