@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import trace
 
+from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.clock import Clock, RealClock
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.runtime.logs import log_context
@@ -242,7 +243,10 @@ class Controller:
                 m.total["error"].inc()
                 span.record_exception(e)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(e)))
-                log.error("reconcile %s failed: %s", req, e, exc_info=True)
+                if isinstance(e, ApiError) and e.conflict:  # a stale cache: retry from fresher state, no traceback
+                    log.info("reconcile %s: %s; retrying", req, e)
+                else:
+                    log.error("reconcile %s failed: %s", req, e, exc_info=True)
                 self.queue.add_rate_limited(req)
                 return
             finally:
