@@ -126,6 +126,8 @@ class LeaderElector:
         """One acquire-or-renew, abandoned after ``limit`` seconds (a failure)."""
         self.attempts += 1
         ok = await bounded(self.clock, self.try_acquire_or_renew(limit), limit)
+        if ok is None:
+            log.warning("leader election: attempt abandoned after %.1fs (no answer)", limit)
         return bool(ok)
 
     async def run(self) -> None:
@@ -148,11 +150,11 @@ class LeaderElector:
             lease = await self._call("GET", None, timeout)
         except ApiError as e:
             if not e.not_found:
-                log.warning("leader election: cannot read lease: %s", e)
+                log.warning("leader election: cannot read lease: %r", e)
                 return False
             lease = None
         except Exception as e:  # any failure is just an unsuccessful attempt
-            log.warning("leader election: cannot read lease: %s", e)
+            log.warning("leader election: cannot read lease: %r", e)
             return False
         now = self.clock.now()  # after the read: what we saw is at most this old
         spec_now = {
@@ -192,10 +194,10 @@ class LeaderElector:
             lease = await call
         except ApiError as e:
             if not (e.conflict or e.status == 409):
-                log.warning("leader election: cannot write lease: %s", e)
+                log.warning("leader election: cannot write lease: %r", e)
             return False
         except Exception as e:
-            log.warning("leader election: cannot write lease: %s", e)
+            log.warning("leader election: cannot write lease: %r", e)
             return False
         self._lease = lease
         self._observed_spec, self._observed_at = lease.get("spec") or {}, self.clock.now()

@@ -119,6 +119,15 @@ class Operators:
                 out.append((parts[0], float(parts[1])))
         return out
 
+    def keys(self, who: str, before: float = float("inf")) -> set[str]:
+        """The object keys a replica reconciled (before a time)."""
+        out = set()
+        for line in self.activity.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 4 and parts[0] == who and float(parts[1]) < before:
+                out.add(parts[3])
+        return out
+
     def first_reconcile(self, who: str, after: float = 0.0) -> float | None:
         return next((t for w, t in self.reconciles() if w == who and t >= after), None)
 

@@ -46,6 +46,8 @@ async def test_graceful_handover_with_a_backlog_then_takeover_after_sigkill_mid_
     )
     graceful = took_over - sent
     metric("failover_graceful_seconds", graceful)
+    done_by_first = {k for k in operators.keys(first, sent + 30) if "/term-" in k}
+    metric("graceful_backlog_left_to_successor", BURST - len(done_by_first))
     assert graceful <= 3.0, f"graceful hand-over took {graceful:.1f}s"
     await eventually(lambda: each_has_one_child(client, namespace, names), "one Job per KaiwoJob", timeout=90)
 

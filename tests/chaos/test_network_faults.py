@@ -93,6 +93,7 @@ async def test_leader_behind_a_faulty_network_rides_out_delay_and_drops_and_step
         )
         metric("silent_leader_exit_seconds", stepped_down)
         metric("failover_silent_network_seconds", took_over - silent)
+        assert stepped_down < took_over - silent, "the old leader must be gone before the standby reconciles"
     finally:
         await load.stop()
     records = operators.reconciles()
