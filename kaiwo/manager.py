@@ -22,6 +22,12 @@ true/false (also 1/0, yes/no, on/off, any case); any other value is an error nam
   do not exist here; passing them is an "unrecognized arguments" error. ``--metrics-secure`` and
   ``--metrics-cert-path/-name/-key`` are upstream's, but secure metrics are off by default (DECISIONS 13: plain
   HTTP metrics on by default).
+
+Leader election is on by default, also out of cluster. Its Lease lives in ``--leader-election-namespace``
+(default: the pod's namespace in a cluster, else ``kaiwo-system``); when that namespace does not exist the
+start-up stops with an error saying to pass an existing one or ``--no-leader-elect``, instead of retrying forever.
+On SIGTERM the manager hands out no more queued work, lets in-flight reconciles finish (``--drain-timeout``)
+while it keeps renewing the Lease, then releases it; a lost Lease stops every reconcile at once and exits 1.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ import logging
 import os
 import sys
 from dataclasses import asdict, dataclass, field
+
+import aiohttp
 
 from kaiwo import __version__
 from kaiwo.controllers import gpuworkload, metrics, nodetaints, queueconfig, settings, utilisation, workload
@@ -49,7 +57,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Config:
     kubeconfig: str | None
     context: str | None
@@ -67,6 +75,9 @@ class Config:
     log_format: str
     gpu: gpuconfig.GpuFeatures = field(default_factory=gpuconfig.GpuFeatures)
     downloader_image: str = DOWNLOADER_IMAGE
+    drain_timeout: float = 20.0
+    cache_sync_timeout: float = 120.0
+    watch_idle_timeout: float = 90.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +167,24 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--workers", type=int, default=env("KAIWO_WORKERS", "2"), help="concurrent reconciles per controller"
     )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=env("KAIWO_DRAIN_TIMEOUT", "20"),
+        help="on SIGTERM, wait this long (s) for in-flight reconciles; keep the pod's grace period longer",
+    )
+    p.add_argument(
+        "--cache-sync-timeout",
+        type=float,
+        default=env("KAIWO_CACHE_SYNC_TIMEOUT", "120"),
+        help="then start the controllers whose caches synced; the others wait and /readyz names the missing caches",
+    )
+    p.add_argument(
+        "--watch-idle-timeout",
+        type=float,
+        default=env("KAIWO_WATCH_IDLE_TIMEOUT", "90"),
+        help="replace a watch that delivered nothing (not even a bookmark, sent about once a minute) for this long",
+    )
     p.add_argument("--log-level", default=env("KAIWO_LOG_LEVEL", "info"), choices=LOG_LEVELS)
     p.add_argument(
         "--log-format", default=env("KAIWO_LOG_FORMAT", "text" if formatted_logs else "json"), choices=LOG_FORMATS
@@ -176,6 +205,9 @@ def parse(argv: list[str] | None = None) -> Config:
         p.error("--downloader-image must not be empty")
     if a.workers < 1:
         p.error(f"--workers must be at least 1 (got {a.workers})")
+    for flag in ("drain_timeout", "cache_sync_timeout", "watch_idle_timeout"):
+        if not getattr(a, flag) > 0:
+            p.error(f"--{flag.replace('_', '-')} must be positive (got {getattr(a, flag)})")
     if a.leader_elect:
         try:
             LeaderElectionConfig(
@@ -210,22 +242,25 @@ def parse(argv: list[str] | None = None) -> Config:
             "(the probes speak plain HTTP)"
         )
     return Config(
-        a.kubeconfig,
-        a.context,
-        a.leader_elect,
-        a.leader_election_namespace,
-        a.lease_duration,
-        a.renew_deadline,
-        a.retry_period,
-        a.metrics_bind_address,
-        a.metrics_secure,
-        metrics_cert,
-        a.health_probe_bind_address,
-        a.workers,
-        a.log_level,
-        a.log_format,
-        gpuconfig.from_args(a, a.leader_election_namespace, p.error),
-        a.downloader_image,
+        kubeconfig=a.kubeconfig,
+        context=a.context,
+        leader_elect=a.leader_elect,
+        leader_election_namespace=a.leader_election_namespace,
+        lease_duration=a.lease_duration,
+        renew_deadline=a.renew_deadline,
+        retry_period=a.retry_period,
+        metrics_bind_address=a.metrics_bind_address,
+        metrics_secure=a.metrics_secure,
+        metrics_cert=metrics_cert,
+        health_probe_bind_address=a.health_probe_bind_address,
+        workers=a.workers,
+        log_level=a.log_level,
+        log_format=a.log_format,
+        gpu=gpuconfig.from_args(a, a.leader_election_namespace, p.error),
+        downloader_image=a.downloader_image,
+        drain_timeout=a.drain_timeout,
+        cache_sync_timeout=a.cache_sync_timeout,
+        watch_idle_timeout=a.watch_idle_timeout,
     )
 
 
@@ -242,6 +277,40 @@ async def ensure_kaiwo_config(client: Client) -> None:
         log.info("created the default KaiwoConfig %s", settings.SINGLETON)
     except ApiError as e:
         if not e.conflict:
+            raise
+
+
+class StartupError(Exception):
+    """A configuration the process cannot run with; the message says what to change."""
+
+
+async def wait_for_apiserver(client: Client, max_delay: float = 5.0) -> None:
+    """Return once the apiserver answers: a (re)start during an outage waits instead of crash-looping."""
+    delay = 0.5
+    while True:
+        try:
+            await client.request("GET", "/version", timeout=5.0, retries=False)
+            return
+        except ApiError:
+            return  # it answered (even a refusal means it is up; the real calls will report what is wrong)
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            log.warning("waiting for the apiserver: %r", e)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)
+
+
+async def check_lease_namespace(client: Client, namespace: str) -> None:
+    """Fail fast when the leader-election namespace is missing (the Lease could never be written)."""
+    try:
+        await client.get("v1", "Namespace", namespace)
+    except ApiError as e:
+        if e.not_found:
+            raise StartupError(
+                f"leader election: namespace {namespace!r} does not exist; pass --leader-election-namespace "
+                f"(KAIWO_LEADER_ELECTION_NAMESPACE) naming an existing namespace for the Lease, or --no-leader-elect "
+                f"(KAIWO_LEADER_ELECT=false) to run a single replica without one"
+            ) from None
+        if e.status != 403:  # not allowed to read namespaces: the Lease writes will tell
             raise
 
 
@@ -265,7 +334,13 @@ async def run(cfg: Config) -> int:
             metrics_secure=cfg.metrics_secure,
             metrics_cert=cfg.metrics_cert,
             leader_election=le,
+            drain_timeout=cfg.drain_timeout,
+            cache_sync_timeout=cfg.cache_sync_timeout,
+            watch_idle_timeout=cfg.watch_idle_timeout,
         )
+        await wait_for_apiserver(client)
+        if le is not None:
+            await check_lease_namespace(client, le.namespace)
         mgr = Manager(client, opts)
         await ensure_kaiwo_config(client)
         await queueconfig.setup(mgr, workers=1)  # a singleton: one worker is all it can use
@@ -288,7 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse(argv)
     setup_logging(cfg.log_level, cfg.log_format)
     log.info("starting kaiwo operator", extra={"fields": {"version": __version__, "config": asdict(cfg)}})
-    return asyncio.run(run(cfg))
+    try:
+        return asyncio.run(run(cfg))
+    except StartupError as e:
+        log.error("%s", e)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

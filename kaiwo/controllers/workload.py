@@ -596,7 +596,10 @@ async def setup(
         if pre.pending_since(changed) is None:
             return []
         queue = settings.current(caches.kaiwo_configs).default_cluster_queue_name
-        return [Request.of(v) for v in caches.primary.objects() if pre.is_demand_for(changed, v, queue)]
+        candidates = (v for k in pre.victim_keys(changed, queue) for v in caches.primary.by_index(pre.VICTIM_INDEX, k))
+        return [Request.of(v) for v in candidates if pre.is_demand_for(changed, v, queue)]
+
+    caches.primary.add_index(pre.VICTIM_INDEX, pre.victim_index)  # victims by claim: no scan per event
 
     for peer in caches.kaiwo_workloads:
         ctrl.watches(peer, victims)

@@ -7,7 +7,9 @@
   Drift made by others in fields we own is corrected on the next change of the desired state, not instantly
   (the cost of skipping). A stale cache right after an apply can cause one redundant, idempotent apply, never
   a duplicate object: applies address objects by name.
-- ``Applier.write_status``: merge-patches the status subresource only when the computed status differs from
+- ``Applier.write_status``: merge-patches the status subresource, with the cached object's resourceVersion as a
+  precondition (a stale cache, e.g. right after a failover, gets 409 Conflict and a retry from fresher state
+  instead of overwriting newer status), only when the computed status differs from
   the cached one (by ``differs``), and not again while the cache still shows the very object version our last
   write started from and we would write the same status: a reconcile that runs before the watch delivered our
   own write sends nothing (and its caller emits no second event).
@@ -87,7 +89,7 @@ class Applier:
             live["apiVersion"],
             live["kind"],
             meta["name"],
-            {"status": status},
+            {"metadata": {"resourceVersion": version}, "status": status} if version else {"status": status},
             meta.get("namespace"),
             subresource="status",
         )

@@ -5,14 +5,23 @@ credentials: every transport setting kubectl honours); the session is opened fro
 (de)serialised with orjson into plain dicts; the generated OpenAPI models are never used because they are
 slow and lossy for custom resources.
 
-Every call has a timeout. 429 (honouring Retry-After), 5xx and connection errors are retried with
-exponential backoff; other errors raise ``ApiError`` carrying the apiserver's Status message.
+Every call has a timeout per attempt and a caller deadline over all attempts. What is retried (with
+exponential backoff and jitter, never sooner than the server's Retry-After, never past the deadline):
+- any verb on 429 (the server did not process it) and on a connection that could not be opened (nothing sent);
+- idempotent calls only on 5xx, timeouts and broken connections: GET, PUT (a replace carries its
+  resourceVersion, so a repeat after a lost answer is a 409, not a second write), and server-side apply or merge
+  PATCH (applying them twice gives the same object). POST and DELETE are not retried there: a repeat could
+  create a duplicate (an Event) or delete a successor object of the same name.
+Every other error (400, 403, 404, 409, 422, ...) is permanent and raises ``ApiError`` at once with the
+apiserver's Status message. ``retries=False`` makes one attempt only (lease renewals bound their own time).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,18 +31,16 @@ import aiohttp
 import orjson
 from kubernetes_asyncio import config as k8s_config
 from opentelemetry import trace
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from kaiwo.runtime import kubeconfig
 
 Obj = dict[str, Any]
-DEFAULT_TIMEOUT = 30.0
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+DEFAULT_TIMEOUT = 30.0  # one attempt
+DEFAULT_DEADLINE = 60.0  # all attempts of one call, waits included
+RETRYABLE_STATUS = frozenset({500, 502, 503, 504})  # for idempotent calls; 429 for every call
+MAX_RETRY_AFTER = 60.0
+BACKOFF_BASE, BACKOFF_MAX = 0.2, 10.0
+IDEMPOTENT_PATCHES = frozenset({"application/apply-patch+yaml", "application/merge-patch+json"})
 
 
 class ApiError(Exception):
@@ -60,10 +67,26 @@ class ApiError(Exception):
         return self.status == 410
 
 
-def _retryable(exc: BaseException) -> bool:
+def idempotent(method: str, content_type: str | None) -> bool:
+    """Whether repeating the call after a lost answer cannot do anything the first one did not."""
+    return method in ("GET", "HEAD", "PUT") or (method == "PATCH" and content_type in IDEMPOTENT_PATCHES)
+
+
+def retryable(exc: BaseException, is_idempotent: bool) -> bool:
+    """Whether a failed attempt may be repeated (see the module docstring)."""
     if isinstance(exc, ApiError):
-        return exc.status in RETRYABLE_STATUS
-    return isinstance(exc, aiohttp.ClientConnectionError | asyncio.TimeoutError)
+        return exc.status == 429 or (is_idempotent and exc.status in RETRYABLE_STATUS)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return True  # the connection was never opened: nothing was sent
+    return is_idempotent and isinstance(exc, aiohttp.ClientConnectionError | TimeoutError)
+
+
+def retry_delay(attempt: int, exc: BaseException, rng: random.Random = random.Random()) -> float:  # noqa: B008
+    """Full-jitter exponential backoff after ``attempt`` failures, but never shorter than the server's Retry-After."""
+    delay = rng.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * 2**attempt))
+    if isinstance(exc, ApiError) and exc.retry_after is not None:
+        delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER))
+    return delay
 
 
 @dataclass(frozen=True)
@@ -110,6 +133,7 @@ class Client:
         self._resources: dict[tuple[str, str], Resource] = {}
         self._discovered: set[str] = set()
         self.max_attempts = 5
+        self.retried = 0  # attempts repeated (observability and tests)
 
     @classmethod
     async def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Client:
@@ -171,18 +195,28 @@ class Client:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float = DEFAULT_TIMEOUT,
+        deadline: float = DEFAULT_DEADLINE,
+        retries: bool = True,
     ) -> Any:
-        """One API call with retries; returns the decoded JSON body (or None when empty)."""
+        """One API call, retried as the module docstring says, within ``deadline`` seconds in all; returns the
+        decoded JSON body (or None when empty)."""
         data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self.max_attempts),
-            wait=_RetryAfterWait(),
-            reraise=True,
-        ):
-            with attempt:
-                return await self._once(method, path, params, data, content_type, timeout)
-        raise AssertionError("unreachable")
+        is_idempotent = idempotent(method, content_type if data is not None else None)
+        end = time.monotonic() + deadline
+        attempt = 0
+        while True:
+            attempt += 1
+            left = end - time.monotonic()
+            try:
+                return await self._once(method, path, params, data, content_type, max(min(timeout, left), 0.001))
+            except (ApiError, aiohttp.ClientError, TimeoutError) as e:
+                if not retries or attempt >= self.max_attempts or not retryable(e, is_idempotent):
+                    raise
+                delay = retry_delay(attempt, e)
+                if time.monotonic() + delay >= end:
+                    raise
+                self.retried += 1
+                await asyncio.sleep(delay)
 
     async def _once(
         self,
@@ -222,16 +256,25 @@ class Client:
         for observe in self.observers:
             observe(method, code)
 
-    async def stream_lines(self, path: str, params: Mapping[str, Any], *, timeout: float) -> AsyncIterator[bytes]:
-        """Yield the lines of a streaming response (watch), with a total client-side timeout."""
-        async with self.open_stream(path, params, timeout=timeout, method="WATCH") as body:
+    async def stream_lines(
+        self, path: str, params: Mapping[str, Any], *, timeout: float, idle_timeout: float | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield the lines of a streaming response (watch), with a total client-side timeout and an optional
+        read-idle timeout (no byte for that long raises ``aiohttp.ServerTimeoutError``)."""
+        async with self.open_stream(path, params, timeout=timeout, method="WATCH", idle_timeout=idle_timeout) as body:
             async for line in body:
                 if line.strip():
                     yield line
 
     @contextlib.asynccontextmanager
     async def open_stream(
-        self, path: str, params: Mapping[str, Any], *, timeout: float | None = None, method: str = "GET"
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        *,
+        timeout: float | None = None,
+        method: str = "GET",
+        idle_timeout: float | None = None,
     ) -> AsyncIterator[aiohttp.StreamReader]:
         """The raw body of a GET (pod logs, watches), unbuffered; ``timeout=None`` for follow-mode streams.
         ``method`` only names the request in metrics and errors (a watch is a GET)."""
@@ -239,7 +282,7 @@ class Client:
         async with self.session.get(
             self._url(path, params),
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=DEFAULT_TIMEOUT),
+            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=DEFAULT_TIMEOUT, sock_read=idle_timeout),
         ) as resp:
             self._observe(method, resp.status)
             if resp.status >= 400:
@@ -395,17 +438,3 @@ class Client:
         except ApiError as e:
             if not (missing_ok and e.not_found):
                 raise
-
-
-class _RetryAfterWait:
-    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
-
-    def __init__(self) -> None:
-        self._exp = wait_random_exponential(multiplier=0.2, max=10.0)
-
-    def __call__(self, retry_state: Any) -> float:
-        delay: float = self._exp(retry_state)
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, ApiError) and exc.retry_after is not None:
-            delay = max(delay, min(exc.retry_after, 60.0))
-        return delay

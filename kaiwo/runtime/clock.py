@@ -7,10 +7,14 @@ with ``FakeClock`` instead of sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import time
-from typing import Protocol
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 # How many loop iterations FakeClock.advance yields after waking sleepers, so that chains of wake-ups
 # (sleeper -> task that awaited it -> task that task woke) finish before advance returns.
@@ -87,3 +91,22 @@ class FakeClock:
 async def _settle() -> None:
     for _ in range(_SETTLE_STEPS):
         await asyncio.sleep(0)
+
+
+async def bounded(clock: Clock, aw: Coroutine[Any, Any, T], seconds: float) -> T | None:
+    """``aw``'s result, or None once ``seconds`` have passed on ``clock`` (``aw`` is then cancelled)."""
+    work = asyncio.ensure_future(aw)
+    timer = asyncio.ensure_future(clock.sleep(seconds))
+    try:
+        done, _ = await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        work.cancel()
+        raise
+    finally:
+        timer.cancel()
+    if work in done:
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+    return None

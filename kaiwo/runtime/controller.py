@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import trace
 
+from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.clock import Clock, RealClock
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.runtime.logs import log_context
@@ -34,6 +35,7 @@ from kaiwo.runtime.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
+DRAIN_TIMEOUT = 20.0  # a graceful stop waits this long for in-flight reconciles (the chart's grace period is longer)
 
 
 class Request(NamedTuple):
@@ -108,6 +110,7 @@ class Controller:
             name, clock=self.clock, metrics=QueueMetricsAdapter(lambda: self.metrics)
         )
         self.primary: list[Informer] = []
+        self.sources: list[Informer] = []  # every watched informer: the controller starts once all have synced
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_cache: _ControllerMetrics | None = None
 
@@ -125,6 +128,8 @@ class Controller:
         adds and deletes always pass.
         """
         to_keys: Mapper = mapper or (lambda obj: (Request.of(obj),))
+        if informer not in self.sources:
+            self.sources.append(informer)
         if mapper is None:
             self.primary.append(informer)
 
@@ -164,16 +169,30 @@ class Controller:
         self.metrics.active_workers.labels(self.name).set(0)
         self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-worker-{i}") for i in range(self.workers)]
 
-    async def stop(self, drain_timeout: float = 30.0) -> None:
-        """Stop taking work; let in-flight reconciles finish (up to ``drain_timeout``)."""
-        try:
-            await asyncio.wait_for(self.queue.shutdown_with_drain(), drain_timeout)
-        except TimeoutError:
-            log.warning("controller %s: reconciles still running after %.0fs; cancelling", self.name, drain_timeout)
-        for t in self._tasks:
-            t.cancel()
+    async def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
+        """Hand out no more queued keys; let in-flight reconciles finish (up to ``drain_timeout``; 0 cancels them
+        at once, as on a lost Lease)."""
+        if drain_timeout > 0:
+            try:
+                await asyncio.wait_for(self.queue.shutdown_with_drain(discard_queued=True), drain_timeout)
+            except TimeoutError:
+                log.warning("controller %s: reconciles still running after %.0fs; cancelling", self.name, drain_timeout)
+        else:
+            self.queue.shutdown()
+        self.abort()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+    def abort(self) -> None:
+        """Cancel every worker now (the reconciles in flight stop at their next await)."""
+        self.queue.shutdown()
+        for t in self._tasks:
+            t.cancel()
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The worker tasks (the manager supervises them)."""
+        return list(self._tasks)
 
     async def _worker(self) -> None:
         while True:
@@ -224,7 +243,10 @@ class Controller:
                 m.total["error"].inc()
                 span.record_exception(e)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(e)))
-                log.error("reconcile %s failed: %s", req, e, exc_info=True)
+                if isinstance(e, ApiError) and e.conflict:  # a stale cache: retry from fresher state, no traceback
+                    log.info("reconcile %s: %s; retrying", req, e)
+                else:
+                    log.error("reconcile %s failed: %s", req, e, exc_info=True)
                 self.queue.add_rate_limited(req)
                 return
             finally:

@@ -9,7 +9,14 @@ LIST (paginated), then WATCH from the list's resourceVersion with bookmarks. Why
   server no longer has that version (410 Gone, or an ERROR event with code 410, after etcd compaction) or
   refuses it as too large, the informer relists from scratch and diffs against the cache: vanished objects
   produce delete events, changed ones update events, so handlers never miss a deletion.
-- Errors back off 0.8 s doubling to 30 s with jitter; a successful watch event resets the backoff.
+- A watch also has a read-idle timeout (``WATCH_IDLE_TIMEOUT``): the apiserver sends a bookmark about once a
+  minute even when nothing changes, so a stream that delivers no byte for longer is dead (a peer that vanished,
+  a proxy that went silent) and is replaced at once, from the last resourceVersion.
+- Errors back off 0.8 s doubling to 30 s with jitter; a successful watch event resets the backoff. A watch that
+  the server ends at once without any event (``MIN_WATCH_SECONDS``) counts as an error too, so a broken server
+  or proxy cannot make the informer reopen watches in a hot loop.
+- A handler that raises is logged and counted (``handler_errors``), and skipped: the other handlers still get
+  the event and the informer moves on (replaying the event would only raise again).
 
 Objects are plain dicts parsed with orjson; ``metadata.managedFields`` is dropped before caching, and an
 optional ``transform`` may drop more. Handlers are synchronous and must be fast (they enqueue keys);
@@ -36,6 +43,8 @@ Obj = dict[str, Any]
 Transform = Callable[[Obj], Obj]
 WATCH_TIMEOUT_RANGE = (300, 600)
 CLIENT_GRACE = 30.0
+WATCH_IDLE_TIMEOUT = 90.0  # one bookmark interval (about a minute) and a half
+MIN_WATCH_SECONDS = 1.0
 BACKOFF_INITIAL, BACKOFF_MAX = 0.8, 30.0
 LIST_PAGE_SIZE = 500
 
@@ -50,6 +59,10 @@ def object_key(obj: Obj) -> str:
 def strip_managed_fields(obj: Obj) -> Obj:
     obj.get("metadata", {}).pop("managedFields", None)
     return obj
+
+
+def _name(method: Callable[..., Any]) -> str:
+    return str(getattr(method, "__qualname__", method))
 
 
 class ResourceVersionExpired(Exception):
@@ -72,8 +85,10 @@ class ApiListerWatcher:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        idle_timeout: float = WATCH_IDLE_TIMEOUT,
     ) -> None:
         self.client = client
+        self.idle_timeout = idle_timeout
         self.path = resource.path(namespace)
         self.selectors = {"labelSelector": label_selector, "fieldSelector": field_selector}
 
@@ -95,7 +110,10 @@ class ApiListerWatcher:
             "timeoutSeconds": timeout_seconds,
         }
         try:
-            async for line in self.client.stream_lines(self.path, params, timeout=timeout_seconds + client_grace):
+            lines = self.client.stream_lines(
+                self.path, params, timeout=timeout_seconds + client_grace, idle_timeout=self.idle_timeout
+            )
+            async for line in lines:
                 yield orjson.loads(line)
         except ApiError as e:
             if e.gone or _too_large_rv(e):
@@ -158,6 +176,15 @@ def by_label(key: str) -> IndexFunc:
     return index
 
 
+def _values(func: IndexFunc, obj: Obj) -> tuple[str, ...]:
+    """An index function's values; one that raises on an odd object indexes it nowhere (and is logged)."""
+    try:
+        return tuple(func(obj))
+    except Exception:
+        log.exception("index function %s raised on %s; not indexed", _name(func), obj.get("metadata", {}).get("name"))
+        return ()
+
+
 @dataclass
 class Indexer:
     """The cache: objects by key plus secondary indexes (index name -> value -> keys)."""
@@ -174,7 +201,7 @@ class Indexer:
         self.index_funcs[name] = func
         idx: dict[str, set[str]] = {}
         for key, obj in self.items.items():
-            for v in func(obj):
+            for v in _values(func, obj):
                 idx.setdefault(v, set()).add(key)
         self.indexes[name] = idx
 
@@ -185,7 +212,7 @@ class Indexer:
         self.items[key] = obj
         for name, func in self.index_funcs.items():
             idx = self.indexes.setdefault(name, {})
-            for v in func(obj):
+            for v in _values(func, obj):
                 idx.setdefault(v, set()).add(key)
         return old
 
@@ -198,7 +225,7 @@ class Indexer:
     def _unindex(self, key: str, obj: Obj) -> None:
         for name, func in self.index_funcs.items():
             idx = self.indexes.get(name, {})
-            for v in func(obj):
+            for v in _values(func, obj):
                 keys = idx.get(v)
                 if keys is not None:
                     keys.discard(key)
@@ -237,6 +264,8 @@ class Informer:
         self.relists = 0  # how many full lists were made (observability and tests)
         self.watches = 0  # how many watch streams were opened
         self._events = 0  # events seen on the current stream; any resets the error backoff
+        self.handler_errors = 0  # handler calls that raised (each was logged and skipped)
+        self.on_handler_error: Callable[[str], None] | None = None  # e.g. a Prometheus counter of the manager
 
     # --- reading the cache ------------------------------------------------------------------------------
 
@@ -261,7 +290,17 @@ class Informer:
         """Register a handler; it first receives an add for every object already cached."""
         self.handlers.append(handler)
         for obj in list(self.indexer.items.values()):
-            handler.on_add(obj, True)
+            self._call(handler.on_add, obj, True)
+
+    def _call(self, method: Callable[..., None], *args: Any) -> None:
+        """Deliver one event to one handler; a handler that raises is logged, counted and skipped."""
+        try:
+            method(*args)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("informer %s: event handler %s raised; skipped", self.name, _name(method))
+            if self.on_handler_error is not None:
+                self.on_handler_error(self.name)
 
     @property
     def has_synced(self) -> bool:
@@ -286,9 +325,12 @@ class Informer:
                     await self._relist()
                     need_list = False
                     backoff = BACKOFF_INITIAL
+                started = self.clock.now()
                 await self._watch()
-                backoff = BACKOFF_INITIAL
-                continue  # a normal end of the watch (server timeout): resume from the last version
+                if self._events or self.clock.now() - started >= MIN_WATCH_SECONDS:
+                    backoff = BACKOFF_INITIAL
+                    continue  # a normal end of the watch (server timeout): resume from the last version
+                log.warning("informer %s: watch ended at once without events; retrying in %.1fs", self.name, backoff)
             except ResourceVersionExpired as e:
                 log.info("informer %s: resourceVersion %s expired (%s), relisting", self.name, self.resource_version, e)
                 need_list = True
@@ -325,14 +367,14 @@ class Informer:
             gone = self.indexer.remove(key)
             if gone is not None:
                 for h in self.handlers:
-                    h.on_delete(gone)
+                    self._call(h.on_delete, gone)
         for key, obj in fresh.items():
             old = self.indexer.put(key, obj)
             for h in self.handlers:
                 if old is None:
-                    h.on_add(obj, initial)
+                    self._call(h.on_add, obj, initial)
                 elif old["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
-                    h.on_update(old, obj)
+                    self._call(h.on_update, old, obj)
         self.resource_version = resource_version
         self._synced.set()
 
@@ -360,12 +402,12 @@ class Informer:
                 old = self.indexer.put(key, obj)
                 for h in self.handlers:
                     if old is None:
-                        h.on_add(obj, False)
+                        self._call(h.on_add, obj, False)
                     else:
-                        h.on_update(old, obj)
+                        self._call(h.on_update, old, obj)
             elif etype == "DELETED":
                 gone = self.indexer.remove(key) or obj
                 for h in self.handlers:
-                    h.on_delete(gone)
+                    self._call(h.on_delete, gone)
             if rv:
                 self.resource_version = rv

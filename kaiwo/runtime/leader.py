@@ -3,9 +3,14 @@
 A candidate acquires the Lease when it is absent, released (empty holder), or not renewed for
 ``lease_duration`` as measured on the candidate's *own monotonic clock* since it last saw the Lease change;
 wall-clock times written into the Lease are for humans only, so clock skew between machines does not matter
-(only clock *rate* does). The leader renews every ``retry_period``; if it cannot renew for ``renew_deadline``
-it stops leading, which the manager turns into a process exit. Because renew_deadline < lease_duration, the
-old leader has stopped before any other candidate can take over.
+(only clock *rate* does). The leader renews every ``retry_period``; if it cannot renew within
+``renew_deadline`` of the *start* of its last successful renewal it stops leading, which the manager turns into
+an immediate stop of every reconcile and a process exit. Every attempt (read, then write) is one request each,
+without client retries, bounded by the time left until that deadline: a hanging connection cannot keep an old
+leader acting. A standby counts the lease's age from the moment its read *returned* (a slow read never makes a
+lease look older than it is). Since the leader's renewal started before any standby could see it, and
+renew_deadline < lease_duration, the old leader has stopped before any other candidate can take over; the
+difference is the margin for stopping the reconciles (see docs/admin-guide.md, "Leader election").
 
 Not guaranteed (as in client-go): fencing. A leader that is paused longer than the lease (e.g. a stopped VM)
 may briefly act after another has taken over; reconciles must stay idempotent. On graceful shutdown the
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kaiwo.runtime.client import ApiError, Client
-from kaiwo.runtime.clock import Clock, RealClock
+from kaiwo.runtime.clock import Clock, RealClock, bounded
 
 log = logging.getLogger(__name__)
 LEASE_API = "coordination.k8s.io/v1"
@@ -73,7 +78,9 @@ class LeaderElector:
         self._observed_spec: dict[str, Any] | None = None
         self._observed_at = 0.0  # local monotonic time when the Lease spec last changed as we saw it
         self._lease: dict[str, Any] | None = None  # last Lease object we read or wrote (for resourceVersion)
+        self._renewed_at = 0.0  # local monotonic time when our last successful acquire/renew attempt *started*
         self.leading = asyncio.Event()
+        self.attempts = 0  # acquire/renew attempts made (observability and tests)
 
     @property
     def is_leader(self) -> bool:
@@ -95,35 +102,61 @@ class LeaderElector:
 
     async def acquire(self) -> None:
         """Return once this candidate holds the Lease."""
-        while not await self.try_acquire_or_renew():
+        while not await self._attempt(self.config.renew_deadline):
             await self.clock.sleep(self.config.retry_period)
         self._set_leading(True)
 
     async def keep_renewing(self) -> None:
-        """Renew until a renewal fails for renew_deadline; then return (leadership is lost)."""
+        """Renew every retry period; return (leadership lost) once no renewal succeeded within renew_deadline of
+        the start of the last successful one."""
         cfg = self.config
-        while True:
-            started = self.clock.now()
-            while not await self.try_acquire_or_renew():
-                if self.clock.now() - started + cfg.retry_period > cfg.renew_deadline:
+        while self._leading:
+            await self.clock.sleep(cfg.retry_period)
+            deadline = self._renewed_at + cfg.renew_deadline
+            while True:
+                left = deadline - self.clock.now()
+                if left <= 0 or not self._leading:  # out of time, or another holder was seen
                     self._set_leading(False)
                     return
-                await self.clock.sleep(cfg.retry_period)
-            await self.clock.sleep(cfg.retry_period)
+                if await self._attempt(left):
+                    break
+                await self.clock.sleep(min(cfg.retry_period, max(deadline - self.clock.now(), 0.0)))
+
+    async def _attempt(self, limit: float) -> bool:
+        """One acquire-or-renew, abandoned after ``limit`` seconds (a failure)."""
+        self.attempts += 1
+        ok = await bounded(self.clock, self.try_acquire_or_renew(limit), limit)
+        if ok is None:
+            log.warning("leader election: attempt abandoned after %.1fs (no answer)", limit)
+        return bool(ok)
 
     async def run(self) -> None:
         """Acquire, then renew; returns when leadership is lost."""
         await self.acquire()
         await self.keep_renewing()
 
-    async def try_acquire_or_renew(self) -> bool:
+    async def _call(self, method: str, body: dict[str, Any] | None, timeout: float) -> Any:
+        """One request on the Lease, without client retries (the renew deadline bounds the attempt)."""
+        res = await self.client.resource(LEASE_API, "Lease")
+        name = None if method == "POST" else self.config.name
+        return await self.client.request(
+            method, res.path(self.config.namespace, name), body=body, timeout=timeout, retries=False
+        )
+
+    async def try_acquire_or_renew(self, timeout: float = 10.0) -> bool:
         cfg = self.config
-        now = self.clock.now()
+        started = self.clock.now()
         try:
-            lease = await self.client.get_or_none(LEASE_API, "Lease", cfg.name, cfg.namespace)
+            lease = await self._call("GET", None, timeout)
+        except ApiError as e:
+            if not e.not_found:
+                log.warning("leader election: cannot read lease: %r", e)
+                return False
+            lease = None
         except Exception as e:  # any failure is just an unsuccessful attempt
-            log.warning("leader election: cannot read lease: %s", e)
+            log.warning("leader election: cannot read lease: %r", e)
             return False
+        now = self.clock.now()  # after the read: what we saw is at most this old
         spec_now = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(cfg.lease_duration),
@@ -136,7 +169,7 @@ class LeaderElector:
                 "metadata": {"name": cfg.name, "namespace": cfg.namespace},
                 "spec": {**spec_now, "acquireTime": spec_now["renewTime"], "leaseTransitions": 0},
             }
-            return await self._write(self.client.create(body), now)
+            return await self._write(self._call("POST", body, timeout), started)
         spec = lease.get("spec") or {}
         if spec != self._observed_spec:
             self._observed_spec, self._observed_at = spec, now
@@ -154,29 +187,24 @@ class LeaderElector:
             new_spec["acquireTime"] = spec_now["renewTime"]
             new_spec["leaseTransitions"] = (spec.get("leaseTransitions") or 0) + 1
         body = {**lease, "spec": new_spec}
-        return await self._write(self._replace(body), now)
+        return await self._write(self._call("PUT", body, timeout), started)
 
-    async def _replace(self, body: dict[str, Any]) -> dict[str, Any]:
-        res = await self.client.resource(LEASE_API, "Lease")
-        meta = body["metadata"]
-        result: dict[str, Any] = await self.client.request("PUT", res.path(meta["namespace"], meta["name"]), body=body)
-        return result
-
-    async def _write(self, call: Any, now: float) -> bool:
+    async def _write(self, call: Any, started: float) -> bool:
         try:
             lease = await call
         except ApiError as e:
             if not (e.conflict or e.status == 409):
-                log.warning("leader election: cannot write lease: %s", e)
+                log.warning("leader election: cannot write lease: %r", e)
             return False
         except Exception as e:
-            log.warning("leader election: cannot write lease: %s", e)
+            log.warning("leader election: cannot write lease: %r", e)
             return False
         self._lease = lease
-        self._observed_spec, self._observed_at = lease.get("spec") or {}, now
+        self._observed_spec, self._observed_at = lease.get("spec") or {}, self.clock.now()
+        self._renewed_at = started  # others may count the lease from no earlier than this
         return True
 
-    async def release(self) -> None:
+    async def release(self, timeout: float = 5.0) -> None:
         """Give the Lease up (graceful shutdown) so a successor need not wait for it to expire."""
         if not self._leading or self._lease is None:
             return
@@ -193,7 +221,7 @@ class LeaderElector:
             },
         }
         try:
-            await self._replace(body)
+            await self._call("PUT", body, timeout)
         except Exception as e:  # any failure is just an unsuccessful attempt
             log.warning("leader election: cannot release lease: %s", e)
         self._set_leading(False, "released")

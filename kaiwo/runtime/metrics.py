@@ -123,6 +123,12 @@ class RuntimeMetrics:
             ["name"],
             registry=r,
         )
+        self.handler_errors = Counter(
+            "kaiwo_informer_handler_errors",
+            "Event handler calls that raised (logged and skipped), per informer",
+            ["informer"],
+            registry=r,
+        )
 
     def queue(self) -> QueueMetricsAdapter:
         return QueueMetricsAdapter(lambda: self)

@@ -7,12 +7,15 @@ not yet passed to ``done``). An item is never processed by two workers at once: 
 of adds before a worker picks the item up coalesce into one pass. ``add`` of an item that is being processed
 only marks it dirty; ``done`` puts it back on ``queue``, so changes that arrive during processing coalesce
 into exactly one more pass, by a worker that sees the newest state. After ``shutdown`` adds are ignored and
-``get`` keeps handing out what is queued, then raises ``ShutDown``. Items from the initial list (a resync)
-can be added at low priority: they wait in a second FIFO that ``get`` serves only when the normal one is
-empty, so live changes are not stuck behind thousands of unchanged keys; a normal-priority add of such an
-item moves it to the normal FIFO. ``add_after`` adds an item once a delay has passed (several pending
-delays of one item collapse into the earliest), and ``add_rate_limited`` adds it after the delay its rate
-limiter chooses, which is how failed items are retried with backoff.
+``get`` keeps handing out what is queued (unless discarded, see below), then raises ``ShutDown``.
+Items from the initial list (a resync) can be added at low priority: they wait in a second FIFO that ``get``
+serves when the normal one is empty, so live changes are not stuck behind thousands of unchanged keys, and
+also after every ``LOW_PRIORITY_EVERY`` consecutive normal items, so a steady stream of live changes (a new
+leader's children churning) cannot starve them; a normal-priority add of such an item moves it to the normal
+FIFO. ``add_after`` adds an item once a delay has passed (several pending delays of one item collapse into
+the earliest), and ``add_rate_limited`` adds it after the delay its rate limiter chooses, which is how failed
+items are retried with backoff. ``shutdown_with_drain(discard_queued=True)`` hands out nothing more (a
+graceful stop finishes only what workers hold).
 
 All methods except ``get`` and ``shutdown_with_drain`` are synchronous and must be called from the event
 loop's thread. ``get`` does not suspend when an item is available (like ``asyncio.Queue.get``).
@@ -34,6 +37,9 @@ from kaiwo.runtime.ratelimit import RateLimiter, default_controller_rate_limiter
 T = TypeVar("T", bound=Hashable)
 
 __all__ = ["NoopMetrics", "QueueMetrics", "ShutDown", "WorkQueue"]
+
+
+LOW_PRIORITY_EVERY = 4  # at most this many normal items in a row while low-priority items wait
 
 
 class ShutDown(Exception):
@@ -104,6 +110,7 @@ class WorkQueue(Generic[T]):
         self._queue: deque[T] = deque()
         # The low-priority FIFO (an ordered set), served only while _queue is empty. Same invariant as _queue.
         self._low: OrderedDict[T, None] = OrderedDict()
+        self._normal_streak = 0  # normal items handed out since the last low-priority one
         # Items that need processing: exactly the items of _queue and _low, plus items of _processing that
         # were added again while being processed.
         self._dirty: set[T] = set()
@@ -182,7 +189,12 @@ class WorkQueue(Generic[T]):
                 if (self._queue or self._low) and not getter.cancelled():
                     self._wake_getter()  # we were woken for an item we will not take: pass the wake-up on
                 raise
-        item = self._queue.popleft() if self._queue else self._low.popitem(last=False)[0]
+        if self._queue and not (self._low and self._normal_streak >= LOW_PRIORITY_EVERY):
+            item = self._queue.popleft()
+            self._normal_streak += 1
+        else:
+            item = self._low.popitem(last=False)[0]
+            self._normal_streak = 0
         self._dirty.remove(item)
         self._processing.add(item)
         now = self._clock.now()
@@ -291,13 +303,22 @@ class WorkQueue(Generic[T]):
         self._shut_down()
         _wake_all(self._drainers)
 
-    async def shutdown_with_drain(self) -> None:
+    async def shutdown_with_drain(self, discard_queued: bool = False) -> None:
         """``shutdown``, then wait until every item held by a worker is ``done`` (or ``shutdown`` is called).
+        ``discard_queued``: hand out nothing more (a graceful stop finishes in-flight work only, so the
+        successor, which re-lists everything, is not kept waiting for a backlog).
 
         Workers must keep calling ``done`` for the items they hold, or this waits forever.
         """
         self._drain = True
         self._shut_down()
+        if discard_queued:
+            self._queue.clear()
+            self._low.clear()
+            self._low_on_done.clear()
+            self._dirty.clear()
+            self._added_at.clear()
+            self._metrics.depth(self.name, 0)
         while self._processing and self._drain:
             drainer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._drainers.append(drainer)

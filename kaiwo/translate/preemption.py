@@ -136,3 +136,23 @@ def is_demand_for(pending: Obj, victim: Obj, default_queue: str) -> bool:
         and bool((victim.get("spec") or {}).get("duration"))
         and claim(pending, default_queue) == claim(victim, default_queue)
     )
+
+
+VICTIM_INDEX = "preemption-victim"
+
+
+def victim_index(cr: Obj) -> tuple[str, ...]:
+    """Index value of a RUNNING workload with a duration (a possible victim): its own ``clusterQueue`` (empty
+    when it uses the default) and GPU vendor. Lets a pending workload find its victims without a scan."""
+    spec, status = cr.get("spec"), cr.get("status")
+    if not isinstance(spec, dict) or not isinstance(status, dict):
+        return ()
+    if status.get("status") != "RUNNING" or not spec.get("duration"):
+        return ()
+    return (f"{spec.get('clusterQueue') or ''}/{spec.get('gpuVendor') or DEFAULT_VENDOR}",)
+
+
+def victim_keys(pending: Obj, default_queue: str) -> tuple[str, ...]:
+    """The ``victim_index`` values of the workloads a pending workload competes with."""
+    c = claim(pending, default_queue)
+    return (f"{c.queue}/{c.vendor}", f"/{c.vendor}") if c.queue == default_queue else (f"{c.queue}/{c.vendor}",)

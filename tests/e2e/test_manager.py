@@ -93,3 +93,27 @@ def test_bad_flags_exit_with_a_clear_message() -> None:
     )
     assert out.returncode == 2
     assert "lease duration must be greater than the renew deadline" in out.stderr
+
+
+def test_a_missing_leader_election_namespace_stops_the_start_up_saying_what_to_pass(kubeconfig: str) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kaiwo.manager",
+            "--kubeconfig",
+            kubeconfig,
+            "--leader-election-namespace",
+            "no-such-namespace-for-the-lease",
+            "--health-probe-bind-address",
+            "0",
+            "--metrics-bind-address",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "'no-such-namespace-for-the-lease' does not exist" in out.stderr
+    assert "--leader-election-namespace" in out.stderr and "--no-leader-elect" in out.stderr

@@ -61,13 +61,15 @@ async def test_status_is_written_only_when_it_differs() -> None:
     live = {
         "apiVersion": "g/v1",
         "kind": "K",
-        "metadata": {"name": "x", "namespace": "ns"},
+        "metadata": {"name": "x", "namespace": "ns", "resourceVersion": "7"},
         "status": {"phase": "RUNNING"},
     }
     assert await applier.write_status(live, {"phase": "RUNNING"}) is None
     assert client.calls == []
     assert await applier.write_status(live, {"phase": "COMPLETE"}) == {"status": {"phase": "COMPLETE"}}
-    assert client.calls == [("patch", ("x", {"status": {"phase": "COMPLETE"}}, "status"))]
+    # the cached resourceVersion is a precondition: a stale cache cannot overwrite newer status
+    precondition = {"metadata": {"resourceVersion": "7"}, "status": {"phase": "COMPLETE"}}
+    assert client.calls == [("patch", ("x", precondition, "status"))]
 
 
 def test_expectations_wait_for_the_cache_and_expire() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from kaiwo.controllers import gpuworkload as gw
 from kaiwo.gpumetrics.config import EnvDefaults
 from kaiwo.gpumetrics.reader import PodUtilization
-from kaiwo.runtime.client import ApiError
+from kaiwo.runtime.client import ApiError, Resource
 from kaiwo.runtime.controller import Controller, Request
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.leader import LeaderElectionConfig
@@ -73,7 +73,17 @@ class Api:
             new["spec"].update(patch["spec"])
         return self.put(new)
 
-    async def request(self, method: str, path: str, **kw: Any) -> Obj:  # the Lease PUT
+    async def resource(self, api_version: str, kind: str) -> Resource:
+        assert kind == "Lease"
+        return Resource(api_version, kind, "leases", True)
+
+    async def request(self, method: str, path: str, **kw: Any) -> Obj:  # the Lease: GET, then POST or PUT
+        if method == "GET":
+            namespace, name = path.split("/")[-3], path.split("/")[-1]
+            lease = self.objs.get(("Lease", namespace, name))
+            if lease is None:
+                raise ApiError(404, {"message": "not found"})
+            return copy.deepcopy(lease)
         return self.put(kw["body"])
 
     async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, **kw: Any) -> None:

@@ -17,12 +17,17 @@ CFG = {"namespace": "ns", "name": "lock", "lease_duration": 15.0, "renew_deadlin
 
 
 class LeaseServer:
-    """One Lease object; writes must carry the current resourceVersion. ``down`` makes every call fail."""
+    """One Lease object; writes must carry the current resourceVersion. ``down`` makes every call fail; ``hang``
+    makes every call wait on the fake clock (a silent connection) for ``hang`` seconds before it fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock | None = None) -> None:
         self.lease: Obj | None = None
         self.rv = 0
         self.down = False
+        self.hang = 0.0
+        self.clock = clock
+        self.calls: list[tuple[str, float]] = []  # (method, per-call timeout) as the elector sent them
+        self.retries_asked: list[bool] = []
 
     def client(self) -> FakeClient:
         return FakeClient(self)
@@ -32,35 +37,36 @@ class FakeClient:
     def __init__(self, server: LeaseServer) -> None:
         self.server = server
 
-    def _check(self) -> None:
-        if self.server.down:
-            raise ConnectionError("apiserver unreachable")
-
-    async def get_or_none(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
-        self._check()
-        return copy.deepcopy(self.server.lease)
-
-    async def create(self, obj: Obj) -> Obj:
-        self._check()
-        if self.server.lease is not None:
-            raise ApiError(409, {"reason": "AlreadyExists"})
-        self.server.rv += 1
-        self.server.lease = copy.deepcopy(obj)
-        self.server.lease["metadata"]["resourceVersion"] = str(self.server.rv)
-        return copy.deepcopy(self.server.lease)
-
     async def resource(self, api_version: str, kind: str) -> Resource:
         return Resource(api_version, kind, "leases", True)
 
-    async def request(self, method: str, path: str, *, body: Obj) -> Obj:
-        self._check()
-        assert method == "PUT" and self.server.lease is not None
-        if body["metadata"].get("resourceVersion") != self.server.lease["metadata"]["resourceVersion"]:
-            raise ApiError(409, {"reason": "Conflict"})
-        self.server.rv += 1
-        self.server.lease = copy.deepcopy(body)
-        self.server.lease["metadata"]["resourceVersion"] = str(self.server.rv)
-        return copy.deepcopy(self.server.lease)
+    async def request(
+        self, method: str, path: str, *, body: Obj | None = None, timeout: float = 30, retries: bool = True
+    ) -> Obj:
+        srv = self.server
+        srv.calls.append((method, timeout))
+        srv.retries_asked.append(retries)
+        if srv.hang and srv.clock is not None:
+            await srv.clock.sleep(srv.hang)
+            raise TimeoutError("no answer")
+        if srv.down:
+            raise ConnectionError("apiserver unreachable")
+        if method == "GET":
+            if srv.lease is None:
+                raise ApiError(404, {"reason": "NotFound"})
+            return copy.deepcopy(srv.lease)
+        assert body is not None
+        if method == "POST":
+            if srv.lease is not None:
+                raise ApiError(409, {"reason": "AlreadyExists"})
+        else:
+            assert method == "PUT" and srv.lease is not None
+            if body["metadata"].get("resourceVersion") != srv.lease["metadata"]["resourceVersion"]:
+                raise ApiError(409, {"reason": "Conflict"})
+        srv.rv += 1
+        srv.lease = copy.deepcopy(body)
+        srv.lease["metadata"]["resourceVersion"] = str(srv.rv)
+        return copy.deepcopy(srv.lease)
 
 
 def elector(server: LeaseServer, clock: FakeClock, identity: str) -> LeaderElector:
@@ -144,3 +150,56 @@ def test_config_rejects_inconsistent_durations() -> None:
         LeaderElectionConfig(namespace="n", name="l", lease_duration=5, renew_deadline=10)
     with pytest.raises(ValueError, match="retry period"):
         LeaderElectionConfig(namespace="n", name="l", retry_period=10)
+
+
+async def test_a_hanging_renewal_is_abandoned_before_a_standby_can_acquire() -> None:
+    clock = FakeClock()
+    server = LeaseServer(clock)
+    a, b = elector(server, clock, "a"), elector(server, clock, "b")
+    await a.acquire()  # t=0
+    renewing = asyncio.create_task(a.keep_renewing())
+    assert not await b.try_acquire_or_renew()  # b observes the lease at t=0
+    await clock.advance(4.5)  # renewals at t=2 and t=4 succeed
+    server.hang = 1000.0  # from now on every call hangs (connection open, no bytes)
+    lost_at = None
+    for _ in range(200):
+        await clock.advance(0.1)
+        if renewing.done():
+            lost_at = clock.now()
+            break
+    assert lost_at is not None and not a.is_leader
+    # Last successful renewal started at t=4: a stops by 4 + renew deadline, b may acquire from 4 + lease duration.
+    assert lost_at <= 4 + 10 + 0.11 < 4 + 15
+    assert not any(server.retries_asked), "lease calls must not be retried by the client"
+    assert all(t <= 10 for _, t in server.calls), "each call is bounded by the time left to the renew deadline"
+
+
+async def test_standby_counts_the_lease_age_from_when_its_read_returned() -> None:
+    clock = FakeClock()
+    server = LeaseServer(clock)
+    a, b = elector(server, clock, "a"), elector(server, clock, "b")
+    assert await a.try_acquire_or_renew()  # t=0
+    slow = SlowReads(server, clock, delay=12.0)
+    b.client = slow  # type: ignore[assignment]
+    attempt = asyncio.create_task(b.try_acquire_or_renew(30))
+    await clock.advance(12)  # the read returns at t=12 with a's record of t=0
+    assert not await attempt
+    await clock.advance(4)  # t=16: 16 s since a renewed, but only 4 s since b saw it
+    slow.delay = 0
+    assert not await b.try_acquire_or_renew()
+    await clock.advance(11.1)
+    assert await b.try_acquire_or_renew()
+
+
+class SlowReads(FakeClient):
+    def __init__(self, server: LeaseServer, clock: FakeClock, delay: float) -> None:
+        super().__init__(server)
+        self.clock, self.delay = clock, delay
+
+    async def request(
+        self, method: str, path: str, *, body: Obj | None = None, timeout: float = 30, retries: bool = True
+    ) -> Obj:
+        result = await super().request(method, path, body=body, timeout=timeout, retries=retries)
+        if method == "GET" and self.delay:
+            await self.clock.sleep(self.delay)
+        return result

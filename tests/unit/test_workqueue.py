@@ -199,7 +199,19 @@ async def test_low_priority_order_and_promotion(
     assert await drain(queue) == expected
 
 
-async def test_low_priority_is_served_only_when_the_normal_fifo_is_empty(queue: WorkQueue[str]) -> None:
+async def test_a_stream_of_live_changes_does_not_starve_low_priority_items(queue: WorkQueue[str]) -> None:
+    queue.add("resync-0", low_priority=True)
+    queue.add("resync-1", low_priority=True)
+    served = []
+    for i in range(10):
+        queue.add(f"live-{i}")
+        item = await queue.get()
+        served.append(item)
+        queue.done(item)
+    assert served.index("resync-0") == 4 and served.index("resync-1") == 9
+
+
+async def test_low_priority_is_served_after_the_normal_fifo_empties(queue: WorkQueue[str]) -> None:
     for i in range(1000):
         queue.add(f"resync-{i}", low_priority=True)
     assert await queue.get() == "resync-0"
