@@ -171,7 +171,15 @@ async def cluster_view(client: Client, what: str) -> str:
     if what == "queues":
         cqs = await client.list(KUEUE, "ClusterQueue")
         lqs = await client.list(KUEUE, "LocalQueue")
-        return render.queue_table(cqs, lqs) if cqs else "no ClusterQueues (is Kueue installed and configured?)"
+        if not cqs:
+            return "no ClusterQueues (is Kueue installed and configured?)"
+        workloads: list[Obj] = []
+        if any(c["metadata"].get("deletionTimestamp") for c in cqs):  # name what keeps it terminating
+            try:
+                workloads = await client.list(KUEUE, "Workload")
+            except ApiError:  # scientists may not list every namespace's Workloads
+                workloads = []
+        return render.queue_table(cqs, lqs, workloads)
     nodes = await client.list("v1", "Node")
     pods = await client.list("v1", "Pod", fieldSelector="status.phase!=Succeeded,status.phase!=Failed")
     key = CLUSTER_VIEWS[what]

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kaiwo.api import labels as L
+from kaiwo.translate import kueuestate
 
 Obj = dict[str, Any]
 GPU_KEYS = ("amd.com/gpu", "nvidia.com/gpu")
@@ -355,12 +356,17 @@ def _queue_resource(cq: Obj, key: str) -> tuple[float, float]:
     return used, quota
 
 
-def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj]) -> str:
+def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj], workloads: Sequence[Obj] = ()) -> str:
     """``kaiwo status queues``: per ClusterQueue a [TOTAL] row (GPU/CPU/memory use of the quota, admitted and
-    pending workloads), then one row per LocalQueue that feeds it."""
+    pending workloads, and Kueue's state), then one row per LocalQueue that feeds it. A queue that is
+    terminating or inactive is marked in STATE and explained (Kueue's reason, what holds it) below the table."""
     rows = []
+    notes = []
     for cq in sorted(cluster_queues, key=lambda q: q["metadata"]["name"]):
         name, st = cq["metadata"]["name"], cq.get("status") or {}
+        verdict = kueuestate.verdict("ClusterQueue", cq, workloads=workloads)
+        if not verdict.ok:
+            notes.append(f"! ClusterQueue {name} {verdict.state.upper()}: {verdict.detail}")
         gpu = [_queue_resource(cq, k) for k in GPU_KEYS]
         gpu_used, gpu_quota = sum(u for u, _ in gpu), sum(q for _, q in gpu)
         cpu = _queue_resource(cq, "cpu")
@@ -374,6 +380,7 @@ def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj]) -> s
                 _used(gpu_used, gpu_quota),
                 _used(cpu[0], cpu[1], "{:.4g}"),
                 _used(mem[0] / 2**30, mem[1] / 2**30, "{:.0f}Gi"),
+                verdict.state.upper() if not verdict.ok else verdict.state,
             ]
         )
         for lq in sorted(
@@ -381,6 +388,7 @@ def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj]) -> s
             key=lambda q: (q["metadata"].get("namespace", ""), q["metadata"]["name"]),
         ):
             lst = lq.get("status") or {}
+            lq_verdict = kueuestate.verdict("LocalQueue", lq)
             rows.append(
                 [
                     "",
@@ -390,6 +398,8 @@ def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj]) -> s
                     "",
                     "",
                     "",
+                    lq_verdict.state.upper() if not lq_verdict.ok else lq_verdict.state,
                 ]
             )
-    return table(["CLUSTERQUEUE", "LOCALQUEUE", "ADMITTED", "PENDING", "GPUS", "CPU", "MEMORY"], rows)
+    headers = ["CLUSTERQUEUE", "LOCALQUEUE", "ADMITTED", "PENDING", "GPUS", "CPU", "MEMORY", "STATE"]
+    return "\n".join([table(headers, rows), *notes])

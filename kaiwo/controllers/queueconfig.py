@@ -10,7 +10,11 @@ Reconcile of the singleton ``kaiwo`` (upstream-kaiwo.md §2.10, DECISIONS 8-9):
 4. sync Topologies -> ResourceFlavors -> ClusterQueues -> LocalQueues -> WorkloadPriorityClasses: apply what
    changed, delete what Kaiwo owns (label + ownerReference) but no longer wants, never touch other objects;
    a ResourceFlavor whose immutable spec changed is deleted (finalizer removed) and recreated;
-5. write ``status.status`` READY or FAILED with a ``Ready`` condition saying what failed; retry after 30 s.
+5. check every wanted Kueue object as Kueue sees it (kaiwo.translate.kueuestate): one that is terminating (e.g. a
+   ClusterQueue kept by the ``resource-in-use`` finalizer while workloads are admitted), inactive, or not yet
+   reported Active makes the config not ready, with the object, Kueue's reason and what holds it named;
+6. write ``status.status`` READY or FAILED with a ``Ready`` condition saying what failed (reason ``SyncFailed``
+   when an apply/delete was rejected, ``KueueObjectNotReady`` when Kueue cannot use an object); retry after 30 s.
 Every real change of a Kueue object is an event on the KaiwoQueueConfig, named as upstream's
 ``KaiwoQueueConfig<Kind><Created|Updated|Deleted>`` or ``KaiwoQueueConfig<Kind>Failed`` (Warning); a pass that
 changes nothing emits nothing.
@@ -34,7 +38,7 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
-from kaiwo.translate import nodepools, queueconfig
+from kaiwo.translate import kueuestate, nodepools, queueconfig
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -57,6 +61,7 @@ class Caches:
     namespaces: Informer
     kueue: dict[str, Informer]  # kind -> informer (Topology only when the cluster serves it)
     topology_api: str | None
+    workloads: Informer | None = None  # Kueue Workloads: named as what holds a terminating ClusterQueue
 
 
 def default_spec(pools: list[nodepools.NodePool], cfg: Any) -> Obj:
@@ -159,8 +164,27 @@ class QueueConfigReconciler:
             if informer is None:
                 continue
             errors += await self._sync(live, kind, objs, informer)
-        await self._write_status(live, errors)
-        return Result(requeue_after=FAILED_RETRY) if errors else None
+        problems = self._not_ready(desired)
+        await self._write_status(live, errors, problems)
+        return Result(requeue_after=FAILED_RETRY) if errors or problems else None
+
+    def _not_ready(self, desired: queueconfig.KueueObjects) -> list[str]:
+        """Wanted Kueue objects that exist but that Kueue cannot use, each named with why and what holds it."""
+        c = self.caches
+        cqs = c.kueue["ClusterQueue"].objects() if "ClusterQueue" in c.kueue else []
+        workloads = c.workloads.objects() if c.workloads is not None else []
+        problems = []
+        for kind, objs in desired.in_order():
+            informer = c.kueue.get(kind)
+            for obj in objs if informer is not None else ():
+                key = object_key(obj)
+                existing = informer.get(key) if informer is not None else None
+                if existing is None:  # just created: its watch event brings the live state
+                    continue
+                v = kueuestate.verdict(kind, existing, cluster_queues=cqs, workloads=workloads)
+                if not v.ok:
+                    problems.append(f"{kind} {key} {v.state.lower()}: {v.detail}")
+        return problems
 
     async def _label_nodes(self, pools: list[nodepools.NodePool]) -> list[str]:
         errors = []
@@ -251,11 +275,11 @@ class QueueConfigReconciler:
         except ApiError as e:
             return [f"recreating ResourceFlavor {name}: {e.message or e}"]
 
-    async def _write_status(self, live: Obj, errors: list[str]) -> None:
+    async def _write_status(self, live: Obj, errors: list[str], problems: list[str]) -> None:
         old = live.get("status") or {}
-        ok = not errors
-        message = "all Kueue objects are in sync" if ok else "; ".join(errors)[:1000]
-        reason = "Synced" if ok else "SyncFailed"
+        ok = not errors and not problems
+        message = "all Kueue objects are in sync and active" if ok else " | ".join(errors + problems)[:1000]
+        reason = "Synced" if ok else "SyncFailed" if errors else "KueueObjectNotReady"
         prev = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), None)
         unchanged = (
             prev and prev.get("status") == str(ok) and prev.get("reason") == reason and prev.get("message") == message
@@ -274,6 +298,8 @@ class QueueConfigReconciler:
         )
         status = {"status": "READY" if ok else "FAILED", "conditions": [condition]}
         await self.applier.write_status(live, status)
+        if problems and not unchanged:
+            await self.events.emit(live, f"{KIND}KueueObjectNotReady", " | ".join(problems)[:1000], warning=True)
 
 
 def _now() -> str:
@@ -308,6 +334,15 @@ async def topology_api(client: Client) -> str | None:
     return None
 
 
+async def _optional_informer(manager: Manager, api_version: str, kind: str) -> Informer | None:
+    try:
+        return await manager.informer(api_version, kind)
+    except ApiError as e:
+        if e.not_found:
+            return None
+        raise
+
+
 async def setup(manager: Manager, workers: int = 1) -> Controller:
     """Register the controller and its watches with ``manager``."""
     client = manager.client
@@ -327,6 +362,7 @@ async def setup(manager: Manager, workers: int = 1) -> Controller:
         namespaces=await manager.informer("v1", "Namespace"),
         kueue=kueue,
         topology_api=topo,
+        workloads=await _optional_informer(manager, KUEUE, "Workload"),
     )
     ctrl = Controller("kaiwoqueueconfig", QueueConfigReconciler(client, caches), workers=workers)
     singleton = (Request(None, NAME),)
