@@ -48,6 +48,7 @@ NAME = "kaiwo"
 FIELD_MANAGER = "kaiwo-queueconfig"
 NODE_FIELD_MANAGER = "kaiwo-nodepools"
 FAILED_RETRY = 30.0
+KUEUE_REPORT_GRACE = 20.0  # seconds a new ClusterQueue/LocalQueue may lack Kueue's Active condition
 KUEUE = queueconfig.KUEUE_API
 FLAVOR_IN_USE_FINALIZER = "kueue.x-k8s.io/resource-in-use"
 TOPOLOGY_VERSIONS = ("kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1alpha1")
@@ -164,16 +165,20 @@ class QueueConfigReconciler:
             if informer is None:
                 continue
             errors += await self._sync(live, kind, objs, informer)
-        problems = self._not_ready(desired)
+        problems, unreported = self._not_ready(desired)
         await self._write_status(live, errors, problems)
-        return Result(requeue_after=FAILED_RETRY) if errors or problems else None
+        if errors or problems:
+            return Result(requeue_after=FAILED_RETRY)
+        return Result(requeue_after=KUEUE_REPORT_GRACE) if unreported else None
 
-    def _not_ready(self, desired: queueconfig.KueueObjects) -> list[str]:
-        """Wanted Kueue objects that exist but that Kueue cannot use, each named with why and what holds it."""
+    def _not_ready(self, desired: queueconfig.KueueObjects) -> tuple[list[str], bool]:
+        """Wanted Kueue objects that exist but that Kueue cannot use, each named with why and what holds it; and
+        whether a new object still waits for Kueue's first report (to look again once its grace is over)."""
         c = self.caches
         cqs = c.kueue["ClusterQueue"].objects() if "ClusterQueue" in c.kueue else []
         workloads = c.workloads.objects() if c.workloads is not None else []
         problems = []
+        unreported = False
         for kind, objs in desired.in_order():
             informer = c.kueue.get(kind)
             for obj in objs if informer is not None else ():
@@ -182,9 +187,12 @@ class QueueConfigReconciler:
                 if existing is None:  # just created: its watch event brings the live state
                     continue
                 v = kueuestate.verdict(kind, existing, cluster_queues=cqs, workloads=workloads)
+                if v.state == "Unknown" and _age(existing) < KUEUE_REPORT_GRACE:
+                    unreported = True  # Kueue reports within moments: no FAILED flicker for a new object
+                    continue
                 if not v.ok:
                     problems.append(f"{kind} {key} {v.state.lower()}: {v.detail}")
-        return problems
+        return problems, unreported
 
     async def _label_nodes(self, pools: list[nodepools.NodePool]) -> list[str]:
         errors = []
@@ -304,6 +312,14 @@ class QueueConfigReconciler:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _age(obj: Obj) -> float:
+    """Seconds since the object was created (0 when unknown)."""
+    created = obj["metadata"].get("creationTimestamp")
+    if not created:
+        return 0.0
+    return (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
 
 
 def _node_changed(old: Obj, new: Obj) -> bool:
