@@ -179,9 +179,13 @@ def describe_workload(
     local_queue: Obj | None,
     events: Sequence[Obj],
     now: dt.datetime,
+    reason: str = "",
+    why: str = "",
+    usage: str = "",
 ) -> str:
     """``kaiwo status job/NAME``: everything needed to see why a workload waits. ``queue``: the LocalQueue (and
-    ClusterQueue) name it uses, the cluster's default when the spec names none."""
+    ClusterQueue) name it uses, the cluster's default when the spec names none; ``reason``: the phase's reason,
+    ``why``: the findings that explain it (kaiwo.cli.explain), ``usage``: the ClusterQueue's usage against quota."""
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     generation, observed = meta.get("generation"), status.get("observedGeneration")
     lines = [
@@ -194,6 +198,7 @@ def describe_workload(
             if observed is None or observed == generation
             else f"  (for generation {observed}; the spec is at {generation})"
         ),
+        *([f"Reason:      {reason}"] if reason else []),
         f"User:        {spec.get('user') or '-'}",
         f"Queue:       {queue}" + ("" if spec.get("clusterQueue") else " (the cluster's default)"),
         f"GPUs:        {gpus(obj)} ({spec.get('gpuVendor') or 'amd'})",
@@ -205,6 +210,8 @@ def describe_workload(
         lines.append(f"Completed:   {status['completionTime']}")
     if status.get("duration") is not None:
         lines.append(f"Duration:    {human_duration(status['duration'])}")
+    if why:
+        lines += ["", "Why:", why]
     lines += ["", "Conditions:", _indent(_conditions(status.get("conditions") or [], now))]
 
     lines += ["", "Kueue:"]
@@ -216,8 +223,10 @@ def describe_workload(
             f"  LocalQueue {queue} -> ClusterQueue {local_queue['spec'].get('clusterQueue')}: "
             f"{lst.get('pendingWorkloads', 0)} pending, {lst.get('admittedWorkloads', 0)} admitted"
         )
+    if usage:
+        lines.append(f"  {usage}")
     if not kueue:
-        lines.append("  Workload: none yet (Kueue creates one when the child Job/RayJob/AppWrapper exists)")
+        lines.append("  Workload: none yet (Kueue creates one per child Job/RayJob/AppWrapper, or per pod)")
     for wl in kueue:
         adm = (wl.get("status") or {}).get("admission") or {}
         cq = adm.get("clusterQueue")

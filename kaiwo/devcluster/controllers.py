@@ -32,6 +32,7 @@ from kaiwo.runtime.client import ApiError, Client
 Obj = dict[str, Any]
 
 KUEUE_NAMESPACE = "kueue-system"
+KUEUE_CONFIG_MAP, KUEUE_CONFIG_KEY = "kueue-manager-config", "controller_manager_config.yaml"  # as Kueue installs it
 # Upstream Kaiwo labels the namespaces whose workloads Kueue manages (its `kaiwo` namespace has this label).
 KUEUE_MANAGED_LABEL = ("kueue-managed", "true")
 KUEUE_FRAMEWORKS = (
@@ -158,6 +159,14 @@ def kueue(ctx: Context) -> Launch:
     certs = ctx.serving_certs("kueue")
     config = ctx.folder("kueue") / "config.yaml"
     config.write_text(yaml.safe_dump(kueue_config(ctx, certs), sort_keys=False))
+    # The process reads the file; the ConfigMap is where Kueue's own install keeps the same configuration, so
+    # `kaiwo doctor` and `kaiwo status` read the local cluster's Kueue settings as they read a real one's.
+    published = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": KUEUE_CONFIG_MAP, "namespace": KUEUE_NAMESPACE},
+        "data": {KUEUE_CONFIG_KEY: config.read_text()},
+    }
     webhook_dir = root / "config" / "components" / "webhook"
     port, ca = ctx.ports.kueue_webhook, ctx.ca_bundle
     return Launch(
@@ -165,7 +174,7 @@ def kueue(ctx: Context) -> Launch:
         argv=[str(ctx.binaries["kueue"]), f"--config={config}", "--zap-encoder=console"],
         health_url=f"http://127.0.0.1:{ctx.ports.kueue_health}/readyz",  # ready once the webhook server runs
         env={KUEUE_METRICS_CERT_DIR_ENV: str(certs)},
-        objects=[namespace(KUEUE_NAMESPACE)],
+        objects=[namespace(KUEUE_NAMESPACE), published],
         webhooks=addons.local_webhooks(
             addons.load_yaml(webhook_dir / "manifests.yaml"),
             addons.kustomize_patches(webhook_dir / "kustomization.yaml"),
