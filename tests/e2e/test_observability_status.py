@@ -8,8 +8,10 @@ cluster state: the test that deletes it waits until it is back and the KaiwoQueu
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 
+import orjson
 from typer.testing import CliRunner, Result
 
 from kaiwo.cli.main import app
@@ -57,6 +59,11 @@ async def test_deleted_cluster_queue_under_a_running_service_is_not_ready_until_
         if ((w.get("status") or {}).get("admission") or {}).get("clusterQueue") == "kaiwo"
     ]
 
+    # `kaiwo status` finds the per-pod Workload Kueue made for the Deployment's pod, and the queue's usage.
+    text = (await kaiwo(kubeconfig, "status", "service/held", "-n", namespace)).stdout
+    assert f"Workload {wl['metadata']['name']}: admitted to kaiwo" in text, text
+    assert "ClusterQueue kaiwo usage/quota: amd.com/gpu " in text and "Workload: none yet" not in text, text
+
     await client.delete(KUEUE, "ClusterQueue", "kaiwo")
     cfg = await eventually(lambda: queue_config(client, "FAILED"), "KaiwoQueueConfig FAILED", timeout=30)
     (cond,) = cfg["status"]["conditions"]
@@ -71,9 +78,54 @@ async def test_deleted_cluster_queue_under_a_running_service_is_not_ready_until_
     assert total.split()[-1] == "TERMINATING", table
     assert "! ClusterQueue kaiwo TERMINATING" in table and f"{namespace}/{wl['metadata']['name']}" in table, table
 
+    text = (await kaiwo(kubeconfig, "status", "service/held", "-n", namespace)).stdout
+    assert "! ClusterQueue/kaiwo: terminating" in text, text
+
     # Once the service is gone, Kueue lets the ClusterQueue go; Kaiwo recreates it and is READY again.
     await client.delete(API, "KaiwoService", "held", namespace)
     cfg = await eventually(lambda: queue_config(client, "READY"), "READY with a new ClusterQueue", timeout=90)
     cq = await client.get(KUEUE, "ClusterQueue", "kaiwo")
     assert not cq["metadata"].get("deletionTimestamp")
     assert cfg["status"]["conditions"][0]["message"] == "all Kueue objects are in sync and active"
+
+
+async def test_status_explains_an_unmanaged_namespace_and_an_unbound_volume(
+    client: Client, operator: Manager, kubeconfig: str
+) -> None:
+    ns = f"e2e-unmanaged-{secrets.token_hex(3)}"  # no kueue-managed=true: Kueue ignores its jobs
+    await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    try:
+        job = {
+            "apiVersion": API,
+            "kind": "KaiwoJob",
+            "metadata": {"name": "lonely", "namespace": ns},
+            "spec": {
+                "image": "busybox:1.36",
+                "entrypoint": "echo hi",
+                "gpus": 1,
+                "storage": {
+                    "storageEnabled": True,
+                    "storageClassName": "no-such-class",
+                    "data": {"storageSize": "1Gi"},
+                },
+            },
+        }
+        await client.create(job)
+        await eventually(lambda: phase_is(client, "KaiwoJob", "lonely", ns, "PENDING"), "lonely PENDING", timeout=60)
+
+        async def explained() -> Obj | None:
+            doc = orjson.loads((await kaiwo(kubeconfig, "status", "job/lonely", "-n", ns, "-o", "json")).stdout)
+            subjects = {f["subject"] for f in doc["findings"]}
+            return doc if {f"Namespace/{ns}", "PersistentVolumeClaim/lonely-data"} <= subjects else None
+
+        doc = await eventually(explained, "namespace and volume findings", timeout=30)
+        assert doc["phase"] == "PENDING" and doc["namespaceManagedByKueue"] is False
+        first = doc["findings"][0]
+        assert first["severity"] == "blocking" and "kueue-managed=true" in first["message"]
+        assert f"kubectl label namespace {ns} kueue-managed=true" in first["hint"]
+        assert doc["object"]["metadata"]["name"] == "lonely"
+        text = (await kaiwo(kubeconfig, "status", "job/lonely", "-n", ns)).stdout
+        assert "Why:" in text and f"! Namespace/{ns}: Kueue does not manage this namespace" in text, text
+        assert "! PersistentVolumeClaim/lonely-data: Pending" in text, text
+    finally:
+        await client.delete("v1", "Namespace", ns)
