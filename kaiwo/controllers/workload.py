@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+
 from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.controllers import settings
 from kaiwo.runtime.apply import Applier, Expectations
@@ -107,6 +109,7 @@ class WorkloadReconciler:
         self.queue_creates = Expectations(ttl=30.0)
 
     async def reconcile(self, req: Request) -> Result | None:
+        trace.get_current_span().set_attribute("kaiwo.kind", self.kind)  # the reconcile span names the Kaiwo kind
         cr = self.caches.primary.get_by(req.name, req.namespace)
         if cr is None:
             return None

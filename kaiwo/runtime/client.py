@@ -30,6 +30,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from kaiwo.runtime import tracing
+
 Obj = dict[str, Any]
 DEFAULT_TIMEOUT = 30.0
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -198,7 +200,9 @@ class Client:
         timeout: float,
     ) -> Any:
         headers = await self._headers(content_type if data is not None else None)
-        with self.tracer.start_as_current_span(f"{method} {path}", kind=trace.SpanKind.CLIENT) as span:
+        name, attributes = tracing.api_call(method, path)
+        with self.tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=attributes) as span:
+            tracing.inject(headers)  # traceparent: the apiserver's spans join this trace
             try:
                 async with self.session.request(
                     method,

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import trace
 
+from kaiwo.runtime import tracing
 from kaiwo.runtime.clock import Clock, RealClock
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.runtime.logs import log_context
@@ -208,12 +209,7 @@ class Controller:
         with (
             self.tracer.start_as_current_span(
                 f"reconcile {self.name}",
-                attributes={
-                    "controller": self.name,
-                    "namespace": req.namespace or "",
-                    "name": req.name,
-                    "reconcileID": reconcile_id,
-                },
+                attributes=tracing.reconcile_attributes(self.name, req.namespace, req.name, reconcile_id),
             ) as span,
             log_context(controller=self.name, namespace=req.namespace, name=req.name, reconcileID=reconcile_id),
         ):
