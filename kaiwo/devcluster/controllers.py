@@ -247,4 +247,64 @@ def appwrapper(ctx: Context) -> Launch:
     )
 
 
-LAUNCHERS: dict[str, Callable[[Context], Launch]] = {"kueue": kueue, "kuberay": kuberay, "appwrapper": appwrapper}
+# --- Jaeger -------------------------------------------------------------------------------------------------
+
+
+def jaeger_config(ports: Ports) -> Obj:
+    """Jaeger v2's configuration (an OpenTelemetry collector's): OTLP gRPC and HTTP receivers, in-memory storage,
+    the query API and UI, all on 127.0.0.1 ports from ``Ports``; a short batch timeout so traces are queryable
+    within a second; its own metrics off (no fixed port 8888)."""
+    return {
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query"],
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}
+            },
+            "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info"}},
+        },
+        "extensions": {
+            "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": 100000}}}},
+            "jaeger_query": {
+                "storage": {"traces": "memstore"},
+                "http": {"endpoint": f"127.0.0.1:{ports.jaeger_query}"},
+                "grpc": {"endpoint": f"127.0.0.1:{ports.jaeger_query_grpc}"},
+            },
+        },
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": f"127.0.0.1:{ports.jaeger_otlp_grpc}"},
+                    "http": {"endpoint": f"127.0.0.1:{ports.jaeger_otlp_http}"},
+                }
+            }
+        },
+        "processors": {"batch": {"timeout": "200ms"}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": "memstore"}},
+    }
+
+
+def jaeger(ctx: Context) -> Launch:
+    config = ctx.folder("jaeger") / "config.yaml"
+    config.write_text(yaml.safe_dump(jaeger_config(ctx.ports), sort_keys=False))
+    return Launch(
+        name="jaeger",
+        argv=[str(ctx.binaries["jaeger"]), f"--config={config}"],
+        health_url=f"http://127.0.0.1:{ctx.ports.jaeger_query}/api/services",
+    )
+
+
+def jaeger_endpoints(ports: Mapping[str, int]) -> dict[str, str]:
+    """Where the local Jaeger listens (from a cluster's status ``ports``): OTLP gRPC/HTTP and the UI/query API."""
+    return {
+        "otlp_grpc": f"http://127.0.0.1:{ports['jaeger_otlp_grpc']}",
+        "otlp_http": f"http://127.0.0.1:{ports['jaeger_otlp_http']}",
+        "ui": f"http://127.0.0.1:{ports['jaeger_query']}",
+    }
+
+
+LAUNCHERS: dict[str, Callable[[Context], Launch]] = {
+    "kueue": kueue,
+    "kuberay": kuberay,
+    "appwrapper": appwrapper,
+    "jaeger": jaeger,
+}

@@ -226,6 +226,7 @@ class Controller:
             finally:
                 m.time.observe(time.perf_counter() - started)
                 m.active.dec()
+            log.debug("reconciled", extra={"fields": {"seconds": round(time.perf_counter() - started, 4)}})
         if result.requeue_after > 0:
             self.queue.forget(req)
             self.queue.add_after(req, result.requeue_after)
