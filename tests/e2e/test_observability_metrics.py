@@ -17,6 +17,7 @@ import pytest
 from kaiwo.controllers import metrics, queueconfig, workload
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
+from tests.e2e.conftest import render_chart
 from tests.e2e.helpers import eventually
 
 API = "kaiwo.silogen.ai/v1alpha1"
@@ -114,3 +115,11 @@ async def test_every_dashboard_query_names_an_exported_metric(
     )
     text = await scrape(operator_metrics)
     assert re.search(r'kaiwo_nodepool_gpus\{node_pool="[^"]+",state="allocatable",vendor="amd"\} [1-9]', text), text
+
+
+def test_chart_ships_the_dashboard_for_grafanas_sidecar() -> None:
+    (cm,) = [o for o in render_chart() if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["kaiwo-admin.json"]) == json.loads(DASHBOARD.read_text())
+    off = render_chart("--set", "grafanaDashboard.enabled=false")
+    assert not [o for o in off if o["metadata"]["name"].endswith("-dashboard")]
