@@ -86,7 +86,7 @@ async def test_doctor_finds_one_broken_thing_at_a_time(
     assert {"crds", "dependencies", "kueue-config", "namespaces", "operator", "queues", "nodes"} <= ok, checks
     lease = next(c for c in checks if c["area"] == "operator" and c["status"] == "ok")
     assert lease["message"].startswith("leader doctor-e2e")
-    assert any(c["message"].startswith("Kueue installed: APIs v1beta1") for c in checks), checks
+    assert any(c["message"].startswith("Kueue installed: APIs ") and "v1beta" in c["message"] for c in checks), checks
 
     # 1. A namespace Kueue does not manage holds a KaiwoJob.
     ns = f"e2e-doctor-{secrets.token_hex(3)}"
@@ -124,7 +124,7 @@ async def test_doctor_finds_one_broken_thing_at_a_time(
         "v1",
         "ConfigMap",
         kueueinfo.CONFIG_MAP,
-        {"data": {kueueinfo.CONFIG_KEY: text.replace("- pod\n", "")}},
+        {"data": {kueueinfo.CONFIG_KEY: "\n".join(x for x in text.splitlines() if x.strip() != "- pod")}},
         kueueinfo.NAMESPACE,
     )
     try:
