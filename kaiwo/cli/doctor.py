@@ -171,7 +171,7 @@ async def check_namespaces(client: Client, kueue_config: Obj | None) -> list[Che
         if obj is not None and not explain.selector_matches(selector, obj["metadata"].get("labels") or {}):
             unmanaged.append(ns)
     if unmanaged:
-        labels = " ".join(f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()) or "<matching labels>"
+        labels = explain.labels_to_set(selector) or "<labels matching the selector>"
         return [
             Check(
                 "namespaces",

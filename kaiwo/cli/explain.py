@@ -68,6 +68,11 @@ def describe_selector(selector: Mapping[str, Any]) -> str:
     return ", ".join(parts) or "everything"
 
 
+def labels_to_set(selector: Mapping[str, Any]) -> str:
+    """``k=v ...`` that satisfy the selector's matchLabels ("" when it has none)."""
+    return " ".join(f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items())
+
+
 def namespace_findings(ns: str, namespace: Obj | None, kueue_selector: Mapping[str, Any] | None) -> list[Finding]:
     if namespace is None or kueue_selector is None:
         return []
@@ -81,8 +86,8 @@ def namespace_findings(ns: str, namespace: Obj | None, kueue_selector: Mapping[s
             "Kueue does not manage this namespace (its managedJobsNamespaceSelector is "
             f"{describe_selector(kueue_selector)}), so nothing here is queued or admitted and the workload "
             "waits for ever",
-            "ask an administrator to label the namespace to match Kueue's selector "
-            f"(e.g. kubectl label namespace {ns} kueue-managed=true)",
+            "ask an administrator to label the namespace to match Kueue's selector"
+            + (f" (kubectl label namespace {ns} {labels})" if (labels := labels_to_set(kueue_selector)) else ""),
         )
     ]
 
