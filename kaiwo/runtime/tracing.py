@@ -131,8 +131,16 @@ def api_call(method: str, path: str) -> tuple[str, dict[str, Any]]:
 
 def inject(headers: MutableMapping[str, str]) -> None:
     """Add the current span's W3C ``traceparent`` (and baggage) to outgoing headers, so the apiserver's own
-    spans join the operator's trace (propagators from ``OTEL_PROPAGATORS``)."""
+    spans join the operator's trace (propagators from ``OTEL_PROPAGATORS``).
+
+    The trace flags keep only the ``sampled`` bit: the Python SDK also sets the Trace Context Level 2 ``random``
+    bit (flags ``03``), and receivers implementing Level 1 strictly - the OpenTelemetry Go SDK in
+    kube-apiserver 1.35 among them - reject a version-00 header with any other flag and start a trace of their
+    own."""
     propagate.inject(headers)
+    parent = headers.get("traceparent")
+    if parent and len(parent) == 55 and parent.startswith("00-"):
+        headers["traceparent"] = f"{parent[:53]}{int(parent[53:], 16) & 0x01:02x}"
 
 
 def reconcile_attributes(controller: str, namespace: str | None, name: str, reconcile_id: str) -> dict[str, Any]:

@@ -93,5 +93,5 @@ def test_inject_writes_the_current_span_as_traceparent() -> None:
         headers: dict[str, str] = {}
         tracing.inject(headers)
     ctx = span.get_span_context()
-    assert headers["traceparent"].startswith(f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-")
+    assert headers["traceparent"] == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"  # Level 1 flags only
     assert trace.get_current_span().get_span_context().is_valid is False
