@@ -18,7 +18,7 @@ from kaiwo.controllers import metrics, queueconfig, workload
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from tests.e2e.conftest import render_chart
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import eventually, http_ok
 
 API = "kaiwo.silogen.ai/v1alpha1"
 DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "kaiwo" / "dashboards" / "kaiwo-admin.json"
@@ -60,15 +60,17 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 async def operator_metrics(kubeconfig: str, kaiwo_crds: None) -> AsyncIterator[str]:
-    address = f"127.0.0.1:{free_port()}"
+    address, health = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     async with await Client.from_kubeconfig(kubeconfig) as mgr_client:
-        mgr = Manager(mgr_client, ManagerOptions(health_address="", metrics_address=address))
+        mgr = Manager(mgr_client, ManagerOptions(health_address=health, metrics_address=address))
         await queueconfig.setup(mgr)
         for kind in ("KaiwoJob", "KaiwoService"):
             await workload.setup(mgr, kind)
         await metrics.setup(mgr)
         stop = asyncio.Event()
         task = asyncio.create_task(mgr.run(stop))
+        # Ready means the caches are synced: a workload created later is a new one, whose latency is measured.
+        await eventually(lambda: http_ok(f"http://{health}/readyz"), "the operator ready", timeout=60)
         try:
             yield f"http://{address}/metrics"
         finally:
