@@ -129,3 +129,31 @@ async def test_status_explains_an_unmanaged_namespace_and_an_unbound_volume(
         assert "! PersistentVolumeClaim/lonely-data: Pending" in text, text
     finally:
         await client.delete("v1", "Namespace", ns)
+
+
+async def test_status_shows_the_schedulers_message_for_an_unschedulable_pod(
+    client: Client, namespace: str, operator: Manager, kubeconfig: str
+) -> None:
+    job = {
+        "apiVersion": API,
+        "kind": "KaiwoJob",
+        "metadata": {"name": "unbound", "namespace": namespace},
+        "spec": {
+            "image": "busybox:1.36",
+            "entrypoint": "echo hi",
+            "storage": {"storageEnabled": True, "storageClassName": "no-such-class", "data": {"storageSize": "1Gi"}},
+        },
+    }
+    await client.create(job)  # Kueue admits it (a volume is no quota), but no volume can ever bind
+
+    async def unschedulable() -> Obj | None:
+        doc = orjson.loads((await kaiwo(kubeconfig, "status", "job/unbound", "-n", namespace, "-o", "json")).stdout)
+        pods = [f for f in doc["findings"] if f["subject"].startswith("Pod/") and "not schedulable" in f["message"]]
+        return doc if pods else None
+
+    doc = await eventually(unschedulable, "an unschedulable pod finding", timeout=60)
+    (pod,) = [f for f in doc["findings"] if f["subject"].startswith("Pod/")]
+    assert "Unschedulable" in pod["message"] and "PersistentVolumeClaim" in pod["message"], pod
+    assert pod["severity"] == "blocking" and pod["hint"]
+    assert any(w["admitted"] and w["clusterQueue"] == "kaiwo" for w in doc["workloads"]), doc["workloads"]
+    assert doc["queue"]["clusterQueueState"] == "Active" and doc["queue"]["usage"]["cpu"]["quota"] > 0
