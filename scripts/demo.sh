@@ -53,7 +53,7 @@ Explore (the kaiwo CLI and kubectl use this cluster once you run the export):
   kaiwo submit -f my-job.yaml --wait              # your own; see docs/scientist-guide.md
   $kubectl get kaiwojobs,kaiwoservices,jobs,deployments,pods -n kaiwo-demo
   $kubectl get clusterqueues,localqueues -A; $kubectl get kaiwoqueueconfig kaiwo -o yaml
-  $(jaeger ui)/search?service=kaiwo-operator   # the operator's traces in Jaeger (with the apiserver's spans)
+  curl -s '$(jaeger ui)/api/traces?service=kaiwo-operator&limit=1'   # a trace in Jaeger (with the apiserver's spans)
   curl -s http://127.0.0.1:18080/metrics | grep -E '^(kaiwo_workloads|controller_runtime_reconcile_total)'
 Stop: kill \$(cat $state/operator.pid); .venv/bin/kaiwo-dev down
 EOT

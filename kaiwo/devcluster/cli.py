@@ -85,7 +85,9 @@ def up(
         f"[green]local cluster ready[/green] at {st.data.get('server')} (logs: {cluster.layout.logs})", highlight=False
     )
     if "jaeger" in st.data.get("addons", []):
-        err.print(f"Jaeger UI: {controllers.jaeger_endpoints(st.data['ports'])['ui']}", highlight=False)
+        # Jaeger's web UI assets are built by its release (npm), not part of its Go module: the page there is a
+        # placeholder, the query API (/api/services, /api/traces) is complete.
+        err.print(f"Jaeger query API: {controllers.jaeger_endpoints(st.data['ports'])['ui']}/api", highlight=False)
     typer.echo(f"export KUBECONFIG={shlex.quote(str(kubeconfig))}")
 
 
