@@ -35,6 +35,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kaiwo.api.common import WorkloadStatus
+from kaiwo.controllers import workload
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.runtime.manager import Manager
@@ -94,13 +95,8 @@ class KaiwoCollector(Collector):
 
 
 GPU_VENDORS = {"amd.com/gpu": "amd", "nvidia.com/gpu": "nvidia"}
-RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"  # on every child: the owning workload's uid
-CHILD_KINDS = {
-    "Job": "batch/v1",
-    "Deployment": "apps/v1",
-    "RayJob": "ray.io/v1",
-    "AppWrapper": "workload.codeflare.dev/v1beta2",
-}
+RUN_ID_LABEL = workload.RUN_ID_LABEL  # on every child: the owning workload's uid
+CHILD_KINDS = {kind: workload.CHILD_KINDS[kind] for kind in workload.WORKLOAD_KINDS}  # the children Kueue admits
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 
 
