@@ -16,8 +16,10 @@ runtime's controller-runtime metrics):
 - ``kaiwo_queue_oldest_pending_seconds{cluster_queue}``: age of the oldest PENDING Kaiwo workload per queue;
 - ``kaiwo_nodepool_gpus{node_pool,vendor,state}``: allocatable GPUs of the pool's schedulable nodes, and GPUs
   requested by Kaiwo pods bound to them (``state`` allocatable|requested);
-- ``kaiwo_workload_errors{kind,reason}``: workloads now in ERROR or FAILED, by their failing condition's reason
-  (reconcile failures themselves are the runtime's ``controller_runtime_reconcile_errors_total``);
+- ``kaiwo_workload_errors{kind,reason}``: workloads now in ERROR or FAILED, by their failing condition's reason;
+- ``kaiwo_reconcile_errors_total{controller,reason}``: failed reconciles by cause (the apiserver's Status
+  reason, e.g. ``Conflict``/``Forbidden``, else the exception's type); the runtime's
+  ``controller_runtime_reconcile_errors_total`` counts the same failures without a reason;
 - ``kaiwo_workload_child_create_seconds{kind}`` (histogram): from a workload's first sighting to its first child
   in the caches, i.e. the operator's reaction time (not observed for objects that predate the process).
 """
@@ -30,13 +32,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import Histogram
+from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kaiwo.api.common import WorkloadStatus
 from kaiwo.controllers import workload
 from kaiwo.runtime.client import ApiError
+from kaiwo.runtime.controller import Request, Result
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.runtime.manager import Manager
 from kaiwo.translate import kueuestate
@@ -271,6 +274,30 @@ class ChildLatency:
             self.histogram.labels(kind).observe(self.clock() - when)
 
 
+class ErrorCounting:
+    """Wraps a controller's reconciler: counts each failure by reason, then lets it propagate unchanged (the
+    controller's own retry and logging stay as they are)."""
+
+    def __init__(self, inner: Any, controller: str, counter: Counter) -> None:
+        self.inner = inner
+        self.controller = controller
+        self.counter = counter
+
+    async def reconcile(self, req: Request) -> Result | None:
+        try:
+            result: Result | None = await self.inner.reconcile(req)
+            return result
+        except Exception as e:
+            self.counter.labels(self.controller, error_reason(e)).inc()
+            raise
+
+
+def error_reason(e: BaseException) -> str:
+    if isinstance(e, ApiError):
+        return e.reason or f"HTTP{e.status}"
+    return type(e).__name__
+
+
 async def _optional(manager: Manager, api_version: str, kind: str, **kw: Any) -> Informer | None:
     try:
         return await manager.informer(api_version, kind, **kw)
@@ -295,6 +322,14 @@ async def setup(manager: Manager) -> KaiwoCollector:
             pods=await manager.informer("v1", "Pod", label_selector=RUN_ID_LABEL),
         )
     )
+    errors = Counter(
+        "kaiwo_reconcile_errors",
+        "Failed reconciles by controller and reason (the apiserver's Status reason, else the exception type)",
+        ["controller", "reason"],
+        registry=registry,
+    )
+    for ctrl in manager.controllers:  # every controller registered before this call
+        ctrl.reconciler = ErrorCounting(ctrl.reconciler, ctrl.name, errors)
     latency = ChildLatency(registry)
     for kind, informer in workloads.items():
         informer.add_handler(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
+import pytest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from kaiwo.controllers.metrics import AdminCollector, ChildLatency
+from kaiwo.controllers.metrics import AdminCollector, ChildLatency, ErrorCounting
+from kaiwo.runtime.client import ApiError
+from kaiwo.runtime.controller import Request
 from tests.unit.test_kaiwo_metrics import NOW, FakeInformer, workload
 
 Obj = dict[str, Any]
@@ -93,3 +96,22 @@ def test_child_latency_from_first_sighting_to_first_child() -> None:
     assert m['kaiwo_workload_child_create_seconds_count{kind="KaiwoJob"}'] == 1
     assert m['kaiwo_workload_child_create_seconds_bucket{kind="KaiwoJob",le="0.5"}'] == 1
     assert m['kaiwo_workload_child_create_seconds_bucket{kind="KaiwoJob",le="0.25"}'] == 0
+
+
+async def test_reconcile_errors_are_counted_by_reason_and_still_raised() -> None:
+    class Failing:
+        def __init__(self) -> None:
+            self.errors: list[Exception] = [ApiError(409, {"reason": "Conflict"}), ApiError(500, "boom"), KeyError("x")]
+
+        async def reconcile(self, req: Request) -> None:
+            raise self.errors.pop(0)
+
+    registry = CollectorRegistry()
+    counter = Counter("kaiwo_reconcile_errors", "test", ["controller", "reason"], registry=registry)
+    wrapped = ErrorCounting(Failing(), "kaiwojob", counter)
+    for expected in (ApiError, ApiError, KeyError):
+        with pytest.raises(expected):
+            await wrapped.reconcile(Request("ns", "n"))
+    m = scrape(registry)
+    for reason in ("Conflict", "HTTP500", "KeyError"):
+        assert m[f'kaiwo_reconcile_errors_total{{controller="kaiwojob",reason="{reason}"}}'] == 1
