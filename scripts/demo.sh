@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
-eval "$(kaiwo-dev up)"
+eval "$(kaiwo-dev up --addons all,jaeger)"
 state=$(dirname "$KUBECONFIG")
+jaeger() { kaiwo-dev status --state "$state" | awk -v k="$1:" '$1=="jaeger" && $2==k {print $3}'; }
 kubectl=$(kaiwo-dev build 2>/dev/null | awk '$1=="kubectl"{print $2}')
 k() { "$kubectl" --kubeconfig "$KUBECONFIG" "$@"; }
 
@@ -21,6 +22,7 @@ if [ -f "$state/operator.pid" ] && kill -0 "$(cat "$state/operator.pid")" 2>/dev
   echo "== the Kaiwo operator is already running (pid $(cat "$state/operator.pid"))"
 else
   echo "== starting the Kaiwo operator (logs: $state/operator.log)"
+  OTEL_EXPORTER_OTLP_ENDPOINT=$(jaeger otlp_grpc) OTEL_EXPORTER_OTLP_PROTOCOL=grpc \
   nohup python -m kaiwo.manager --kubeconfig "$KUBECONFIG" --leader-election-namespace default \
     --metrics-bind-address 127.0.0.1:18080 --health-probe-bind-address 127.0.0.1:18081 \
     --log-format text >"$state/operator.log" 2>&1 &
@@ -44,12 +46,14 @@ cat <<EOT
 
 Explore (the kaiwo CLI and kubectl use this cluster once you run the export):
   export KUBECONFIG=$KUBECONFIG PATH=$PWD/.venv/bin:\$PATH
-  kaiwo status job/hello-gpu -n kaiwo-demo        # conditions, Kueue admission, children, events
+  kaiwo status job/hello-gpu -n kaiwo-demo        # why: phase, Kueue admission and queue usage, children, events
+  kaiwo doctor --operator-namespace default       # the cluster's Kaiwo setup, each finding with what to do
   kaiwo logs job/hello-gpu -n kaiwo-demo          # (kwok serves a canned log in the local cluster)
   kaiwo status queues; kaiwo status amd; kaiwo status nvidia
   kaiwo submit -f my-job.yaml --wait              # your own; see docs/scientist-guide.md
   $kubectl get kaiwojobs,kaiwoservices,jobs,deployments,pods -n kaiwo-demo
   $kubectl get clusterqueues,localqueues -A; $kubectl get kaiwoqueueconfig kaiwo -o yaml
+  curl -s '$(jaeger ui)/api/traces?service=kaiwo-operator&limit=1'   # a trace in Jaeger (with the apiserver's spans)
   curl -s http://127.0.0.1:18080/metrics | grep -E '^(kaiwo_workloads|controller_runtime_reconcile_total)'
 Stop: kill \$(cat $state/operator.pid); .venv/bin/kaiwo-dev down
 EOT

@@ -375,7 +375,7 @@ class KaiwoQueueConfigSpec(KaiwoModel):
 
 
 class QueueConfigStatus(StrEnum):
-    """Whether the Kueue objects are in sync."""
+    """Whether the Kueue objects are in sync and usable."""
 
     READY = "READY"
     FAILED = "FAILED"
@@ -386,7 +386,10 @@ class KaiwoQueueConfigStatus(KaiwoModel):
 
     status: QueueConfigStatus | None = Field(
         default=None,
-        description="READY when every Kueue object is in sync, FAILED otherwise (retried every 30 seconds).",
+        description=(
+            "READY when every Kueue object is in sync and usable (not terminating, reported Active by Kueue); "
+            "FAILED otherwise, with the object and the reason in the Ready condition (retried every 30 seconds)."
+        ),
     )
     conditions: list[Condition] | None = conditions_field("Details of the synchronisation.")
     observed_generation: int | None = Field(

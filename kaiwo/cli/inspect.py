@@ -12,12 +12,13 @@ import yaml
 
 from kaiwo.api import labels as L
 from kaiwo.api.config import API_VERSION as KAIWO_CONFIG_API
-from kaiwo.cli import gpuview, render, userconfig
+from kaiwo.cli import explain, gpuview, kueueinfo, render, userconfig
 from kaiwo.cli.errors import USAGE, CliError
 from kaiwo.cli.lookup import get_workload, pods_of
 from kaiwo.cli.refs import WorkloadRef, parse_ref
 from kaiwo.cli.session import ContextOpt, KubeconfigOpt, NamespaceOpt, Target, handled, output, run
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.translate import kueuestate
 from kaiwo.translate.meta import sanitize_user
 
 Obj = dict[str, Any]
@@ -125,7 +126,10 @@ def list_workloads(
     run(out, main())
 
 
-async def describe(client: Client, ref: WorkloadRef, ns: str) -> str:
+async def gather(client: Client, ref: WorkloadRef, ns: str) -> Obj:
+    """Everything that explains a workload, read once: the CR, its children and pods, Kueue's Workloads (owned by
+    a child, or by a pod under Kueue's pod integration), its LocalQueue and ClusterQueue, its namespace, Kueue's
+    managedJobsNamespaceSelector and the related events. Objects a scientist may not read are None."""
     obj = await get_workload(client, ref, ns)
     uid = obj["metadata"]["uid"]
     # List items carry no kind: it is set here, as the renderer goes by it.
@@ -136,28 +140,130 @@ async def describe(client: Client, ref: WorkloadRef, ns: str) -> str:
     ]
     pods = [{**p, "kind": "Pod"} for p in await pods_of(client, obj)]
     child_uids = {c["metadata"]["uid"] for c in children}
+    owners = child_uids | {p["metadata"]["uid"] for p in pods}
     kueue = [
-        w
+        {**w, "kind": "Workload"}
         for w in await optional_list(client, KUEUE, "Workload", ns)
-        if any(r.get("uid") in child_uids for r in w["metadata"].get("ownerReferences") or [])
+        if any(r.get("uid") in owners for r in w["metadata"].get("ownerReferences") or [])
     ]
     queue = (obj.get("spec") or {}).get("clusterQueue") or render.child_queue(children) or await default_queue(client)
-    try:
-        local_queue = await client.get_or_none(KUEUE, "LocalQueue", queue, ns)
-    except ApiError as e:
-        if not e.not_found:
-            raise
-        local_queue = None
-    related = {uid} | child_uids | {p["metadata"]["uid"] for p in pods} | {w["metadata"]["uid"] for w in kueue}
+    local_queue = await readable(client, KUEUE, "LocalQueue", queue, ns)
+    cq_name = ((local_queue or {}).get("spec") or {}).get("clusterQueue")
+    cluster_queue = await readable(client, KUEUE, "ClusterQueue", cq_name) if cq_name else None
+    related = owners | {uid} | {w["metadata"]["uid"] for w in kueue}
     events = sorted(
         (e for e in await client.list("v1", "Event", ns) if (e.get("involvedObject") or {}).get("uid") in related),
         key=render.event_time,
-    )[-20:]
-    text = render.describe_workload(
-        obj, queue=queue, children=children, pods=pods, kueue=kueue, local_queue=local_queue, events=events, now=now()
     )
-    extra = gpuview.workload_lines(obj, await gpu_records(client, ns), now())
+    return {
+        "object": obj,
+        "queue": queue,
+        "children": children,
+        "pods": pods,
+        "kueue": kueue,
+        "local_queue": local_queue,
+        "cluster_queue": cluster_queue,
+        "namespace": await readable(client, "v1", "Namespace", ns),
+        "kueue_selector": kueueinfo.managed_selector(await kueueinfo.configuration(client)),
+        "events": events,
+    }
+
+
+async def readable(client: Client, api_version: str, kind: str, name: str, ns: str | None = None) -> Obj | None:
+    """The object, or None when it is missing, its kind is not served, or we may not read it."""
+    try:
+        return await client.get_or_none(api_version, kind, name, ns)
+    except ApiError:
+        return None
+
+
+def explanation(facts: Obj) -> tuple[str, str, list[explain.Finding]]:
+    phase, reason = explain.phase_reason(facts["object"])
+    found = explain.findings(
+        facts["object"],
+        queue=facts["queue"],
+        children=facts["children"],
+        pods=facts["pods"],
+        kueue=facts["kueue"],
+        local_queue=facts["local_queue"],
+        cluster_queue=facts["cluster_queue"],
+        namespace=facts["namespace"],
+        kueue_selector=facts["kueue_selector"],
+        events=facts["events"],
+    )
+    return phase, reason, found
+
+
+async def describe(client: Client, ref: WorkloadRef, ns: str) -> str:
+    facts = await gather(client, ref, ns)
+    _, reason, found = explanation(facts)
+    cq = facts["cluster_queue"]
+    text = render.describe_workload(
+        facts["object"],
+        queue=facts["queue"],
+        children=facts["children"],
+        pods=facts["pods"],
+        kueue=facts["kueue"],
+        local_queue=facts["local_queue"],
+        events=facts["events"][-20:],
+        now=now(),
+        reason=reason,
+        why=explain.render_findings(found),
+        usage=explain.usage_line(cq) if cq else "",
+    )
+    extra = gpuview.workload_lines(facts["object"], await gpu_records(client, ns), now())
     return "\n".join([text, *extra]) if extra else text
+
+
+async def describe_document(client: Client, ref: WorkloadRef, ns: str) -> Obj:
+    """``kaiwo status KIND/NAME -o json|yaml``: the explanation as data, with the workload object itself."""
+    facts = await gather(client, ref, ns)
+    phase, reason, found = explanation(facts)
+    cq = facts["cluster_queue"]
+    meta = facts["object"]["metadata"]
+    return {
+        "kind": facts["object"]["kind"],
+        "name": meta["name"],
+        "namespace": meta.get("namespace"),
+        "phase": phase,
+        "reason": reason,
+        "findings": [f.as_dict() for f in found],
+        "queue": {
+            "localQueue": facts["queue"],
+            "localQueueFound": facts["local_queue"] is not None,
+            "clusterQueue": cq["metadata"]["name"] if cq else None,
+            "clusterQueueState": kueuestate.verdict("ClusterQueue", cq).state if cq else None,
+            "usage": {k: {"used": u, "quota": q} for k, (u, q) in explain.usage(cq).items()} if cq else None,
+        },
+        "namespaceManagedByKueue": (
+            None
+            if facts["namespace"] is None or facts["kueue_selector"] is None
+            else explain.selector_matches(facts["kueue_selector"], facts["namespace"]["metadata"].get("labels") or {})
+        ),
+        "workloads": [
+            {
+                "name": w["metadata"]["name"],
+                "owner": next((f"{r['kind']}/{r['name']}" for r in w["metadata"].get("ownerReferences") or []), None),
+                "admitted": explain.is_true(w, "Admitted"),
+                "clusterQueue": ((w.get("status") or {}).get("admission") or {}).get("clusterQueue"),
+                "conditions": (w.get("status") or {}).get("conditions") or [],
+            }
+            for w in facts["kueue"]
+        ],
+        "children": [
+            {"kind": c["kind"], "name": c["metadata"]["name"], "state": render.child_state(c)}
+            for c in facts["children"]
+        ],
+        "pods": [
+            {
+                "name": p["metadata"]["name"],
+                "state": render.child_state(p),
+                "node": (p.get("spec") or {}).get("nodeName"),
+            }
+            for p in facts["pods"]
+        ],
+        "object": clean(facts["object"]),
+    }
 
 
 async def gpu_records(client: Client, ns: str | None) -> list[Obj]:
@@ -183,7 +289,15 @@ async def cluster_view(client: Client, what: str) -> str:
     if what == "queues":
         cqs = await client.list(KUEUE, "ClusterQueue")
         lqs = await client.list(KUEUE, "LocalQueue")
-        return render.queue_table(cqs, lqs) if cqs else "no ClusterQueues (is Kueue installed and configured?)"
+        if not cqs:
+            return "no ClusterQueues (is Kueue installed and configured?)"
+        workloads: list[Obj] = []
+        if any(c["metadata"].get("deletionTimestamp") for c in cqs):  # name what keeps it terminating
+            try:
+                workloads = await client.list(KUEUE, "Workload")
+            except ApiError:  # scientists may not list every namespace's Workloads
+                workloads = []
+        return render.queue_table(cqs, lqs, workloads)
     nodes = await client.list("v1", "Node")
     pods = await client.list("v1", "Pod", fieldSelector="status.phase!=Succeeded,status.phase!=Failed")
     key = CLUSTER_VIEWS[what]
@@ -204,14 +318,21 @@ def status(
     ],
     output_format: Annotated[
         DocFormat | None,
-        typer.Option("-o", "--output", help="For a workload: print the object as json or yaml instead."),
+        typer.Option(
+            "-o",
+            "--output",
+            help="For a workload: the explanation as json or yaml (phase, reason, findings, queue usage, Kueue "
+            "Workloads, children, pods) with the object itself under `object`.",
+        ),
     ] = None,
     kubeconfig: KubeconfigOpt = None,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
 ) -> None:
-    """Why a workload is where it is (status, conditions, Kueue admission, children, events), or the cluster's
-    GPU nodes and queues."""
+    """Why a workload is where it is: its phase and reason, then what holds it (a namespace Kueue does not
+    manage, a missing or inactive queue, Kueue's pending reason with the ClusterQueue's usage against quota,
+    unbound volumes and downloads, unschedulable pods, preemption), conditions, children and events. Or the
+    cluster's GPU nodes and queues."""
     out = output(ctx)
     target = Target(kubeconfig, context, namespace)
     if what in (*CLUSTER_VIEWS, "queues"):
@@ -228,8 +349,11 @@ def status(
 
     async def workload() -> None:
         async with target.connect() as client:
-            if output_format is not None:
-                out.echo(dump([await get_workload(client, ref, ns)], output_format.value, single=True))
+            if output_format is DocFormat.json:
+                doc = await describe_document(client, ref, ns)
+                out.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
+            elif output_format is DocFormat.yaml:
+                out.echo(yaml.safe_dump(await describe_document(client, ref, ns), sort_keys=False).rstrip())
             else:
                 out.echo(await describe(client, ref, ns))
 

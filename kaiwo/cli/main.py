@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from kaiwo import __version__
-from kaiwo.cli import inspect, pods, submit
+from kaiwo.cli import doctor, inspect, pods, submit
 from kaiwo.cli.errors import USAGE
 from kaiwo.cli.session import Output
 
@@ -91,6 +91,8 @@ app.command(
     "port-forward",
     epilog=_examples("kaiwo port-forward service/inference 8080:8000", "kaiwo port-forward service/inference :8000"),
 )(pods.port_forward)
+
+app.command(epilog=_examples("kaiwo doctor", "kaiwo doctor --operator-namespace kaiwo -o json"))(doctor.doctor)
 
 
 @app.command(epilog=_examples("kaiwo version"))

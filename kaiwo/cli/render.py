@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kaiwo.api import labels as L
+from kaiwo.translate import kueuestate
 
 Obj = dict[str, Any]
 GPU_KEYS = ("amd.com/gpu", "nvidia.com/gpu")
@@ -178,9 +179,13 @@ def describe_workload(
     local_queue: Obj | None,
     events: Sequence[Obj],
     now: dt.datetime,
+    reason: str = "",
+    why: str = "",
+    usage: str = "",
 ) -> str:
     """``kaiwo status job/NAME``: everything needed to see why a workload waits. ``queue``: the LocalQueue (and
-    ClusterQueue) name it uses, the cluster's default when the spec names none."""
+    ClusterQueue) name it uses, the cluster's default when the spec names none; ``reason``: the phase's reason,
+    ``why``: the findings that explain it (kaiwo.cli.explain), ``usage``: the ClusterQueue's usage against quota."""
     meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
     generation, observed = meta.get("generation"), status.get("observedGeneration")
     lines = [
@@ -193,6 +198,7 @@ def describe_workload(
             if observed is None or observed == generation
             else f"  (for generation {observed}; the spec is at {generation})"
         ),
+        *([f"Reason:      {reason}"] if reason else []),
         f"User:        {spec.get('user') or '-'}",
         f"Queue:       {queue}" + ("" if spec.get("clusterQueue") else " (the cluster's default)"),
         f"GPUs:        {gpus(obj)} ({spec.get('gpuVendor') or 'amd'})",
@@ -204,6 +210,8 @@ def describe_workload(
         lines.append(f"Completed:   {status['completionTime']}")
     if status.get("duration") is not None:
         lines.append(f"Duration:    {human_duration(status['duration'])}")
+    if why:
+        lines += ["", "Why:", why]
     lines += ["", "Conditions:", _indent(_conditions(status.get("conditions") or [], now))]
 
     lines += ["", "Kueue:"]
@@ -215,8 +223,10 @@ def describe_workload(
             f"  LocalQueue {queue} -> ClusterQueue {local_queue['spec'].get('clusterQueue')}: "
             f"{lst.get('pendingWorkloads', 0)} pending, {lst.get('admittedWorkloads', 0)} admitted"
         )
+    if usage:
+        lines.append(f"  {usage}")
     if not kueue:
-        lines.append("  Workload: none yet (Kueue creates one when the child Job/RayJob/AppWrapper exists)")
+        lines.append("  Workload: none yet (Kueue creates one per child Job/RayJob/AppWrapper, or per pod)")
     for wl in kueue:
         adm = (wl.get("status") or {}).get("admission") or {}
         cq = adm.get("clusterQueue")
@@ -355,12 +365,17 @@ def _queue_resource(cq: Obj, key: str) -> tuple[float, float]:
     return used, quota
 
 
-def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj]) -> str:
+def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj], workloads: Sequence[Obj] = ()) -> str:
     """``kaiwo status queues``: per ClusterQueue a [TOTAL] row (GPU/CPU/memory use of the quota, admitted and
-    pending workloads), then one row per LocalQueue that feeds it."""
+    pending workloads, and Kueue's state), then one row per LocalQueue that feeds it. A queue that is
+    terminating or inactive is marked in STATE and explained (Kueue's reason, what holds it) below the table."""
     rows = []
+    notes = []
     for cq in sorted(cluster_queues, key=lambda q: q["metadata"]["name"]):
         name, st = cq["metadata"]["name"], cq.get("status") or {}
+        verdict = kueuestate.verdict("ClusterQueue", cq, workloads=workloads)
+        if not verdict.ok:
+            notes.append(f"! ClusterQueue {name} {verdict.state.upper()}: {verdict.detail}")
         gpu = [_queue_resource(cq, k) for k in GPU_KEYS]
         gpu_used, gpu_quota = sum(u for u, _ in gpu), sum(q for _, q in gpu)
         cpu = _queue_resource(cq, "cpu")
@@ -374,6 +389,7 @@ def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj]) -> s
                 _used(gpu_used, gpu_quota),
                 _used(cpu[0], cpu[1], "{:.4g}"),
                 _used(mem[0] / 2**30, mem[1] / 2**30, "{:.0f}Gi"),
+                verdict.state.upper() if not verdict.ok else verdict.state,
             ]
         )
         for lq in sorted(
@@ -381,6 +397,7 @@ def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj]) -> s
             key=lambda q: (q["metadata"].get("namespace", ""), q["metadata"]["name"]),
         ):
             lst = lq.get("status") or {}
+            lq_verdict = kueuestate.verdict("LocalQueue", lq)
             rows.append(
                 [
                     "",
@@ -390,6 +407,8 @@ def queue_table(cluster_queues: Sequence[Obj], local_queues: Sequence[Obj]) -> s
                     "",
                     "",
                     "",
+                    lq_verdict.state.upper() if not lq_verdict.ok else lq_verdict.state,
                 ]
             )
-    return table(["CLUSTERQUEUE", "LOCALQUEUE", "ADMITTED", "PENDING", "GPUS", "CPU", "MEMORY"], rows)
+    headers = ["CLUSTERQUEUE", "LOCALQUEUE", "ADMITTED", "PENDING", "GPUS", "CPU", "MEMORY", "STATE"]
+    return "\n".join([table(headers, rows), *notes])

@@ -10,7 +10,11 @@ Reconcile of the singleton ``kaiwo`` (upstream-kaiwo.md §2.10, DECISIONS 8-9):
 4. sync Topologies -> ResourceFlavors -> ClusterQueues -> LocalQueues -> WorkloadPriorityClasses: apply what
    changed, delete what Kaiwo owns (label + ownerReference) but no longer wants, never touch other objects;
    a ResourceFlavor whose immutable spec changed is deleted (finalizer removed) and recreated;
-5. write ``status.status`` READY or FAILED with a ``Ready`` condition saying what failed; retry after 30 s.
+5. check every wanted Kueue object as Kueue sees it (kaiwo.translate.kueuestate): one that is terminating (e.g. a
+   ClusterQueue kept by the ``resource-in-use`` finalizer while workloads are admitted), inactive, or not yet
+   reported Active makes the config not ready, with the object, Kueue's reason and what holds it named;
+6. write ``status.status`` READY or FAILED with a ``Ready`` condition saying what failed (reason ``SyncFailed``
+   when an apply/delete was rejected, ``KueueObjectNotReady`` when Kueue cannot use an object); retry after 30 s.
 Every real change of a Kueue object is an event on the KaiwoQueueConfig, named as upstream's
 ``KaiwoQueueConfig<Kind><Created|Updated|Deleted>`` or ``KaiwoQueueConfig<Kind>Failed`` (Warning); a pass that
 changes nothing emits nothing.
@@ -35,7 +39,7 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
-from kaiwo.translate import nodepools, queueconfig
+from kaiwo.translate import kueuestate, nodepools, queueconfig
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -45,6 +49,7 @@ NAME = "kaiwo"
 FIELD_MANAGER = "kaiwo-queueconfig"
 NODE_FIELD_MANAGER = "kaiwo-nodepools"
 FAILED_RETRY = 30.0
+KUEUE_REPORT_GRACE = 20.0  # seconds a new ClusterQueue/LocalQueue may lack Kueue's Active condition
 KUEUE = queueconfig.KUEUE_API
 FLAVOR_IN_USE_FINALIZER = "kueue.x-k8s.io/resource-in-use"
 TOPOLOGY_VERSIONS = ("kueue.x-k8s.io/v1beta2", "kueue.x-k8s.io/v1beta1", "kueue.x-k8s.io/v1alpha1")
@@ -59,6 +64,7 @@ class Caches:
     kueue: dict[str, Informer]  # kind -> informer (Topology only when the cluster serves it)
     topology_api: str | None
     kueue_api: str = KUEUE  # the Kueue version this cluster serves (kaiwo.controllers.kueue)
+    workloads: Informer | None = None  # Kueue Workloads: named as what holds a terminating ClusterQueue
 
 
 def default_spec(pools: list[nodepools.NodePool], cfg: Any) -> Obj:
@@ -162,8 +168,34 @@ class QueueConfigReconciler:
             if informer is None:
                 continue
             errors += await self._sync(live, kind, objs, informer)
-        await self._write_status(live, errors)
-        return Result(requeue_after=FAILED_RETRY) if errors else None
+        problems, unreported = self._not_ready(desired)
+        await self._write_status(live, errors, problems)
+        if errors or problems:
+            return Result(requeue_after=FAILED_RETRY)
+        return Result(requeue_after=KUEUE_REPORT_GRACE) if unreported else None
+
+    def _not_ready(self, desired: queueconfig.KueueObjects) -> tuple[list[str], bool]:
+        """Wanted Kueue objects that exist but that Kueue cannot use, each named with why and what holds it; and
+        whether a new object still waits for Kueue's first report (to look again once its grace is over)."""
+        c = self.caches
+        cqs = c.kueue["ClusterQueue"].objects() if "ClusterQueue" in c.kueue else []
+        workloads = c.workloads.objects() if c.workloads is not None else []
+        problems = []
+        unreported = False
+        for kind, objs in desired.in_order():
+            informer = c.kueue.get(kind)
+            for obj in objs if informer is not None else ():
+                key = object_key(obj)
+                existing = informer.get(key) if informer is not None else None
+                if existing is None:  # just created: its watch event brings the live state
+                    continue
+                v = kueuestate.verdict(kind, existing, cluster_queues=cqs, workloads=workloads)
+                if v.state == "Unknown" and _age(existing) < KUEUE_REPORT_GRACE:
+                    unreported = True  # Kueue reports within moments: no FAILED flicker for a new object
+                    continue
+                if not v.ok:
+                    problems.append(f"{kind} {key} {v.state.lower()}: {v.detail}")
+        return problems, unreported
 
     async def _label_nodes(self, pools: list[nodepools.NodePool]) -> list[str]:
         errors = []
@@ -255,11 +287,11 @@ class QueueConfigReconciler:
         except ApiError as e:
             return [f"recreating ResourceFlavor {name}: {e.message or e}"]
 
-    async def _write_status(self, live: Obj, errors: list[str]) -> None:
+    async def _write_status(self, live: Obj, errors: list[str], problems: list[str]) -> None:
         old = live.get("status") or {}
-        ok = not errors
-        message = "all Kueue objects are in sync" if ok else "; ".join(errors)[:1000]
-        reason = "Synced" if ok else "SyncFailed"
+        ok = not errors and not problems
+        message = "all Kueue objects are in sync and active" if ok else " | ".join(errors + problems)[:1000]
+        reason = "Synced" if ok else "SyncFailed" if errors else "KueueObjectNotReady"
         prev = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), None)
         unchanged = (
             prev and prev.get("status") == str(ok) and prev.get("reason") == reason and prev.get("message") == message
@@ -278,10 +310,20 @@ class QueueConfigReconciler:
         )
         status = {"status": "READY" if ok else "FAILED", "conditions": [condition]}
         await self.applier.write_status(live, status)
+        if problems and not unchanged:
+            await self.events.emit(live, f"{KIND}KueueObjectNotReady", " | ".join(problems)[:1000], warning=True)
 
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _age(obj: Obj) -> float:
+    """Seconds since the object was created (0 when unknown)."""
+    created = obj["metadata"].get("creationTimestamp")
+    if not created:
+        return 0.0
+    return (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
 
 
 def _node_changed(old: Obj, new: Obj) -> bool:
@@ -312,6 +354,15 @@ async def topology_api(client: Client) -> str | None:
     return None
 
 
+async def _optional_informer(manager: Manager, api_version: str, kind: str) -> Informer | None:
+    try:
+        return await manager.informer(api_version, kind)
+    except ApiError as e:
+        if e.not_found:
+            return None
+        raise
+
+
 async def setup(manager: Manager, workers: int = 1) -> Controller:
     """Register the controller and its watches with ``manager``."""
     client = manager.client
@@ -333,6 +384,7 @@ async def setup(manager: Manager, workers: int = 1) -> Controller:
         kueue=kueue,
         topology_api=topo,
         kueue_api=kueue_api,
+        workloads=await _optional_informer(manager, kueue_api, "Workload"),
     )
     ctrl = Controller("kaiwoqueueconfig", QueueConfigReconciler(client, caches), workers=workers)
     singleton = (Request(None, NAME),)

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
+
 from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.controllers import kueue, settings
 from kaiwo.runtime.apply import Applier, Expectations, desired_hash
@@ -160,6 +162,7 @@ class WorkloadReconciler:
         self.downloader_image = downloader_image  # the manager's --downloader-image
 
     async def reconcile(self, req: Request) -> Result | None:
+        trace.get_current_span().set_attribute("kaiwo.kind", self.kind)  # the reconcile span names the Kaiwo kind
         cr = self.caches.primary.get_by(req.name, req.namespace)
         if cr is None:
             return None

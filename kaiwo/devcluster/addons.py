@@ -55,8 +55,12 @@ ADDONS: dict[str, Addon] = {
             ("config/crd/bases/*.yaml",),
             "appwrapper",
         ),
+        # Traces (OTLP gRPC and HTTP in, query API and UI out), for the operator and the apiserver. Not among
+        # the defaults: only `--addons ...,jaeger` starts it (and builds it, a few minutes the first time).
+        Addon("jaeger", "github.com/jaegertracing/jaeger", versions.JAEGER, (), "jaeger"),
     ]
 }
+DEFAULT_ADDONS = ("kueue", "kuberay", "appwrapper")  # what `all` (and no --addons) means
 
 
 class ModuleError(RuntimeError):
@@ -64,12 +68,15 @@ class ModuleError(RuntimeError):
 
 
 def parse_selection(text: str | None) -> tuple[str, ...]:
-    """``"all"``/None, ``"none"`` or a comma list of addon names -> names in start order."""
+    """``"all"``/None (the default controllers), ``"none"`` or a comma list of addon names, which may include
+    ``all`` (e.g. ``all,jaeger``) -> names in start order."""
     if text is None or text.strip() == "all":
-        return tuple(ADDONS)
+        return DEFAULT_ADDONS
     names = {n.strip() for n in text.split(",") if n.strip()}
     if names == {"none"}:
         return ()
+    if "all" in names:
+        names = (names - {"all"}) | set(DEFAULT_ADDONS)
     unknown = names - set(ADDONS)
     if unknown:
         raise ValueError(
@@ -100,6 +107,8 @@ def crds(addon: Addon) -> list[Obj]:
     cached as JSON per module version next to the binaries."""
     from kaiwo.devcluster.build import cache_root  # build.py imports this module
 
+    if not addon.crd_globs:
+        return []
     cached = cache_root() / "crds" / f"{addon.name}-{addon.version}.json"
     if cached.exists():
         docs: list[Obj] = orjson.loads(cached.read_bytes())

@@ -146,11 +146,18 @@ BINARIES: dict[str, GoBinary] = {
         ),
         GoBinary("helm", "helm.sh/helm/v3/cmd/helm", versions.HELM, ldflags=_HELM),
         GoBinary("fake-gcs-server", "github.com/fsouza/fake-gcs-server", versions.FAKE_GCS_SERVER),
+        # From a source copy: Jaeger's go.mod has a replace directive, which `go install ...@version` refuses.
+        GoBinary(
+            "jaeger",
+            "github.com/jaegertracing/jaeger/cmd/jaeger",
+            versions.JAEGER,
+            source="github.com/jaegertracing/jaeger",
+        ),
     ]
 }
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
-ADDONS = ("kueue", "kuberay-operator", "appwrapper")
+ADDONS = ("kueue", "kuberay-operator", "appwrapper", "jaeger")
 TOOLS = ("helm", "fake-gcs-server")  # used by tests, not by the running cluster
 
 Progress = Callable[[str], None]

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kaiwo.devcluster import addons as addon_registry
+from kaiwo.devcluster import controllers
 from kaiwo.devcluster.build import ADDONS, CONTROL_PLANE, TOOLS, Builder, BuildError
 from kaiwo.devcluster.cluster import ClusterError, DevCluster, default_state_dir
 
@@ -61,7 +62,10 @@ def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the cluster.")] = 600,
     addons: Annotated[
         str,
-        typer.Option(help=f"Controllers to run: a comma list of {', '.join(addon_registry.ADDONS)}, or all, or none."),
+        typer.Option(
+            help=f"Addons to run: a comma list of {', '.join(addon_registry.ADDONS)}; all (= "
+            f"{', '.join(addon_registry.DEFAULT_ADDONS)}, e.g. all,jaeger), or none."
+        ),
     ] = "all",
 ) -> None:
     """Start the local cluster (idempotent) and print how to use it."""
@@ -80,6 +84,10 @@ def up(
     err.print(
         f"[green]local cluster ready[/green] at {st.data.get('server')} (logs: {cluster.layout.logs})", highlight=False
     )
+    if "jaeger" in st.data.get("addons", []):
+        # Jaeger's web UI assets are built by its release (npm), not part of its Go module: the page there is a
+        # placeholder, the query API (/api/services, /api/traces) is complete.
+        err.print(f"Jaeger query API: {controllers.jaeger_endpoints(st.data['ports'])['ui']}/api", highlight=False)
     typer.echo(f"export KUBECONFIG={shlex.quote(str(kubeconfig))}")
 
 
@@ -102,6 +110,9 @@ def status(state: StateOpt = None) -> None:
         raise typer.Exit(0 if st.phase in ("absent", "stopped") else 1)
     typer.echo(f"server: {st.data.get('server')}\nkubeconfig: {cluster.kubeconfig}\nlogs: {cluster.layout.logs}")
     typer.echo(f"addons: {', '.join(st.data.get('addons', [])) or 'none'}")
+    if "jaeger" in st.data.get("addons", []):
+        for name, url in controllers.jaeger_endpoints(st.data["ports"]).items():
+            typer.echo(f"jaeger {name}: {url}")
     asyncio.run(_print_nodes(str(cluster.kubeconfig)))
 
 

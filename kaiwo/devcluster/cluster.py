@@ -85,10 +85,10 @@ class DevCluster:
     ) -> Path:
         """Ensure a ready cluster and return its kubeconfig path.
 
-        ``addons`` names the third-party controllers to run (addons.ADDONS; default: all of them). A running
+        ``addons`` names the third-party controllers to run (addons.ADDONS; default: addons.DEFAULT_ADDONS). A running
         cluster is reused only if it runs the same ones.
         """
-        selected = tuple(addon_registry.ADDONS) if addons is None else tuple(addons)
+        selected = addon_registry.DEFAULT_ADDONS if addons is None else tuple(addons)
         unknown = set(selected) - set(addon_registry.ADDONS)
         if unknown:
             raise ClusterError(f"unknown addon(s): {', '.join(sorted(unknown))}")

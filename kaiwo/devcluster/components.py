@@ -42,6 +42,12 @@ class Ports:
     kuberay_health: int
     appwrapper_health: int
     gpu_metrics: int  # the fake GPU exporter (gpuexporter.py)
+    # Jaeger (the jaeger addon): OTLP receivers and the query API/UI. Reserved even when Jaeger is not started,
+    # because the apiserver's tracing configuration names the OTLP gRPC port from the start.
+    jaeger_otlp_grpc: int
+    jaeger_otlp_http: int
+    jaeger_query: int
+    jaeger_query_grpc: int
 
     @classmethod
     def pick(cls) -> Ports:
@@ -90,6 +96,10 @@ class Layout:
     @property
     def scheduler_config(self) -> Path:
         return self.root / "kube-scheduler.yaml"
+
+    @property
+    def apiserver_tracing_config(self) -> Path:
+        return self.root / "kube-apiserver-tracing.yaml"
 
     @property
     def certs(self) -> Path:
@@ -149,7 +159,20 @@ def apiserver(binary: Path, layout: Layout, ports: Ports) -> list[str]:
         # PodTemplates (which nothing here uses) bypass the watch cache, so a test can provoke a real
         # 410 Gone by compacting etcd; every other type is served from the cache as on any cluster.
         "--watch-cache-sizes=podtemplates#0",
+        f"--tracing-config-file={layout.apiserver_tracing_config}",
     ]
+
+
+def apiserver_tracing(ports: Ports) -> dict[str, Any]:
+    """The apiserver's own spans go to the jaeger addon's OTLP gRPC port. Sampling rate 0 under the apiserver's
+    parent-based sampler: it traces exactly the requests whose caller sampled them (a ``traceparent`` with the
+    sampled flag, as the operator sends), so a cluster without Jaeger or without tracing callers makes no spans."""
+    return {
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "TracingConfiguration",
+        "endpoint": f"127.0.0.1:{ports.jaeger_otlp_grpc}",
+        "samplingRatePerMillion": 0,
+    }
 
 
 def controller_manager(binary: Path, layout: Layout, ports: Ports) -> list[str]:

@@ -32,6 +32,7 @@ from kaiwo.runtime.client import ApiError, Client
 Obj = dict[str, Any]
 
 KUEUE_NAMESPACE = "kueue-system"
+KUEUE_CONFIG_MAP, KUEUE_CONFIG_KEY = "kueue-manager-config", "controller_manager_config.yaml"  # as Kueue installs it
 # Upstream Kaiwo labels the namespaces whose workloads Kueue manages (its `kaiwo` namespace has this label).
 KUEUE_MANAGED_LABEL = ("kueue-managed", "true")
 KUEUE_FRAMEWORKS = (
@@ -158,6 +159,14 @@ def kueue(ctx: Context) -> Launch:
     certs = ctx.serving_certs("kueue")
     config = ctx.folder("kueue") / "config.yaml"
     config.write_text(yaml.safe_dump(kueue_config(ctx, certs), sort_keys=False))
+    # The process reads the file; the ConfigMap is where Kueue's own install keeps the same configuration, so
+    # `kaiwo doctor` and `kaiwo status` read the local cluster's Kueue settings as they read a real one's.
+    published = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": KUEUE_CONFIG_MAP, "namespace": KUEUE_NAMESPACE},
+        "data": {KUEUE_CONFIG_KEY: config.read_text()},
+    }
     webhook_dir = root / "config" / "components" / "webhook"
     port, ca = ctx.ports.kueue_webhook, ctx.ca_bundle
     return Launch(
@@ -165,7 +174,7 @@ def kueue(ctx: Context) -> Launch:
         argv=[str(ctx.binaries["kueue"]), f"--config={config}", "--zap-encoder=console"],
         health_url=f"http://127.0.0.1:{ctx.ports.kueue_health}/readyz",  # ready once the webhook server runs
         env={KUEUE_METRICS_CERT_DIR_ENV: str(certs)},
-        objects=[namespace(KUEUE_NAMESPACE)],
+        objects=[namespace(KUEUE_NAMESPACE), published],
         webhooks=addons.local_webhooks(
             addons.load_yaml(webhook_dir / "manifests.yaml"),
             addons.kustomize_patches(webhook_dir / "kustomization.yaml"),
@@ -238,4 +247,64 @@ def appwrapper(ctx: Context) -> Launch:
     )
 
 
-LAUNCHERS: dict[str, Callable[[Context], Launch]] = {"kueue": kueue, "kuberay": kuberay, "appwrapper": appwrapper}
+# --- Jaeger -------------------------------------------------------------------------------------------------
+
+
+def jaeger_config(ports: Ports) -> Obj:
+    """Jaeger v2's configuration (an OpenTelemetry collector's): OTLP gRPC and HTTP receivers, in-memory storage,
+    the query API and UI, all on 127.0.0.1 ports from ``Ports``; a short batch timeout so traces are queryable
+    within a second; its own metrics off (no fixed port 8888)."""
+    return {
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query"],
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "processors": ["batch"], "exporters": ["jaeger_storage_exporter"]}
+            },
+            "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info"}},
+        },
+        "extensions": {
+            "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": 100000}}}},
+            "jaeger_query": {
+                "storage": {"traces": "memstore"},
+                "http": {"endpoint": f"127.0.0.1:{ports.jaeger_query}"},
+                "grpc": {"endpoint": f"127.0.0.1:{ports.jaeger_query_grpc}"},
+            },
+        },
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": f"127.0.0.1:{ports.jaeger_otlp_grpc}"},
+                    "http": {"endpoint": f"127.0.0.1:{ports.jaeger_otlp_http}"},
+                }
+            }
+        },
+        "processors": {"batch": {"timeout": "200ms"}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": "memstore"}},
+    }
+
+
+def jaeger(ctx: Context) -> Launch:
+    config = ctx.folder("jaeger") / "config.yaml"
+    config.write_text(yaml.safe_dump(jaeger_config(ctx.ports), sort_keys=False))
+    return Launch(
+        name="jaeger",
+        argv=[str(ctx.binaries["jaeger"]), f"--config={config}"],
+        health_url=f"http://127.0.0.1:{ctx.ports.jaeger_query}/api/services",
+    )
+
+
+def jaeger_endpoints(ports: Mapping[str, int]) -> dict[str, str]:
+    """Where the local Jaeger listens (from a cluster's status ``ports``): OTLP gRPC/HTTP and the UI/query API."""
+    return {
+        "otlp_grpc": f"http://127.0.0.1:{ports['jaeger_otlp_grpc']}",
+        "otlp_http": f"http://127.0.0.1:{ports['jaeger_otlp_http']}",
+        "ui": f"http://127.0.0.1:{ports['jaeger_query']}",
+    }
+
+
+LAUNCHERS: dict[str, Callable[[Context], Launch]] = {
+    "kueue": kueue,
+    "kuberay": kuberay,
+    "appwrapper": appwrapper,
+    "jaeger": jaeger,
+}

@@ -181,7 +181,7 @@ class Supervisor:
         topo: topology.Topology,
         complete_after_ms: int,
         start_timeout: float = 180.0,
-        addon_names: Iterable[str] = tuple(addons.ADDONS),
+        addon_names: Iterable[str] = addons.DEFAULT_ADDONS,
     ) -> None:
         self.layout = layout
         self.topology = topo
@@ -229,6 +229,7 @@ class Supervisor:
         write_kubeconfig(layout, f"https://127.0.0.1:{ports.apiserver}")
         write_kwok_config(layout, self.complete_after_ms)
         layout.scheduler_config.write_text(yaml.safe_dump(components.scheduler_config(layout), sort_keys=False))
+        layout.apiserver_tracing_config.write_text(yaml.safe_dump(components.apiserver_tracing(ports), sort_keys=False))
         write_status(
             layout,
             server=f"https://127.0.0.1:{ports.apiserver}",

@@ -13,5 +13,6 @@ KWOK = "v0.8.0"
 KUEUE = "v0.17.1"
 KUBERAY = "v1.5.0"
 APPWRAPPER = "v1.2.0"  # v1.2.1 is served by the proxy but missing from the checksum database
+JAEGER = "v1.76.0"  # github.com/jaegertracing/jaeger (its cmd/jaeger is Jaeger v2, an OpenTelemetry collector)
 HELM = "v3.22.0"  # helm.sh/helm/v3, for the chart tests (lint, template)
 FAKE_GCS_SERVER = "v1.56.1"  # github.com/fsouza/fake-gcs-server, the GCS server of the downloader tests

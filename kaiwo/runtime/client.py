@@ -32,7 +32,7 @@ import orjson
 from kubernetes_asyncio import config as k8s_config
 from opentelemetry import trace
 
-from kaiwo.runtime import kubeconfig
+from kaiwo.runtime import kubeconfig, tracing
 
 Obj = dict[str, Any]
 DEFAULT_TIMEOUT = 30.0  # one attempt
@@ -228,7 +228,9 @@ class Client:
         timeout: float,
     ) -> Any:
         headers = await self._headers(content_type if data is not None else None)
-        with self.tracer.start_as_current_span(f"{method} {path}", kind=trace.SpanKind.CLIENT) as span:
+        name, attributes = tracing.api_call(method, path)
+        with self.tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=attributes) as span:
+            tracing.inject(headers)  # traceparent: the apiserver's spans join this trace
             try:
                 async with self.session.request(
                     method,

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Protocol
 
 from opentelemetry import trace
 
+from kaiwo.runtime import tracing
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.clock import Clock, RealClock
 from kaiwo.runtime.informer import FuncHandler, Informer
@@ -227,12 +228,7 @@ class Controller:
         with (
             self.tracer.start_as_current_span(
                 f"reconcile {self.name}",
-                attributes={
-                    "controller": self.name,
-                    "namespace": req.namespace or "",
-                    "name": req.name,
-                    "reconcileID": reconcile_id,
-                },
+                attributes=tracing.reconcile_attributes(self.name, req.namespace, req.name, reconcile_id),
             ) as span,
             log_context(controller=self.name, namespace=req.namespace, name=req.name, reconcileID=reconcile_id),
         ):
@@ -252,6 +248,7 @@ class Controller:
             finally:
                 m.time.observe(time.perf_counter() - started)
                 m.active.dec()
+            log.debug("reconciled", extra={"fields": {"seconds": round(time.perf_counter() - started, 4)}})
         if result.requeue_after > 0:
             self.queue.forget(req)
             self.queue.add_after(req, result.requeue_after)

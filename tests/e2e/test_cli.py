@@ -187,7 +187,7 @@ async def test_running_job_list_status_logs_exec_monitor_delete(
     assert "Job/gpu" in out and "Pod/gpu-" in out and "Running" in out
     assert "WorkloadRunning" in out  # recent events
     r = ok(await cli("status", "kaiwojob/gpu", "-n", namespace, "-o", "yaml"))
-    assert yaml.safe_load(r.stdout)["status"]["status"] == "RUNNING"
+    assert yaml.safe_load(r.stdout)["object"]["status"]["status"] == "RUNNING"
 
     r = ok(await cli("logs", "job/gpu", "-n", namespace))
     assert r.stdout.splitlines() == ["simulated by kwok: this pod runs no container", "step 1/2", "step 2/2 done"]

@@ -1,15 +1,20 @@
-"""`kaiwo-dev up --addons`: only the chosen controllers run, and a running cluster is not silently reused with
-other ones. Starts a private cluster, so it only runs where the binaries are built here."""
+"""`kaiwo-dev up --addons`: only the chosen addons run (here KubeRay, and Jaeger, which receives the apiserver's
+spans), and a running cluster is not silently reused with other ones. Starts a private cluster, so it only runs
+where the binaries are built here."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import aiohttp
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
+from kaiwo.devcluster import controllers
 from kaiwo.devcluster.cluster import ClusterError, DevCluster
 from kaiwo.runtime.client import Client
+from tests.e2e.helpers import eventually
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("KAIWO_E2E_KUBECONFIG")), reason="needs the locally built control plane"
@@ -19,10 +24,11 @@ pytestmark = pytest.mark.skipif(
 async def test_only_the_chosen_addons_run(tmp_path: Path) -> None:
     cluster = DevCluster(tmp_path / "state")
     try:
-        kubeconfig = cluster.up(addons=("kuberay",), progress=lambda _: None)
+        kubeconfig = cluster.up(addons=("kuberay", "jaeger"), progress=lambda _: None)
         st = cluster.status()
-        assert st.data["addons"] == ["kuberay"]
-        assert {"kuberay"} <= set(st.data["components"]) and not {"kueue", "appwrapper"} & set(st.data["components"])
+        assert st.data["addons"] == ["kuberay", "jaeger"]
+        assert {"kuberay", "jaeger"} <= set(st.data["components"])
+        assert not {"kueue", "appwrapper"} & set(st.data["components"])
         with pytest.raises(ClusterError, match="runs addons"):
             cluster.up(progress=lambda _: None)  # default: all addons
         async with await Client.from_kubeconfig(str(kubeconfig)) as client:
@@ -49,5 +55,15 @@ async def test_only_the_chosen_addons_run(tmp_path: Path) -> None:
             )
             job = await client.get("batch/v1", "Job", "j", "plain")
             assert job["spec"]["suspend"] is False  # no Kueue webhook suspended it
+            # The jaeger addon receives the apiserver's spans of a request that carries a sampled traceparent.
+            with TracerProvider().get_tracer("e2e").start_as_current_span("probe"):
+                await client.get("v1", "Namespace", "plain")
+            ui = controllers.jaeger_endpoints(st.data["ports"])["ui"]
+
+            async def apiserver_traced() -> bool:
+                async with aiohttp.ClientSession() as http, http.get(f"{ui}/api/services") as r:
+                    return "apiserver" in ((await r.json()).get("data") or [])
+
+            await eventually(apiserver_traced, "the apiserver's spans in the jaeger addon", timeout=30)
     finally:
         cluster.down()

@@ -327,9 +327,53 @@ def test_queue_table_totals_and_local_queues() -> None:
     }
     other = {"metadata": {"name": "x", "namespace": "t"}, "spec": {"clusterQueue": "other"}}
     rows = [line.split() for line in render.queue_table([cq], [lq, other]).splitlines()]
-    assert rows[0] == ["CLUSTERQUEUE", "LOCALQUEUE", "ADMITTED", "PENDING", "GPUS", "CPU", "MEMORY"]
-    assert rows[1] == ["kaiwo", "[TOTAL]", "2", "1", "8/32", "(25%)", "10/100", "(10%)", "0Gi/100Gi", "(0%)"]
-    assert rows[2] == ["team/kaiwo", "2", "1"] and len(rows) == 3
+    assert rows[0] == ["CLUSTERQUEUE", "LOCALQUEUE", "ADMITTED", "PENDING", "GPUS", "CPU", "MEMORY", "STATE"]
+    assert rows[1] == [
+        "kaiwo",
+        "[TOTAL]",
+        "2",
+        "1",
+        "8/32",
+        "(25%)",
+        "10/100",
+        "(10%)",
+        "0Gi/100Gi",
+        "(0%)",
+        "UNKNOWN",
+    ]
+    assert rows[2] == ["team/kaiwo", "2", "1", "UNKNOWN"] and len(rows) == 4
+    assert rows[3][:3] == ["!", "ClusterQueue", "kaiwo"]
+
+
+def test_queue_table_marks_a_terminating_cluster_queue_and_names_its_holders() -> None:
+    cq = {
+        "metadata": {
+            "name": "kaiwo",
+            "deletionTimestamp": "2026-01-01T00:00:00Z",
+            "finalizers": ["kueue.x-k8s.io/resource-in-use"],
+        },
+        "spec": {},
+        "status": {
+            "admittedWorkloads": 1,
+            "conditions": [
+                {
+                    "type": "Active",
+                    "status": "False",
+                    "reason": "Terminating",
+                    "message": "Can't admit new workloads; clusterQueue is terminating",
+                }
+            ],
+        },
+    }
+    wl = {"metadata": {"name": "pod-web-1", "namespace": "team"}, "status": {"admission": {"clusterQueue": "kaiwo"}}}
+    other = {"metadata": {"name": "x", "namespace": "team"}, "status": {"admission": {"clusterQueue": "other"}}}
+    text = render.queue_table([cq], [], [wl, other])
+    _header, row, note = text.splitlines()
+    assert row.split()[-1] == "TERMINATING"
+    assert "terminating since 2026-01-01T00:00:00Z" in note
+    assert "held by finalizer kueue.x-k8s.io/resource-in-use" in note
+    assert "1 admitted and 0 reserving workload(s): team/pod-web-1" in note and "team/x" not in note
+    assert "Kueue says Terminating: Can't admit new workloads" in note
 
 
 # --- exec results and the stdin close frame ---------------------------------------------------------------------
