@@ -625,13 +625,16 @@ async def setup(
             return out
 
         ctrl.watches(caches.workloads, workload_owner)
-    ctrl.watches(
-        caches.pods,
-        lambda p: (
-            [Request(p["metadata"].get("namespace"), p["metadata"]["labels"][NAME_LABEL])]
-            if NAME_LABEL in (p["metadata"].get("labels") or {})
-            else []
-        ),
-    )
+
+    def pod_owner(pod: Obj) -> list[Request]:
+        """A labelled pod -> its Kaiwo object, only if it is of this controller's kind (both controllers see
+        every labelled pod; a key for the other kind would be a wasted reconcile)."""
+        meta = pod["metadata"]
+        name = (meta.get("labels") or {}).get(NAME_LABEL)
+        if name is None or caches.primary.get_by(name, meta.get("namespace")) is None:
+            return []
+        return [Request(meta.get("namespace"), name)]
+
+    ctrl.watches(caches.pods, pod_owner)
     manager.add(ctrl)
     return ctrl
