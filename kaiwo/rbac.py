@@ -70,7 +70,7 @@ def _owner_grants(kind: str, why: str) -> tuple[Grant, ...]:
 
 
 _KUEUE_OWNED = ("ResourceFlavor", "ClusterQueue", "LocalQueue", "WorkloadPriorityClass", "Topology")
-_EVENTS = Grant("v1", "Event", ("create",), "kaiwo.runtime.events.EventRecorder")
+_EVENTS = Grant("v1", "Event", ("create", "patch"), "kaiwo.runtime.events.EventRecorder")  # patch: aggregated repeats
 
 WRITES: dict[str, tuple[Grant, ...]] = {
     "manager": (

@@ -232,12 +232,14 @@ async def test_nvidia_monitor_and_pod_choice(cli: Cli, client: Client, namespace
     assert "utilization.gpu" in r.stdout  # nvidia-smi for an NVIDIA job
 
     r = ok(await cli("status", "nvidia"))
-    busy = [line.split() for line in r.stdout.splitlines()[1:]]
+    table = r.stdout.split("\n\n")[0]  # the node table; GPU utilisation lines follow a blank line
+    busy = [line.split() for line in table.splitlines()[1:]]
     assert {row[0] for row in busy} == {"nvidia-h100-0", "nvidia-h100-1"}
     assert sum(int(row[2].split("/")[0]) for row in busy) >= 16  # this job's GPUs are counted as allocated
     r = ok(await cli("status", "amd"))
-    assert r.stdout.splitlines()[0].split()[:4] == ["NODE", "GPU", "MODEL", "GPUS"]
-    assert [row.split()[1] for row in r.stdout.splitlines()[1:]] == ["mi300x"] * 4  # kaiwo/gpu-model
+    table = r.stdout.split("\n\n")[0]
+    assert table.splitlines()[0].split()[:4] == ["NODE", "GPU", "MODEL", "GPUS"]
+    assert [row.split()[1] for row in table.splitlines()[1:]] == ["mi300x"] * 4  # kaiwo/gpu-model
     r = ok(await cli("status", "queues"))
     rows = [line.split() for line in r.stdout.splitlines()]
     assert rows[0][:4] == ["CLUSTERQUEUE", "LOCALQUEUE", "ADMITTED", "PENDING"]

@@ -53,6 +53,7 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -> None:
             "kueue",
             "kuberay",
             "appwrapper",
+            "gpu-exporter",  # the fake GPU metrics exporter (kaiwo/devcluster/gpuexporter.py)
         }
         assert cluster.up(progress=lambda _: None) == kubeconfig
         assert cluster.status().data["pid"] == first.data["pid"]  # reused, not restarted
