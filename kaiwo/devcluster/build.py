@@ -145,12 +145,21 @@ BINARIES: dict[str, GoBinary] = {
             source="github.com/project-codeflare/appwrapper",
         ),
         GoBinary("helm", "helm.sh/helm/v3/cmd/helm", versions.HELM, ldflags=_HELM),
+        # Upstream Kaiwo's operator, only for the side-by-side benchmark (bench/bench_e2e.py); never run by tests.
+        # From a source copy for the same reason as appwrapper.
+        GoBinary(
+            "kaiwo-upstream",
+            "github.com/silogen/kaiwo/cmd/operator",
+            versions.UPSTREAM_KAIWO,
+            source="github.com/silogen/kaiwo",
+        ),
     ]
 }
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
 ADDONS = ("kueue", "kuberay-operator", "appwrapper")
 TOOLS = ("helm",)  # used by tests, not by the running cluster
+BENCH = ("kaiwo-upstream",)  # built on demand by the benchmarks only
 
 Progress = Callable[[str], None]
 HEARTBEAT = 60.0  # seconds between "still building" lines

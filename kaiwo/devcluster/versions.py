@@ -14,3 +14,4 @@ KUEUE = "v0.17.1"
 KUBERAY = "v1.5.0"
 APPWRAPPER = "v1.2.0"  # v1.2.1 is served by the proxy but missing from the checksum database
 HELM = "v3.22.0"  # helm.sh/helm/v3, for the chart tests (lint, template)
+UPSTREAM_KAIWO = "v0.2.1"  # github.com/silogen/kaiwo: the Go operator bench/bench_e2e.py compares against
