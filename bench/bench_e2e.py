@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 
 from bench._kube import BenchError, machine, print_machine, write_results
+from kaiwo.devcluster.process import _die_with_parent
 from kaiwo.runtime.client import ApiError, Client
 
 Obj = dict[str, Any]
@@ -100,9 +101,11 @@ class Operator:
 
     def start(self, log: Path) -> None:
         self.log = log
+        parent = os.getpid()
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 self.argv,
+                preexec_fn=lambda: _die_with_parent(parent),  # an interrupted benchmark leaves no operator behind
                 env={**os.environ, **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -313,8 +316,10 @@ asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
 class Watcher:
     def __init__(self, kubeconfig: str, prefix: str) -> None:
         self.out = Path(tempfile.mkstemp(prefix="kaiwo-bench-watch-", suffix=".json")[1])
+        parent = os.getpid()
         self.proc = subprocess.Popen(
             [sys.executable, "-c", WATCHER, kubeconfig, prefix, str(self.out)],
+            preexec_fn=lambda: _die_with_parent(parent),
             stdout=subprocess.PIPE,
             cwd=REPO,
         )
@@ -511,7 +516,7 @@ async def ready(op: Operator, timeout: float) -> None:
 
 
 async def ceiling(client: Client, n: int) -> dict[str, float]:
-    ns = "bench-ceiling"
+    ns = "ceiling-bench"  # outside the burst prefix, so the watcher ignores it
     await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     t0 = time.monotonic()
     await create_many(client, [plain_job(ns, f"j-{i:06d}") for i in range(n)])
@@ -656,6 +661,8 @@ def main() -> int:
     operators = [o.strip() for o in args.operators.split(",") if o.strip()]
     if unknown := set(operators) - {"ours", "upstream"}:
         p.error(f"unknown operator(s): {', '.join(sorted(unknown))}")
+    # SIGTERM unwinds like Ctrl-C, so the clean-up below stops the operator and the cluster.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     m = machine()
     print_machine(m)
     log_dir = Path(tempfile.mkdtemp(prefix="kaiwo-bench-e2e-"))
