@@ -153,12 +153,21 @@ BINARIES: dict[str, GoBinary] = {
             versions.JAEGER,
             source="github.com/jaegertracing/jaeger",
         ),
+        # Upstream Kaiwo's operator, only for the side-by-side benchmark (bench/bench_e2e.py); never run by tests.
+        # From a source copy for the same reason as appwrapper.
+        GoBinary(
+            "kaiwo-upstream",
+            "github.com/silogen/kaiwo/cmd/operator",
+            versions.UPSTREAM_KAIWO,
+            source="github.com/silogen/kaiwo",
+        ),
     ]
 }
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl")
 ADDONS = ("kueue", "kuberay-operator", "appwrapper", "jaeger")
 TOOLS = ("helm", "fake-gcs-server")  # used by tests, not by the running cluster
+BENCH = ("kaiwo-upstream",)  # built on demand by the benchmarks only
 
 Progress = Callable[[str], None]
 HEARTBEAT = 60.0  # seconds between "still building" lines

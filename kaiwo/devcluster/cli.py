@@ -14,7 +14,7 @@ from rich.table import Table
 
 from kaiwo.devcluster import addons as addon_registry
 from kaiwo.devcluster import controllers
-from kaiwo.devcluster.build import ADDONS, CONTROL_PLANE, TOOLS, Builder, BuildError
+from kaiwo.devcluster.build import ADDONS, BENCH, CONTROL_PLANE, TOOLS, Builder, BuildError
 from kaiwo.devcluster.cluster import ClusterError, DevCluster, default_state_dir
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -43,7 +43,7 @@ def build(
     builder = Builder(_progress)
     try:
         paths = builder.ensure(names)
-        removed = builder.prune(names) if prune else []
+        removed = builder.prune((*names, *BENCH)) if prune else []  # a benchmark build stays
     except BuildError as e:
         err.print(f"[red]build failed:[/red] {e}")
         raise typer.Exit(1) from None

@@ -16,3 +16,4 @@ APPWRAPPER = "v1.2.0"  # v1.2.1 is served by the proxy but missing from the chec
 JAEGER = "v1.76.0"  # github.com/jaegertracing/jaeger (its cmd/jaeger is Jaeger v2, an OpenTelemetry collector)
 HELM = "v3.22.0"  # helm.sh/helm/v3, for the chart tests (lint, template)
 FAKE_GCS_SERVER = "v1.56.1"  # github.com/fsouza/fake-gcs-server, the GCS server of the downloader tests
+UPSTREAM_KAIWO = "v0.2.1"  # github.com/silogen/kaiwo: the Go operator bench/bench_e2e.py compares against
