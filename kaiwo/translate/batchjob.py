@@ -3,9 +3,10 @@ DECISIONS 5).
 
 The Job: base ``spec.job.spec`` or a generated template; ``suspend: true`` (Kueue admits it by un-suspending);
 ``backoffLimit: 0`` (forced, with a warning); ``ttlSecondsAfterFinished`` 3600 unless given; the entrypoint as
-container[0]'s command; system labels on the Job and the
-template; queue and priority labels on the Job only (Kueue reads them there; on the pods they would invite
-Kueue's pod integration).
+container[0]'s command; the Kaiwo object's labels (but its queue label) and the system labels on the Job,
+the Service and the template (``meta.child_labels``, so ``kubectl get jobs -l team=x`` finds the Job); queue and
+priority labels on the Job only (Kueue reads them there; on the pods they would invite Kueue's pod
+integration).
 
 More than one replica (more GPUs than one node has, or explicit ``replicas``): an Indexed Job with
 ``parallelism = completions = replicas``, ``gpusPerReplica`` GPUs per pod, pods in the subdomain of a headless
@@ -20,7 +21,7 @@ from __future__ import annotations
 import copy
 
 from kaiwo.translate.entrypoint import shell_command
-from kaiwo.translate.meta import Obj, TranslateError, child_meta, queue_labels, system_labels
+from kaiwo.translate.meta import Obj, TranslateError, child_labels, child_meta, queue_labels
 from kaiwo.translate.podtemplate import Role, Workload, mutate
 
 DEFAULT_TTL_SECONDS = 3600
@@ -33,7 +34,7 @@ def headless_service(w: Workload) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": child_meta(w.cr, w.name, system_labels(w.cr, w.workload_type)),
+        "metadata": child_meta(w.cr, w.name, child_labels(w.cr, w.workload_type)),
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
@@ -81,7 +82,7 @@ def build(w: Workload, base_job: Obj | None, entrypoint: str | None) -> tuple[li
         spec["completionMode"] = "Indexed"
         spec["completions"] = spec["parallelism"] = w.plan.replicas
         template["spec"]["subdomain"] = w.name
-    labels = {**system_labels(w.cr, w.workload_type), **queue_labels(w.queue, w.spec.priority_class)}
+    labels = {**child_labels(w.cr, w.workload_type), **queue_labels(w.queue, w.spec.priority_class)}
     spec["template"] = template
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": child_meta(w.cr, w.name, labels), "spec": spec}
     return ([headless_service(w), job] if indexed else [job]), warnings
