@@ -11,9 +11,24 @@ integration).
 More than one replica (more GPUs than one node has, or explicit ``replicas``): an Indexed Job with
 ``parallelism = completions = replicas``, ``gpusPerReplica`` GPUs per pod, pods in the subdomain of a headless
 Service named like the Job (``publishNotReadyAddresses`` so that rendezvous works before pods are ready), and
-``WORLD_SIZE``, ``RANK`` (the completion index), ``MASTER_ADDR`` (pod 0: ``<name>-0.<name>``) and
-``MASTER_PORT`` (29500, the PyTorch default). Choice: a batch job without GPUs but with ``replicas > 1`` is
-also an Indexed Job (upstream ignored replicas for batch jobs).
+one pod per node: a required pod anti-affinity on ``kubernetes.io/hostname`` against the Job's other pods
+(``batch.kubernetes.io/job-name``), added to any affinity of the user's template.
+
+Rendezvous environment (main containers), so that a bare ``torchrun train.py`` runs on every node:
+- torchrun's own defaults (it reads ``PET_<OPTION>`` for each unset ``--<option>``): ``PET_NNODES`` = pods,
+  ``PET_NPROC_PER_NODE`` = GPUs per pod (1 without GPUs), ``PET_NODE_RANK`` = the completion index,
+  ``PET_MASTER_ADDR`` = pod 0 (``<name>-0.<name>``), ``PET_MASTER_PORT`` = 29500 (PyTorch's default). The
+  rendezvous is torchrun's static one: node ranks are the pod indices, node 0 hosts the store.
+- the same facts for other launchers: ``MASTER_ADDR``, ``MASTER_PORT``, ``NODE_RANK`` (Lightning, Accelerate,
+  DeepSpeed) and ``NNODES``.
+- ``WORLD_SIZE`` and ``RANK`` are *not* set: in PyTorch they count processes, not pods, and torchrun sets
+  them for each process it starts (``WORLD_SIZE = PET_NNODES * PET_NPROC_PER_NODE``). A pod-level value
+  would be wrong as soon as a pod runs more than one process (docs/scientist-guide.md, "Multi-node training").
+- collective-library settings vendors recommend for multi-node runs, unless the user sets them:
+  ``TORCH_NCCL_ASYNC_ERROR_HANDLING=1`` (a lost peer aborts the job instead of hanging it; NCCL and RCCL
+  alike) and, on AMD, ``HSA_FORCE_FINE_GRAIN_PCIE=1`` (ROCm's RCCL guidance for multi-node performance).
+Choice: a batch job without GPUs but with ``replicas > 1`` is also an Indexed Job (upstream ignored replicas
+for batch jobs).
 """
 
 from __future__ import annotations
@@ -27,6 +42,7 @@ from kaiwo.translate.podtemplate import Role, Workload, mutate
 DEFAULT_TTL_SECONDS = 3600
 MASTER_PORT = 29500
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 
 
@@ -44,16 +60,51 @@ def headless_service(w: Workload) -> Obj:
     }
 
 
+def _index_ref() -> Obj:
+    return {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"}}
+
+
 def rendezvous_env(w: Workload) -> tuple[Obj, ...]:
+    """The multi-node environment of every pod (see the module docstring)."""
+    nodes = str(w.plan.replicas)
+    master = f"{w.name}-0.{w.name}"
     return (
-        {"name": "WORLD_SIZE", "value": str(w.plan.replicas)},
-        {
-            "name": "RANK",
-            "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"}},
-        },
-        {"name": "MASTER_ADDR", "value": f"{w.name}-0.{w.name}"},
+        {"name": "PET_NNODES", "value": nodes},
+        {"name": "PET_NPROC_PER_NODE", "value": str(max(1, w.plan.gpus_per_replica))},
+        {"name": "PET_NODE_RANK", "valueFrom": _index_ref()},
+        {"name": "PET_MASTER_ADDR", "value": master},
+        {"name": "PET_MASTER_PORT", "value": str(MASTER_PORT)},
+        {"name": "NNODES", "value": nodes},
+        {"name": "NODE_RANK", "valueFrom": _index_ref()},
+        {"name": "MASTER_ADDR", "value": master},
         {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
     )
+
+
+def collective_env(w: Workload, template: Obj | None) -> tuple[Obj, ...]:
+    """Vendor-recommended collective settings; a variable the user sets (``spec.env`` or a container of the
+    user's template) wins."""
+    env = [{"name": "TORCH_NCCL_ASYNC_ERROR_HANDLING", "value": "1"}]
+    if w.plan.resource_key.startswith("amd.com/"):
+        env.append({"name": "HSA_FORCE_FINE_GRAIN_PCIE", "value": "1"})
+    user = {e.name for e in w.spec.env or []}
+    for c in ((template or {}).get("spec") or {}).get("containers") or []:
+        user |= {e.get("name") for e in c.get("env") or []}
+    return tuple(e for e in env if e["name"] not in user)
+
+
+def one_pod_per_node(affinity: Obj | None, job_name: str) -> Obj:
+    """``affinity`` plus a required anti-affinity: no two pods of the Job on one node."""
+    out = copy.deepcopy(affinity or {})
+    anti = out.setdefault("podAntiAffinity", {})
+    term = {
+        "labelSelector": {"matchLabels": {JOB_NAME_LABEL: job_name}},
+        "topologyKey": HOSTNAME_LABEL,
+    }
+    required = anti.setdefault("requiredDuringSchedulingIgnoredDuringExecution", [])
+    if term not in required:
+        required.append(term)
+    return out
 
 
 def build(w: Workload, base_job: Obj | None, entrypoint: str | None) -> tuple[list[Obj], list[str]] | TranslateError:
@@ -65,7 +116,7 @@ def build(w: Workload, base_job: Obj | None, entrypoint: str | None) -> tuple[li
         where="spec.job.spec.template" if spec.get("template") else "the generated pod template",
         gpus=w.plan.gpus_per_replica,
         command=shell_command(entrypoint) if entrypoint else None,
-        env=rendezvous_env(w) if indexed else (),
+        env=rendezvous_env(w) + collective_env(w, spec.get("template")) if indexed else (),
     )
     template = mutate(spec.get("template"), w, role)
     if isinstance(template, TranslateError):
@@ -82,6 +133,7 @@ def build(w: Workload, base_job: Obj | None, entrypoint: str | None) -> tuple[li
         spec["completionMode"] = "Indexed"
         spec["completions"] = spec["parallelism"] = w.plan.replicas
         template["spec"]["subdomain"] = w.name
+        template["spec"]["affinity"] = one_pod_per_node(template["spec"].get("affinity"), w.name)
     labels = {**child_labels(w.cr, w.workload_type), **queue_labels(w.queue, w.spec.priority_class)}
     spec["template"] = template
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": child_meta(w.cr, w.name, labels), "spec": spec}
