@@ -143,7 +143,12 @@ async def _terminal_sizes(fd: int) -> AsyncIterator[tuple[int, int]]:
     """(columns, rows) of the terminal now and after every SIGWINCH."""
     loop = asyncio.get_running_loop()
     changed = asyncio.Event()
-    loop.add_signal_handler(signal.SIGWINCH, changed.set)
+    try:
+        loop.add_signal_handler(signal.SIGWINCH, changed.set)
+    except (RuntimeError, ValueError):  # not the main thread (an embedding caller): the first size only
+        size = os.get_terminal_size(fd)
+        yield size.columns, size.lines
+        return
     try:
         while True:
             size = os.get_terminal_size(fd)
