@@ -11,8 +11,14 @@ integration).
 More than one replica (more GPUs than one node has, or explicit ``replicas``): an Indexed Job with
 ``parallelism = completions = replicas``, ``gpusPerReplica`` GPUs per pod, pods in the subdomain of a headless
 Service named like the Job (``publishNotReadyAddresses`` so that rendezvous works before pods are ready), and
-one pod per node: a required pod anti-affinity on ``kubernetes.io/hostname`` against the Job's other pods
-(``batch.kubernetes.io/job-name``), added to any affinity of the user's template.
+one pod per node: a pod anti-affinity on ``kubernetes.io/hostname`` against the Job's other pods
+(``batch.kubernetes.io/job-name``), added to any affinity of the user's template. It is *required* when every
+pod needs more than half of any node's GPUs (``Plan.exclusive_nodes``; always so when Kaiwo splits ``gpus``
+itself): no placement could put two pods on one node, so the rule can never conflict with Kueue's
+topology-aware scheduling, which picks the nodes by capacity alone and ignores pod affinity. Smaller pods
+(explicit ``replicas`` x ``gpusPerReplica`` of at most half a node, or no GPUs) get a *preferred*
+anti-affinity and a warning: a required one would leave a pod that Kueue placed beside its sibling Pending
+for good.
 
 Rendezvous environment (main containers), so that a bare ``torchrun train.py`` runs on every node:
 - torchrun's own defaults (it reads ``PET_<OPTION>`` for each unset ``--<option>``): ``PET_NNODES`` = pods,
@@ -93,17 +99,20 @@ def collective_env(w: Workload, template: Obj | None) -> tuple[Obj, ...]:
     return tuple(e for e in env if e["name"] not in user)
 
 
-def one_pod_per_node(affinity: Obj | None, job_name: str) -> Obj:
-    """``affinity`` plus a required anti-affinity: no two pods of the Job on one node."""
+def one_pod_per_node(affinity: Obj | None, job_name: str, required: bool) -> Obj:
+    """``affinity`` plus an anti-affinity against the Job's other pods on the same node: required, or preferred
+    (weight 100) where a required one could leave a pod Pending for good (see the module docstring)."""
     out = copy.deepcopy(affinity or {})
     anti = out.setdefault("podAntiAffinity", {})
-    term = {
-        "labelSelector": {"matchLabels": {JOB_NAME_LABEL: job_name}},
-        "topologyKey": HOSTNAME_LABEL,
-    }
-    required = anti.setdefault("requiredDuringSchedulingIgnoredDuringExecution", [])
-    if term not in required:
-        required.append(term)
+    term: Obj = {"labelSelector": {"matchLabels": {JOB_NAME_LABEL: job_name}}, "topologyKey": HOSTNAME_LABEL}
+    entry: Obj
+    if required:
+        key, entry = "requiredDuringSchedulingIgnoredDuringExecution", term
+    else:
+        key, entry = "preferredDuringSchedulingIgnoredDuringExecution", {"weight": 100, "podAffinityTerm": term}
+    terms = anti.setdefault(key, [])
+    if entry not in terms:
+        terms.append(entry)
     return out
 
 
@@ -133,7 +142,14 @@ def build(w: Workload, base_job: Obj | None, entrypoint: str | None) -> tuple[li
         spec["completionMode"] = "Indexed"
         spec["completions"] = spec["parallelism"] = w.plan.replicas
         template["spec"]["subdomain"] = w.name
-        template["spec"]["affinity"] = one_pod_per_node(template["spec"].get("affinity"), w.name)
+        exclusive = w.plan.exclusive_nodes
+        template["spec"]["affinity"] = one_pod_per_node(template["spec"].get("affinity"), w.name, exclusive)
+        if not exclusive and w.plan.gpus_per_replica:
+            warnings.append(
+                f"spec.gpusPerReplica: {w.plan.gpus_per_replica} GPUs per pod is at most half of a node's GPUs, so "
+                f"two pods may share a node (Kueue's topology-aware placement ignores pod anti-affinity); ask for "
+                f"more than half of a node's GPUs per pod to get one pod per node"
+            )
     labels = {**child_labels(w.cr, w.workload_type), **queue_labels(w.queue, w.spec.priority_class)}
     spec["template"] = template
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": child_meta(w.cr, w.name, labels), "spec": spec}

@@ -5,6 +5,7 @@ pod template is not)."""
 
 from __future__ import annotations
 
+from kaiwo.runtime.apply import DEFAULT_HASH_ANNOTATION
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from tests.e2e.helpers import eventually
@@ -25,8 +26,10 @@ async def test_labels_reach_the_job_and_a_running_job_gets_them_without_disturba
     assert [j["metadata"]["name"] for j in found] == ["labelled"]
     (pod,) = await client.list("v1", "Pod", namespace, labelSelector="batch.kubernetes.io/job-name=labelled")
 
-    # as an older operator left it: without the Kaiwo object's labels on the Job's metadata
-    await client.patch("batch/v1", "Job", "labelled", {"metadata": {"labels": {"team": None}}}, namespace)
+    # as an older operator left it: without the Kaiwo object's labels on the Job's metadata, and with the hash of
+    # that operator's (different) desired Job, so this one sees a change to apply
+    stale = {"labels": {"team": None}, "annotations": {DEFAULT_HASH_ANNOTATION: "from-an-older-operator"}}
+    await client.patch("batch/v1", "Job", "labelled", {"metadata": stale}, namespace)
 
     async def relabelled() -> bool:
         j = await client.get("batch/v1", "Job", "labelled", namespace)
