@@ -39,9 +39,11 @@ async def test_ray_service_is_not_running_before_the_rayservice_is_ready(
     await eventually(aw_running, "AppWrapper llm Running", timeout=90)
 
     async def explained() -> Obj | None:
+        """The KaiwoService's ServeReady condition repeats the live RayService's Ready reason."""
         obj = await client.get(API, "KaiwoService", "llm", namespace)
-        serve = condition(obj, "ServeReady")
-        return obj if serve and serve.get("reason") not in (None, "RayServiceMissing") else None
+        rs = await client.get_or_none("ray.io/v1", "RayService", "llm", namespace)
+        serve, ready = condition(obj, "ServeReady") or {}, condition(rs, "Ready") or {}
+        return obj if ready.get("reason") and serve.get("reason") == ready.get("reason") else None
 
     obj = await eventually(explained, "the KaiwoService explains the RayService's readiness", timeout=60)
     serve = condition(obj, "ServeReady") or {}
