@@ -9,6 +9,7 @@ import asyncio
 import fcntl
 import os
 import pty
+import select
 import signal
 import struct
 import subprocess
@@ -23,12 +24,14 @@ import yaml
 
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
+from tests.e2e import test_cli
 from tests.e2e.helpers import eventually
 from tests.e2e.test_cli import API, Cli, ok, phase
-from tests.e2e.test_cli import cli as cli_fixture  # noqa: F401  (pytest registers it under its own name, cli)
-from tests.e2e.test_cli import user_config as user_config_fixture  # noqa: F401
 
 KAIWO = str(Path(sys.executable).parent / "kaiwo")
+# test_cli's fixtures, registered here under the same names
+cli = test_cli.cli
+user_config = test_cli.user_config
 
 
 def running_job(name: str) -> str:
@@ -64,22 +67,29 @@ class Terminal:
         os.write(self.master, text.encode())
 
     def expect(self, needle: str, timeout: float = 30) -> None:
+        self.expect_any((needle,), timeout)
+
+    def expect_any(self, needles: tuple[str, ...], timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        while needle.encode() not in self.seen:
-            assert time.monotonic() < deadline, f"{needle!r} not seen in {self.seen!r}"
+        while not any(n.encode() in self.seen for n in needles):
+            assert time.monotonic() < deadline, f"{needles!r} not seen in {self.seen!r}"
+            if not select.select([self.master], [], [], 0.2)[0]:
+                continue
             try:
                 self.seen += os.read(self.master, 65536)
             except OSError:  # the process ended and closed the terminal
-                assert needle.encode() in self.seen, f"{needle!r} not seen in {self.seen!r}"
+                assert any(n.encode() in self.seen for n in needles), f"{needles!r} not seen in {self.seen!r}"
                 return
 
     def wait(self) -> int:
+        deadline = time.monotonic() + 30
         try:
-            while os.read(self.master, 65536):
-                pass
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if select.select([self.master], [], [], 0.2)[0]:
+                    self.seen += os.read(self.master, 65536)
         except OSError:
             pass
-        code = self.proc.wait(timeout=30)
+        code = self.proc.wait(timeout=5)
         os.close(self.master)
         return code
 
@@ -100,6 +110,7 @@ async def test_exec_it_is_an_interactive_shell_with_the_terminals_size(
     env = {**os.environ, "KUBECONFIG": kubeconfig, "NO_COLOR": "1"}
     term = Terminal(["exec", running, "-n", namespace, "-it", "--", "sh"], env, rows=33, cols=101)
     try:
+        await asyncio.to_thread(term.expect_any, ("# ", "$ "))  # the shell's prompt: it reads from now on
         term.type("stty size; test -t 0 && echo IS-A-TTY\n")
         await asyncio.to_thread(term.expect, "33 101")
         await asyncio.to_thread(term.expect, "IS-A-TTY")
@@ -114,7 +125,9 @@ async def test_exec_it_is_an_interactive_shell_with_the_terminals_size(
         if term.proc.poll() is None:
             term.proc.kill()
     # upstream's form: --command is a shell line, and on a terminal it is interactive with a TTY by default
-    term = Terminal(["exec", running, "-n", namespace, "--command", "read x; echo got-$x; tty"], env, rows=24, cols=80)
+    line = "echo ready; read x; echo got-$x; tty"
+    term = Terminal(["exec", running, "-n", namespace, "--command", line], env, rows=24, cols=80)
+    await asyncio.to_thread(term.expect, "ready")
     term.type("hello\n")
     await asyncio.to_thread(term.expect, "got-hello")
     await asyncio.to_thread(term.expect, "/dev/pts/")
