@@ -90,7 +90,7 @@ async def test_aggregated_roles_reach_admin_edit_view(client: Client, kubeconfig
             "kaiwo-e2e",
         )
 
-    def can(user: str, verb: str, resource: str) -> bool:
+    def can(user: str, verb: str, resource: str, *extra: str) -> bool:
         out = subprocess.run(
             [
                 str(kubectl),
@@ -102,6 +102,7 @@ async def test_aggregated_roles_reach_admin_edit_view(client: Client, kubeconfig
                 namespace,
                 verb,
                 resource,
+                *extra,
             ],
             capture_output=True,
             text=True,
@@ -110,7 +111,8 @@ async def test_aggregated_roles_reach_admin_edit_view(client: Client, kubeconfig
         return out.stdout.strip() == "yes"
 
     assert can("ed", "create", "kaiwojobs.kaiwo.silogen.ai") and can("ed", "delete", "kaiwoservices.kaiwo.silogen.ai")
-    assert not can("ed", "patch", "kaiwojobs.kaiwo.silogen.ai/status")  # status is the operator's
+    assert not can("ed", "patch", "kaiwojobs.kaiwo.silogen.ai", "--subresource=status")  # status is the operator's
+    assert can("ed", "get", "kaiwojobs.kaiwo.silogen.ai", "--subresource=status")
     assert can("vi", "list", "kaiwojobs.kaiwo.silogen.ai") and not can("vi", "create", "kaiwojobs.kaiwo.silogen.ai")
     assert not can("ed", "get", "kaiwoqueueconfigs.kaiwo.silogen.ai")  # cluster config is not aggregated
 
