@@ -422,6 +422,11 @@ class RayJobBuilder(ObjectBuilder):
             self._status["message"] = message
         return self
 
+    def job_status(self, status: str) -> Self:
+        """The Ray job's own state (``status.jobStatus``: PENDING, RUNNING, SUCCEEDED, FAILED, STOPPED)."""
+        self._status["jobStatus"] = status
+        return self
+
 
 class AppWrapperBuilder(ObjectBuilder):
     def __init__(self, name: str, namespace: str = "default") -> None:

@@ -83,13 +83,19 @@ app.command(
         "kaiwo exec job/my-training -- nvidia-smi",
         "kaiwo exec service/inference -c main -- ls /models",
         "echo 'print(1)' | kaiwo exec -i job/my-training -- python",
+        "kaiwo exec -it job/my-training -- bash",
+        "kaiwo exec job/my-training --command 'rocm-smi --showuse'",
     ),
 )(pods.exec_)
 app.command(epilog=_examples("kaiwo monitor job/my-training", "kaiwo monitor job/my-training --once"))(pods.monitor)
 app.command(epilog=_examples("kaiwo delete job/my-training", "kaiwo delete job/a service/b -n team-a"))(inspect.delete)
 app.command(
     "port-forward",
-    epilog=_examples("kaiwo port-forward service/inference 8080:8000", "kaiwo port-forward service/inference :8000"),
+    epilog=_examples(
+        "kaiwo port-forward service/inference 8080:8000",
+        "kaiwo port-forward service/inference :8000",
+        "kaiwo port-forward job/my-training",
+    ),
 )(pods.port_forward)
 
 app.command(epilog=_examples("kaiwo doctor", "kaiwo doctor --operator-namespace kaiwo -o json"))(doctor.doctor)

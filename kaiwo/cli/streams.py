@@ -1,9 +1,11 @@
 """Streaming subresources over websockets: ``pods/exec`` and ``pods/portforward``.
 
 exec speaks ``v5.channel.k8s.io`` (Kubernetes >= 1.30 translates it for the kubelet): every binary message
-starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 255 close-a-channel, which is
-how stdin's end reaches the command). portforward speaks ``v4.channel.k8s.io`` with two channels per port
-(data, error); the first message on each starts with the port number (2 bytes), which is dropped.
+starts with a channel byte (0 stdin, 1 stdout, 2 stderr, 3 the final Status, 4 terminal size, 255
+close-a-channel, which is how stdin's end reaches the command). With a TTY the remote side merges stderr into
+stdout (so stderr is not requested) and takes the terminal's size as ``{"Width": w, "Height": h}`` on channel 4,
+first when the session starts and again on every resize. portforward speaks ``v4.channel.k8s.io`` with two
+channels per port (data, error); the first message on each starts with the port number (2 bytes), which is dropped.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import orjson
 
 from kaiwo.runtime.client import Client
 
-STDIN, STDOUT, STDERR, STATUS, CLOSE = 0, 1, 2, 3, 255
+STDIN, STDOUT, STDERR, STATUS, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 _EXIT_STATUS = re.compile(r"exit (?:status|code) (\d+)\s*$")
 
 
@@ -57,12 +59,18 @@ async def exec_in_pod(
     stdout: Callable[[bytes], None],
     stderr: Callable[[bytes], None],
     stdin: AsyncIterator[bytes] | None = None,
+    tty: bool = False,
+    sizes: AsyncIterator[tuple[int, int]] | None = None,
 ) -> ExecResult:
-    params = [("command", c) for c in command] + [("container", container), ("stdout", "true"), ("stderr", "true")]
+    """Run ``command``; ``sizes`` yields (width, height) of the local terminal (only used with ``tty``)."""
+    params = [("command", c) for c in command] + [("container", container), ("stdout", "true")]
+    params.append(("tty", "true") if tty else ("stderr", "true"))
     if stdin is not None:
         params.append(("stdin", "true"))
     ws = await client.websocket(f"/api/v1/namespaces/{namespace}/pods/{pod}/exec", params, ("v5.channel.k8s.io",))
-    feeder = asyncio.create_task(_feed(ws, stdin)) if stdin is not None else None
+    feeders = [asyncio.create_task(_feed(ws, stdin))] if stdin is not None else []
+    if tty and sizes is not None:
+        feeders.append(asyncio.create_task(_resize(ws, sizes)))
     status: dict[str, Any] | None = None
     try:
         async for msg in ws:
@@ -76,12 +84,17 @@ async def exec_in_pod(
             elif channel == STATUS and data:
                 status = orjson.loads(data)
     finally:
-        if feeder is not None:
+        for feeder in feeders:
             feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await feeder
         await ws.close()
     return exec_result(status)
+
+
+async def _resize(ws: aiohttp.ClientWebSocketResponse, sizes: AsyncIterator[tuple[int, int]]) -> None:
+    async for width, height in sizes:
+        await ws.send_bytes(bytes([RESIZE]) + orjson.dumps({"Width": width, "Height": height}))
 
 
 async def _feed(ws: aiohttp.ClientWebSocketResponse, stdin: AsyncIterator[bytes]) -> None:

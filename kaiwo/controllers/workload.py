@@ -129,6 +129,7 @@ class Caches:
     queue_configs: Informer | None
     local_queues: Informer | None
     kaiwo_workloads: tuple[Informer, ...] = ()  # KaiwoJobs and KaiwoServices: where GPU demand is looked for
+    ray_services: Informer | None = None  # RayServices the AppWrapper controller made (KaiwoService only)
 
 
 def _rfc3339(epoch: float) -> str:
@@ -455,8 +456,21 @@ class WorkloadReconciler:
         if kind == "Job":
             return st.job_phase(live, admitted), [cond]
         if kind == "RayJob":
-            return st.rayjob_phase(live, admitted), [cond]
-        return st.appwrapper_phase(live), [cond]
+            phase = st.rayjob_phase(live, admitted)
+            finished = st.rayjob_condition(phase)
+            return phase, [cond, finished] if finished else [cond]
+        phase = st.rayservice_phase(live, self._ray_service(main))
+        return phase, [cond, st.serve_condition(phase)] if live is not None else [cond]
+
+    def _ray_service(self, appwrapper: Obj) -> Obj | None:
+        """The RayService inside ``appwrapper`` (created by the AppWrapper controller), if it is this run's."""
+        if self.caches.ray_services is None:
+            return None
+        meta = appwrapper["metadata"]
+        rs = self.caches.ray_services.get_by(meta["name"], meta.get("namespace"))
+        if rs is None or (rs["metadata"].get("labels") or {}).get(RUN_ID_LABEL) != meta["labels"][RUN_ID_LABEL]:
+            return None
+        return rs
 
     def _observe_deployment(self, desired: Obj, live: Obj | None) -> tuple[st.Phase, list[Obj]]:
         """Kueue admits each pod of a Deployment (a Workload per pod): admitted once pods exist and none is gated."""
@@ -587,6 +601,8 @@ async def setup(
         local_queues=await _optional(manager, kueue_api, "LocalQueue"),
     )
     caches.kaiwo_workloads = tuple([await manager.informer(API, k) for k in KAIWO_KINDS])
+    if kind == "KaiwoService":  # Ray services: readiness comes from the RayService inside the AppWrapper
+        caches.ray_services = await _optional(manager, "ray.io/v1", "RayService", label_selector=RUN_ID_LABEL)
     name = kind.lower()
     reconciler = WorkloadReconciler(
         manager.client, kind, caches, f"kaiwo-{name}", kueue_api=kueue_api, downloader_image=downloader_image
@@ -636,5 +652,14 @@ async def setup(
         return [Request(meta.get("namespace"), name)]
 
     ctrl.watches(caches.pods, pod_owner)
+    if caches.ray_services is not None:  # owned by the AppWrapper, so mapped by the name label, not the owner
+        ctrl.watches(
+            caches.ray_services,
+            lambda rs: (
+                [Request(rs["metadata"].get("namespace"), rs["metadata"]["labels"][NAME_LABEL])]
+                if NAME_LABEL in (rs["metadata"].get("labels") or {})
+                else []
+            ),
+        )
     manager.add(ctrl)
     return ctrl

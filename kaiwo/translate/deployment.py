@@ -3,7 +3,8 @@
 Base ``spec.deployment.spec`` or a generated template. ``replicas`` = the computed replicas, each pod with
 ``gpusPerReplica`` GPUs; selector ``app=<name>`` and template label ``app=<name>``; restartPolicy Always; the
 queue and priority labels on the pod template (Kueue's pod integration makes each pod its own Workload);
-Deployment labels = the template's labels plus the system labels. The entrypoint becomes container[0]'s
+Deployment labels = the template's labels, the Kaiwo object's own, then the system labels
+(``meta.child_labels``). The entrypoint becomes container[0]'s
 command. No Service is created (as upstream).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 import copy
 
 from kaiwo.translate.entrypoint import shell_command
-from kaiwo.translate.meta import Obj, TranslateError, child_meta, queue_labels, system_labels
+from kaiwo.translate.meta import Obj, TranslateError, child_labels, child_meta, queue_labels
 from kaiwo.translate.podtemplate import Role, Workload, mutate
 
 
@@ -32,7 +33,7 @@ def build(w: Workload, base: Obj | None, entrypoint: str | None) -> tuple[list[O
     spec["template"] = template
     spec["replicas"] = w.plan.replicas
     spec["selector"] = {"matchLabels": {"app": w.name}}
-    labels = {**template["metadata"]["labels"], **system_labels(w.cr, w.workload_type)}
+    labels = child_labels(w.cr, w.workload_type, template["metadata"]["labels"])
     return [
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": child_meta(w.cr, w.name, labels), "spec": spec}
     ], []

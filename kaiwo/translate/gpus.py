@@ -39,6 +39,9 @@ class Plan:
     replicas: int
     gpus_per_replica: int
     resource_key: str  # e.g. amd.com/gpu
+    # Every pod needs more than half of the GPUs of any node of its vendor, so no two pods can share a node,
+    # whoever places them (the scheduler, or Kueue's topology-aware scheduling, which ignores pod affinity).
+    exclusive_nodes: bool = False
 
     @property
     def indexed(self) -> bool:
@@ -90,7 +93,7 @@ def plan(
                 f"least {per} GPUs; the cluster has {nodes_fitting} (nodes have at most {biggest} GPUs: "
                 f"{_describe(mine)})",
             )
-        return Plan(requested, replicas, per, resource_key)
+        return Plan(requested, replicas, per, resource_key, 2 * per > max(p.gpus_per_node for p in mine))
     per_node = min(p.gpus_per_node for p in mine)
     count = -(-requested // per_node)
     share = requested // count
@@ -104,4 +107,4 @@ def plan(
             f"spec.gpus: {requested} {vendor} GPUs cannot be split evenly over {count} pods of at most {per_node} "
             f"GPUs (one per node); use {' or '.join(options)}, or set replicas and gpusPerReplica",
         )
-    return Plan(requested, count, share, resource_key)
+    return Plan(requested, count, share, resource_key, 2 * share > max(p.gpus_per_node for p in mine))

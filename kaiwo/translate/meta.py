@@ -52,6 +52,23 @@ def system_labels(cr: Obj, workload_type: str) -> dict[str, str]:
     return out
 
 
+def propagated_labels(cr: Obj) -> dict[str, str]:
+    """The Kaiwo object's own labels that its children inherit: all but the queue label (the child's queue is
+    the resolved ``spec.clusterQueue``, set by ``queue_labels``). Builders put these under the system labels,
+    so a user label can never spoof ``kaiwo.silogen.ai/*``."""
+    return {k: v for k, v in (cr["metadata"].get("labels") or {}).items() if k != L.KUEUE_QUEUE_NAME}
+
+
+def child_labels(cr: Obj, workload_type: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Labels of a child object's metadata: ``base`` (e.g. the pod template's
+    labels), then the Kaiwo object's labels where ``base`` has no such key, then the system labels, which win."""
+    out = dict(base or {})
+    for k, v in propagated_labels(cr).items():
+        out.setdefault(k, v)
+    out.update(system_labels(cr, workload_type))
+    return out
+
+
 def queue_labels(queue: str, priority_class: str | None) -> dict[str, str]:
     out = {L.KUEUE_QUEUE_NAME: queue}
     if priority_class:

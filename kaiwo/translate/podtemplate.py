@@ -34,7 +34,7 @@ from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.api.storage import data_mount_path, hf_mount_path
 from kaiwo.translate import downloadcache
 from kaiwo.translate.gpus import Plan
-from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, system_labels
+from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, propagated_labels, system_labels
 from kaiwo.translate.resources import default_cpu_memory, fill_resources
 
 SKIPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
@@ -142,9 +142,8 @@ def mutate(template: Obj | None, w: Workload, role: Role) -> Obj | TranslateErro
 
     labels: dict[str, str] = dict(meta.get("labels") or {})
     labels.update(w.spec.pod_template_spec_labels or {})
-    for k, v in (cr_meta.get("labels") or {}).items():
-        if k != L.KUEUE_QUEUE_NAME:
-            labels.setdefault(k, v)
+    for k, v in propagated_labels(w.cr).items():
+        labels.setdefault(k, v)
     labels.update(role.labels)
     labels.update(system_labels(w.cr, w.workload_type))
     meta["labels"] = dict(sorted(labels.items()))

@@ -3,8 +3,9 @@
 Base ``spec.rayJob.spec`` or empty; ``entrypoint`` (trimmed, line continuations joined) replaces the base's;
 ``shutdownAfterJobFinishes: true`` and ``backoffLimit: 0`` (forced: Kueue requires the first, Kaiwo does not
 retry); ``suspend: true`` (Kueue admits by un-suspending); the Ray cluster of ``kaiwo.translate.raycluster``
-with restartPolicy Never on generated templates. Labels: the head template's labels plus system, queue and
-priority labels. A RayJob without any entrypoint (and not in InteractiveMode) is InvalidSpec.
+with restartPolicy Never on generated templates. Labels: the head template's labels, the Kaiwo object's own
+(``meta.child_labels``), then system, queue and priority labels. A RayJob without any entrypoint (and not
+in InteractiveMode) is InvalidSpec.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import copy
 
 from kaiwo.translate import raycluster
 from kaiwo.translate.entrypoint import ray_entrypoint
-from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_meta, queue_labels, system_labels
+from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_labels, child_meta, queue_labels
 from kaiwo.translate.podtemplate import Workload
 
 
@@ -37,8 +38,7 @@ def build(w: Workload, base: Obj | None, entrypoint: str | None) -> tuple[list[O
     spec["shutdownAfterJobFinishes"] = True
     spec["suspend"] = True
     labels = {
-        **cluster["headGroupSpec"]["template"]["metadata"]["labels"],
-        **system_labels(w.cr, w.workload_type),
+        **child_labels(w.cr, w.workload_type, cluster["headGroupSpec"]["template"]["metadata"]["labels"]),
         **queue_labels(w.queue, w.spec.priority_class),
     }
     return [

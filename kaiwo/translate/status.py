@@ -88,18 +88,36 @@ def deployment_phase(dep: Obj | None, pods: int, gated_pods: int) -> Phase:
 
 
 def rayjob_phase(rayjob: Obj | None, admitted: bool) -> Phase:
+    """KubeRay reports two levels: ``jobDeploymentStatus`` (the RayJob's lifecycle: cluster, submission, end) and
+    ``jobStatus`` (the Ray job inside, as the Ray dashboard reports it). The first decides the terminal phases
+    and whether the cluster is up; the second whether the job itself runs yet.
+
+    - ``ValidationFailed`` (KubeRay rejected the spec) and ``Failed`` (submission failed, deadline exceeded, the
+      application failed) -> FAILED with KubeRay's reason and message;
+    - ``Complete``: by ``jobStatus`` SUCCEEDED -> COMPLETE, FAILED -> FAILED, STOPPED (``ray job stop``) ->
+      TERMINATED (ended early on request, as a Kaiwo termination is);
+    - ``Running`` with ``jobStatus`` RUNNING -> RUNNING; with the job still PENDING in Ray -> STARTING;
+    - ``Suspended``/``Suspending`` (Kueue took the admission back) and anything before admission -> PENDING;
+    - otherwise (``Initializing``, ``Waiting`` for an interactive submission, ``Retrying``) -> STARTING.
+    """
     if rayjob is None:
         return Phase("PENDING", "ChildMissing", "the RayJob is being created")
     st = rayjob.get("status") or {}
     deployment = st.get("jobDeploymentStatus") or ""
+    job = st.get("jobStatus") or ""
+    message = st.get("message") or ""
+    if deployment == "ValidationFailed":
+        return Phase("FAILED", "ValidationFailed", message or "KubeRay rejected the RayJob")
+    if deployment == "Failed" or (deployment == "Complete" and job == "FAILED"):
+        return Phase("FAILED", st.get("reason") or "RayJobFailed", message or "the Ray job failed")
+    if deployment == "Complete" and job == "STOPPED":
+        return Phase("TERMINATED", "RayJobStopped", message or "the Ray job was stopped")
     if deployment == "Complete":
-        return Phase("COMPLETE", "RayJobComplete", st.get("message") or "the RayJob completed")
-    if deployment == "Failed":
-        return Phase("FAILED", st.get("reason") or "RayJobFailed", st.get("message") or "the RayJob failed")
-    if deployment == "Running":
-        return Phase("RUNNING")
-    if not admitted:
+        return Phase("COMPLETE", "RayJobComplete", message or "the RayJob completed")
+    if deployment in ("Suspended", "Suspending") or not admitted:
         return Phase("PENDING")
+    if deployment == "Running" and job == "RUNNING":
+        return Phase("RUNNING")
     return Phase("STARTING")
 
 
@@ -116,8 +134,85 @@ def appwrapper_phase(aw: Obj | None) -> Phase:
     }.get(phase, Phase("STARTING"))
 
 
+# Ray Serve application and deployment states (KubeRay copies them from the Serve controller).
+SERVE_FAILED = frozenset({"DEPLOY_FAILED"})  # Serve gave up on this config: only a new config deploys again
+SERVE_UNHEALTHY = frozenset({"UNHEALTHY"})  # failing health checks: Serve keeps restarting replicas
+
+
+def _serve_problem(service_status: Obj, states: frozenset[str]) -> str | None:
+    """The first application (or its deployment) in one of ``states``, described for the status message."""
+    apps = service_status.get("applicationStatuses") or {}
+    for app_name in sorted(apps):
+        app = apps[app_name] or {}
+        if app.get("status") in states:
+            return f"Serve application {app_name!r} is {app['status']}: {app.get('message') or 'no message'}"
+        deployments = app.get("serveDeploymentStatuses") or {}
+        for dep_name in sorted(deployments):
+            dep = deployments[dep_name] or {}
+            if dep.get("status") in states:
+                return (
+                    f"Serve deployment {dep_name!r} of application {app_name!r} is {dep['status']}: "
+                    f"{dep.get('message') or 'no message'}"
+                )
+    return None
+
+
+def rayservice_phase(aw: Obj | None, rayservice: Obj | None) -> Phase:
+    """A Ray KaiwoService: the AppWrapper (what Kueue admits) first, then the RayService it created.
+
+    The AppWrapper's Running only means its components exist. From then on the RayService decides:
+    - a Serve application or deployment ``DEPLOY_FAILED``, or ``Ready=False`` with reason
+      ``InitializingTimeout`` (KubeRay gave up waiting) -> FAILED;
+    - an application or deployment ``UNHEALTHY`` -> ERROR (recoverable: Serve restarts replicas, and the phase
+      returns to RUNNING when they pass their health checks again);
+    - ``Ready=True`` (KubeRay: the Serve endpoints answer) -> RUNNING; otherwise STARTING with KubeRay's reason.
+    The applications are read from the cluster that serves (``activeServiceStatus``) or, before the first one
+    is up, from the one being prepared (``pendingServiceStatus``). While an active cluster serves, a failing
+    new config (in the pending cluster) is an ERROR: the old config still answers, the new one will not.
+    """
+    outer = appwrapper_phase(aw)
+    if outer.status != "RUNNING":
+        return outer
+    if rayservice is None:
+        return Phase("STARTING", "RayServiceMissing", "the AppWrapper controller is creating the RayService")
+    status = rayservice.get("status") or {}
+    active = status.get("activeServiceStatus") or {}
+    pending = status.get("pendingServiceStatus") or {}
+    serving = active if active.get("rayClusterName") else pending
+    failed = _serve_problem(serving, SERVE_FAILED)
+    if failed:
+        return Phase("FAILED", "RayServeDeployFailed", failed)
+    ready = _cond(rayservice, "Ready") or {}
+    if ready.get("status") == "False" and ready.get("reason") == "InitializingTimeout":
+        return Phase("FAILED", "InitializingTimeout", ready.get("message") or "the RayService did not become ready")
+    unhealthy = _serve_problem(serving, SERVE_UNHEALTHY)
+    if unhealthy:
+        return Phase("ERROR", "RayServeUnhealthy", unhealthy)
+    if serving is active:
+        upgrade = _serve_problem(pending, SERVE_FAILED | SERVE_UNHEALTHY)
+        if upgrade:
+            return Phase("ERROR", "RayServeUpgradeFailing", f"the new config does not deploy; {upgrade}")
+    if ready.get("status") == "True":
+        return Phase("RUNNING")
+    return Phase("STARTING", ready.get("reason") or "RayServiceNotReady", ready.get("message") or "")
+
+
 def condition(ctype: str, ok: bool, reason: str, message: str) -> Obj:
     return {"type": ctype, "status": "True" if ok else "False", "reason": reason, "message": message}
+
+
+def serve_condition(phase: Phase) -> Obj:
+    """``ServeReady`` on a Ray KaiwoService: why it is (not yet) serving, in KubeRay's and Ray Serve's words."""
+    if phase.status == "RUNNING":
+        return condition("ServeReady", True, "Ready", "the RayService's Serve applications are ready")
+    return condition("ServeReady", False, phase.reason or "NotReady", phase.message or "waiting for the RayService")
+
+
+def rayjob_condition(phase: Phase) -> Obj | None:
+    """``RayJobFinished`` once KubeRay reports an end: the reason and message of the Ray job's outcome."""
+    if phase.status not in TERMINAL:
+        return None
+    return condition("RayJobFinished", True, phase.reason, phase.message)
 
 
 def _epoch(ts: str) -> float:

@@ -90,7 +90,8 @@ async def test_multi_node_gpu_job_becomes_an_indexed_job(client: Client, namespa
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["amd.com/gpu"] == "8"
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["WORLD_SIZE"] == "2" and env["NUM_GPUS"] == "16" and env["MASTER_ADDR"]
+    assert env["PET_NNODES"] == "2" and env["NUM_GPUS"] == "16" and env["MASTER_ADDR"]
+    assert "WORLD_SIZE" not in env  # per process: torchrun sets it (docs/scientist-guide.md, multi-node training)
     svc = await client.get("v1", "Service", "ddp", namespace)
     assert svc["spec"]["clusterIP"] == "None"
     pods = await client.list("v1", "Pod", namespace, labelSelector="job-name=ddp")

@@ -147,7 +147,7 @@ CASES: dict[str, Case] = {
     "rayjob-running": Case(
         KaiwoJobBuilder("ray", "ns").ray().phase("STARTING"),
         "RayJob",
-        RayJobBuilder("ray", "ns").deployment_status("Running"),
+        RayJobBuilder("ray", "ns").deployment_status("Running").job_status("RUNNING"),
         admitted(RayJobBuilder("ray", "ns")),
     ),
     "rayjob-failed-keeps-ray-reason": Case(
