@@ -9,19 +9,20 @@ utilisation monitor and with ``--gpu-preemption`` the GpuWorkload controller (ka
 flags and upstream's environment variables: ``RESOURCE_MONITORING_*``, ``GPU_PREEMPTION_*``). At start-up the
 KaiwoConfig singleton ``kaiwo`` is created (empty, so every default applies) when it is missing, as upstream does.
 
-Upstream's feature switches (environment variables, upstream-kaiwo.md §3) are read too. Booleans accept
-true/false (also 1/0, yes/no, on/off, any case); any other value is an error naming the variable.
+Upstream's feature switches (environment variables, docs/design/upstream.md#operator-process) are read too. Booleans
+accept true/false (also 1/0, yes/no, on/off, any case); any other value is an error naming the variable.
 - ``FORMATTED_LOGS=true``: human-readable text logs instead of JSON (``--log-format``/``KAIWO_LOG_FORMAT`` win).
 - ``RESOURCE_MONITORING_ENABLED`` and ``GPU_PREEMPTION_ENABLED``: defaults of ``--resource-monitoring`` and
   ``--gpu-preemption``.
 - ``DISABLE_WEBHOOKS`` (only true) and ``ENFORCE_KAIWO_ON_GPU_WORKLOADS`` (only false): switches of a feature this
   operator does not have (admission webhooks). The "off" value, which upstream's manifests set, is accepted; the
-  "on" value stops the start-up with an error instead of running silently without the feature.
+  "on" value stops the start-up with an error instead of running silently without the feature (docs/design/decisions.md
+  D27).
 - Not applicable, ignored as upstream ignores them when their feature is off: ``WEBHOOK_CERT_DIRECTORY`` and
   ``DEFAULT_CLUSTER_QUEUE_NAME`` (webhook path only). Upstream's ``--enable-http2`` and ``--webhook-cert-*`` flags
   do not exist here; passing them is an "unrecognized arguments" error. ``--metrics-secure`` and
-  ``--metrics-cert-path/-name/-key`` are upstream's, but secure metrics are off by default (DECISIONS 13: plain
-  HTTP metrics on by default).
+  ``--metrics-cert-path/-name/-key`` are upstream's, but secure metrics are off by default (docs/design/decisions.md
+  D13: plain HTTP metrics on by default).
 
 Leader election is on by default, also out of cluster. Its Lease lives in ``--leader-election-namespace``
 (default: the pod's namespace in a cluster, else ``kaiwo-system``); when that namespace does not exist the
@@ -52,7 +53,7 @@ from kaiwo.runtime.tracing import setup_tracing
 from kaiwo.translate.storage import DOWNLOADER_IMAGE
 
 log = logging.getLogger("kaiwo.manager")
-LEASE_NAME = "83fc2279.silogen.ai"  # upstream's leader-election ID, so old and new never run together
+LEASE_NAME = "83fc2279.silogen.ai"  # upstream's Lease ID: old and new never run together (docs/design/decisions.md D28)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "text")
 

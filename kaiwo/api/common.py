@@ -1,21 +1,21 @@
 """What KaiwoJob and KaiwoService share: the common spec fields, the status, and the status values.
 
-Field names, defaults and status strings are upstream Kaiwo's (upstream-kaiwo.md §1.2, §1.6). Validation added
-on top (DECISIONS 1: a manifest that worked upstream keeps working; these reject input upstream silently
-mis-handled):
+Field names, defaults and status strings are upstream Kaiwo's (docs/design/upstream.md#common-spec, #status-machine).
+Validation added on top (docs/design/decisions.md D1: a manifest that worked upstream keeps working; these reject input
+upstream silently mis-handled):
 
 - `gpuVendor` must be `amd` or `nvidia` in any letter case (upstream treated them case-insensitively and fell
   back to the KaiwoConfig GPU resource for anything else); the pattern rejects every other value.
 - `gpus`, `gpusPerReplica` and `replicas` are never negative. When both `gpus` and `gpusPerReplica` are set,
-  `gpus` must equal `replicas * gpusPerReplica` (upstream silently used the larger of the two), and
-  `gpusPerReplica` needs at least one replica.
+  `gpus` must equal `replicas * gpusPerReplica` (upstream silently used the larger of the two; docs/design/decisions.md
+  D17), and `gpusPerReplica` needs at least one replica.
 - quantities, durations, label keys and values, queue names and volume names must be well formed.
 - `duration` is a Go duration string (metav1.Duration).
-- names (DECISIONS 2, ``workload_rules``): at most 63 characters; 54 when storage downloads are configured
-  (the download Job `<name>-download` must fit a 63-character label); 47 when Ray is used (KubeRay appends
+- names (docs/design/decisions.md D2, ``workload_rules``): at most 63 characters; 54 when storage downloads are
+  configured (the download Job `<name>-download` must fit a 63-character label); 47 when Ray is used (KubeRay appends
   suffixes); with Ray also a DNS-1035 label (KubeRay makes Services from it).
 
-Condition types are upstream's plus `SpecApplied` (DECISIONS 3).
+Condition types are upstream's plus `SpecApplied` (docs/design/decisions.md D3).
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ class WorkloadStatusFields(KaiwoModel):
     start_time: Time | None = Field(default=None, description="When the workload started running.")
     completion_time: Time | None = Field(
         default=None,
-        description="When the workload reached COMPLETE, FAILED or TERMINATED (not upstream: DECISIONS 4).",
+        description="When the workload reached COMPLETE, FAILED or TERMINATED (docs/design/decisions.md D4).",
     )
     conditions: list[Condition] | None = conditions_field(
         "Details of the workload's state: Schedulable, Admitted, DownloadJobSucceeded, PvcReady, Preemptable, "
@@ -252,7 +252,7 @@ class WorkloadStatusFields(KaiwoModel):
 
 
 def workload_rules(ray_field: str, noun: str) -> tuple[Rule, ...]:
-    """Name rules of a workload kind (DECISIONS 2): children and labels carry the name."""
+    """Name rules of a workload kind (docs/design/decisions.md D2): children and labels carry the name."""
     name = "self.metadata.name"
     ray = f"has(self.spec) && ((has(self.spec.ray) && self.spec.ray) || has(self.spec.{ray_field}))"
     s = "self.spec.storage"

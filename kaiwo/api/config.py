@@ -1,7 +1,7 @@
 """KaiwoConfig (`config.kaiwo.silogen.ai/v1alpha1`, cluster-scoped singleton `kaiwo`, no status): the
 operator settings that can change while it runs (read on every reconcile).
 
-Every section defaults to `{}` and every setting has its upstream default (upstream-kaiwo.md §1.8), so an
+Every section defaults to `{}` and every setting has its upstream default (docs/design/upstream.md#kaiwoconfig), so an
 empty `spec` means "all defaults". Added checks: the object must be named `kaiwo`; quantities, durations,
 resource and label keys must be well formed; percentages are 0-100.
 """

@@ -1,7 +1,7 @@
 """GpuWorkload (`kaiwo.silogen.ai/v1alpha1`, namespaced): Kaiwo's record of one GPU workload it watches for
 idle-GPU preemption (created by the operator, not by users).
 
-Shapes as upstream (upstream-kaiwo.md §1.9). Its name is `<lowercase owner kind>-<owner name>-<first 8
+Shapes as upstream (docs/design/upstream.md#gpuworkload). Its name is `<lowercase owner kind>-<owner name>-<first 8
 characters of the owner UID>`; it has no ownerReference, so it outlives the workload as an audit record.
 """
 

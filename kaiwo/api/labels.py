@@ -1,4 +1,5 @@
-"""Label, annotation and taint keys that are part of Kaiwo's API (upstream-kaiwo.md §2.12, DECISIONS 8).
+"""Label, annotation and taint keys that are part of Kaiwo's API (docs/design/upstream.md#labels,
+docs/design/decisions.md D8).
 
 Users and other tools select on these, so their names are as upstream Kaiwo's.
 """

@@ -2,9 +2,9 @@
 
 The ClusterQueue spec is the subset of Kueue's `ClusterQueueSpec` (v1beta1, as of Kueue 0.12) that upstream
 Kaiwo exposes, with Kueue's own defaults, limits and rules; priority classes and topologies are Kueue objects
-(`metadata.name` plus their fields). Added checks: the object must be named `kaiwo`; names are unique within
-each list; topology levels are unique, `kubernetes.io/hostname` may only be the last level (Kueue's rules,
-surfaced here instead of when Kaiwo creates the Topology).
+(`metadata.name` plus their fields). Added checks (docs/design/decisions.md D33): the object must be named `kaiwo`;
+names are unique within each list; topology levels are unique, `kubernetes.io/hostname` may only be the last level
+(Kueue's rules, surfaced here instead of when Kaiwo creates the Topology).
 """
 
 from __future__ import annotations

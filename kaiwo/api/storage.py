@@ -1,8 +1,8 @@
 """Storage for KaiwoJob and KaiwoService (`spec.storage`): PVCs and the download job that fills them.
 
-Shapes, names and defaults are upstream Kaiwo's (upstream-kaiwo.md §1.3). What is required here and was
+Shapes, names and defaults are upstream Kaiwo's (docs/design/upstream.md#storage-spec). What is required here and was
 optional upstream is what the download job cannot work without (an S3 download without an endpoint, a git
-download without a repository, ...). Two deliberate differences (DECISIONS 10): `data.mountPath` and
+download without a repository, ...). Two deliberate differences (docs/design/decisions.md D10): `data.mountPath` and
 `huggingFace.mountPath` have no CRD default, so that KaiwoConfig `spec.storage.defaultDataMountPath` /
 `defaultHfMountPath` (`/workload`, `/hf_cache`) apply when they are not set; use ``data_mount_path()`` /
 ``hf_mount_path()`` to resolve them.

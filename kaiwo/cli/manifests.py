@@ -2,7 +2,7 @@
 
 A file (or stdin) holds one or more YAML or JSON documents; a ``kind: List`` is expanded. Any kind may be
 submitted (a ConfigMap next to a job is fine); only KaiwoJob and KaiwoService get ``spec.user`` and
-``spec.clusterQueue`` filled, and only where the manifest leaves them out (upstream-kaiwo.md §4).
+``spec.clusterQueue`` filled, and only where the manifest leaves them out (docs/design/upstream.md#cli).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Colour and spinners only on a terminal; ``NO_COLOR`` is honoured (rich reads it). Normal output goes to stdout,
 progress, notices and errors to stderr, so stdout stays parseable.
 The kubeconfig is found like kubectl finds it: ``--kubeconfig``, else ``$KUBECONFIG`` (a path list, merged),
-else ``~/.kube/config``; the namespace is ``-n``, else the context's namespace, else ``default`` (DECISIONS 15).
+else ``~/.kube/config``; the namespace is ``-n``, else the context's namespace, else ``default``
+(docs/design/decisions.md D15).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The CLI's own config file: who you are and which ClusterQueue you use (upstream-kaiwo.md §4).
+"""The CLI's own config file: who you are and which ClusterQueue you use (docs/design/upstream.md#cli).
 
 Found at ``--config``, else ``$KAIWOCONFIG``, else ``$XDG_CONFIG_HOME/kaiwo/kaiwoconfig.yaml`` (XDG_CONFIG_HOME
 defaults to ``~/.config``). It holds only ``user:`` and ``clusterQueue:``. ``submit`` offers to write it on the

@@ -1,6 +1,6 @@
 """KaiwoQueueConfig controller: node-pool discovery, the default config, and the Kueue objects it owns.
 
-Reconcile of the singleton ``kaiwo`` (upstream-kaiwo.md §2.10, DECISIONS 8-9):
+Reconcile of the singleton ``kaiwo`` (docs/design/upstream.md#queueconfig-reconcile, docs/design/decisions.md D8-D9):
 1. read KaiwoConfig, Nodes and Namespaces from the caches and discover the node pools;
 2. if the KaiwoQueueConfig is missing, create the default one (discovered flavors, default ClusterQueue and
    Topology) and stop: its creation event brings us back. In dynamic mode, merge the freshly discovered

@@ -1,4 +1,5 @@
-"""KaiwoJob and KaiwoService controllers: one shared reconcile (upstream-kaiwo.md §2.2, DECISIONS 3-7, 9-11).
+"""KaiwoJob and KaiwoService controllers: one shared reconcile (docs/design/upstream.md#workload-reconcile,
+docs/design/decisions.md D3-D7, D9-D11).
 
 Per reconcile of a workload:
 1. terminal (COMPLETE, FAILED, TERMINATED): nothing to do; TERMINATING: delete the children, TERMINATED;
@@ -8,7 +9,7 @@ Per reconcile of a workload:
    shortfall (cordoned or drained GPU nodes) changes nothing shown, an invalid edit is ``SpecApplied=False``,
    and the phase comes from the child (``_from_existing``);
 3. apply the storage children; while the download Job runs -> DOWNLOADING, if it failed -> FAILED;
-4. ensure the LocalQueue (only for ClusterQueues without a ``namespaces`` list, DECISIONS 9), then apply
+4. ensure the LocalQueue (only for ClusterQueues without a ``namespaces`` list, docs/design/decisions.md D9), then apply
    the workload children by server-side apply (skipped when unchanged, so spec edits propagate and a settled
    workload costs no writes). ``spec.suspend`` of a Job or RayJob is sent only on creation: afterwards it is
    Kueue's (``_apply_one``), so no re-apply suspends an admitted workload or restarts its pods. A rejection
@@ -18,13 +19,12 @@ Per reconcile of a workload:
    with backoff (1 s doubling to 20 s) and keeps the phase (the user has nothing to fix);
 5. derive the phase from the child and Kueue's Workload (kaiwo.translate.status); a Deployment is PENDING
    until its pods have passed Kueue's admission gate;
-6. duration preemption (kaiwo.translate.preemption, DECISIONS 12): a RUNNING workload with ``spec.duration``
-   gets ``Preemptable`` and is requeued at its deadline; once expired it becomes TERMINATING when a KaiwoJob or
-   KaiwoService of the same ClusterQueue and GPU vendor has pended with GPUs for longer than
-   ``pendingThresholdForPreemption`` (then step 1 deletes its children). Each controller also watches both
-   Kaiwo kinds and maps a pending GPU workload to the RUNNING workloads with a duration it could preempt, and
-   an expired workload requeues itself for when young demand crosses the threshold: level-triggered, no timers
-   elsewhere;
+6. duration preemption (kaiwo.translate.preemption, docs/design/decisions.md D12): a RUNNING workload with
+   ``spec.duration`` gets ``Preemptable`` and is requeued at its deadline; once expired it becomes TERMINATING when a
+   KaiwoJob or KaiwoService of the same ClusterQueue and GPU vendor has pended with GPUs for longer than
+   ``pendingThresholdForPreemption`` (then step 1 deletes its children). Each controller also watches both Kaiwo kinds
+   and maps a pending GPU workload to the RUNNING workloads with a duration it could preempt, and an expired workload
+   requeues itself for when young demand crosses the threshold: level-triggered, no timers elsewhere;
 7. write the status only when it changed, with one event per phase transition (and one ``Preemptable``).
 """
 
@@ -248,7 +248,7 @@ class WorkloadReconciler:
         main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
         user_error = any(f.reason not in WEBHOOK_DOWN for f in failures)
         if user_error and main is not None and self._live(main) is None:
-            phase_now = st.Phase("ERROR")  # the child cannot be created at all: say so instead of STARTING forever
+            phase_now = st.Phase("ERROR")  # the child cannot be created: ERROR (docs/design/decisions.md D31)
         result = await self._finish(cr, cfg, phase_now.status, conditions)
         if any(f.reason in WEBHOOK_DOWN for f in failures):
             return Result(requeue_after=self._webhook_backoff(cr))
@@ -306,7 +306,7 @@ class WorkloadReconciler:
         qcs = self.caches.queue_configs
         qc = qcs.get_by("kaiwo") if qcs is not None else None
         if qc is None:
-            return None  # no KaiwoQueueConfig (yet): Kueue itself decides whether the queue exists
+            return None  # no KaiwoQueueConfig: Kueue decides (docs/design/decisions.md D34)
         for cq in (qc.get("spec") or {}).get("clusterQueues") or []:
             if cq.get("name") == queue:
                 namespaces = cq.get("namespaces") or []
@@ -401,7 +401,7 @@ class WorkloadReconciler:
         await self.client.apply(body, manager, force=True)
 
     async def _ensure_local_queue(self, cr: Obj, queue: str) -> list[Failure]:
-        """Lazily create the LocalQueue for ClusterQueues that do not list namespaces (DECISIONS 9)."""
+        """Lazily create the LocalQueue for ClusterQueues that do not list namespaces (docs/design/decisions.md D9)."""
         ns = cr["metadata"]["namespace"]
         key = f"{ns}/{queue}"
         if self.caches.local_queues is None:

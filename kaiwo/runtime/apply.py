@@ -7,12 +7,12 @@
   Drift made by others in fields we own is corrected on the next change of the desired state, not instantly
   (the cost of skipping). A stale cache right after an apply can cause one redundant, idempotent apply, never
   a duplicate object: applies address objects by name.
-- ``Applier.write_status``: merge-patches the status subresource, with the cached object's resourceVersion as a
-  precondition (a stale cache, e.g. right after a failover, gets 409 Conflict and a retry from fresher state
-  instead of overwriting newer status), only when the computed status differs from
-  the cached one (by ``differs``), and not again while the cache still shows the very object version our last
-  write started from and we would write the same status: a reconcile that runs before the watch delivered our
-  own write sends nothing (and its caller emits no second event).
+- ``Applier.write_status`` (docs/design/decisions.md D11): merge-patches the status subresource, with the cached
+  object's resourceVersion as a precondition (a stale cache, e.g. right after a failover, gets 409 Conflict and a retry
+  from fresher state instead of overwriting newer status), only when the computed status differs from the cached one (by
+  ``differs``), and not again while the cache still shows the very object version our last write started from and we
+  would write the same status: a reconcile that runs before the watch delivered our own write sends nothing (and its
+  caller emits no second event).
 - ``Expectations``: for objects created with generated names (where a stale cache *could* cause a duplicate
   create), a controller records what it created and waits until the cache has seen it before creating again.
 """

@@ -14,7 +14,8 @@ difference is the margin for stopping the reconciles (see docs/admin-guide.md, "
 
 Not guaranteed (as in client-go): fencing. A leader that is paused longer than the lease (e.g. a stopped VM)
 may briefly act after another has taken over; reconciles must stay idempotent. On graceful shutdown the
-leader releases the Lease (empty holder), so a successor takes over within one retry period.
+leader releases the Lease (empty holder), so a successor takes over within one retry period (docs/design/decisions.md
+D16).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""KaiwoJob (not Ray) -> batch/v1 Job, and for multi-pod work a headless Service (upstream-kaiwo.md §2.5,
-DECISIONS 5).
+"""KaiwoJob (not Ray) -> batch/v1 Job, and for multi-pod work a headless Service
+(docs/design/upstream.md#kaiwojob-children, docs/design/decisions.md D5).
 
 The Job: base ``spec.job.spec`` or a generated template; ``suspend: true`` (Kueue admits it by un-suspending);
 ``backoffLimit: 0`` (forced, with a warning); ``ttlSecondsAfterFinished`` 3600 unless given; the entrypoint as
 container[0]'s command; the Kaiwo object's labels (but its queue label) and the system labels on the Job,
 the Service and the template (``meta.child_labels``, so ``kubectl get jobs -l team=x`` finds the Job); queue and
-priority labels on the Job only (Kueue reads them there; on the pods they would invite Kueue's pod
-integration).
+priority labels on the Job only (Kueue reads them there; on the pods they would invite Kueue's pod integration;
+docs/design/decisions.md D20).
 
 More than one replica (more GPUs than one node has, or explicit ``replicas``): an Indexed Job with
 ``parallelism = completions = replicas``, ``gpusPerReplica`` GPUs per pod, pods in the subdomain of a headless
@@ -33,8 +33,8 @@ Rendezvous environment (main containers), so that a bare ``torchrun train.py`` r
 - collective-library settings vendors recommend for multi-node runs, unless the user sets them:
   ``TORCH_NCCL_ASYNC_ERROR_HANDLING=1`` (a lost peer aborts the job instead of hanging it; NCCL and RCCL
   alike) and, on AMD, ``HSA_FORCE_FINE_GRAIN_PCIE=1`` (ROCm's RCCL guidance for multi-node performance).
-Choice: a batch job without GPUs but with ``replicas > 1`` is also an Indexed Job (upstream ignored replicas
-for batch jobs).
+Choice: a batch job without GPUs but with ``replicas > 1`` is also an Indexed Job (upstream ignored replicas for batch
+jobs; docs/design/decisions.md D19).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""KaiwoService (not Ray) -> apps/v1 Deployment (upstream-kaiwo.md §2.6).
+"""KaiwoService (not Ray) -> apps/v1 Deployment (docs/design/upstream.md#kaiwoservice-children).
 
 Base ``spec.deployment.spec`` or a generated template. ``replicas`` = the computed replicas, each pod with
 ``gpusPerReplica`` GPUs; selector ``app=<name>`` and template label ``app=<name>``; restartPolicy Always; the

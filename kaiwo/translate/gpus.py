@@ -1,4 +1,5 @@
-"""GPU maths: how many pods (replicas) and GPUs per pod a workload gets (upstream-kaiwo.md §2.3, DECISIONS 5).
+"""GPU maths: how many pods (replicas) and GPUs per pod a workload gets (docs/design/upstream.md#gpu-maths,
+docs/design/decisions.md D5).
 
 Input: the workload's ``gpus``/``replicas``/``gpusPerReplica`` and the GPU node pools of its vendor.
 Output: a ``Plan`` or a ``TranslateError`` that says what would fit. GPUs are never silently reduced.
@@ -11,8 +12,8 @@ Rules:
   ceil(requested / perNode)``, ``gpusPerReplica = requested / replicas``. When that division is not exact the
   result is an UnevenGPUSplit error naming the nearest totals that split evenly (upstream rounded down).
 - no GPU nodes of the vendor -> NoGPUs; more GPUs than the vendor's nodes have -> InsufficientGPUs.
-Allocatable GPUs (upstream's second source) are not used: capacity is what the node pools describe, and Kueue
-quota decides when the GPUs are free.
+Allocatable GPUs (upstream's second source) are not used (docs/design/decisions.md D18): capacity is what the node pools
+describe, and Kueue quota decides when the GPUs are free.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class Plan:
 
     @property
     def indexed(self) -> bool:
-        """A batch Job with more than one pod runs as an Indexed Job (DECISIONS 5)."""
+        """A batch Job with more than one pod runs as an Indexed Job (docs/design/decisions.md D5)."""
         return self.replicas > 1
 
 

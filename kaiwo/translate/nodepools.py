@@ -1,10 +1,10 @@
 """Node-pool discovery: Nodes -> GPU pools, Kueue flavors, quotas, the default ClusterQueue and Topology.
 
-Follows upstream Kaiwo's discovery (upstream-kaiwo.md §2.10): a node's pool is identified by its GPU vendor,
-model and count (from the AMD node labeller / NVIDIA GPU feature discovery labels) and its nominal CPU and
+Follows upstream Kaiwo's discovery (docs/design/upstream.md#queueconfig-reconcile): a node's pool is identified by its
+GPU vendor, model and count (from the AMD node labeller / NVIDIA GPU feature discovery labels) and its nominal CPU and
 memory, which are 90 % of capacity. The flavor is named ``<vendor>-<model>-<N>gpu-<cpu>core-<mem>gi``
-(``cpu-only-0gpu-...`` for nodes without GPUs); its quota is the sum over the pool's nodes. Cordoned nodes,
-and control-plane nodes when asked, are left out.
+(``cpu-only-0gpu-...`` for nodes without GPUs); its quota is the sum over the pool's nodes. Cordoned nodes, and
+control-plane nodes when asked, are left out.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Pod-template mutation (upstream-kaiwo.md §2.4, DECISIONS 6-7, 10): a pod template (the user's, or None for
-a generated one) plus the workload -> a new template. The input is never modified.
+"""Pod-template mutation (docs/design/upstream.md#pod-template, docs/design/decisions.md D6-D7, D10): a pod template
+(the user's, or None for a generated one) plus the workload -> a new template. The input is never modified.
 
 What every template gets: labels (the template's, then ``podTemplateSpecLabels``, then the Kaiwo object's
 labels except the queue label without overwriting, then builder extras such as ``app``, then the system labels,
@@ -18,8 +18,8 @@ unless ``dangerous`` the pod security context runAsUser/runAsGroup/fsGroup 1000.
 scheduler, restart policy and security context.
 
 Choices where upstream is silent: GPUs and the GPU-sized CPU/memory defaults go on the first container only
-(a sidecar does not get a copy of the GPUs); other containers get only ``spec.resources``. A volume, mount,
-pull secret or toleration that already exists under the same name is left as it is.
+(a sidecar does not get a copy of the GPUs; docs/design/decisions.md D21); other containers get only ``spec.resources``.
+A volume, mount, pull secret or toleration that already exists under the same name is left as it is.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Duration-based preemption (upstream-kaiwo.md §2.8, DECISIONS 12): when a running workload may be stopped.
+"""Duration-based preemption (docs/design/upstream.md#duration-preemption, docs/design/decisions.md D12): when a running
+workload may be stopped.
 
 A RUNNING workload with ``spec.duration`` is ``Preemptable=False`` (DurationNotExceeded) until
 ``startTime + duration`` and ``Preemptable=True`` (DurationExceeded) after. An expired workload is stopped only

@@ -1,4 +1,5 @@
-"""KaiwoQueueConfig spec -> the Kueue objects Kaiwo owns (upstream-kaiwo.md §1.7/§2.10, DECISIONS 8-9).
+"""KaiwoQueueConfig spec -> the Kueue objects Kaiwo owns (docs/design/upstream.md#queueconfig-spec,
+#queueconfig-reconcile, docs/design/decisions.md D8-D9).
 
 Every object carries the label ``kaiwo.silogen.ai/managed-by: kaiwoqueueconfig`` and a controller
 ownerReference to the KaiwoQueueConfig, which is how the controller knows what it may prune (objects made by
@@ -7,7 +8,8 @@ the Topology CRD is absent: topologies are skipped and flavors lose their topolo
 that exist (LocalQueues are made only there).
 
 Choices where upstream differs or is silent:
-- flavor ``taints``/``tolerations`` are copied to Kueue's ``nodeTaints``/``tolerations`` (upstream dropped them);
+- flavor ``taints``/``tolerations`` are copied to Kueue's ``nodeTaints``/``tolerations`` (upstream dropped them;
+  docs/design/decisions.md D25);
 - a flavor without ``topologyName`` gets ``kaiwo/worker: "true"`` in its nodeLabels and the default topology,
   as upstream;
 - ClusterQueue quotas are reordered to follow ``coveredResources`` (Kueue requires the same order).

@@ -1,5 +1,5 @@
 """The Ray cluster part shared by RayJob (``rayClusterSpec``) and RayService (``rayClusterConfig``)
-(upstream-kaiwo.md §2.3, §2.5).
+(docs/design/upstream.md#gpu-maths, #kaiwojob-children).
 
 Head: no GPUs, ``cpu: 2`` and memory KaiwoConfig ``ray.headPodMemory`` unless the container sets them (choice:
 ``spec.resources`` is sized for the GPU workers and is not applied to the head), rayStartParams

@@ -1,4 +1,4 @@
-"""KaiwoJob with Ray -> ray.io/v1 RayJob (upstream-kaiwo.md §2.5).
+"""KaiwoJob with Ray -> ray.io/v1 RayJob (docs/design/upstream.md#kaiwojob-children).
 
 Base ``spec.rayJob.spec`` or empty; ``entrypoint`` (trimmed, line continuations joined) replaces the base's;
 ``shutdownAfterJobFinishes: true`` and ``backoffLimit: 0`` (forced: Kueue requires the first, Kaiwo does not

@@ -1,5 +1,6 @@
-"""KaiwoService with Ray -> a RayService inside a workload.codeflare.dev/v1beta2 AppWrapper (upstream-kaiwo.md
-§2.6): Kueue does not manage RayServices itself, so the AppWrapper is what Kueue admits.
+"""KaiwoService with Ray -> a RayService inside a workload.codeflare.dev/v1beta2 AppWrapper
+(docs/design/upstream.md#kaiwoservice-children): Kueue does not manage RayServices itself, so the AppWrapper is what
+Kueue admits.
 
 The RayService: base ``spec.rayService.spec`` plus ``serveConfigV2`` (the KaiwoService's wins) and the Ray
 cluster of ``kaiwo.translate.raycluster`` as ``rayClusterConfig`` (restart policy left to KubeRay). It is the

@@ -1,4 +1,4 @@
-"""Container requests and limits (upstream-kaiwo.md §2.3).
+"""Container requests and limits (docs/design/upstream.md#gpu-maths).
 
 - The GPU key of the vendor gets ``gpus`` as request and limit, always (overwriting the container's value).
 - CPU and memory are filled only where the container has none: from ``spec.resources`` first, then the
@@ -6,8 +6,8 @@
 - Other keys of ``spec.resources`` (e.g. ephemeral-storage) fill in the same way; GPU keys there are ignored.
 
 Choice where upstream is silent or unsafe: when only one of request/limit is known for a key, the other takes
-the same value (upstream put the default in the missing one, which can give a limit below the request and a
-rejected pod).
+the same value (upstream put the default in the missing one, which can give a limit below the request and a rejected
+pod; docs/design/decisions.md D22).
 """
 
 from __future__ import annotations

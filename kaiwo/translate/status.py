@@ -1,7 +1,7 @@
 """Workload status from observations: the child's state and Kueue's admission -> phase and conditions.
 
 Pure: the caller passes the objects it read and ``now`` (an RFC 3339 string and epoch seconds).
-Phases (upstream-kaiwo.md §1.6): "" (new) -> [DOWNLOADING] -> PENDING -> STARTING -> RUNNING ->
+Phases (docs/design/upstream.md#status-machine): "" (new) -> [DOWNLOADING] -> PENDING -> STARTING -> RUNNING ->
 COMPLETE | FAILED, ERROR (recoverable), TERMINATING -> TERMINATED.
 """
 
@@ -15,7 +15,8 @@ Obj = dict[str, Any]
 TERMINAL = frozenset({"COMPLETE", "FAILED", "TERMINATED"})
 KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"  # scheduling gate on pods Kueue has not admitted yet
 # Until Kueue says more (a QuotaReserved message such as "couldn't assign flavors"), one message for every step
-# before admission, so the child's and the Workload's creation cost no status writes of their own.
+# before admission, so the child's and the Workload's creation cost no status writes of their own
+# (docs/design/decisions.md D29).
 WAITING_FOR_ADMISSION = "waiting for Kueue admission"
 
 
@@ -68,8 +69,8 @@ def deployment_phase(dep: Obj | None, pods: int, gated_pods: int) -> Phase:
     """Kueue's pod integration admits each pod of a Deployment on its own by removing ``KUEUE_ADMISSION_GATE``.
 
     Short of the wanted available replicas, a Deployment is PENDING while pods wait behind the gate or none
-    exist yet (nothing has been admitted), so time spent queueing never reads as an ERROR; a progress deadline
-    exceeded after admission is an ERROR, which recovers when a later rollout progresses.
+    exist yet (nothing has been admitted), so time spent queueing never reads as an ERROR (docs/design/decisions.md
+    D30); a progress deadline exceeded after admission is an ERROR, which recovers when a later rollout progresses.
     """
     if dep is None:
         return Phase("PENDING", "ChildMissing", "the Deployment is being created")

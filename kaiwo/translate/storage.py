@@ -1,10 +1,11 @@
-"""Storage children of a workload (upstream-kaiwo.md §1.3, §2.7, DECISIONS 10): PVCs ``<name>-data`` and
-``<name>-hf``, and when downloads are configured the ConfigMap and Job ``<name>-download``.
+"""Storage children of a workload (docs/design/upstream.md#storage-spec, #storage-pipeline, docs/design/decisions.md
+D10): PVCs ``<name>-data`` and ``<name>-hf``, and when downloads are configured the ConfigMap and Job
+``<name>-download``.
 
 - ``<name>-data`` exists when ``storage.data.storageSize`` is set, ``<name>-hf`` whenever
-  ``storage.huggingFace.storageSize`` is set (DECISIONS 10; upstream only with pre-cache repos). Both use
-  ``storage.accessMode`` and ``storage.storageClassName``, else KaiwoConfig ``storage.defaultStorageClass``,
-  else no class (the cluster default).
+  ``storage.huggingFace.storageSize`` is set (docs/design/decisions.md D10; upstream only with pre-cache repos). Both
+  use ``storage.accessMode`` and ``storage.storageClassName``, else KaiwoConfig ``storage.defaultStorageClass``, else no
+  class (the cluster default).
 - ConfigMap key ``config.yaml``: ``{downloadRoot, hfHome, s3, gcs, azureBlob, git, hf}`` (empty sections left
   out), with every secret reference's ``file`` set to ``/app/secrets/<secretName>/<secretKey>``.
 - The download Job (type ``downloader``) is queued through Kueue like the workload (upstream bypassed quotas): the
@@ -17,8 +18,9 @@
   PVC at downloadRoot, each referenced Secret (only the keys used) at ``/app/secrets/<secretName>``, the HF PVC
   at hfHome with ``HF_HOME``; the workload's ``env`` and image pull secrets; the Kaiwo object's annotations on
   its pod (as on the workload's pods: e.g. a sidecar opt-out must reach the downloader too).
-- Choice: pre-cache repos without ``huggingFace.storageSize`` is InvalidSpec (the download would land in a
-  volume that does not exist); data downloads without ``data.storageSize`` are ignored, as upstream.
+- Choice (docs/design/decisions.md D24): pre-cache repos without ``huggingFace.storageSize`` is InvalidSpec (the
+  download would land in a volume that does not exist); data downloads without ``data.storageSize`` are ignored, as
+  upstream.
 """
 
 from __future__ import annotations

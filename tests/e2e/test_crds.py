@@ -112,7 +112,7 @@ async def test_workload_defaults_are_upstreams(installed: Client, namespace: str
         "dangerous": False,
     }
     assert spec["storage"]["accessMode"] == "ReadWriteMany"
-    # mountPath stays unset so that KaiwoConfig's storage defaults apply (DECISIONS 10)
+    # mountPath stays unset so that KaiwoConfig's storage defaults apply (docs/design/decisions.md D10)
     assert "mountPath" not in spec["storage"]["data"] and "mountPath" not in spec["storage"]["huggingFace"]
     bare = {
         "apiVersion": "kaiwo.silogen.ai/v1alpha1",

@@ -1,5 +1,5 @@
 """The CRD generator: committed files are current, the schemas are structural and match the models, and the
-names, columns and rules are as upstream Kaiwo and DECISIONS.md want."""
+names, columns and rules are as upstream Kaiwo and docs/design/decisions.md want."""
 
 from __future__ import annotations
 
