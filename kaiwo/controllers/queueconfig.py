@@ -9,7 +9,8 @@ Reconcile of the singleton ``kaiwo`` (docs/design/upstream.md#queueconfig-reconc
    where missing) with server-side apply under a field manager of its own;
 4. sync Topologies -> ResourceFlavors -> ClusterQueues -> LocalQueues -> WorkloadPriorityClasses: apply what
    changed, delete what Kaiwo owns (label + ownerReference) but no longer wants, never touch other objects;
-   a ResourceFlavor whose immutable spec changed is deleted (finalizer removed) and recreated;
+   a ResourceFlavor whose immutable spec changed is deleted (finalizer removed) and recreated; an object that is
+   still being deleted, or that names one (Kueue's ``resource-in-use`` finalizer), waits for its deletion;
 5. check every wanted Kueue object as Kueue sees it (kaiwo.translate.kueuestate): one that is terminating (e.g. a
    ClusterQueue kept by the ``resource-in-use`` finalizer while workloads are admitted), inactive, or not yet
    reported Active makes the config not ready, with the object, Kueue's reason and what holds it named;
@@ -163,11 +164,12 @@ class QueueConfigReconciler:
             default_topology=cfg.default_topology_name,
             kueue_api=c.kueue_api,
         )
+        dying: set[tuple[str, str]] = set()  # wanted objects that are still being deleted
         for kind, objs in desired.in_order():
             informer = c.kueue.get(kind)
             if informer is None:
                 continue
-            errors += await self._sync(live, kind, objs, informer)
+            errors += await self._sync(live, kind, objs, informer, self._wait_for(kind, objs, informer, dying))
         problems, unreported = self._not_ready(desired)
         await self._write_status(live, errors, problems)
         if errors or problems:
@@ -223,13 +225,32 @@ class QueueConfigReconciler:
                     errors.append(f"labelling node {name}: {e.message}")
         return errors
 
-    async def _sync(self, live: Obj, kind: str, objs: list[Obj], informer: Informer) -> list[str]:
+    @staticmethod
+    def _wait_for(kind: str, objs: list[Obj], informer: Informer, dying: set[tuple[str, str]]) -> set[str]:
+        """Keys of ``objs`` not to apply in this pass (still wanted, so not pruned either): one whose live copy is
+        being deleted (an apply would only update the dying object; its deletion brings us back to create it
+        anew), and one that names such an object (Kueue's ``resource-in-use`` finalizer would then keep that
+        object terminating for ever: e.g. a re-created ResourceFlavor naming the old, terminating Topology)."""
+        wait = set()
+        for obj in objs:
+            key = object_key(obj)
+            existing = informer.get(key)
+            if existing is not None and existing["metadata"].get("deletionTimestamp"):
+                dying.add((kind, obj["metadata"]["name"]))
+                wait.add(key)
+            elif any(ref in dying for ref in queueconfig.references(kind, obj)):
+                wait.add(key)
+        return wait
+
+    async def _sync(self, live: Obj, kind: str, objs: list[Obj], informer: Informer, wait: set[str]) -> list[str]:
         errors = []
         wanted = set()
         owner_uid = live["metadata"]["uid"]
         for obj in objs:
             key = object_key(obj)
             wanted.add(key)
+            if key in wait:
+                continue
             existing = informer.get(key)
             try:
                 if await self.applier.apply(obj, existing) is not None:

@@ -216,5 +216,24 @@ def kueue_objects(
     return out
 
 
+def references(kind: str, obj: Obj) -> list[tuple[str, str]]:
+    """The Kueue objects ``obj`` names, as (kind, name): a ResourceFlavor its Topology, a ClusterQueue its
+    flavors, a LocalQueue its ClusterQueue. Kueue keeps a referenced object alive (its ``resource-in-use``
+    finalizer), so a new reference to one that is being deleted would keep it terminating for ever."""
+    spec = obj.get("spec") or {}
+    if kind == "ResourceFlavor" and spec.get("topologyName"):
+        return [("Topology", spec["topologyName"])]
+    if kind == "ClusterQueue":
+        return [
+            ("ResourceFlavor", f["name"])
+            for group in spec.get("resourceGroups") or []
+            for f in group.get("flavors") or []
+            if f.get("name")
+        ]
+    if kind == "LocalQueue" and spec.get("clusterQueue"):
+        return [("ClusterQueue", spec["clusterQueue"])]
+    return []
+
+
 def owned_by_kaiwo(obj: Obj) -> bool:
     return (obj["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE

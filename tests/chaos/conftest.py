@@ -220,6 +220,17 @@ async def each_has_one_child(client: Client, ns: str, names: list[str]) -> dict[
     return counts if all(counts.get(n) == 1 for n in names) else None
 
 
+async def resuspended_jobs(client: Client, ns: str) -> dict[str, int]:
+    """Jobs suspended more than once (a Job created suspended gets one ``Suspended`` event; another means its pods
+    were deleted and would start again): name -> times. Aggregated Events count as often as they say."""
+    times: dict[str, int] = {}
+    for e in await client.list("v1", "Event", ns):
+        if e.get("reason") == "Suspended" and (e.get("involvedObject") or {}).get("kind") == "Job":
+            name = e["involvedObject"]["name"]
+            times[name] = times.get(name, 0) + max(e.get("count") or 1, (e.get("series") or {}).get("count") or 1)
+    return {name: n for name, n in times.items() if n > 1}
+
+
 async def burst(client: Client, ns: str, names: list[str]) -> None:
     for n in names:
         await client.create(kaiwojob(n, ns))

@@ -1,5 +1,6 @@
 """Replicas of the real operator hand over on SIGTERM (with a backlog) and take over after SIGKILL (mid-burst):
-one leader at a time (reconcile records never overlap), every KaiwoJob ends with exactly one child Job.
+one leader at a time (reconcile records never overlap), every KaiwoJob ends with exactly one child Job, and no Job
+is suspended again after Kueue admitted it (so no pod is restarted).
 
 Bursts are 40 KaiwoJobs each (the issue asks for 300; smaller to fit the suite's time budget on 2 cores).
 """
@@ -18,6 +19,7 @@ from tests.chaos.conftest import (
     leader,
     metric,
     ready,
+    resuspended_jobs,
     wait_exit,
 )
 from tests.e2e.helpers import eventually
@@ -67,6 +69,7 @@ async def test_graceful_handover_with_a_backlog_then_takeover_after_sigkill_mid_
     assert takeover <= LEASE_DURATION + RETRY + 3.0, f"takeover after SIGKILL took {takeover:.1f}s"
     await eventually(lambda: each_has_one_child(client, namespace, names + names2), "one Job per KaiwoJob", timeout=90)
     assert_no_overlap(operators.reconciles())
+    assert await resuspended_jobs(client, namespace) == {}, "a failover re-suspended running Jobs (pods restarted)"
 
 
 async def _reconciled(operators: Operators, who: str) -> bool:

@@ -134,3 +134,16 @@ def test_to_v1beta2_converts_as_kueue_does() -> None:
         "flavorFungibility": {"whenCanBorrow": "MayStopSearch", "whenCanPreempt": "MayStopSearch"},
         "stopPolicy": "None",
     }
+
+
+def test_references_name_what_kueue_keeps_alive_for_an_object() -> None:
+    """A re-created object must not name one that is being deleted (Kueue's resource-in-use finalizer would keep
+    that one terminating for ever); these are the names the queue-config controller checks."""
+    rf = {"spec": {"topologyName": "default-topology"}}
+    cq = {"spec": {"resourceGroups": [{"flavors": [{"name": "a"}, {"name": "b"}]}, {"flavors": [{"name": "c"}]}]}}
+    lq = {"spec": {"clusterQueue": "kaiwo"}}
+    assert qc.references("ResourceFlavor", rf) == [("Topology", "default-topology")]
+    assert qc.references("ResourceFlavor", {"spec": {}}) == []
+    assert qc.references("ClusterQueue", cq) == [("ResourceFlavor", n) for n in "abc"]
+    assert qc.references("LocalQueue", lq) == [("ClusterQueue", "kaiwo")]
+    assert qc.references("Topology", {"spec": {"levels": []}}) == []
