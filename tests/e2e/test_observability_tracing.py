@@ -23,6 +23,9 @@ import aiohttp
 import orjson
 import pytest
 import yaml
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from kaiwo.devcluster import controllers
 from kaiwo.devcluster.build import ensure_binaries
@@ -35,9 +38,21 @@ API = "kaiwo.silogen.ai/v1alpha1"
 Obj = dict[str, Any]
 
 
+async def apiserver_reports(client: Client, ui: str) -> bool:
+    """Send one request in a sampled trace; True once Jaeger knows the apiserver as a service (its spans arrived)."""
+    parent = SpanContext(secrets.randbits(128) | 1, secrets.randbits(64) | 1, False, TraceFlags(TraceFlags.SAMPLED))
+    token = otel_context.attach(otel_trace.set_span_in_context(NonRecordingSpan(parent)))
+    try:
+        await client.get("v1", "Namespace", "default")  # its traceparent names the sampled parent
+    finally:
+        otel_context.detach(token)
+    async with aiohttp.ClientSession() as http, http.get(f"{ui}/api/services") as r:
+        return r.status == 200 and "apiserver" in (orjson.loads(await r.read()).get("data") or [])
+
+
 @pytest.fixture(scope="module")
 async def jaeger(
-    dev_cluster: DevCluster | None, tmp_path_factory: pytest.TempPathFactory
+    dev_cluster: DevCluster | None, tmp_path_factory: pytest.TempPathFactory, client: Client
 ) -> AsyncIterator[dict[str, str]]:
     if dev_cluster is None:
         pytest.skip("needs the local cluster: its apiserver's tracing configuration and Jaeger's reserved ports")
@@ -52,6 +67,14 @@ async def jaeger(
         proc = spawn([str(binary), f"--config={config}"], folder / "jaeger.log")
         await eventually(lambda: http_ok(f"{endpoints['ui']}/api/services"), "Jaeger's query API", timeout=60)
     try:
+        # The apiserver's OTLP exporter has been redialling a Jaeger that was not there (gRPC backs off up to
+        # 120 s between attempts): the tests start once its spans really arrive.
+        await eventually(
+            lambda: apiserver_reports(client, endpoints["ui"]),
+            "the apiserver's spans in Jaeger",
+            timeout=180,
+            interval=2,
+        )
         yield endpoints
     finally:
         if proc is not None:
