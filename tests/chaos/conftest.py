@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import signal
 import socket
@@ -156,17 +155,6 @@ async def wait_exit(op: Operator, timeout: float) -> int | None:
             return code
         await asyncio.sleep(0.05)
     return None
-
-
-def assert_no_overlap(events: list[tuple[str, float]]) -> None:
-    """Each replica's reconciles form one time span; the spans of different replicas must not overlap."""
-    spans: dict[str, tuple[float, float]] = {}
-    for who, t in events:
-        lo, hi = spans.get(who, (t, t))
-        spans[who] = (min(lo, t), max(hi, t))
-    ordered = sorted(spans.items(), key=lambda kv: kv[1][0])
-    for (a, (_, a_end)), (b, (b_start, _)) in itertools.pairwise(ordered):
-        assert a_end < b_start, f"{a} still reconciled at {a_end:.3f} after {b} started at {b_start:.3f}"
 
 
 async def lease_holder(client: Client, namespace: str) -> str:

@@ -13,7 +13,6 @@ import time
 from kaiwo.runtime.client import Client
 from tests.chaos.conftest import (
     Operators,
-    assert_no_overlap,
     burst,
     each_has_one_child,
     leader,
@@ -22,7 +21,7 @@ from tests.chaos.conftest import (
     resuspended_jobs,
     wait_exit,
 )
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import assert_no_overlap, eventually
 
 BURST = 40
 LEASE_DURATION, RETRY = 15.0, 2.0

@@ -14,7 +14,6 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.informer import ApiListerWatcher, FuncHandler, Informer
 from tests.chaos.conftest import (
     Operators,
-    assert_no_overlap,
     each_has_one_child,
     kaiwojob,
     leader,
@@ -23,7 +22,7 @@ from tests.chaos.conftest import (
     wait_exit,
 )
 from tests.chaos.proxy import FaultProxy
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import assert_no_overlap, eventually
 
 RENEW_DEADLINE = 10.0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -34,3 +35,14 @@ async def http_ok(url: str) -> bool:
             return r.status == 200
     except aiohttp.ClientError:
         return False
+
+
+def assert_no_overlap(events: list[tuple[str, float]]) -> None:
+    """Each replica's reconciles (who, time) form one time span; the spans of different replicas must not overlap."""
+    spans: dict[str, tuple[float, float]] = {}
+    for who, t in events:
+        lo, hi = spans.get(who, (t, t))
+        spans[who] = (min(lo, t), max(hi, t))
+    ordered = sorted(spans.items(), key=lambda kv: kv[1][0])
+    for (a, (_, a_end)), (b, (b_start, _)) in itertools.pairwise(ordered):
+        assert a_end < b_start, f"{a} still reconciled at {a_end:.3f} after {b} started at {b_start:.3f}"

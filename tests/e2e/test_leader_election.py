@@ -4,7 +4,6 @@ lease duration + retry period; their reconciles never overlap in time."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 from pathlib import Path
 
 from kaiwo.runtime.client import Client
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import assert_no_overlap, eventually
 
 LEASE = "kaiwo-e2e-leader"
 RETRY, LEASE_DURATION = 2.0, 15.0
@@ -34,16 +33,6 @@ def identity(p: subprocess.Popen[str]) -> str:
 
 def activity(out: Path) -> list[tuple[str, float]]:
     return [(who, float(t)) for who, t in (line.split() for line in out.read_text().splitlines() if line)]
-
-
-def assert_no_overlap(events: list[tuple[str, float]]) -> None:
-    spans: dict[str, tuple[float, float]] = {}
-    for who, t in events:
-        lo, hi = spans.get(who, (t, t))
-        spans[who] = (min(lo, t), max(hi, t))
-    ordered = sorted(spans.items(), key=lambda kv: kv[1][0])
-    for (a, (_, a_end)), (b, (b_start, _)) in itertools.pairwise(ordered):
-        assert a_end < b_start, f"{a} still reconciled at {a_end} after {b} started at {b_start}"
 
 
 async def holder(client: Client, ns: str) -> str:
