@@ -202,7 +202,9 @@ async def test_deleting_the_config_brings_back_the_default(client: Client, contr
         c = await ready(client)
         return c if c and c["metadata"]["uid"] != old["metadata"]["uid"] else None
 
-    c = await eventually(new_default, "a new default config", timeout=60)
+    # The new config's Kueue objects are created once the old ones have finished terminating, and Kueue's
+    # resource-in-use finalizers hold those while workloads of earlier tests are still admitted or being deleted.
+    c = await eventually(new_default, "a new default config", timeout=180)
     assert [q["name"] for q in c["spec"]["clusterQueues"]] == ["kaiwo"]
 
 
