@@ -284,6 +284,19 @@ class KaiwoQueueConfigBuilder(ObjectBuilder):
         return self
 
 
+class KaiwoConfigBuilder(ObjectBuilder):
+    """The cluster-scoped KaiwoConfig (Kaiwo reads only the one named ``kaiwo``)."""
+
+    def __init__(self, name: str = "kaiwo") -> None:
+        super().__init__(KAIWO_API, "KaiwoConfig", name)
+        self.uid(f"uid-{name}").generation(1)
+
+    def spec_field(self, key: str, value: Any) -> Self:
+        """Any spec field, by its JSON name (e.g. ``resourceMonitoring``)."""
+        self._spec[key] = copy.deepcopy(value)
+        return self
+
+
 # --- core and batch ------------------------------------------------------------------------------------------
 
 

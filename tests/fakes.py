@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kaiwo.controllers.workload import Caches, WorkloadReconciler
+from kaiwo.devcluster import topology
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.objects import Obj
+from tests.builders import KaiwoJobBuilder
 
 
 class NoServer:
@@ -43,6 +46,8 @@ class Call:
     namespace: str | None
     body: Any = None
     subresource: str | None = None
+    field_manager: str | None = None  # applies only
+    force: bool | None = None  # applies only
 
     def __str__(self) -> str:
         sub = f"/{self.subresource}" if self.subresource else ""
@@ -62,6 +67,15 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
+def _told(call: Call) -> str:
+    body = call.body if isinstance(call.body, dict) else {}
+    if call.verb == "create" and call.kind == "Event":
+        return f"event {body.get('reason')}"
+    if call.subresource == "status" and "status" in (body.get("status") or {}):
+        return f"status {body['status']['status']}"
+    return str(call)
+
+
 class RecordingClient:
     """Stands in for ``kaiwo.runtime.client.Client`` where a test needs writes recorded, not sent.
 
@@ -69,7 +83,7 @@ class RecordingClient:
     (apply and create return what was sent, a patch returns the patch applied to an empty object). Stored
     objects get a uid (kept across applies) and an increasing resourceVersion; an apply keeps the live status
     (server-side apply by a field manager that does not own it). ``fail(verb, kind, error)`` makes every such
-    call raise ``error`` after recording it."""
+    call raise ``error`` after recording it (``None`` lets them through again)."""
 
     def __init__(self, stores: Mapping[str, Informer] | None = None) -> None:
         self.stores: dict[str, Informer] = dict(stores or {})
@@ -82,8 +96,29 @@ class RecordingClient:
         """The calls as short strings, e.g. ``["apply Job", "patch KaiwoJob/status", "create Event"]``."""
         return [str(c) for c in self.calls]
 
-    def fail(self, verb: str, kind: str, error: ApiError) -> None:
-        self._failures[(verb, kind)] = error
+    @property
+    def story(self) -> list[str]:
+        """The calls as a reviewer reads a Kaiwo reconcile: a status write as the phase it sets
+        (``status RUNNING``), an Event as its reason (``event WorkloadRunning``), anything else as in ``writes``."""
+        return [_told(c) for c in self.calls]
+
+    @property
+    def event_reasons(self) -> list[str]:
+        return [c.body["reason"] for c in self.calls if c.verb == "create" and c.kind == "Event"]
+
+    def applies(self, field_manager: str | None = None) -> list[Call]:
+        """The apply calls, optionally only those of one field manager."""
+        return [c for c in self.calls if c.verb == "apply" and field_manager in (None, c.field_manager)]
+
+    def clear(self) -> None:
+        """Forget the calls so far (the stores keep their objects)."""
+        self.calls.clear()
+
+    def fail(self, verb: str, kind: str, error: ApiError | None) -> None:
+        if error is None:
+            self._failures.pop((verb, kind), None)
+        else:
+            self._failures[(verb, kind)] = error
 
     def _record(self, call: Call) -> None:
         self.calls.append(call)
@@ -115,7 +150,18 @@ class RecordingClient:
         subresource: str | None = None,
     ) -> Obj:
         meta = obj["metadata"]
-        self._record(Call("apply", obj["kind"], meta["name"], meta.get("namespace"), copy.deepcopy(obj), subresource))
+        self._record(
+            Call(
+                "apply",
+                obj["kind"],
+                meta["name"],
+                meta.get("namespace"),
+                copy.deepcopy(obj),
+                subresource,
+                field_manager,
+                force,
+            )
+        )
         sent: Obj = copy.deepcopy(dict(obj))
         if dry_run:
             return sent
@@ -174,3 +220,43 @@ class RecordingClient:
 
     async def get_or_none(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Obj | None:
         return self._live(kind, name, namespace)
+
+
+# --- the workload reconcile on hand-fed caches ----------------------------------------------------------------
+
+WORKLOAD_CHILD_KINDS = ("Job", "Deployment", "Service", "PersistentVolumeClaim", "ConfigMap", "RayJob", "AppWrapper")
+
+
+def workload_caches(primary: Obj) -> Caches:
+    """Caches of a workload reconcile holding ``primary`` and the nodes of the local cluster's topology."""
+    return Caches(
+        primary=cache(primary),
+        children={k: cache() for k in WORKLOAD_CHILD_KINDS},
+        workloads=cache(),
+        pods=cache(),
+        nodes=cache(*topology.node_manifests(topology.load(), "v1.35.4")),
+        kaiwo_configs=None,
+        queue_configs=None,
+        local_queues=cache(),
+    )
+
+
+def workload_client(caches: Caches, kind: str = "KaiwoJob") -> RecordingClient:
+    """A recording client whose writes of the primary (of ``kind``), its children and LocalQueues land in ``caches``
+    as a watch would deliver them."""
+    stores = {**caches.children, kind: caches.primary}
+    if caches.local_queues is not None:
+        stores["LocalQueue"] = caches.local_queues
+    return RecordingClient(stores)
+
+
+def workload_reconciler(
+    primary: Obj | None = None, **options: Any
+) -> tuple[WorkloadReconciler, RecordingClient, Caches]:
+    """The KaiwoJob reconcile of ``primary`` (default: ``train`` in ``ns``, 8 AMD GPUs) with a recording client;
+    ``options`` go to WorkloadReconciler (e.g. ``wall``)."""
+    job = primary or KaiwoJobBuilder("train", "ns").gpus(8, "amd").replicas(1).ray(False).dangerous(False).obj()
+    caches = workload_caches(job)
+    client = workload_client(caches, job["kind"])
+    reconciler = WorkloadReconciler(client, job["kind"], caches, f"kaiwo-{job['kind'].lower()}", **options)  # type: ignore[arg-type]
+    return reconciler, client, caches

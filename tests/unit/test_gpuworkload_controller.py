@@ -14,7 +14,7 @@ from kaiwo.runtime.client import ApiError, Resource
 from kaiwo.runtime.controller import Controller, Request
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.leader import LeaderElectionConfig
-from tests.unit.test_workload_writes import cache
+from tests.fakes import cache
 
 Obj = dict[str, Any]
 T0 = 1_700_000_000.0

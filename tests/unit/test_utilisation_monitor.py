@@ -4,72 +4,45 @@ the condition flips both ways with one event per change, a steady state costs no
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from kaiwo.api.labels import RUN_ID
 from kaiwo.controllers.utilisation import KEY, UtilisationMonitor, assess, termination_due
 from kaiwo.gpumetrics.reader import PodUtilization, Source
-from kaiwo.runtime.informer import Informer, object_key
-from tests.unit.test_workload_writes import cache
+from kaiwo.runtime.objects import Obj
+from tests.builders import KaiwoConfigBuilder, KaiwoJobBuilder, NodeBuilder, PodBuilder
+from tests.fakes import RecordingClient, cache
 
-Obj = dict[str, Any]
+NODE_FIGURE = "kaiwo.silogen.ai/gpu-utilization"
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
 
-class Recorder:
-    def __init__(self, jobs: Informer) -> None:
-        self.jobs = jobs
-        self.statuses: list[Obj] = []
-        self.events: list[tuple[str, str]] = []
-        self.node_patches: list[tuple[str, str]] = []
-        self.rv = 10
+def statuses(client: RecordingClient) -> list[Obj]:
+    return [c.body["status"] for c in client.calls if c.subresource == "status"]
 
-    async def patch(
-        self,
-        api_version: str,
-        kind: str,
-        name: str,
-        patch: Any,
-        namespace: str | None = None,
-        *,
-        subresource: str | None = None,
-    ) -> Obj:
-        if kind == "Node":
-            self.node_patches.append((name, patch["metadata"]["annotations"]["kaiwo.silogen.ai/gpu-utilization"]))
-            return {}
-        self.statuses.append(patch["status"])
-        live = copy.deepcopy(self.jobs.get_by(name, namespace))
-        assert live is not None
-        live["status"] = patch["status"]
-        self.rv += 1
-        live["metadata"]["resourceVersion"] = str(self.rv)
-        self.jobs.indexer.put(object_key(live), live)
-        return live
 
-    async def create(self, obj: Obj, **params: Any) -> Obj:
-        self.events.append((obj["reason"], obj["type"]))
-        return obj
+def events(client: RecordingClient) -> list[tuple[str, str]]:
+    return [(c.body["reason"], c.body["type"]) for c in client.calls if c.kind == "Event"]
+
+
+def node_patches(client: RecordingClient) -> list[tuple[str, str]]:
+    return [(c.name, c.body["metadata"]["annotations"][NODE_FIGURE]) for c in client.calls if c.kind == "Node"]
 
 
 def job(name: str, ns: str = "team") -> Obj:
-    return {
-        "apiVersion": "kaiwo.silogen.ai/v1alpha1",
-        "kind": "KaiwoJob",
-        "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}", "resourceVersion": "1"},
-        "status": {"status": "RUNNING", "conditions": []},
-    }
+    return KaiwoJobBuilder(name, ns).resource_version("1").phase("RUNNING").status_field("conditions", []).obj()
 
 
 def pod(name: str, run_id: str, ns: str = "team") -> Obj:
-    return {"metadata": {"name": name, "namespace": ns, "labels": {"kaiwo.silogen.ai/run-id": run_id}}}
+    return PodBuilder(name, ns).label(RUN_ID, run_id).obj()
 
 
 def config(**monitoring: Any) -> Obj:
-    return {"metadata": {"name": "kaiwo"}, "spec": {"resourceMonitoring": monitoring}}
+    return KaiwoConfigBuilder().spec_field("resourceMonitoring", monitoring).obj()
 
 
 @pytest.fixture
@@ -97,11 +70,11 @@ def amd(pod_name: str, *values: float, ns: str = "team") -> str:
 
 
 def make(
-    page: dict[str, Any], cfg: Obj, *jobs: Obj, pods: tuple[Obj, ...] = ()
-) -> tuple[UtilisationMonitor, Recorder, list[float]]:
+    page: dict[str, Any], cfg: Obj, *jobs: Obj, pods: tuple[Obj, ...] = (), nodes: tuple[Obj, ...] = ()
+) -> tuple[UtilisationMonitor, RecordingClient, list[float]]:
     clock = [T0]
     jobs_cache = cache(*jobs)
-    rec = Recorder(jobs_cache)
+    rec = RecordingClient({"KaiwoJob": jobs_cache, "Node": cache(*nodes)})
     mon = UtilisationMonitor(
         rec,  # type: ignore[arg-type]
         Source((page["url"],), 15.0),
@@ -110,6 +83,7 @@ def make(
         cache(*pods),
         wall=lambda: clock[0],
     )
+    mon.nodes = rec.stores["Node"]
     return mon, rec, clock
 
 
@@ -139,11 +113,11 @@ async def test_flips_both_ways_with_one_event_per_change(page: dict[str, Any]) -
     assert (await mon.reconcile(KEY)).requeue_after == 15.0
     cond = underuse(mon, "a")
     assert cond is not None and cond["status"] == "False" and cond["reason"] == "GpuUtilizationNormal"
-    assert rec.events == []  # normal from the start is not a change
+    assert events(rec) == []  # normal from the start is not a change
     assert mon.collector.values == {("KaiwoJob", "team", "a"): 85.0}
     page["text"] = amd("a-0", 80, 91)
     await mon.reconcile(KEY)
-    assert len(rec.statuses) == 1  # same verdict, same message: no write
+    assert len(statuses(rec)) == 1  # same verdict, same message: no write
     page["text"] = amd("a-0", 2, 90)
     clock[0] += 30
     await mon.reconcile(KEY)
@@ -151,11 +125,11 @@ async def test_flips_both_ways_with_one_event_per_change(page: dict[str, Any]) -
     cond = underuse(mon, "a")
     assert cond is not None and cond["status"] == "True" and cond["reason"] == "GpuUtilizationLow"
     assert cond["lastTransitionTime"] == "2023-11-14T22:13:50Z"
-    assert rec.events == [("GpuUnderutilized", "Warning")] and len(rec.statuses) == 2
+    assert events(rec) == [("GpuUnderutilized", "Warning")] and len(statuses(rec)) == 2
     page["text"] = amd("a-0", 50, 90)
     await mon.reconcile(KEY)
     assert underuse(mon, "a")["status"] == "False"  # type: ignore[index]
-    assert rec.events == [("GpuUnderutilized", "Warning"), ("GpuUtilizationNormal", "Normal")]
+    assert events(rec) == [("GpuUnderutilized", "Warning"), ("GpuUtilizationNormal", "Normal")]
     assert mon.workloads[0].get_by("a", "team")["status"]["status"] == "RUNNING"  # type: ignore[index]
 
 
@@ -173,9 +147,9 @@ async def test_terminates_after_the_condition_lasted(page: dict[str, Any]) -> No
     assert live is not None and live["status"]["status"] == "TERMINATING"
     why = next(c for c in live["status"]["conditions"] if c["type"] == "WorkloadTerminatedEarly")
     assert why["reason"] == "GpuUtilizationLow" and why["status"] == "False"
-    assert [r for r, _ in rec.events] == ["GpuUnderutilized", "WorkloadTermination"]
+    assert [r for r, _ in events(rec)] == ["GpuUnderutilized", "WorkloadTermination"]
     await mon.reconcile(KEY)  # no longer RUNNING: left to the workload controller
-    assert len(rec.events) == 2
+    assert len(events(rec)) == 2
 
 
 async def test_target_namespaces_and_unmatched_pods(page: dict[str, Any]) -> None:
@@ -187,28 +161,27 @@ async def test_target_namespaces_and_unmatched_pods(page: dict[str, Any]) -> Non
     )
     page["text"] = amd("a-0", 0) + amd("stranger", 0)
     await mon.reconcile(KEY)
-    assert rec.statuses == [] and mon.collector.values == {}
+    assert statuses(rec) == [] and mon.collector.values == {}
 
 
 async def test_a_failed_read_changes_nothing(page: dict[str, Any]) -> None:
     mon, rec, _ = make(page, config(), job("a"), pods=(pod("a-0", "uid-a"),))
     page["status"] = 500
     assert (await mon.reconcile(KEY)).requeue_after == 15.0
-    assert rec.statuses == [] and mon.read_errors.labels("resource-monitor")._value.get() == 1
+    assert statuses(rec) == [] and mon.read_errors.labels("resource-monitor")._value.get() == 1
 
 
 async def test_node_figures_are_rewritten_only_when_they_move_or_age(page: dict[str, Any]) -> None:
-    mon, rec, clock = make(page, config(), job("a"), pods=(pod("a-0", "uid-a"),))
-    node: Obj = {"metadata": {"name": "n", "annotations": {}}}
-    mon.nodes = cache(node)
+    mon, rec, clock = make(page, config(), job("a"), pods=(pod("a-0", "uid-a"),), nodes=(NodeBuilder("n").obj(),))
     page["text"] = amd("a-0", 10, 20)
     await mon.reconcile(KEY)
-    assert rec.node_patches == [("n", "15@2023-11-14T22:13:20Z")]
-    node["metadata"]["annotations"]["kaiwo.silogen.ai/gpu-utilization"] = rec.node_patches[-1][1]
+    assert node_patches(rec) == [("n", "15@2023-11-14T22:13:20Z")]
+    live = rec.stores["Node"].get_by("n")  # the patch reached the node cache, as the watch would deliver it
+    assert live is not None and live["metadata"]["annotations"][NODE_FIGURE] == node_patches(rec)[-1][1]
     page["text"] = amd("a-0", 12, 20)  # moved by 1 point: kept
     clock[0] += 60
     await mon.reconcile(KEY)
-    assert len(rec.node_patches) == 1
+    assert len(node_patches(rec)) == 1
     clock[0] += 300  # five minutes old: refreshed
     await mon.reconcile(KEY)
-    assert rec.node_patches[-1] == ("n", "16@2023-11-14T22:19:20Z")
+    assert node_patches(rec)[-1] == ("n", "16@2023-11-14T22:19:20Z")
