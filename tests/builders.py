@@ -36,6 +36,15 @@ class ObjectBuilder:
     def obj(self) -> Obj:
         return copy.deepcopy(self._obj)
 
+    def manifest(self) -> Obj:
+        """The object as a user submits it: without the fields the apiserver sets (uid, generation,
+        resourceVersion, creationTimestamp) and without status."""
+        out = self.obj()
+        out.pop("status", None)
+        for key in ("uid", "generation", "resourceVersion", "creationTimestamp"):
+            out["metadata"].pop(key, None)
+        return out
+
     @property
     def _meta(self) -> Obj:
         meta: Obj = self._obj["metadata"]
@@ -118,7 +127,7 @@ class ObjectBuilder:
 class _KaiwoWorkloadBuilder(ObjectBuilder):
     """Fields common to KaiwoJob and KaiwoService (kaiwo.api.common.WorkloadSpec) and their status."""
 
-    def __init__(self, kind: str, name: str, namespace: str) -> None:
+    def __init__(self, kind: str, name: str, namespace: str | None) -> None:
         super().__init__(KAIWO_API, kind, name, namespace)
         self.uid(f"uid-{name}").generation(1)
         self._spec.update({"image": "busybox", "entrypoint": "echo hi"})
@@ -186,6 +195,11 @@ class _KaiwoWorkloadBuilder(ObjectBuilder):
         self._spec[key] = copy.deepcopy(value)
         return self
 
+    def unset(self, key: str) -> Self:
+        """Leave a spec field out (e.g. the image, to see validation refuse it)."""
+        self._spec.pop(key, None)
+        return self
+
     def phase(self, phase: str) -> Self:
         self._status["status"] = phase
         return self
@@ -200,12 +214,12 @@ class _KaiwoWorkloadBuilder(ObjectBuilder):
 
 
 class KaiwoJobBuilder(_KaiwoWorkloadBuilder):
-    def __init__(self, name: str, namespace: str = "default") -> None:
+    def __init__(self, name: str, namespace: str | None = "default") -> None:
         super().__init__("KaiwoJob", name, namespace)
 
 
 class KaiwoServiceBuilder(_KaiwoWorkloadBuilder):
-    def __init__(self, name: str, namespace: str = "default") -> None:
+    def __init__(self, name: str, namespace: str | None = "default") -> None:
         super().__init__("KaiwoService", name, namespace)
 
     def serve_config(self, config: str) -> Self:
@@ -363,6 +377,12 @@ class PodBuilder(ObjectBuilder):
 
     def on_node(self, node: str) -> Self:
         self._spec["nodeName"] = node
+        return self
+
+    def gpus(self, count: int, vendor: str = "amd") -> Self:
+        """A GPU limit on the main container (Kubernetes sets the request of an extended resource to its limit)."""
+        resources = self._spec["containers"][0].setdefault("resources", {})
+        resources.setdefault("limits", {})[GPU_RESOURCES[vendor]] = str(count)
         return self
 
     def running(self, ready: bool = True) -> Self:

@@ -4,16 +4,20 @@ against a real apiserver is proven by the e2e tests."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from kaiwo.controllers.workload import Caches, WorkloadReconciler
 from kaiwo.devcluster import topology
 from kaiwo.runtime.client import ApiError
-from kaiwo.runtime.informer import Informer, object_key
+from kaiwo.runtime.clock import FakeClock
+from kaiwo.runtime.informer import FuncHandler, Informer, object_key
 from kaiwo.runtime.objects import Obj
 from tests.builders import KaiwoJobBuilder
 
@@ -260,3 +264,81 @@ def workload_reconciler(
     client = workload_client(caches, job["kind"])
     reconciler = WorkloadReconciler(client, job["kind"], caches, f"kaiwo-{job['kind'].lower()}", **options)  # type: ignore[arg-type]
     return reconciler, client, caches
+
+
+# --- a scripted lister-watcher --------------------------------------------------------------------------------
+
+
+def cm(name: str, rv: str, ns: str = "ns", owner: str | None = None, **labels: str) -> Obj:
+    """A ConfigMap as a list or watch delivers it (resourceVersion, labels, managedFields, an optional owner)."""
+    meta: Obj = {
+        "name": name,
+        "namespace": ns,
+        "resourceVersion": rv,
+        "labels": labels,
+        "managedFields": [{"manager": "x"}],
+    }
+    if owner:
+        meta["ownerReferences"] = [{"uid": owner, "kind": "Thing", "name": "o"}]
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+
+
+class Script:
+    """A lister-watcher handing out lists and watch streams in order; a stream is a list of events or an
+    exception. ``idle`` is set once every stream has been handed out and the informer waits on the next."""
+
+    def __init__(self, lists: list[tuple[list[Obj], str]], watches: list[list[Obj] | Exception]) -> None:
+        self.lists = lists
+        self.watches = watches
+        self.watch_calls: list[str] = []
+        self.list_calls = 0
+        self.idle = asyncio.Event()
+
+    async def list_page(self, continue_token: str | None) -> Obj:
+        items, rv = self.lists.pop(0)
+        self.list_calls += 1
+        # Two pages when there is more than one item, to exercise pagination.
+        if continue_token is None and len(items) > 1:
+            self.lists.insert(0, (items[1:], rv))
+            return {"items": items[:1], "metadata": {"continue": "next", "resourceVersion": rv}}
+        return {"items": items, "metadata": {"resourceVersion": rv}}
+
+    async def watch(self, resource_version: str, timeout_seconds: int, client_grace: float) -> AsyncIterator[Obj]:
+        self.watch_calls.append(resource_version)
+        if not self.watches:
+            self.idle.set()
+            await asyncio.Event().wait()  # hang until cancelled
+        stream = self.watches.pop(0)
+        if isinstance(stream, Exception):
+            raise stream
+        for event in stream:
+            yield event
+
+
+class Events:
+    """What an informer's handler was told: (``add``/``update``/``delete``, key, initial or resourceVersion)."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, str, bool | str]] = []
+
+    def handler(self) -> FuncHandler:
+        return FuncHandler(
+            add=lambda o, initial: self.log.append(("add", object_key(o), initial)),
+            update=lambda old, new: self.log.append(("update", object_key(new), new["metadata"]["resourceVersion"])),
+            delete=lambda o: self.log.append(("delete", object_key(o), "")),
+        )
+
+
+async def run_until_idle(inf: Informer, script: Script, clock: FakeClock, advance: float = 0.0) -> None:
+    """Run ``inf`` until ``script`` is consumed, advancing the fake clock in steps of ``advance``."""
+    task = asyncio.create_task(inf.run())
+    try:
+        for _ in range(200):
+            if script.idle.is_set():
+                break
+            await clock.advance(advance or 0.01)
+        assert script.idle.is_set(), "the script was not consumed"
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

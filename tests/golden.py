@@ -10,6 +10,11 @@ from typing import Any
 
 import yaml
 
+from kaiwo.api.config import KaiwoConfigSpec
+from kaiwo.runtime.objects import Obj
+from kaiwo.translate.gpus import GpuPool
+from kaiwo.translate.workload import Facts
+
 
 class _NoAliases(yaml.SafeDumper):
     """Show every value in full: a golden file is read by people."""
@@ -34,3 +39,23 @@ def check(path: Path, value: Any) -> None:
 def stale_files(folder: Path, cases: list[str]) -> list[str]:
     """Golden files in ``folder`` that no case writes any more."""
     return sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in cases)
+
+
+# --- translate cases: tests/unit/golden/<case>/input.yaml --------------------------------------------------------
+
+TRANSLATE_GOLDEN = Path(__file__).parent / "unit" / "golden"
+TRANSLATE_CASES = sorted(p.name for p in TRANSLATE_GOLDEN.iterdir() if (p / "input.yaml").exists())
+
+
+def facts_from(data: dict[str, Any]) -> Facts:
+    """``facts`` of an input file: ``config`` (a KaiwoConfig spec, defaults filled), ``gpuPools``
+    (``[{vendor, gpusPerNode, nodes}]``)."""
+    pools = tuple(GpuPool(p["vendor"], p["gpusPerNode"], p["nodes"]) for p in data.get("gpuPools") or [])
+    return Facts(config=KaiwoConfigSpec.model_validate(data.get("config") or {}), gpu_pools=pools)
+
+
+def translate_input(case: str) -> tuple[Obj, Facts]:
+    """The Kaiwo object (``cr``) and the facts of a translate case."""
+    data = yaml.safe_load((TRANSLATE_GOLDEN / case / "input.yaml").read_text())
+    cr: Obj = data["cr"]
+    return cr, facts_from(data.get("facts") or {})

@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 import yaml
+from typer.testing import CliRunner, Result
 
+from kaiwo.cli.main import app
 from kaiwo.controllers import queueconfig, workload
 from kaiwo.devcluster.build import ensure_binaries
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import Cli, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -157,3 +159,32 @@ async def operator(client: Client, operator_kubeconfig: str, kaiwo_crds: None) -
             timeout=60,
         )
         yield mgr
+
+
+# --- the kaiwo CLI ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def user_config(tmp_path: Path) -> Path:
+    """The CLI config file of the test user (KAIWOCONFIG)."""
+    path = tmp_path / "kaiwoconfig.yaml"
+    path.write_text("user: scientist@example.com\nclusterQueue: kaiwo\n")
+    return path
+
+
+@pytest.fixture
+def cli(kubeconfig: str, user_config: Path, tmp_path: Path) -> Cli:
+    """Runs one ``kaiwo`` command through typer's CliRunner in a worker thread (its own event loop), as the test
+    user against the session's cluster."""
+    env = {
+        "KUBECONFIG": kubeconfig,
+        "KAIWOCONFIG": str(user_config),
+        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        "NO_COLOR": "1",
+    }
+
+    async def invoke(*args: str, input: str | None = None, **extra_env: str) -> Result:
+        runner = CliRunner()
+        return await asyncio.to_thread(runner.invoke, app, list(args), input=input, env={**env, **extra_env})
+
+    return invoke

@@ -1,16 +1,26 @@
-"""Polling helpers for e2e tests: every wait has a deadline and says what it waited for."""
+"""Helpers of the e2e tests: polling (every wait has a deadline and says what it waited for), the workloads they
+submit, and what they read back from the cluster."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
+from typer.testing import Result
+
+from kaiwo.api.kaiwojob import API_VERSION
+from kaiwo.runtime.client import Client
+from kaiwo.runtime.objects import Obj
+from tests.builders import KaiwoJobBuilder
 
 T = TypeVar("T")
+API = API_VERSION  # the Kaiwo group/version
+Cli = Callable[..., Awaitable[Result]]  # the `cli` fixture: runs one `kaiwo` command
 
 
 async def eventually(
@@ -46,3 +56,39 @@ def assert_no_overlap(events: list[tuple[str, float]]) -> None:
     ordered = sorted(spans.items(), key=lambda kv: kv[1][0])
     for (a, (_, a_end)), (b, (b_start, _)) in itertools.pairwise(ordered):
         assert a_end < b_start, f"{a} still reconciled at {a_end:.3f} after {b} started at {b_start:.3f}"
+
+
+def kaiwojob(name: str, ns: str | None, **spec: Any) -> Obj:
+    """A KaiwoJob manifest (busybox:1.36, ``echo hello``) with ``spec`` fields by their JSON names; a None value
+    leaves the field out, ``annotations`` are metadata annotations (e.g. kwok's ``kwok.kaiwo.dev/duration``)."""
+    job = KaiwoJobBuilder(name, ns).image("busybox:1.36").entrypoint("echo hello")
+    for key, value in (spec.pop("annotations", None) or {}).items():
+        job.annotation(key, value)
+    for key, value in spec.items():
+        if value is None:
+            job.unset(key)
+        else:
+            job.spec_field(key, value)
+    return job.manifest()
+
+
+async def phase_is(client: Client, kind: str, name: str, ns: str, *phases: str) -> Obj | None:
+    """The Kaiwo workload if its status is one of ``phases`` (for ``eventually``)."""
+    obj = await client.get_or_none(API, kind, name, ns)
+    return obj if obj and (obj.get("status") or {}).get("status") in phases else None
+
+
+async def event_reasons(client: Client, kind: str, name: str, ns: str) -> Counter[str]:
+    """How often each reason was reported (an aggregated Event counts as often as it says it happened)."""
+    events = await client.list("v1", "Event", ns, fieldSelector=f"involvedObject.name={name}")
+    out: Counter[str] = Counter()
+    for e in events:
+        if e["involvedObject"]["kind"] == kind:
+            out[e["reason"]] += max(e.get("count") or 1, (e.get("series") or {}).get("count") or 1)
+    return out
+
+
+def ok(result: Result, code: int = 0) -> Result:
+    """``result`` of a CLI command, which must have exited with ``code``."""
+    assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    return result

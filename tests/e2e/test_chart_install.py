@@ -16,7 +16,7 @@ from kaiwo.devcluster.build import ensure_binaries
 from kaiwo.runtime.client import Client
 from tests.e2e.conftest import CHART, helm, render_chart
 from tests.e2e.helpers import eventually
-from tests.unit.test_chart_install_docs import KAIWO_RELEVANT, dev_kueue_config, guide_kueue_values
+from tests.kueue_config import KAIWO_RELEVANT, dev_kueue_config, guide_kueue_values
 
 Obj = dict[str, Any]
 

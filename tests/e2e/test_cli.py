@@ -11,59 +11,20 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from typer.testing import CliRunner, Result
 
-from kaiwo.cli.main import app
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import API, Cli, eventually, kaiwojob, ok, phase_is
 
-API = "kaiwo.silogen.ai/v1alpha1"
 Obj = dict[str, Any]
-Cli = Callable[..., Awaitable[Result]]
-
-
-@pytest.fixture
-def user_config(tmp_path: Path) -> Path:
-    """The CLI config file of the test user (KAIWOCONFIG)."""
-    path = tmp_path / "kaiwoconfig.yaml"
-    path.write_text("user: scientist@example.com\nclusterQueue: kaiwo\n")
-    return path
-
-
-@pytest.fixture
-def cli(kubeconfig: str, user_config: Path, tmp_path: Path) -> Cli:
-    env = {
-        "KUBECONFIG": kubeconfig,
-        "KAIWOCONFIG": str(user_config),
-        "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
-        "NO_COLOR": "1",
-    }
-
-    async def invoke(*args: str, input: str | None = None, **extra_env: str) -> Result:
-        runner = CliRunner()
-        return await asyncio.to_thread(runner.invoke, app, list(args), input=input, env={**env, **extra_env})
-
-    return invoke
 
 
 def job_yaml(name: str, **spec: Any) -> str:
-    annotations = spec.pop("annotations", None)
-    meta: Obj = {"name": name, **({"annotations": annotations} if annotations else {})}
-    return yaml.safe_dump(
-        {
-            "apiVersion": API,
-            "kind": "KaiwoJob",
-            "metadata": meta,
-            "spec": {"image": "busybox:1.36", "entrypoint": "echo hello", **spec},
-        }
-    )
+    return yaml.safe_dump(kaiwojob(name, None, **spec))
 
 
 def edited_kubeconfig(kubeconfig: str, path: Path, *, namespace: str = "", server: str = "") -> Path:
@@ -75,16 +36,6 @@ def edited_kubeconfig(kubeconfig: str, path: Path, *, namespace: str = "", serve
         cfg["clusters"][0]["cluster"]["server"] = server
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def ok(result: Result, code: int = 0) -> Result:
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    return result
-
-
-async def phase(client: Client, name: str, ns: str, *phases: str, kind: str = "KaiwoJob") -> Obj | None:
-    obj = await client.get_or_none(API, kind, name, ns)
-    return obj if obj and (obj.get("status") or {}).get("status") in phases else None
 
 
 async def test_submit_stdin_fills_defaults_and_updates(
@@ -165,7 +116,7 @@ async def test_running_job_list_status_logs_exec_monitor_delete(
     running = job_yaml("gpu", gpus=1, annotations={"kwok.kaiwo.dev/duration": "300s"})
     ok(await cli("submit", "-f", "-", "-n", namespace, input=running))
     ok(await cli("submit", "-f", "-", "-n", namespace, input=job_yaml("theirs", user="someone@else.org")))
-    await eventually(lambda: phase(client, "gpu", namespace, "RUNNING"), "gpu RUNNING", timeout=90)
+    await eventually(lambda: phase_is(client, "KaiwoJob", "gpu", namespace, "RUNNING"), "gpu RUNNING", timeout=90)
 
     r = ok(await cli("list", "-n", namespace))
     lines = r.stdout.splitlines()
@@ -221,7 +172,7 @@ async def _gone(client: Client, kind: str, name: str, ns: str) -> bool:
 async def test_nvidia_monitor_and_pod_choice(cli: Cli, client: Client, namespace: str, operator: Manager) -> None:
     job = job_yaml("ddp", gpus=16, gpuVendor="nvidia", annotations={"kwok.kaiwo.dev/duration": "300s"})
     ok(await cli("submit", "-f", "-", "-n", namespace, input=job))
-    await eventually(lambda: phase(client, "ddp", namespace, "RUNNING"), "ddp RUNNING", timeout=90)
+    await eventually(lambda: phase_is(client, "KaiwoJob", "ddp", namespace, "RUNNING"), "ddp RUNNING", timeout=90)
     pods = sorted(p["metadata"]["name"] for p in await client.list("v1", "Pod", namespace))
     assert len(pods) == 2
     r = ok(await cli("logs", "job/ddp", "-n", namespace), 2)  # not a terminal: it cannot ask which pod

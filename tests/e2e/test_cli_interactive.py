@@ -24,14 +24,9 @@ import yaml
 
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from tests.e2e import test_cli
-from tests.e2e.helpers import eventually
-from tests.e2e.test_cli import API, Cli, ok, phase
+from tests.e2e.helpers import API, Cli, eventually, ok, phase_is
 
 KAIWO = str(Path(sys.executable).parent / "kaiwo")
-# test_cli's fixtures, registered here under the same names
-cli = test_cli.cli
-user_config = test_cli.user_config
 
 
 def running_job(name: str) -> str:
@@ -97,7 +92,7 @@ class Terminal:
 @pytest.fixture
 async def running(cli: Cli, client: Client, namespace: str, operator: Manager) -> str:
     ok(await cli("submit", "-f", "-", "-n", namespace, input=running_job("shell")))
-    await eventually(lambda: phase(client, "shell", namespace, "RUNNING"), "shell RUNNING", timeout=90)
+    await eventually(lambda: phase_is(client, "KaiwoJob", "shell", namespace, "RUNNING"), "shell RUNNING", timeout=90)
     return "job/shell"
 
 

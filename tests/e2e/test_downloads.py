@@ -12,8 +12,7 @@ from typing import Any
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
-from tests.e2e.helpers import eventually
-from tests.e2e.test_workloads import kaiwojob, phase_is
+from tests.e2e.helpers import eventually, kaiwojob, phase_is
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
 Obj = dict[str, Any]

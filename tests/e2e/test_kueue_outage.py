@@ -25,9 +25,7 @@ from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.objects import condition
 from tests.e2e.conftest import running_operator
-from tests.e2e.helpers import eventually
-from tests.e2e.test_workload_faults import event_reasons
-from tests.e2e.test_workloads import API, kaiwojob, phase_is
+from tests.e2e.helpers import API, event_reasons, eventually, kaiwojob, phase_is
 
 Obj = dict[str, Any]
 HOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")

@@ -11,8 +11,7 @@ from typing import Any
 
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from tests.e2e.helpers import eventually
-from tests.e2e.test_workloads import kaiwojob, phase_is
+from tests.e2e.helpers import eventually, kaiwojob, phase_is
 
 Obj = dict[str, Any]
 

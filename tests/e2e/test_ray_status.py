@@ -14,8 +14,7 @@ from typing import Any
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
-from tests.e2e.helpers import eventually
-from tests.e2e.test_workloads import API, kaiwojob, phase_is
+from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
 
 Obj = dict[str, Any]
 

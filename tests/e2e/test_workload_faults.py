@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-from collections import Counter
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
@@ -25,9 +24,8 @@ from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
 from kaiwo.translate.meta import TranslateError
 from kaiwo.translate.workload import Facts, desired_children
-from tests.e2e.helpers import eventually
-from tests.e2e.test_workloads import API, kaiwojob, phase_is
-from tests.unit.test_translate_properties import KIND_OF, mutated
+from tests.e2e.helpers import API, event_reasons, eventually, kaiwojob, phase_is
+from tests.strategies import KIND_OF, mutated
 
 Obj = dict[str, Any]
 LONG = {"kwok.kaiwo.dev/duration": "600s"}  # the pod runs until deleted, as far as a test is concerned
@@ -37,16 +35,6 @@ NAME_LABEL = "kaiwo.silogen.ai/name"
 async def pod_uids(client: Client, name: str, ns: str) -> set[str]:
     pods = await client.list("v1", "Pod", ns, labelSelector=f"{NAME_LABEL}={name}")
     return {p["metadata"]["uid"] for p in pods if not p["metadata"].get("deletionTimestamp")}
-
-
-async def event_reasons(client: Client, kind: str, name: str, ns: str) -> Counter[str]:
-    """How often each reason was reported (an aggregated Event counts as often as it says it happened)."""
-    events = await client.list("v1", "Event", ns, fieldSelector=f"involvedObject.name={name}")
-    out: Counter[str] = Counter()
-    for e in events:
-        if e["involvedObject"]["kind"] == kind:
-            out[e["reason"]] += max(e.get("count") or 1, (e.get("series") or {}).get("count") or 1)
-    return out
 
 
 async def spec_applied(client: Client, name: str, ns: str, status: str, reason: str) -> Obj | None:

@@ -20,8 +20,7 @@ from kaiwo.controllers.settings import KAIWO_CONFIG_API
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
-from tests.e2e.helpers import eventually
-from tests.e2e.test_workloads import kaiwojob, phase_is
+from tests.e2e.helpers import eventually, kaiwojob, phase_is
 
 API = "kaiwo.silogen.ai/v1alpha1"
 KUEUE = "kueue.x-k8s.io/v1beta1"

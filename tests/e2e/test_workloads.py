@@ -12,29 +12,9 @@ from typing import Any
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
 
-API = "kaiwo.silogen.ai/v1alpha1"
 Obj = dict[str, Any]
-
-
-def kaiwojob(name: str, ns: str, **spec: Any) -> Obj:
-    annotations = spec.pop("annotations", None)
-    meta: Obj = {"name": name, "namespace": ns}
-    if annotations:
-        meta["annotations"] = annotations
-    full = {"image": "busybox:1.36", "entrypoint": "echo hello", **spec}
-    return {
-        "apiVersion": API,
-        "kind": "KaiwoJob",
-        "metadata": meta,
-        "spec": {k: v for k, v in full.items() if v is not None},
-    }
-
-
-async def phase_is(client: Client, kind: str, name: str, ns: str, *phases: str) -> Obj | None:
-    obj = await client.get_or_none(API, kind, name, ns)
-    return obj if obj and (obj.get("status") or {}).get("status") in phases else None
 
 
 async def test_busybox_job_completes_after_admission(client: Client, namespace: str, operator: Manager) -> None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
 from kaiwo.controllers.metrics import AdminCollector, ChildLatency, ErrorCounting
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.controller import Request
-from tests.unit.test_kaiwo_metrics import NOW, FakeInformer, workload
+from kaiwo.runtime.objects import Obj
+from tests.builders import KaiwoJobBuilder, NodeBuilder, PodBuilder
+from tests.fakes import cache
 
-Obj = dict[str, Any]
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, float]:
@@ -20,19 +20,13 @@ def scrape(registry: CollectorRegistry) -> dict[str, float]:
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in lines if not line.startswith("#")}
 
 
-def node(name: str, pool: str, gpus: int, *, key: str = "amd.com/gpu", cordoned: bool = False) -> Obj:
-    return {
-        "metadata": {"name": name, "labels": {"kaiwo/nodepool": pool}},
-        "spec": {"unschedulable": cordoned},
-        "status": {"allocatable": {key: str(gpus)}},
-    }
+def node(name: str, pool: str, gpus: int, *, cordoned: bool = False) -> Obj:
+    built = NodeBuilder(name).label("kaiwo/nodepool", pool).gpus(gpus, "amd")
+    return (built.unschedulable() if cordoned else built).obj()
 
 
 def pod(node_name: str, gpus: int, phase: str = "Running") -> Obj:
-    return {
-        "spec": {"nodeName": node_name, "containers": [{"resources": {"limits": {"amd.com/gpu": str(gpus)}}}]},
-        "status": {"phase": phase},
-    }
+    return PodBuilder(f"{node_name}-0", "team").on_node(node_name).gpus(gpus, "amd").phase(phase).obj()
 
 
 def test_queues_gpus_and_errors() -> None:
@@ -49,21 +43,23 @@ def test_queues_gpus_and_errors() -> None:
         "spec": {"clusterQueue": "kaiwo"},
         "status": {"pendingWorkloads": 1, "admittedWorkloads": 2},
     }
-    failed = workload("bad", "ERROR", "2025-12-31T23:00:00Z")
-    failed["status"]["conditions"] = [{"type": "Schedulable", "status": "False", "reason": "InvalidSpec"}]
-    jobs = FakeInformer(
-        workload("old", "PENDING", "2025-12-31T23:00:00Z"),
-        workload("new", "PENDING", "2025-12-31T23:59:00Z", clusterQueue="team"),
-        failed,
+    jobs = cache(
+        KaiwoJobBuilder("old", "team").created("2025-12-31T23:00:00Z").phase("PENDING").obj(),
+        KaiwoJobBuilder("new", "team").created("2025-12-31T23:59:00Z").phase("PENDING").cluster_queue("team").obj(),
+        KaiwoJobBuilder("bad", "team")
+        .created("2025-12-31T23:00:00Z")
+        .phase("ERROR")
+        .condition("Schedulable", False, "InvalidSpec")
+        .obj(),
     )
     registry = CollectorRegistry()
     registry.register(
         AdminCollector(
-            {"KaiwoJob": jobs},  # type: ignore[dict-item]
-            cluster_queues=FakeInformer(cq),  # type: ignore[arg-type]
-            local_queues=FakeInformer(lq),  # type: ignore[arg-type]
-            nodes=FakeInformer(node("a", "mi300", 8), node("b", "mi300", 8), node("c", "mi300", 8, cordoned=True)),  # type: ignore[arg-type]
-            pods=FakeInformer(pod("a", 4), pod("b", 2, phase="Succeeded"), pod("c", 8)),  # type: ignore[arg-type]
+            {"KaiwoJob": jobs},
+            cluster_queues=cache(cq),
+            local_queues=cache(lq),
+            nodes=cache(node("a", "mi300", 8), node("b", "mi300", 8), node("c", "mi300", 8, cordoned=True)),
+            pods=cache(pod("a", 4), pod("b", 2, phase="Succeeded"), pod("c", 8)),
             clock=lambda: NOW,
         )
     )

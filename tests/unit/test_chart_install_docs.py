@@ -5,44 +5,18 @@ without a cluster: the values schema is current, and the guide's Kueue configura
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
-from typing import Any, cast
 
 import yaml
 
-from kaiwo.devcluster import controllers, versions
-from kaiwo.devcluster.components import Layout, Ports
+from kaiwo.devcluster import versions
+from tests.kueue_config import GUIDE, KAIWO_RELEVANT, dev_kueue_config, guide_kueue_values
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("chart_schema", REPO / "tools" / "chart_schema.py")
 assert _spec and _spec.loader
 chart_schema = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(chart_schema)
-GUIDE = REPO / "docs" / "admin-guide.md"
-# What Kaiwo relies on in Kueue's Configuration; the rest (ports, leader election, certificates) differs
-# between a real cluster and local processes by design.
-KAIWO_RELEVANT = (
-    "apiVersion",
-    "kind",
-    "managedJobsNamespaceSelector",
-    "integrations",
-    "controller",
-    "clientConnection",
-)
-
-
-def guide_kueue_values() -> dict[str, Any]:
-    block = re.search(r"```yaml\n(# kueue-values\.yaml\n.*?)```", GUIDE.read_text(), re.S)
-    assert block, "docs/admin-guide.md lost its kueue-values.yaml block"
-    values: dict[str, Any] = yaml.safe_load(block.group(1))
-    return values
-
-
-def dev_kueue_config() -> dict[str, Any]:
-    ports = Ports(*range(20000, 20000 + len(Ports.__dataclass_fields__)))
-    ctx = controllers.Context(layout=Layout(Path("/state")), ports=ports, binaries={}, pki=cast(Any, None))
-    return controllers.kueue_config(ctx, Path("/certs"))
 
 
 def test_values_schema_is_current() -> None:

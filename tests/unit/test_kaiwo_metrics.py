@@ -7,28 +7,23 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 
 from kaiwo.controllers.metrics import STATUSES, KaiwoCollector
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate.preemption import requested_gpus
+from tests.builders import KaiwoJobBuilder, KaiwoQueueConfigBuilder
+from tests.fakes import cache
 
-Obj = dict[str, Any]
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
-class FakeInformer:
-    def __init__(self, *objs: Obj) -> None:
-        self.objs = list(objs)
-
-    def objects(self, namespace: str | None = None) -> list[Obj]:
-        return self.objs
-
-    def get_by(self, name: str, namespace: str | None = None) -> Obj | None:
-        return next((o for o in self.objs if o["metadata"]["name"] == name), None)
-
-
 def workload(name: str, status: str | None, created: str, **spec: Any) -> Obj:
-    obj: Obj = {"metadata": {"name": name, "creationTimestamp": created}, "spec": spec}
-    if status:
-        obj["status"] = {"status": status}
-    return obj
+    job = KaiwoJobBuilder(name, "team").created(created)
+    for key, value in spec.items():
+        job.spec_field(key, value)
+    return (job.phase(status) if status else job).obj()
+
+
+def queue_config(status: str) -> Obj:
+    return KaiwoQueueConfigBuilder().status_field("status", status).obj()
 
 
 def scrape(collector: KaiwoCollector) -> dict[str, float]:
@@ -39,15 +34,15 @@ def scrape(collector: KaiwoCollector) -> dict[str, float]:
 
 
 def test_counts_gpus_and_oldest_pending() -> None:
-    jobs = FakeInformer(
+    jobs = cache(
         workload("a", "PENDING", "2025-12-31T23:50:00Z", gpus=8),
         workload("b", "PENDING", "2025-12-31T23:59:00Z", replicas=2, gpusPerReplica=4),
         workload("c", "RUNNING", "2025-12-31T23:00:00Z", gpus=16),
         workload("d", None, "2025-12-31T23:59:59Z"),
     )
-    services = FakeInformer()
-    configs = FakeInformer({"metadata": {"name": "kaiwo"}, "status": {"status": "READY"}})
-    m = scrape(KaiwoCollector({"KaiwoJob": jobs, "KaiwoService": services}, configs, clock=lambda: NOW))  # type: ignore[dict-item,arg-type]
+    services = cache()
+    configs = cache(queue_config("READY"))
+    m = scrape(KaiwoCollector({"KaiwoJob": jobs, "KaiwoService": services}, configs, clock=lambda: NOW))
     assert m['kaiwo_workloads{kind="KaiwoJob",status="PENDING"}'] == 2
     assert m['kaiwo_workloads{kind="KaiwoJob",status="RUNNING"}'] == 1
     assert m['kaiwo_workloads{kind="KaiwoJob",status="NEW"}'] == 1  # no status yet
@@ -61,9 +56,9 @@ def test_counts_gpus_and_oldest_pending() -> None:
 
 
 def test_queue_config_not_ready_or_missing_is_zero() -> None:
-    failed = FakeInformer({"metadata": {"name": "kaiwo"}, "status": {"status": "FAILED"}})
-    assert scrape(KaiwoCollector({}, failed))["kaiwo_queueconfig_ready"] == 0  # type: ignore[arg-type]
-    assert scrape(KaiwoCollector({}, FakeInformer()))["kaiwo_queueconfig_ready"] == 0  # type: ignore[arg-type]
+    failed = cache(queue_config("FAILED"))
+    assert scrape(KaiwoCollector({}, failed))["kaiwo_queueconfig_ready"] == 0
+    assert scrape(KaiwoCollector({}, cache()))["kaiwo_queueconfig_ready"] == 0
 
 
 def test_requested_gpus() -> None:

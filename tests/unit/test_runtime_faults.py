@@ -16,7 +16,7 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import BURST, EventRecorder
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.translate import preemption as pre
-from tests.unit.test_informer import Events, Script, cm, run_until_idle
+from tests.fakes import Events, Script, cm, run_until_idle
 
 Obj = dict[str, Any]
 

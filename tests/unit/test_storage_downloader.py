@@ -13,7 +13,7 @@ from kaiwo.api.storage import StorageSpec
 from kaiwo.downloader import config as dl_config
 from kaiwo.translate import downloadcache, storage
 from kaiwo.translate.workload import desired_children
-from tests.unit.test_translate_golden import CASES, GOLDEN, facts_from
+from tests import golden
 
 
 def test_downloader_image_defaults_to_the_operator_image(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,10 +51,9 @@ def test_failure_message_comes_from_the_downloader() -> None:
     )
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", golden.TRANSLATE_CASES)
 def test_the_downloader_reads_every_rendered_config(case: str, tmp_path: Path) -> None:
-    data = yaml.safe_load((GOLDEN / case / "input.yaml").read_text())
-    out = desired_children(data["cr"], facts_from(data.get("facts") or {}))
+    out = desired_children(*golden.translate_input(case))
     maps = [o for o in getattr(out, "storage", ()) if o["kind"] == "ConfigMap"]
     for cm in maps:
         path = tmp_path / "config.yaml"
