@@ -195,6 +195,11 @@ class _KaiwoWorkloadBuilder(ObjectBuilder):
         self._spec[key] = copy.deepcopy(value)
         return self
 
+    def spec(self, spec: Obj) -> Self:
+        """Replace the whole spec (for cases that must leave out even the image or the entrypoint)."""
+        self._obj["spec"] = copy.deepcopy(spec)
+        return self
+
     def unset(self, key: str) -> Self:
         """Leave a spec field out (e.g. the image, to see validation refuse it)."""
         self._spec.pop(key, None)
@@ -327,11 +332,14 @@ class NodeBuilder(ObjectBuilder):
         )
         self.label("kubernetes.io/hostname", name).ready()
 
-    def gpus(self, count: int, vendor: str = "amd", product: str | None = None) -> Self:
-        """GPU capacity plus the labels the vendors' GPU operators put on the node (what pool discovery reads)."""
+    def gpus(self, count: int, vendor: str = "amd", product: str | None = None, *, labelled: bool = True) -> Self:
+        """GPU capacity plus the labels the vendors' GPU operators put on the node (what pool discovery reads;
+        ``labelled=False``: a node no GPU operator has labelled)."""
         resource = GPU_RESOURCES[vendor]
         self._status["capacity"][resource] = str(count)
         self._status["allocatable"][resource] = str(count)
+        if not labelled:
+            return self
         if vendor == "amd":
             self.label("amd.com/gpu.product-name", product or "AMD_Instinct_MI300X_OAM")
             self.label("beta.amd.com/gpu.family.AI", str(count))
@@ -381,8 +389,17 @@ class PodBuilder(ObjectBuilder):
 
     def gpus(self, count: int, vendor: str = "amd") -> Self:
         """A GPU limit on the main container (Kubernetes sets the request of an extended resource to its limit)."""
-        resources = self._spec["containers"][0].setdefault("resources", {})
-        resources.setdefault("limits", {})[GPU_RESOURCES[vendor]] = str(count)
+        main = next(c for c in self._spec["containers"] if c["name"] == "main")
+        main.setdefault("resources", {}).setdefault("limits", {})[GPU_RESOURCES[vendor]] = str(count)
+        return self
+
+    def sidecar(self, name: str = "side") -> Self:
+        """A container without resources ahead of ``main``."""
+        self._spec["containers"].insert(0, {"name": name, "image": "busybox"})
+        return self
+
+    def started(self, timestamp: str) -> Self:
+        self._status["startTime"] = timestamp
         return self
 
     def running(self, ready: bool = True) -> Self:
@@ -491,10 +508,13 @@ class WorkloadBuilder(ObjectBuilder):
         self._spec["priorityClassSource"] = "kueue.x-k8s.io/workloadpriorityclass"
         return self
 
-    def pod_set(self, name: str, count: int, requests: dict[str, str] | None = None) -> Self:
+    def pod_set(
+        self, name: str, count: int, requests: dict[str, str] | None = None, limits: dict[str, str] | None = None
+    ) -> Self:
         pod_set: Obj = {"name": name, "count": count}
-        if requests:
-            pod_set["template"] = {"spec": {"containers": [{"name": "main", "resources": {"requests": requests}}]}}
+        resources = {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+        if resources:
+            pod_set["template"] = {"spec": {"containers": [{"name": "main", "resources": resources}]}}
         others = [p for p in self._spec["podSets"] if p["name"] not in (name, "main")]
         self._spec["podSets"] = [*others, pod_set]
         return self

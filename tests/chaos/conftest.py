@@ -29,9 +29,9 @@ from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.manager import LEASE_NAME
 from kaiwo.runtime.client import Client
 from tests.chaos.proxy import FaultProxy
+from tests.e2e import helpers
 from tests.e2e.helpers import eventually
 
-API = "kaiwo.silogen.ai/v1alpha1"
 Obj = dict[str, Any]
 
 
@@ -184,12 +184,7 @@ async def ready(op: Operator) -> bool:
 
 
 def kaiwojob(name: str, ns: str) -> Obj:
-    return {
-        "apiVersion": API,
-        "kind": "KaiwoJob",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"image": "busybox:1.36", "entrypoint": "sleep 3600", "user": "chaos@amd.com"},
-    }
+    return helpers.kaiwojob(name, ns, entrypoint="sleep 3600", user="chaos@amd.com")
 
 
 async def children_by_owner(client: Client, ns: str) -> dict[str, int]:

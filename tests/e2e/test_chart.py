@@ -24,11 +24,10 @@ from kaiwo.devcluster.build import ensure_binaries
 from kaiwo.devcluster.components import free_port
 from kaiwo.runtime.client import ApiError, Client
 from tests.e2e.conftest import CHART, helm, render_chart, service_account_kubeconfig
-from tests.e2e.helpers import eventually, http_ok
+from tests.e2e.helpers import API, eventually, http_ok
 
 Obj = dict[str, Any]
 ALL_OPTIONS = str(CHART / "ci" / "all-options-values.yaml")
-API = "kaiwo.silogen.ai/v1alpha1"
 LEASE = "83fc2279.silogen.ai"
 
 

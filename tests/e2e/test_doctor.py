@@ -26,9 +26,8 @@ from kaiwo.controllers import queueconfig
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.leader import LeaderElectionConfig
 from kaiwo.runtime.manager import Manager, ManagerOptions
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import API, eventually
 
-API = "kaiwo.silogen.ai/v1alpha1"
 Obj = dict[str, Any]
 
 

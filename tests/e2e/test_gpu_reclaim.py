@@ -27,9 +27,8 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import condition
 from kaiwo.translate.preemption import epoch as pre_epoch
-from tests.e2e.helpers import eventually, kaiwojob, phase_is
+from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
 
-API = "kaiwo.silogen.ai/v1alpha1"
 Obj = dict[str, Any]
 LONG = "600s"
 OPT = "kaiwo.silogen.ai/gpu-preemption."

@@ -18,9 +18,8 @@ from kaiwo.controllers import metrics, queueconfig, workload
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from tests.e2e.conftest import render_chart
-from tests.e2e.helpers import eventually, http_ok
+from tests.e2e.helpers import API, eventually, http_ok
 
-API = "kaiwo.silogen.ai/v1alpha1"
 DASHBOARD = Path(__file__).resolve().parents[2] / "charts" / "kaiwo" / "dashboards" / "kaiwo-admin.json"
 PROMQL_WORDS = {
     "sum", "max", "min", "avg", "count", "by", "without", "rate", "irate", "increase", "histogram_quantile",

@@ -17,9 +17,8 @@ from typer.testing import CliRunner, Result
 from kaiwo.cli.main import app
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import API, eventually
 
-API = "kaiwo.silogen.ai/v1alpha1"
 KUEUE = "kueue.x-k8s.io/v1beta1"
 Obj = dict[str, Any]
 

@@ -32,9 +32,8 @@ from kaiwo.devcluster.build import ensure_binaries
 from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.devcluster.components import Ports
 from kaiwo.runtime.client import Client
-from tests.e2e.helpers import eventually, http_ok
+from tests.e2e.helpers import API, eventually, http_ok
 
-API = "kaiwo.silogen.ai/v1alpha1"
 Obj = dict[str, Any]
 
 

@@ -16,10 +16,9 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.translate.queueconfig import MANAGED_BY_LABEL
 from tests.e2e.conftest import running_operator
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import API, eventually
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
-API = "kaiwo.silogen.ai/v1alpha1"
 AMD_FLAVOR = "amd-mi300x-8gpu-115core-1382gi"
 CPU_FLAVOR = "cpu-only-0gpu-28core-115gi"
 Obj = dict[str, Any]

@@ -11,7 +11,6 @@ cordons) is restored in ``finally``.
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 from typing import Any
 
@@ -24,6 +23,7 @@ from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
 from kaiwo.translate.meta import TranslateError
 from kaiwo.translate.workload import Facts, desired_children
+from tests.builders import KaiwoJobBuilder, KaiwoServiceBuilder
 from tests.e2e.helpers import API, event_reasons, eventually, kaiwojob, phase_is
 from tests.strategies import KIND_OF, mutated
 
@@ -172,12 +172,8 @@ def malformed_specs(count: int) -> list[tuple[str, Obj]]:
 
 
 def wrap(field: str, embedded: Obj, name: str, ns: str = "ns") -> Obj:
-    return {
-        "apiVersion": API,
-        "kind": KIND_OF[field],
-        "metadata": {"name": name, "namespace": ns, "uid": "u"},
-        "spec": {"image": "busybox:1.36", "entrypoint": "echo hi", field: copy.deepcopy(embedded)},
-    }
+    builder = KaiwoJobBuilder if KIND_OF[field] == "KaiwoJob" else KaiwoServiceBuilder
+    return builder(name, ns).image("busybox:1.36").spec_field(field, embedded).manifest()
 
 
 async def test_malformed_embedded_specs_are_errors_naming_the_field(

@@ -20,9 +20,9 @@ from kaiwo.controllers.settings import KAIWO_CONFIG_API
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
-from tests.e2e.helpers import eventually, kaiwojob, phase_is
+from tests.builders import KaiwoServiceBuilder
+from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
 
-API = "kaiwo.silogen.ai/v1alpha1"
 KUEUE = "kueue.x-k8s.io/v1beta1"
 AMD_GPUS = 32
 LONG = {"kwok.kaiwo.dev/duration": "600s"}  # the pods run until deleted, as far as a test is concerned
@@ -30,12 +30,10 @@ Obj = dict[str, Any]
 
 
 def kaiwoservice(name: str, ns: str, **spec: Any) -> Obj:
-    return {
-        "apiVersion": API,
-        "kind": "KaiwoService",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"image": "nginx:1.27", **spec},
-    }
+    service = KaiwoServiceBuilder(name, ns).image("nginx:1.27").unset("entrypoint")
+    for key, value in spec.items():
+        service.spec_field(key, value)
+    return service.manifest()
 
 
 async def reasons(client: Client, name: str, ns: str) -> Counter[str]:

@@ -22,6 +22,7 @@ from kaiwo.cli.refs import WorkloadRef, parse_ref
 from kaiwo.cli.session import Output, Target
 from kaiwo.cli.submit import contains, resolve_defaults
 from kaiwo.runtime.client import ApiError
+from tests.builders import KaiwoJobBuilder, KaiwoServiceBuilder
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 JOB = "apiVersion: kaiwo.silogen.ai/v1alpha1\nkind: KaiwoJob\nmetadata:\n  name: train\nspec:\n  image: busybox\n"
@@ -155,12 +156,11 @@ def test_table_aligns_columns_without_trailing_blanks() -> None:
 
 
 def workload(name: str, kind: str = "KaiwoJob", ns: str = "a", **status: Any) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "metadata": {"name": name, "namespace": ns, "creationTimestamp": "2025-01-01T11:55:00Z", "generation": 2},
-        "spec": {"user": "u@x.io", "gpusPerReplica": 2, "replicas": 2},
-        "status": status,
-    }
+    builder = KaiwoJobBuilder if kind == "KaiwoJob" else KaiwoServiceBuilder
+    cr = builder(name, ns).created("2025-01-01T11:55:00Z").generation(2).user("u@x.io").gpus_per_replica(2).replicas(2)
+    for key, value in status.items():
+        cr.status_field(key, value)
+    return cr.obj()
 
 
 def test_workload_table_plain_wide_and_all_namespaces() -> None:

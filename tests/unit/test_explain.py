@@ -5,20 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from kaiwo.cli import explain
+from tests.builders import KaiwoJobBuilder
 
 Obj = dict[str, Any]
 SELECTOR = {"matchLabels": {"kueue-managed": "true"}}
 
 
 def job(phase: str = "PENDING") -> Obj:
-    return {
-        "kind": "KaiwoJob",
-        "metadata": {"name": "train", "namespace": "team", "uid": "u"},
-        "status": {
-            "status": phase,
-            "conditions": [{"type": "Admitted", "status": "False", "reason": "Pending", "message": "waiting"}],
-        },
-    }
+    return (
+        KaiwoJobBuilder("train", "team").uid("u").phase(phase).condition("Admitted", False, "Pending", "waiting").obj()
+    )
 
 
 def ns(**labels: str) -> Obj:

@@ -21,6 +21,7 @@ from kaiwo.gpumetrics.reclaim import (
     resolve,
     spec_overrides,
 )
+from tests.builders import WorkloadBuilder
 
 Obj = dict[str, Any]
 NOW = 10_000.0
@@ -88,20 +89,14 @@ def test_aggregation_and_phase() -> None:
 
 
 def kueue_wl(name: str, gpus: int, resource: str = AMD, count: int = 1, reserved: bool = False) -> Obj:
-    return {
-        "metadata": {"name": name, "namespace": "ns", "creationTimestamp": "1970-01-01T01:00:00Z"},
-        "spec": {
-            "queueName": "kaiwo",
-            "podSets": [
-                {
-                    "name": "main",
-                    "count": count,
-                    "template": {"spec": {"containers": [{"name": "c", "resources": {"limits": {resource: gpus}}}]}},
-                }
-            ],
-        },
-        "status": {"conditions": [{"type": "QuotaReserved", "status": "True" if reserved else "False"}]},
-    }
+    return (
+        WorkloadBuilder(name, "ns")
+        .created("1970-01-01T01:00:00Z")
+        .queue("kaiwo")
+        .pod_set("main", count, limits={resource: str(gpus)})
+        .condition("QuotaReserved", reserved)
+        .obj()
+    )
 
 
 def test_kueue_and_pod_demand() -> None:

@@ -13,31 +13,25 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from kaiwo.devcluster.gpuexporter import families, gpus, parse_script, scripted
 from kaiwo.gpumetrics.reader import parse
+from tests.builders import NodeBuilder, PodBuilder
 
 Obj = dict[str, Any]
 T0 = 1_700_000_000.0
 START = "2023-11-14T22:13:20Z"  # == T0
 
 
+VENDOR = {"amd.com/gpu": "amd", "nvidia.com/gpu": "nvidia"}
+
+
 def node(name: str, resource: str, count: int) -> Obj:
-    return {"metadata": {"name": name, "labels": {}}, "status": {"capacity": {resource: str(count), "cpu": "8"}}}
+    return NodeBuilder(name).cpu("8", "64Gi").gpus(count, VENDOR[resource], labelled=False).obj()
 
 
 def pod(name: str, node_name: str, resource: str, n: int, created: str, util: str | None = None) -> Obj:
-    meta: Obj = {"name": name, "namespace": "ns", "creationTimestamp": created}
+    built = PodBuilder(name, "ns").created(created).on_node(node_name).sidecar().gpus(n, VENDOR[resource])
     if util is not None:
-        meta["annotations"] = {"kwok.kaiwo.dev/gpu-utilization": util}
-    return {
-        "metadata": meta,
-        "spec": {
-            "nodeName": node_name,
-            "containers": [
-                {"name": "side"},
-                {"name": "main", "resources": {"limits": {resource: str(n)}}},
-            ],
-        },
-        "status": {"phase": "Running", "startTime": START},
-    }
+        built.annotation("kwok.kaiwo.dev/gpu-utilization", util)
+    return built.phase("Running").started(START).obj()
 
 
 def test_script() -> None:

@@ -14,6 +14,7 @@ from kaiwo.runtime.client import ApiError, Resource
 from kaiwo.runtime.controller import Controller, Request
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.leader import LeaderElectionConfig
+from tests.builders import JobBuilder, KaiwoJobBuilder, PodBuilder, WorkloadBuilder
 from tests.fakes import cache
 
 Obj = dict[str, Any]
@@ -96,89 +97,26 @@ class Api:
 
 
 def pod(name: str, owner: Obj, gpus: int = 8, node: str = "n0", phase: str = "Running") -> Obj:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": "ns",
-            "uid": f"uid-{name}",
-            "ownerReferences": [
-                {
-                    "apiVersion": owner["apiVersion"],
-                    "kind": owner["kind"],
-                    "name": owner["metadata"]["name"],
-                    "uid": owner["metadata"]["uid"],
-                    "controller": True,
-                }
-            ],
-        },
-        "spec": {"nodeName": node, "containers": [{"name": "m", "resources": {"limits": {"amd.com/gpu": str(gpus)}}}]},
-        "status": {"phase": phase},
-    }
+    return PodBuilder(name, "ns").uid(f"uid-{name}").owned_by(owner).on_node(node).gpus(gpus).phase(phase).obj()
 
 
 def job_tree(name: str, annotations: dict[str, str]) -> tuple[Obj, Obj]:
-    kj: Obj = {
-        "apiVersion": "kaiwo.silogen.ai/v1alpha1",
-        "kind": "KaiwoJob",
-        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-kj-{name}", "annotations": annotations},
-    }
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": "ns",
-            "uid": f"uid-job-{name}",
-            "ownerReferences": [
-                {
-                    "apiVersion": kj["apiVersion"],
-                    "kind": "KaiwoJob",
-                    "name": name,
-                    "uid": kj["metadata"]["uid"],
-                    "controller": True,
-                }
-            ],
-        },
-    }
-    return kj, job
+    kj = KaiwoJobBuilder(name, "ns").uid(f"uid-kj-{name}")
+    for key, value in annotations.items():
+        kj.annotation(key, value)
+    return kj.obj(), JobBuilder(name, "ns").owned_by(kj.obj()).obj()
 
 
 def kueue_workload(name: str, owner: Obj, gpus: int, admitted: bool) -> Obj:
-    status: Obj = {"conditions": [{"type": "QuotaReserved", "status": "True" if admitted else "False"}]}
-    if admitted:
-        status["admission"] = {"clusterQueue": "kaiwo"}
-    return {
-        "metadata": {
-            "name": name,
-            "namespace": "ns",
-            "uid": f"uid-wl-{name}",
-            "creationTimestamp": "2023-11-14T22:00:00Z",
-            "ownerReferences": [
-                {
-                    "apiVersion": "batch/v1",
-                    "kind": "Job",
-                    "name": owner["metadata"]["name"],
-                    "uid": owner["metadata"]["uid"],
-                    "controller": True,
-                }
-            ],
-        },
-        "spec": {
-            "queueName": "kaiwo",
-            "podSets": [
-                {
-                    "name": "main",
-                    "count": 1,
-                    "template": {
-                        "spec": {"containers": [{"name": "m", "resources": {"limits": {"amd.com/gpu": str(gpus)}}}]}
-                    },
-                }
-            ],
-        },
-        "status": status,
-    }
+    wl = (
+        WorkloadBuilder(name, "ns")
+        .uid(f"uid-wl-{name}")
+        .created("2023-11-14T22:00:00Z")
+        .owned_by(owner)
+        .queue("kaiwo")
+        .pod_set("main", 1, limits={"amd.com/gpu": str(gpus)})
+    )
+    return (wl.quota_reserved("kaiwo") if admitted else wl.condition("QuotaReserved", False)).obj()
 
 
 class World:

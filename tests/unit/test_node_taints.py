@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from kaiwo.controllers.nodetaints import ANNOTATION, desired_patch
+from tests.builders import NodeBuilder
 
 Obj = dict[str, Any]
 KEY = "kaiwo.silogen.ai/gpu"
 
 
 def node(gpus: str = "8", taints: list[Obj] | None = None, added: str | None = None) -> Obj:
-    meta: Obj = {"name": "n", "resourceVersion": "7"}
-    if added:
-        meta["annotations"] = {ANNOTATION: added}
-    return {"metadata": meta, "spec": {"taints": taints or []}, "status": {"allocatable": {"amd.com/gpu": gpus}}}
+    built = NodeBuilder("n").resource_version("7").gpus(int(gpus), "amd")
+    for taint in taints or []:
+        built.taint(taint["key"], taint.get("value", ""), taint["effect"])
+    return (built.annotation(ANNOTATION, added) if added else built).obj()
 
 
 def test_taints_gpu_nodes_only() -> None:

@@ -16,6 +16,7 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import BURST, EventRecorder
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.translate import preemption as pre
+from tests.builders import KaiwoJobBuilder
 from tests.fakes import Events, Script, cm, run_until_idle
 
 Obj = dict[str, Any]
@@ -153,13 +154,8 @@ async def test_an_event_flood_on_one_object_is_cut_by_the_spam_filter() -> None:
 
 
 def workload(name: str, status: str, *, queue: str = "", vendor: str = "", duration: str = "1h") -> Obj:
-    spec: Obj = {"gpus": 1, "duration": duration}
-    if queue:
-        spec["clusterQueue"] = queue
-    if vendor:
-        spec["gpuVendor"] = vendor
-    meta = {"name": name, "namespace": "ns", "creationTimestamp": "2026-01-01T00:00:00Z"}
-    return {"metadata": meta, "spec": spec, "status": {"status": status}}
+    cr = KaiwoJobBuilder(name, "ns").created("2026-01-01T00:00:00Z").gpus(1, vendor or None).duration(duration)
+    return (cr.cluster_queue(queue) if queue else cr).phase(status).obj()
 
 
 def test_the_victim_index_finds_exactly_what_a_scan_would() -> None:

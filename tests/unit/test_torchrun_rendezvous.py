@@ -24,18 +24,17 @@ from kaiwo.translate import batchjob
 from kaiwo.translate.gpus import GpuPool
 from kaiwo.translate.meta import TranslateError
 from kaiwo.translate.workload import Facts, desired_children
+from tests.builders import KaiwoJobBuilder
 
 AGENT = Path(__file__).parent / "rendezvous_agent.py"
 TORCH_LAUNCH_VARS = ("PET_", "WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK")
 
 
 def kaiwojob(gpus: int, vendor: str = "amd", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "kaiwo.silogen.ai/v1alpha1",
-        "kind": "KaiwoJob",
-        "metadata": {"name": "ddp", "namespace": "team-a", "uid": "uid-ddp"},
-        "spec": {"image": "rocm/pytorch", "gpus": gpus, "gpuVendor": vendor, "entrypoint": "torchrun train.py", **spec},
-    }
+    job = KaiwoJobBuilder("ddp", "team-a").image("rocm/pytorch").gpus(gpus, vendor).entrypoint("torchrun train.py")
+    for key, value in spec.items():
+        job.spec_field(key, value)
+    return job.obj()
 
 
 def job_template(cr: dict[str, Any], vendor: str = "amd") -> dict[str, Any]:

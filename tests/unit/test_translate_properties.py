@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from kaiwo.translate.gpus import GpuPool
 from kaiwo.translate.meta import INSUFFICIENT_GPUS, INVALID_SPEC, NO_GPUS, UNEVEN_GPUS, TranslateError
 from kaiwo.translate.workload import Children, Facts, desired_children
+from tests.builders import KaiwoJobBuilder, KaiwoServiceBuilder
 from tests.strategies import FIELDS, JSON, KIND_OF, VALID, mutated
 
 Obj = dict[str, Any]
@@ -26,12 +27,11 @@ FACTS = Facts(gpu_pools=(GpuPool("amd", 8, 2),))
 
 
 def cr(field: str, embedded: Any, **spec: Any) -> Obj:
-    return {
-        "apiVersion": "kaiwo.silogen.ai/v1alpha1",
-        "kind": KIND_OF[field],
-        "metadata": {"name": "w", "namespace": "ns", "uid": "u", "generation": 1},
-        "spec": {"image": "busybox", "entrypoint": "echo hi", field: embedded, **spec},
-    }
+    builder = KaiwoJobBuilder if KIND_OF[field] == "KaiwoJob" else KaiwoServiceBuilder
+    workload = builder("w", "ns").uid("u").spec_field(field, embedded)
+    for key, value in spec.items():
+        workload.spec_field(key, value)
+    return workload.obj()
 
 
 def check(obj: Obj) -> None:

@@ -7,15 +7,12 @@ from typing import Any
 from kaiwo.translate.gpus import GpuPool
 from kaiwo.translate.meta import INVALID_SPEC, TranslateError
 from kaiwo.translate.workload import Children, Facts, desired_children
+from tests.builders import KaiwoJobBuilder, KaiwoServiceBuilder
 
 
 def cr(spec: dict[str, Any], kind: str = "KaiwoJob") -> dict[str, Any]:
-    return {
-        "apiVersion": "kaiwo.silogen.ai/v1alpha1",
-        "kind": kind,
-        "metadata": {"name": "w", "namespace": "ns", "uid": "u"},
-        "spec": spec,
-    }
+    builder = KaiwoJobBuilder if kind == "KaiwoJob" else KaiwoServiceBuilder
+    return builder("w", "ns").uid("u").spec(spec).obj()
 
 
 def test_ray_job_needs_an_entrypoint() -> None:
