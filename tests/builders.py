@@ -393,6 +393,16 @@ class PodBuilder(ObjectBuilder):
         main.setdefault("resources", {}).setdefault("limits", {})[GPU_RESOURCES[vendor]] = str(count)
         return self
 
+    def requests(self, **resources: str) -> Self:
+        """Requests of the main container, e.g. ``requests(cpu="2", **{"nvidia.com/gpu": "4"})``."""
+        main = next(c for c in self._spec["containers"] if c["name"] == "main")
+        main.setdefault("resources", {}).setdefault("requests", {}).update(resources)
+        return self
+
+    def node_selector(self, **labels: str) -> Self:
+        self._spec.setdefault("nodeSelector", {}).update(labels)
+        return self
+
     def sidecar(self, name: str = "side") -> Self:
         """A container without resources ahead of ``main``."""
         self._spec["containers"].insert(0, {"name": name, "image": "busybox"})

@@ -22,7 +22,7 @@ from kaiwo.cli.refs import WorkloadRef, parse_ref
 from kaiwo.cli.session import Output, Target
 from kaiwo.cli.submit import contains, resolve_defaults
 from kaiwo.runtime.client import ApiError
-from tests.builders import KaiwoJobBuilder, KaiwoServiceBuilder
+from tests.builders import JobBuilder, KaiwoJobBuilder, KaiwoServiceBuilder, PodBuilder, WorkloadBuilder
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 JOB = "apiVersion: kaiwo.silogen.ai/v1alpha1\nkind: KaiwoJob\nmetadata:\n  name: train\nspec:\n  image: busybox\n"
@@ -206,24 +206,15 @@ def test_describe_says_why_a_workload_waits() -> None:
             }
         ],
     )
-    wl = {
-        "metadata": {"name": "job-a-1"},
-        "status": {
-            "conditions": [
-                {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": "insufficient amd.com/gpu"}
-            ]
-        },
-    }
-    pod = {"kind": "Pod", "metadata": {"name": "a-x"}, "spec": {"schedulingGates": [{"name": "g"}]}, "status": {}}
-    job = {
-        "kind": "Job",
-        "metadata": {
-            "name": "a",
-            "creationTimestamp": "2025-01-01T11:56:00Z",
-            "labels": {"kueue.x-k8s.io/queue-name": "team-default"},
-        },
-        "spec": {"suspend": True},
-    }
+    wl = WorkloadBuilder("job-a-1", "a").pending("insufficient amd.com/gpu").obj()
+    pod = PodBuilder("a-x", "a").gated("g").obj()
+    job = (
+        JobBuilder("a", "a")
+        .created("2025-01-01T11:56:00Z")
+        .label("kueue.x-k8s.io/queue-name", "team-default")
+        .suspend()
+        .obj()
+    )
     event = {
         "type": "Warning",
         "reason": "Pending",

@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 from kaiwo.cli.gpuview import node_annotations, node_lines, node_utilisation, workload_lines
+from tests.builders import KaiwoJobBuilder, NodeBuilder, PodBuilder
 
+FIGURE = "kaiwo.silogen.ai/gpu-utilization"
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def test_workload_lines() -> None:
-    job = {
-        "metadata": {"name": "j", "uid": "u1"},
-        "status": {
-            "conditions": [
-                {
-                    "type": "ResourceUnderutilization",
-                    "status": "True",
-                    "message": "1 of 2 GPU(s) below 5% utilisation",
-                    "lastTransitionTime": "2026-01-01T11:50:00Z",
-                }
-            ]
-        },
-    }
+    job = (
+        KaiwoJobBuilder("j")
+        .uid("u1")
+        .condition(
+            "ResourceUnderutilization",
+            True,
+            message="1 of 2 GPU(s) below 5% utilisation",
+            lastTransitionTime="2026-01-01T11:50:00Z",
+        )
+        .obj()
+    )
     record = {
         "metadata": {"name": "kaiwojob-j-u1"},
         "spec": {"workloadRef": {"uid": "u1"}},
@@ -37,10 +36,7 @@ def test_workload_lines() -> None:
 
 
 def test_node_utilisation() -> None:
-    pods = [
-        {"metadata": {"namespace": "ns", "name": "a"}, "spec": {"nodeName": "n1"}},
-        {"metadata": {"namespace": "ns", "name": "b"}, "spec": {"nodeName": "n2"}},
-    ]
+    pods = [PodBuilder("a", "ns").on_node("n1").obj(), PodBuilder("b", "ns").on_node("n2").obj()]
     records = [
         {
             "metadata": {"namespace": "ns"},
@@ -56,15 +52,9 @@ def test_node_utilisation() -> None:
     ]
     util = node_utilisation(records, pods, "amd.com/gpu")
     assert util == {"n1": 15.0, "n2": 3.0}
-    annotated: list[dict[str, Any]] = [
-        {
-            "metadata": {"name": "n1", "annotations": {"kaiwo.silogen.ai/gpu-utilization": "40@2026-01-01T11:58:00Z"}},
-            "status": {"allocatable": {"amd.com/gpu": "8"}},
-        },
-        {
-            "metadata": {"name": "c", "annotations": {"kaiwo.silogen.ai/gpu-utilization": "0@2026-01-01T11:58:00Z"}},
-            "status": {},
-        },
+    annotated = [
+        NodeBuilder("n1").gpus(8).annotation(FIGURE, "40@2026-01-01T11:58:00Z").obj(),
+        NodeBuilder("c").annotation(FIGURE, "0@2026-01-01T11:58:00Z").obj(),  # no GPUs
     ]
     monitored = node_annotations(annotated, "amd.com/gpu", NOW)
     assert monitored == {"n1": (40.0, "2m")}

@@ -21,7 +21,7 @@ from kaiwo.gpumetrics.reclaim import (
     resolve,
     spec_overrides,
 )
-from tests.builders import WorkloadBuilder
+from tests.builders import PodBuilder, WorkloadBuilder
 
 Obj = dict[str, Any]
 NOW = 10_000.0
@@ -50,6 +50,10 @@ def test_settings_layers() -> None:
     assert (d.threshold, d.grace, d.policy, d.aggregation) == (5.0, 600.0, "OnPressure", "Max")
 
 
+def unschedulable(pod: PodBuilder, message: str) -> Obj:
+    return pod.phase("Pending").condition("PodScheduled", False, "Unschedulable", message).obj()
+
+
 def test_aggregation_and_phase() -> None:
     tracked: list[Obj] = [
         {"podName": "a", "gpuMetrics": [{"utilization": 2.0}, {"utilization": 4.0}]},
@@ -62,29 +66,11 @@ def test_aggregation_and_phase() -> None:
     assert phase(running, None, [AMD], "", 3.0, 5.0) == "Idle"
     assert phase(running, None, [AMD], "", 5.0, 5.0) == "Active"
     assert phase(running, None, [AMD], "Idle", None, 5.0) == "Active"  # no samples: not known to be idle
-    unsched = {
-        "status": {
-            "phase": "Pending",
-            "conditions": [
-                {
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": "Insufficient amd.com/gpu",
-                }
-            ],
-        }
-    }
+    unsched = unschedulable(PodBuilder("u", "ns"), "Insufficient amd.com/gpu")
     assert phase([unsched], None, [AMD], "Active", None, 5.0) == "PendingGpu"
     assert phase([unsched], None, [NV], "", None, 5.0) == "PendingOther"
-    quota = {
-        "status": {
-            "conditions": [
-                {"type": "QuotaReserved", "status": "False", "message": "insufficient quota for amd.com/gpu"}
-            ]
-        }
-    }
-    assert phase([], quota, [AMD], "Active", None, 5.0) == "PendingGpu"
+    quota = WorkloadBuilder("w", "ns").condition("QuotaReserved", False, message="insufficient quota for amd.com/gpu")
+    assert phase([], quota.obj(), [AMD], "Active", None, 5.0) == "PendingGpu"
     assert phase([], None, [AMD], "Active", None, 5.0) == "Active"
 
 
@@ -104,21 +90,10 @@ def test_kueue_and_pod_demand() -> None:
     assert (d.key, d.resource, d.gpus, d.since, d.cluster_queue) == ("Workload ns/w", AMD, 6, 3600.0, "kaiwo")
     assert kueue_demand(kueue_wl("w", 2, reserved=True), "kaiwo") == []
     assert kueue_demand(kueue_wl("w", 2), None) == []
-    pod = {
-        "metadata": {"name": "p", "namespace": "ns"},
-        "spec": {"nodeSelector": {"pool": "h100"}, "containers": [{"resources": {"requests": {NV: "4"}}}]},
-        "status": {
-            "phase": "Pending",
-            "conditions": [
-                {
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": "0/3 nodes: 3 Insufficient nvidia.com/gpu.",
-                }
-            ],
-        },
-    }
+    pod = unschedulable(
+        PodBuilder("p", "ns").node_selector(pool="h100").requests(**{NV: "4"}),
+        "0/3 nodes: 3 Insufficient nvidia.com/gpu.",
+    )
     (pd,) = pod_demand(pod)
     assert (pd.key, pd.resource, pd.gpus, pd.cluster_queue, dict(pd.node_selector)) == (
         "Pod ns/p",
