@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Self
 
+from kaiwo.api.config import API_VERSION as KAIWO_CONFIG_API
 from kaiwo.api.kaiwojob import API_VERSION as KAIWO_API
 from kaiwo.api.labels import NAME as NAME_LABEL
 from kaiwo.api.labels import RUN_ID as RUN_ID_LABEL
@@ -307,7 +308,7 @@ class KaiwoConfigBuilder(ObjectBuilder):
     """The cluster-scoped KaiwoConfig (Kaiwo reads only the one named ``kaiwo``)."""
 
     def __init__(self, name: str = "kaiwo") -> None:
-        super().__init__(KAIWO_API, "KaiwoConfig", name)
+        super().__init__(KAIWO_CONFIG_API, "KaiwoConfig", name)
         self.uid(f"uid-{name}").generation(1)
 
     def spec_field(self, key: str, value: Any) -> Self:

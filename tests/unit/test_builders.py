@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from kaiwo.api.config import KaiwoConfig
 from kaiwo.api.kaiwojob import KaiwoJob
 from kaiwo.api.kaiwoservice import KaiwoService
 from kaiwo.api.queueconfig import KaiwoQueueConfig
-from kaiwo.controllers.workload import Caches, WorkloadReconciler
 from kaiwo.runtime.apply import Applier
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.controller import Request
@@ -17,6 +17,7 @@ from kaiwo.translate import queueconfig as qc
 from kaiwo.translate import status as st
 from tests.builders import (
     JobBuilder,
+    KaiwoConfigBuilder,
     KaiwoJobBuilder,
     KaiwoQueueConfigBuilder,
     KaiwoServiceBuilder,
@@ -24,7 +25,7 @@ from tests.builders import (
     PodBuilder,
     WorkloadBuilder,
 )
-from tests.fakes import RecordingClient, cache, merge_patch
+from tests.fakes import RecordingClient, cache, merge_patch, workload_reconciler
 
 
 def test_kaiwo_builders_make_objects_the_api_models_accept() -> None:
@@ -138,27 +139,54 @@ async def test_recording_client_without_stores_echoes_and_can_fail() -> None:
     assert client.writes == ["patch KaiwoJob/status", "apply Job"]
 
 
-async def test_a_reconciler_runs_on_builders_and_the_shared_fake() -> None:
-    """The write sequence test_workload_writes counts with its own fake, reproduced on the shared one."""
-    kinds = ("Job", "Deployment", "Service", "PersistentVolumeClaim", "ConfigMap", "RayJob", "AppWrapper")
-    caches = Caches(
-        primary=cache(KaiwoJobBuilder("train", "ns").gpus(8, "amd").obj()),
-        children={k: cache() for k in kinds},
-        workloads=cache(),
-        pods=cache(),
-        nodes=cache(NodeBuilder("gpu-0").gpus(8, "amd").obj()),
-        kaiwo_configs=None,
-        queue_configs=None,
-        local_queues=cache(),
-    )
-    client = RecordingClient(
-        {"KaiwoJob": caches.primary, "LocalQueue": caches.local_queues, **caches.children}  # type: ignore[dict-item]
-    )
-    reconciler = WorkloadReconciler(client, "KaiwoJob", caches, "kaiwo-kaiwojob")  # type: ignore[arg-type]
+async def test_the_story_of_a_reconcile_and_its_apply_records() -> None:
+    """workload_reconciler() is the KaiwoJob reconcile of test_workload_writes on the shared fake; ``story`` names
+    the phase of a status write and the reason of an Event, ``applies`` keeps the field manager and force."""
+    reconciler, client, caches = workload_reconciler()
     await reconciler.reconcile(Request("ns", "train"))
     assert client.writes == ["create LocalQueue", "apply Job", "patch KaiwoJob/status", "create Event"]
+    assert client.story == ["create LocalQueue", "apply Job", "status PENDING", "event WorkloadPending"]
+    assert client.event_reasons == ["WorkloadPending"]
+    [apply] = client.applies()
+    assert (apply.field_manager, apply.force) == ("kaiwo-kaiwojob", True) and client.applies("other") == []
     assert (caches.primary.get_by("train", "ns") or {})["status"]["status"] == "PENDING"
-    client.calls.clear()
-    await reconciler.reconcile(Request("ns", "train"))
-    assert client.writes == [], "a settled workload costs no writes"
+    client.clear()
+    assert client.calls == [] and caches.children["Job"].get_by("train", "ns") is not None
+    client.fail("apply", "Job", ApiError(500, {"message": "boom"}))
+    client.fail("apply", "Job", None)
+    await client.apply(JobBuilder("j", "ns").obj(), "mgr")  # let through again
     assert WorkloadBuilder("w").obj()["apiVersion"] == qc.KUEUE_API
+
+
+def test_manifest_leaves_out_what_the_apiserver_sets() -> None:
+    job = KaiwoJobBuilder("t", None).created("2026-01-01T00:00:00Z").phase("RUNNING").unset("entrypoint")
+    assert job.manifest() == {
+        "apiVersion": "kaiwo.silogen.ai/v1alpha1",
+        "kind": "KaiwoJob",
+        "metadata": {"name": "t"},
+        "spec": {"image": "busybox"},
+    }
+    assert job.spec({"ray": True}).obj()["spec"] == {"ray": True}
+
+
+def test_pods_nodes_and_workloads_with_resources() -> None:
+    pod = PodBuilder("p").sidecar().gpus(4, "nvidia").requests(cpu="2").node_selector(pool="h100").obj()
+    side, main = pod["spec"]["containers"]
+    assert side["name"] == "side" and "resources" not in side
+    assert main["resources"] == {"limits": {"nvidia.com/gpu": "4"}, "requests": {"cpu": "2"}}
+    assert pod["spec"]["nodeSelector"] == {"pool": "h100"}
+    bare = NodeBuilder("n").gpus(2, "amd", labelled=False).obj()
+    assert (
+        bare["status"]["allocatable"]["amd.com/gpu"] == "2"
+        and "amd.com/gpu.product-name" not in bare["metadata"]["labels"]
+    )
+    wl = WorkloadBuilder("w").pod_set("main", 2, limits={"amd.com/gpu": "1"}).obj()
+    assert wl["spec"]["podSets"] == [
+        {
+            "name": "main",
+            "count": 2,
+            "template": {"spec": {"containers": [{"name": "main", "resources": {"limits": {"amd.com/gpu": "1"}}}]}},
+        }
+    ]
+    config = KaiwoConfigBuilder().spec_field("resourceMonitoring", {"lowUtilizationThreshold": 5}).obj()
+    assert KaiwoConfig.model_validate(config).spec.resource_monitoring.low_utilization_threshold == 5
