@@ -22,7 +22,7 @@ from kaiwo.cli.refs import WorkloadRef, parse_ref
 from kaiwo.cli.session import Output, Target
 from kaiwo.cli.submit import contains, resolve_defaults
 from kaiwo.runtime.client import ApiError
-from tests.builders import JobBuilder, KaiwoJobBuilder, KaiwoServiceBuilder, PodBuilder, WorkloadBuilder
+from tests.builders import JobBuilder, KaiwoJobBuilder, KaiwoServiceBuilder, NodeBuilder, PodBuilder, WorkloadBuilder
 
 NOW = dt.datetime(2025, 1, 1, 12, 0, 0, tzinfo=dt.UTC)
 JOB = "apiVersion: kaiwo.silogen.ai/v1alpha1\nkind: KaiwoJob\nmetadata:\n  name: train\nspec:\n  image: busybox\n"
@@ -256,20 +256,11 @@ def test_quantities_and_pod_requests() -> None:
 
 
 def test_node_table_counts_running_pods_only() -> None:
-    node = {
-        "metadata": {"name": "n1", "labels": {"kaiwo/gpu-model": "mi300x"}},
-        "status": {"allocatable": {"amd.com/gpu": "8", "cpu": "64", "memory": "512Gi", "pods": "110"}},
-    }
-    cpu_node = {"metadata": {"name": "cpu"}, "status": {"allocatable": {"cpu": "8"}}}
-    gpu_pod = {
-        "spec": {
-            "nodeName": "n1",
-            "containers": [{"resources": {"limits": {"amd.com/gpu": "2"}, "requests": {"cpu": "16"}}}],
-        },
-        "status": {"phase": "Running"},
-    }
-    done = {**gpu_pod, "status": {"phase": "Succeeded"}}
-    lines = render.node_table([node, cpu_node], [gpu_pod, done], "amd.com/gpu").splitlines()
+    node = NodeBuilder("n1").cpu("64", "512Gi").gpus(8, "amd", labelled=False).label("kaiwo/gpu-model", "mi300x").obj()
+    cpu_node = NodeBuilder("cpu").cpu("8", "32Gi").obj()
+    gpu_pod = PodBuilder("p", "ns").on_node("n1").gpus(2, "amd").requests(cpu="16")
+    running, done = gpu_pod.phase("Running").obj(), gpu_pod.phase("Succeeded").obj()
+    lines = render.node_table([node, cpu_node], [running, done], "amd.com/gpu").splitlines()
     assert len(lines) == 2 and lines[1].split() == [
         "n1",
         "mi300x",

@@ -21,7 +21,7 @@ from kaiwo.gpumetrics.reclaim import (
     resolve,
     spec_overrides,
 )
-from tests.builders import PodBuilder, WorkloadBuilder
+from tests.builders import NodeBuilder, PodBuilder, WorkloadBuilder
 
 Obj = dict[str, Any]
 NOW = 10_000.0
@@ -119,16 +119,10 @@ def test_free_quota_and_nodes() -> None:
         "status": {"flavorsReservation": [{"resources": [{"name": AMD, "total": "20"}]}]},
     }
     assert free_quota(cq) == {AMD: 4}
-    nodes = [{"metadata": {"name": "n"}, "status": {"allocatable": {AMD: "8"}}}]
+    nodes = [NodeBuilder("n").gpus(8, "amd").obj()]
     pods = [
-        {
-            "spec": {"nodeName": "n", "containers": [{"resources": {"limits": {AMD: "3"}}}]},
-            "status": {"phase": "Running"},
-        },
-        {
-            "spec": {"nodeName": "n", "containers": [{"resources": {"limits": {AMD: "5"}}}]},
-            "status": {"phase": "Succeeded"},
-        },
+        PodBuilder("a", "ns").on_node("n").gpus(3, "amd").phase("Running").obj(),
+        PodBuilder("b", "ns").on_node("n").gpus(5, "amd").phase("Succeeded").obj(),
     ]
     assert free_on_nodes(nodes, pods) == {"n": {AMD: 5}}
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from kaiwo.translate import preemption as pre
+from tests.builders import KaiwoJobBuilder
 
 Obj = dict[str, Any]
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -22,21 +23,15 @@ def workload(
     admitted_false_at: str | None = "2026-01-01T00:00:00Z",
     duration: str | None = None,
 ) -> Obj:
-    spec: Obj = {"gpus": gpus}
-    if vendor:
-        spec["gpuVendor"] = vendor
+    cr = KaiwoJobBuilder("w", "ns").created("2025-12-31T23:00:00Z").gpus(gpus, vendor)
+    cr.phase(phase).status_field("conditions", [])
     if queue:
-        spec["clusterQueue"] = queue
+        cr.cluster_queue(queue)
     if duration:
-        spec["duration"] = duration
-    conditions = (
-        [{"type": "Admitted", "status": "False", "lastTransitionTime": admitted_false_at}] if admitted_false_at else []
-    )
-    return {
-        "metadata": {"name": "w", "creationTimestamp": "2025-12-31T23:00:00Z"},
-        "spec": spec,
-        "status": {"status": phase, "conditions": conditions},
-    }
+        cr.duration(duration)
+    if admitted_false_at:
+        cr.condition("Admitted", False, lastTransitionTime=admitted_false_at)
+    return cr.obj()
 
 
 @pytest.mark.parametrize(
