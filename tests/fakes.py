@@ -1,6 +1,11 @@
-"""Shared fakes: a client that records every write and, given caches, delivers the result to them as a watch
-would (so a reconciler sees its own writes on the next pass). For pure logic and counting writes; behaviour
-against a real apiserver is proven by the e2e tests."""
+"""Shared fakes of the unit tests (a test subclasses one for a behaviour of its own rather than writing another):
+
+- ``cache(...)``: a real Informer filled by hand;
+- ``RecordingClient``: records every write and, given caches, delivers the result to them as a watch would (so a
+  reconciler sees its own writes on the next pass); ``workload_reconciler()`` wires it to a KaiwoJob reconcile;
+- ``Script``/``Events``/``run_until_idle``: a scripted lister-watcher for the informer's list/watch logic.
+
+For pure logic and counting writes; behaviour against a real apiserver is proven by the e2e tests."""
 
 from __future__ import annotations
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from kaiwo.runtime.apply import DEFAULT_HASH_ANNOTATION, Applier, Expectations, desired_hash
+from tests.builders import ObjectBuilder
 from tests.fakes import Call, RecordingClient
 
 Obj = dict[str, Any]
+
+
+def thing(namespace: str | None = None) -> ObjectBuilder:
+    """An object of some kind with a status subresource."""
+    return ObjectBuilder("g/v1", "K", "x", namespace)
 
 
 def cm(**data: str) -> Obj:
@@ -37,12 +43,7 @@ def test_hash_is_independent_of_key_order() -> None:
 async def test_status_is_written_only_when_it_differs() -> None:
     client = RecordingClient()
     applier = Applier(client, "mgr")  # type: ignore[arg-type]
-    live = {
-        "apiVersion": "g/v1",
-        "kind": "K",
-        "metadata": {"name": "x", "namespace": "ns", "resourceVersion": "7"},
-        "status": {"phase": "RUNNING"},
-    }
+    live = thing("ns").resource_version("7").status_field("phase", "RUNNING").obj()
     assert await applier.write_status(live, {"phase": "RUNNING"}) is None
     assert client.calls == []
     assert (await applier.write_status(live, {"phase": "COMPLETE"}) or {})["status"] == {"phase": "COMPLETE"}
@@ -66,12 +67,7 @@ def test_expectations_wait_for_the_cache_and_expire() -> None:
 async def test_a_stale_cache_does_not_repeat_our_last_status_write() -> None:
     client = RecordingClient()
     applier = Applier(client, "mgr")  # type: ignore[arg-type]
-    stale: Obj = {
-        "apiVersion": "g/v1",
-        "kind": "K",
-        "metadata": {"name": "x", "namespace": "ns", "uid": "u1", "resourceVersion": "10"},
-        "status": {"phase": "PENDING"},
-    }
+    stale = thing("ns").uid("u1").resource_version("10").status_field("phase", "PENDING").obj()
     assert await applier.write_status(stale, {"phase": "RUNNING"}) is not None
     # the watch has not delivered our write: the same status is not sent again, another one is
     assert await applier.write_status(stale, {"phase": "RUNNING"}) is None
@@ -86,12 +82,7 @@ async def test_a_stale_cache_does_not_repeat_our_last_status_write() -> None:
 async def test_status_comparison_can_ignore_fields() -> None:
     client = RecordingClient()
     applier = Applier(client, "mgr")  # type: ignore[arg-type]
-    live = {
-        "apiVersion": "g/v1",
-        "kind": "K",
-        "metadata": {"name": "x", "uid": "u", "resourceVersion": "1"},
-        "status": {"phase": "RUNNING", "duration": 5},
-    }
+    live = thing().uid("u").resource_version("1").status_field("phase", "RUNNING").status_field("duration", 5).obj()
 
     def differs(old: Obj, new: Obj) -> bool:
         return old.get("phase") != new.get("phase")
