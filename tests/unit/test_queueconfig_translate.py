@@ -2,60 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kaiwo.translate import queueconfig as qc
+from tests.builders import KaiwoQueueConfigBuilder
 
-CONFIG: dict[str, Any] = {
-    "apiVersion": "kaiwo.silogen.ai/v1alpha1",
-    "kind": "KaiwoQueueConfig",
-    "metadata": {"name": "kaiwo", "uid": "u-1"},
-    "spec": {
-        "topologies": [
-            {
-                "metadata": {"name": "rack"},
-                "spec": {"levels": [{"nodeLabel": "kaiwo/topology-rack"}, {"nodeLabel": "kubernetes.io/hostname"}]},
-            }
-        ],
-        "resourceFlavors": [
-            {
-                "name": "mi300x",
-                "nodeLabels": {"kaiwo/nodepool": "mi300x"},
-                "topologyName": "rack",
-                "taints": [{"key": "gpu", "value": "true", "effect": "NoSchedule"}],
-            },
-            {"name": "plain", "nodeLabels": {"kaiwo/nodepool": "plain"}},
-        ],
-        "clusterQueues": [
-            {
-                "name": "team-a",
-                "namespaces": ["a", "a", "missing"],
-                "spec": {
-                    "cohort": "kaiwo",
-                    "queueingStrategy": "BestEffortFIFO",
-                    "unknownField": 1,
-                    "resourceGroups": [
-                        {
-                            "coveredResources": ["cpu", "memory", "amd.com/gpu"],
-                            "flavors": [
-                                {
-                                    "name": "mi300x",
-                                    "resources": [
-                                        {"name": "amd.com/gpu", "nominalQuota": 8},
-                                        {"name": "memory", "nominalQuota": "1Ti"},
-                                        {"name": "cpu", "nominalQuota": 100},
-                                    ],
-                                }
-                            ],
-                        }
-                    ],
-                },
-            },
-            {"name": "shared", "spec": {}},
-        ],
-        "workloadPriorityClasses": [{"metadata": {"name": "high"}, "value": 1000, "description": "urgent"}],
-    },
-}
+CONFIG = (
+    KaiwoQueueConfigBuilder()
+    .uid("u-1")
+    .topology("rack", "kaiwo/topology-rack", "kubernetes.io/hostname")
+    .resource_flavor(
+        "mi300x",
+        {"kaiwo/nodepool": "mi300x"},
+        topology="rack",
+        taints=[{"key": "gpu", "value": "true", "effect": "NoSchedule"}],
+    )
+    .resource_flavor("plain", {"kaiwo/nodepool": "plain"})
+    .cluster_queue(
+        "team-a",
+        namespaces=["a", "a", "missing"],
+        quotas={"mi300x": {"amd.com/gpu": 8, "memory": "1Ti", "cpu": 100}},
+        covered=["cpu", "memory", "amd.com/gpu"],
+        cohort="kaiwo",
+        queueingStrategy="BestEffortFIFO",
+        unknownField=1,
+    )
+    .cluster_queue("shared")
+    .priority_class("high", 1000, "urgent")
+    .obj()
+)
 
 
 def test_objects_are_labelled_and_owned() -> None:
