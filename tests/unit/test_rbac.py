@@ -60,8 +60,8 @@ def test_reads_come_from_the_controllers_informers() -> None:
     reads = rbac.informed_kinds()
     assert ("v1", "Pod") in reads and ("kueue.x-k8s.io/v1beta2", "Workload") in reads
     assert {("kaiwo.silogen.ai/v1alpha1", k) for k in ("KaiwoJob", "KaiwoService", "KaiwoQueueConfig")} <= reads
-    for kind, api_version in workload.CHILD_KINDS.items():  # the owned children are watched
-        assert (api_version, kind) in reads
+    for kind, child in workload.CHILD_KINDS.items():  # the owned children are watched
+        assert (child.api_version, kind) in reads
 
 
 def rules_for(group: str, resource: str) -> list[list[str]]:
