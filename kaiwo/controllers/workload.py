@@ -81,6 +81,7 @@ WEBHOOK_DENIED = "WebhookDenied"
 WEBHOOK_DOWN = (WEBHOOK_UNAVAILABLE,)  # transient: the workload stays as it is and is retried with backoff
 WEBHOOK_RETRY_MAX = 20.0
 MAX_REMEMBERED = 10_000  # per-object memos (events sent, webhook attempts); the oldest is dropped first
+Observed = tuple[st.Phase, list[Obj]]  # a workload child's phase, with the conditions that explain it
 
 
 @dataclass(frozen=True)
@@ -102,82 +103,6 @@ def failure(obj: Obj, e: ApiError) -> Failure | None:
     if e.status == 422:
         return Failure("ImmutableField" if "immutable" in text else "InvalidChild", what)
     return None
-
-
-Observed = tuple[st.Phase, list[Obj]]  # a workload child's phase, with the conditions that explain it
-
-
-def _observe_job(r: WorkloadReconciler, desired: Obj, live: Obj | None) -> Observed:
-    admitted, cond = r._admitted(live)
-    return st.job_phase(live, admitted), [cond]
-
-
-def _observe_rayjob(r: WorkloadReconciler, desired: Obj, live: Obj | None) -> Observed:
-    admitted, cond = r._admitted(live)
-    phase = st.rayjob_phase(live, admitted)
-    finished = st.rayjob_condition(phase)
-    return phase, [cond, finished] if finished else [cond]
-
-
-def _observe_appwrapper(r: WorkloadReconciler, desired: Obj, live: Obj | None) -> Observed:
-    """A Ray service: readiness comes from the RayService the AppWrapper controller made."""
-    _, cond = r._admitted(live)
-    phase = st.rayservice_phase(live, r._ray_service(desired))
-    return phase, [cond, st.serve_condition(phase)] if live is not None else [cond]
-
-
-def _observe_deployment(r: WorkloadReconciler, desired: Obj, live: Obj | None) -> Observed:
-    """Kueue admits each pod of a Deployment (a Workload per pod): admitted once pods exist and none is gated."""
-    pods, gated = r._deployment_pods(desired)
-    admitted = pods > 0 and gated == 0
-    message = (
-        "admitted by Kueue"
-        if admitted
-        else f"{gated} of {pods} pod(s) wait for Kueue admission"
-        if pods
-        else "waiting for the Deployment's pods"
-    )
-    phase = st.deployment_phase(live, pods, gated)
-    conditions = [st.condition("Admitted", admitted, "Admitted" if admitted else "Pending", message)]
-    if live is not None:  # the deadline message must be visible on the Kaiwo object, and clear on recovery
-        stuck = phase.reason == "ProgressDeadlineExceeded"
-        conditions.append(
-            st.condition(
-                "Progressing",
-                not stuck,
-                phase.reason if stuck else "WithinDeadline",
-                phase.message if stuck else "the Deployment progresses",
-            )
-        )
-    return phase, conditions
-
-
-@dataclass(frozen=True)
-class ChildKind:
-    """A kind of object the workload controllers make for a Kaiwo workload (all labelled with its run id)."""
-
-    api_version: str
-    # The workload child (at most one per Kaiwo object): how its phase and conditions are observed. None: a
-    # supporting child (storage, networking), which does not decide the phase.
-    observe: Callable[[WorkloadReconciler, Obj, Obj | None], Observed] | None = None
-    # Kueue owns ``spec.suspend`` once the child exists (it admits by un-suspending, preempts by suspending): the
-    # operator sets it only on creation (an AppWrapper gets it from its webhook, which the apiserver may book
-    # under our manager); see ``WorkloadReconciler._apply_one``.
-    kueue_suspends: bool = False
-
-
-# Every child kind, one line each: the workload controllers cache, own, apply and delete exactly these.
-CHILD_KINDS: dict[str, ChildKind] = {
-    "Job": ChildKind("batch/v1", _observe_job, kueue_suspends=True),
-    "Deployment": ChildKind("apps/v1", _observe_deployment),
-    "Service": ChildKind("v1"),
-    "PersistentVolumeClaim": ChildKind("v1"),
-    "ConfigMap": ChildKind("v1"),
-    "RayJob": ChildKind("ray.io/v1", _observe_rayjob, kueue_suspends=True),
-    "AppWrapper": ChildKind("workload.codeflare.dev/v1beta2", _observe_appwrapper, kueue_suspends=True),
-}
-WORKLOAD_KINDS = tuple(kind for kind, c in CHILD_KINDS.items() if c.observe is not None)
-KUEUE_SUSPENDS = tuple(kind for kind, c in CHILD_KINDS.items() if c.kueue_suspends)
 
 
 @dataclass
@@ -525,10 +450,26 @@ class WorkloadReconciler:
     def _observe_live(self, live: Obj) -> tuple[st.Phase, list[Obj]]:
         return self._observe_child(live, live)
 
-    def _observe_child(self, main: Obj, live: Obj | None) -> tuple[st.Phase, list[Obj]]:
+    def _observe_child(self, main: Obj, live: Obj | None) -> Observed:
         observe = CHILD_KINDS[main["kind"]].observe
         assert observe is not None, main["kind"]  # main is one of WORKLOAD_KINDS
         return observe(self, main, live)
+
+    def _observe_job(self, desired: Obj, live: Obj | None) -> Observed:
+        admitted, cond = self._admitted(live)
+        return st.job_phase(live, admitted), [cond]
+
+    def _observe_rayjob(self, desired: Obj, live: Obj | None) -> Observed:
+        admitted, cond = self._admitted(live)
+        phase = st.rayjob_phase(live, admitted)
+        finished = st.rayjob_condition(phase)
+        return phase, [cond, finished] if finished else [cond]
+
+    def _observe_appwrapper(self, desired: Obj, live: Obj | None) -> Observed:
+        """A Ray service: readiness comes from the RayService the AppWrapper controller made."""
+        _, cond = self._admitted(live)
+        phase = st.rayservice_phase(live, self._ray_service(desired))
+        return phase, [cond, st.serve_condition(phase)] if live is not None else [cond]
 
     def _ray_service(self, appwrapper: Obj) -> Obj | None:
         """The RayService inside ``appwrapper`` (created by the AppWrapper controller), if it is this run's."""
@@ -539,6 +480,31 @@ class WorkloadReconciler:
         if rs is None or (rs["metadata"].get("labels") or {}).get(RUN_ID_LABEL) != meta["labels"][RUN_ID_LABEL]:
             return None
         return rs
+
+    def _observe_deployment(self, desired: Obj, live: Obj | None) -> tuple[st.Phase, list[Obj]]:
+        """Kueue admits each pod of a Deployment (a Workload per pod): admitted once pods exist and none is gated."""
+        pods, gated = self._deployment_pods(desired)
+        admitted = pods > 0 and gated == 0
+        message = (
+            "admitted by Kueue"
+            if admitted
+            else f"{gated} of {pods} pod(s) wait for Kueue admission"
+            if pods
+            else "waiting for the Deployment's pods"
+        )
+        phase = st.deployment_phase(live, pods, gated)
+        conditions = [st.condition("Admitted", admitted, "Admitted" if admitted else "Pending", message)]
+        if live is not None:  # the deadline message must be visible on the Kaiwo object, and clear on recovery
+            stuck = phase.reason == "ProgressDeadlineExceeded"
+            conditions.append(
+                st.condition(
+                    "Progressing",
+                    not stuck,
+                    phase.reason if stuck else "WithinDeadline",
+                    phase.message if stuck else "the Deployment progresses",
+                )
+            )
+        return phase, conditions
 
     def _admission(self, child: Obj | None) -> tuple[bool, str]:
         if child is None or self.caches.workloads is None:
@@ -616,6 +582,36 @@ class WorkloadReconciler:
                 await self.client.delete(
                     CHILD_KINDS[kind].api_version, kind, meta["name"], meta.get("namespace"), propagation="Foreground"
                 )
+
+
+@dataclass(frozen=True)
+class ChildKind:
+    """A kind of object the workload controllers make for a Kaiwo workload (all labelled with its run id)."""
+
+    api_version: str
+    # The workload child (at most one per Kaiwo object): how its phase and conditions are observed. None: a
+    # supporting child (storage, networking), which does not decide the phase.
+    observe: Callable[[WorkloadReconciler, Obj, Obj | None], Observed] | None = None
+    # Kueue owns ``spec.suspend`` once the child exists (it admits by un-suspending, preempts by suspending): the
+    # operator sets it only on creation (an AppWrapper gets it from its webhook, which the apiserver may book
+    # under our manager); see ``WorkloadReconciler._apply_one``.
+    kueue_suspends: bool = False
+
+
+# Every child kind, one line each: the workload controllers cache, own, apply and delete exactly these.
+CHILD_KINDS: dict[str, ChildKind] = {
+    "Job": ChildKind("batch/v1", WorkloadReconciler._observe_job, kueue_suspends=True),
+    "Deployment": ChildKind("apps/v1", WorkloadReconciler._observe_deployment),
+    "Service": ChildKind("v1"),
+    "PersistentVolumeClaim": ChildKind("v1"),
+    "ConfigMap": ChildKind("v1"),
+    "RayJob": ChildKind("ray.io/v1", WorkloadReconciler._observe_rayjob, kueue_suspends=True),
+    "AppWrapper": ChildKind(
+        "workload.codeflare.dev/v1beta2", WorkloadReconciler._observe_appwrapper, kueue_suspends=True
+    ),
+}
+WORKLOAD_KINDS = tuple(kind for kind, c in CHILD_KINDS.items() if c.observe is not None)
+KUEUE_SUSPENDS = tuple(kind for kind, c in CHILD_KINDS.items() if c.kueue_suspends)
 
 
 # --- wiring ------------------------------------------------------------------------------------------------

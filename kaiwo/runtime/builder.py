@@ -21,11 +21,12 @@ Contract:
 - ``predicate(old, new)`` may drop updates that cannot matter (controller-runtime's update predicate); adds and
   deletes always pass. Mappers and predicates are named module-level functions, unit-tested on their own.
 - ``selector`` is a label selector: the cache holds only matching objects. One kind has one cache per spec (the
-  same apiVersion and selector wherever it appears), and the manager shares caches between controllers.
+  same apiVersions, selector and optionality wherever it appears); the manager shares caches between controllers.
 - ``indexes`` adds secondary indexes to a cache (every cache has ``namespace`` and ``owner``).
-- The controller starts once its ``For``, ``Owns`` and ``Watches`` caches have synced; ``Reads`` caches do not
-  hold it back (see kaiwo.runtime.manager). ``seed`` keys are enqueued at every start: a poller's one key that
-  requeues itself.
+- The manager waits for every cache (at most its cache-sync timeout), then starts a controller once its ``For``,
+  ``Owns`` and ``Watches`` caches have synced: a ``Reads`` cache that cannot sync does not hold it back (see
+  kaiwo.runtime.manager). ``seed`` keys are enqueued when the controller starts: a poller's one key that requeues
+  itself.
 
 ``build(manager, spec, factory)`` resolves the caches, makes the reconciler from them and registers the
 controller. Controllers sharing one reconciler state resolve once with ``resolve`` and ``wire`` each spec.
@@ -104,7 +105,7 @@ class ControllerSpec:
     name: str
     sources: tuple[Source, ...] = ()
     workers: int = 2
-    seed: tuple[Request, ...] = ()  # keys enqueued at every start (a poller's one key)
+    seed: tuple[Request, ...] = ()  # keys enqueued when the controller starts (a poller's one key)
 
     def __post_init__(self) -> None:
         primaries = [s for s in self.sources if isinstance(s, For)]
@@ -189,9 +190,11 @@ async def _informer(manager: Manager, s: Source, owner: str) -> tuple[str | None
     return None, None
 
 
-def wire(manager: Manager, spec: ControllerSpec, reconciler: Reconciler, sources: Sources, **kw: Any) -> Controller:
-    """Register a controller for ``spec`` over resolved ``sources``; ``kw`` overrides Controller arguments."""
-    ctrl = Controller(spec.name, reconciler, workers=kw.pop("workers", None) or spec.workers, seed=spec.seed, **kw)
+def wire(
+    manager: Manager, spec: ControllerSpec, reconciler: Reconciler, sources: Sources, *, workers: int | None = None
+) -> Controller:
+    """Register a controller for ``spec`` over resolved ``sources`` (``workers`` overrides the spec's)."""
+    ctrl = Controller(spec.name, reconciler, workers=workers or spec.workers, seed=spec.seed)
     primary = spec.primary
     for s in spec.sources:
         inf = sources.get(s.kind)
