@@ -4,9 +4,10 @@ Writes ``charts/kaiwo/templates/manager-rbac.yaml``; ``--check`` only compares a
 differs (a unit test runs it, like the CRD check).
 
 Where each permission comes from:
-- reads (get, list, watch): *derived*. Every controller's ``setup`` runs against a recording manager whose
-  client answers API discovery from the kind alone; each informer the controllers ask for becomes a read.
-  A new watch in a controller therefore changes the generated file (and fails ``--check``) by itself.
+- reads (get, list, watch): *derived* from the controllers' wiring (kaiwo.runtime.builder): every source of
+  every ``ControllerSpec`` in ``WIRING`` (and the metrics collectors' reads) becomes a read, in each apiVersion
+  it may be served in. A new watch in a controller therefore changes the generated file (and fails
+  ``--check``) by itself.
 - writes: *declared* in ``WRITES``, one entry per kind of call a controller makes (the call sites cannot be
   discovered without running reconciles). Server-side apply is ``patch``, plus ``create`` when the object may not
   exist yet; status writes are ``patch`` on ``<resource>/status``. The end-to-end tests run the controllers as
@@ -19,23 +20,18 @@ distinct set of write verbs.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from kaiwo.api import generated
-from kaiwo.controllers import gpuworkload, nodetaints, queueconfig, settings, utilisation, workload
-from kaiwo.gpumetrics.config import GpuFeatures
-from kaiwo.gpumetrics.reader import Source
-from kaiwo.runtime.client import Resource
-from kaiwo.runtime.manager import Manager, ManagerOptions
+from kaiwo.controllers import gpuworkload, metrics, nodetaints, queueconfig, settings, utilisation, workload
+from kaiwo.runtime import builder
+from kaiwo.runtime.builder import ControllerSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = REPO_ROOT / "charts" / "kaiwo" / "templates"
@@ -91,8 +87,8 @@ WRITES: dict[str, tuple[Grant, ...]] = {
     **{
         kind.lower(): (
             *(
-                Grant(api, child, ("create", "patch", "delete"), "children: apply, delete on termination")
-                for child, api in workload.CHILD_KINDS.items()
+                Grant(c.api_version, child, ("create", "patch", "delete"), "children: apply, delete on termination")
+                for child, c in workload.CHILD_KINDS.items()
             ),
             Grant(KUEUE, "LocalQueue", ("create",), "lazy LocalQueue for ClusterQueues without namespaces"),
             *_owner_grants(kind, "workload controller"),
@@ -134,32 +130,20 @@ def api_group(api_version: str) -> str:
     return api_version.rpartition("/")[0]
 
 
-class _DiscoveryClient:
-    """Just enough of ``Client`` for the controllers' ``setup``: discovery answered from the kind alone."""
-
-    def __init__(self) -> None:
-        self.observers: list[Any] = []
-
-    async def resource(self, api_version: str, kind: str) -> Resource:
-        return Resource(api_version, kind, resource_name(kind), namespaced=True)
-
-
-async def _informed_kinds() -> set[tuple[str, str]]:
-    """(api_version, kind) of every informer the controllers' ``setup`` ask the manager for."""
-    mgr = Manager(_DiscoveryClient(), ManagerOptions(health_address="", metrics_address=""))  # type: ignore[arg-type]
-    await queueconfig.setup(mgr)
-    for kind in ("KaiwoJob", "KaiwoService"):
-        await workload.setup(mgr, kind)
-    await nodetaints.setup(mgr)
-    source = Source(("http://gpu-exporter/metrics",), 30.0)
-    await utilisation.setup(mgr, source)
-    await gpuworkload.setup(mgr, GpuFeatures(monitoring=source, preemption=source), identity="rbac")
-    return {(api_version, kind) for api_version, kind, _, _ in mgr.informers}
+# Every controller the manager may run, as it is wired (a new controller's specs are added here).
+WIRING: tuple[ControllerSpec, ...] = (
+    queueconfig.SPEC,
+    *workload.SPECS.values(),
+    nodetaints.SPEC,
+    utilisation.SPEC,
+    *gpuworkload.SPECS,
+    ControllerSpec("metrics", metrics.READS),  # not a controller: the collectors' caches
+)
 
 
-@functools.cache
 def informed_kinds() -> frozenset[tuple[str, str]]:
-    return frozenset(asyncio.run(_informed_kinds()))
+    """(apiVersion, kind) of every cache the controllers read."""
+    return frozenset(builder.reads(WIRING))
 
 
 def cluster_rules(reads: Iterable[tuple[str, str]], writes: Iterable[Grant]) -> list[Rule]:

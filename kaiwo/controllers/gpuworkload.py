@@ -45,6 +45,7 @@ from kaiwo.controllers import settings
 from kaiwo.gpumetrics import reclaim
 from kaiwo.gpumetrics.config import EnvDefaults, GpuFeatures
 from kaiwo.gpumetrics.reader import MetricsError, PodUtilization, Source, by_pod, read
+from kaiwo.runtime.builder import ControllerSpec, For, Reads, Watches, resolve, wire
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
@@ -590,34 +591,99 @@ class Evaluator:
         return Result(requeue_after=self.interval)
 
 
-class Poller(Controller):
-    """A controller with one key that requeues itself: a periodic task that runs only while leading."""
-
-    def __init__(self, name: str, reconciler: Any, key: Request) -> None:
-        super().__init__(name, reconciler, workers=1)
-        self.key = key
-
-    def start(self) -> None:
-        super().start()
-        self.queue.add(self.key)
-
-
-async def _optional(manager: Manager, api_version: str, kind: str) -> Informer | None:
-    try:
-        return await manager.informer(api_version, kind)
-    except ApiError as e:
-        if e.not_found:
-            log.warning("%s/%s is not served by this cluster; Kueue demand is not seen", api_version, kind)
-            return None
-        raise
-
-
 @dataclass
 class GpuPreemption:
     records: Records
     evaluator: Evaluator
     shared: Shared
     controllers: tuple[Controller, ...]
+
+
+# --- wiring ------------------------------------------------------------------------------------------------
+
+
+def record_of_pod(r: Records, pod: Obj) -> list[Request]:
+    """A pod discovery resolved -> the record of its root owner."""
+    root = r.shared.roots.get(pod["metadata"]["uid"])
+    return [Request(pod["metadata"]["namespace"], root.gpu_workload)] if root else []
+
+
+def record_of_workload(r: Records, wl: Obj) -> list[Request]:
+    """A Kueue Workload -> the records whose owner chain it belongs to."""
+    owners = {ref.get("uid") for ref in wl["metadata"].get("ownerReferences") or []}
+    return [
+        Request(wl["metadata"].get("namespace"), root.gpu_workload)
+        for root in r.shared.roots.values()
+        if root.uids & owners
+    ]
+
+
+def live_gpu_pod(_: object, pod: Obj) -> list[Request]:
+    """A pod that asks for GPUs and has not finished -> itself (discovery's keys are pods)."""
+    done = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+    return [Request.of(pod)] if reclaim.pod_gpus(pod) and not done else []
+
+
+def gpu_workload(_: object, wl: Obj) -> list[Request]:
+    """A Kueue Workload asking for GPUs -> itself (it waits in Kueue, so it has no pods yet)."""
+    return [Request.of(wl)] if reclaim.workload_gpus(wl) else []
+
+
+def namespace_pods(r: Discovery, ns: Obj) -> list[Request]:
+    """A namespace's annotations changed: look at its GPU pods again (forgetting that they were not opted in),
+    and at its records (which may have been opted out)."""
+    name = ns["metadata"]["name"]
+    pods = [p for p in r.caches.pods.objects(name) if reclaim.pod_gpus(p)]
+    for p in pods:
+        r.shared.not_opted.pop(p["metadata"]["uid"], None)
+    for record in r.caches.records.objects(name):
+        r.records.queue.add(Request.of(record))
+    return [Request.of(p) for p in pods]
+
+
+def annotations_changed(old: Obj, new: Obj) -> bool:
+    return bool(old["metadata"].get("annotations") != new["metadata"].get("annotations"))
+
+
+def to_evaluation(_: object, __: Obj) -> tuple[Request, ...]:
+    """Kueue demand changed: evaluate now rather than at the next interval."""
+    return (EVAL_KEY,)
+
+
+RECORDS = ControllerSpec(
+    "gpuworkload",
+    (
+        For(API, KIND),
+        Watches("v1", "Pod", mapper=record_of_pod),
+        Watches(KUEUE_API, "Workload", mapper=record_of_workload, optional=True),
+        # what discovery, the scraper and the evaluator read too (one Caches, shared by all five)
+        Reads("v1", "Namespace"),
+        Reads("v1", "Node"),
+        Reads(settings.KAIWO_CONFIG_API, "KaiwoConfig"),
+        Reads(KUEUE_API, "LocalQueue", optional=True),
+        Reads(KUEUE_API, "ClusterQueue", optional=True),
+    ),
+)
+DISCOVERY = ControllerSpec(
+    "gpuworkload-discovery",
+    (
+        Watches("v1", "Pod", mapper=live_gpu_pod),
+        Watches("v1", "Namespace", mapper=namespace_pods, predicate=annotations_changed),
+    ),
+)
+# Kueue Workloads asking for GPUs: registered only where Kueue serves Workloads
+QUEUED = ControllerSpec(
+    "gpuworkload-discovery-kueue", (Watches(KUEUE_API, "Workload", mapper=gpu_workload, optional=True),), workers=1
+)
+# Pollers: one key that requeues itself, so they run only while this replica leads
+SCRAPER = ControllerSpec("gpuworkload-scraper", workers=1, seed=(SCRAPE_KEY,))
+EVALUATOR = ControllerSpec(
+    "gpuworkload-evaluator",
+    (Watches(KUEUE_API, "Workload", mapper=to_evaluation, optional=True),),
+    workers=1,
+    seed=(EVAL_KEY,),
+)
+SPECS = (RECORDS, DISCOVERY, QUEUED, SCRAPER, EVALUATOR)
 
 
 async def setup(
@@ -630,78 +696,33 @@ async def setup(
 ) -> GpuPreemption:
     """Register discovery, the GpuWorkload controller, the scraper and the evaluator with ``manager``."""
     assert features.preemption is not None
+    sources = await resolve(manager, (s for spec in SPECS for s in spec.sources), owner="GPU reclaim")
     caches = Caches(
-        pods=await manager.informer("v1", "Pod"),
-        namespaces=await manager.informer("v1", "Namespace"),
-        records=await manager.informer(API, KIND),
-        nodes=await manager.informer("v1", "Node"),
-        configs=await manager.informer(settings.KAIWO_CONFIG_API, "KaiwoConfig"),
-        kueue_workloads=await _optional(manager, KUEUE_API, "Workload"),
-        local_queues=await _optional(manager, KUEUE_API, "LocalQueue"),
-        cluster_queues=await _optional(manager, KUEUE_API, "ClusterQueue"),
+        pods=sources["Pod"],
+        namespaces=sources["Namespace"],
+        records=sources[KIND],
+        nodes=sources["Node"],
+        configs=sources["KaiwoConfig"],
+        kueue_workloads=sources.get("Workload"),
+        local_queues=sources.get("LocalQueue"),
+        cluster_queues=sources.get("ClusterQueue"),
     )
     shared = Shared()
     records = Records(manager.client, caches, shared, features.defaults, wall)
-    records_ctrl = Controller("gpuworkload", records, workers=2)
-    records_ctrl.watches(caches.records)
-
-    def record_of_pod(pod: Obj) -> list[Request]:
-        root = shared.roots.get(pod["metadata"]["uid"])
-        return [Request(pod["metadata"]["namespace"], root.gpu_workload)] if root else []
-
-    records_ctrl.watches(caches.pods, record_of_pod)
-    if caches.kueue_workloads is not None:
-
-        def record_of_workload(wl: Obj) -> list[Request]:
-            owners = {r.get("uid") for r in wl["metadata"].get("ownerReferences") or []}
-            return [
-                Request(wl["metadata"].get("namespace"), root.gpu_workload)
-                for root in shared.roots.values()
-                if root.uids & owners
-            ]
-
-        records_ctrl.watches(caches.kueue_workloads, record_of_workload)
-
-    discovery_ctrl = Controller("gpuworkload-discovery", Discovery(manager.client, caches, shared, records_ctrl, wall))
-    extra: list[Controller] = []
+    records_ctrl = wire(manager, RECORDS, records, sources)
+    discovery = Discovery(manager.client, caches, shared, records_ctrl, wall)
+    controllers = [records_ctrl, wire(manager, DISCOVERY, discovery, sources)]
     if caches.kueue_workloads is not None:
         queued = Discovery(manager.client, caches, shared, records_ctrl, wall, kind="Workload")
-        queued_ctrl = Controller("gpuworkload-discovery-kueue", queued, workers=1)
-        queued_ctrl.watches(caches.kueue_workloads, lambda wl: [Request.of(wl)] if reclaim.workload_gpus(wl) else [])
-        extra.append(queued_ctrl)
-    discovery_ctrl.watches(
-        caches.pods,
-        lambda p: (
-            [Request.of(p)]
-            if reclaim.pod_gpus(p) and (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
-            else []
-        ),
-    )
-
-    def namespace_pods(ns: Obj) -> list[Request]:
-        """A namespace's annotations changed: look at its GPU pods again (forgetting that they were not opted in),
-        and at its records (which may have been opted out)."""
-        pods = [p for p in caches.pods.objects(ns["metadata"]["name"]) if reclaim.pod_gpus(p)]
-        for p in pods:
-            shared.not_opted.pop(p["metadata"]["uid"], None)
-        for r in caches.records.objects(ns["metadata"]["name"]):
-            records_ctrl.queue.add(Request.of(r))
-        return [Request.of(p) for p in pods]
-
-    discovery_ctrl.watches(
-        caches.namespaces,
-        namespace_pods,
-        update_filter=lambda old, new: old["metadata"].get("annotations") != new["metadata"].get("annotations"),
-    )
+        controllers.append(wire(manager, QUEUED, queued, sources))
     errors = Counter(
         "kaiwo_gpu_preemption_metrics_read_errors",
         "Failed reads of the GPU metrics endpoints by the GpuWorkload scraper",
         ["reader"],
         registry=manager.metrics.registry,
     )
-    scraper_ctrl = Poller(
-        "gpuworkload-scraper", Scraper(features.preemption, caches, shared, records_ctrl, errors), SCRAPE_KEY
-    )
+    scraper = Scraper(features.preemption, caches, shared, records_ctrl, errors)
+    controllers.append(wire(manager, SCRAPER, scraper, sources))
     lease = LeaderElectionConfig(
         features.preemption_namespace,
         EVAL_LEASE,
@@ -710,11 +731,7 @@ async def setup(
         renew_deadline=20.0,
     )
     evaluator = Evaluator(manager.client, caches, shared, records, lease, evaluation_interval, wall)
-    evaluator_ctrl = Poller("gpuworkload-evaluator", evaluator, EVAL_KEY)
-    if caches.kueue_workloads is not None:
-        evaluator_ctrl.watches(caches.kueue_workloads, lambda _: [EVAL_KEY])
+    evaluator_ctrl = wire(manager, EVALUATOR, evaluator, sources)
+    controllers.append(evaluator_ctrl)
     records.evaluator = evaluator_ctrl
-    controllers = (records_ctrl, discovery_ctrl, *extra, scraper_ctrl, evaluator_ctrl)
-    for c in controllers:
-        manager.add(c)
-    return GpuPreemption(records, evaluator, shared, controllers)
+    return GpuPreemption(records, evaluator, shared, tuple(controllers))

@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 
 from kaiwo.api.common import WorkloadStatus
 from kaiwo.controllers import workload
+from kaiwo.runtime.builder import Reads, resolve
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.controller import Request, Result
 from kaiwo.runtime.informer import FuncHandler, Informer
@@ -99,7 +100,7 @@ class KaiwoCollector(Collector):
 
 GPU_VENDORS = {"amd.com/gpu": "amd", "nvidia.com/gpu": "nvidia"}
 RUN_ID_LABEL = workload.RUN_ID_LABEL  # on every child: the owning workload's uid
-CHILD_KINDS = {kind: workload.CHILD_KINDS[kind] for kind in workload.WORKLOAD_KINDS}  # the children Kueue admits
+CHILD_KINDS = {kind: workload.CHILD_KINDS[kind].api_version for kind in workload.WORKLOAD_KINDS}  # Kueue admits these
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120)
 
 
@@ -298,28 +299,32 @@ def error_reason(e: BaseException) -> str:
     return type(e).__name__
 
 
-async def _optional(manager: Manager, api_version: str, kind: str, **kw: Any) -> Informer | None:
-    try:
-        return await manager.informer(api_version, kind, **kw)
-    except ApiError as e:
-        if e.not_found:
-            return None
-        raise
+# The caches the collectors read: the controllers' shared informers (kaiwo.rbac reads this too).
+READS = (
+    *(Reads(API, kind) for kind in ("KaiwoJob", "KaiwoService")),
+    Reads(API, "KaiwoQueueConfig"),
+    Reads(KUEUE_API, "ClusterQueue", optional=True),
+    Reads(KUEUE_API, "LocalQueue", optional=True),
+    Reads("v1", "Node"),
+    Reads("v1", "Pod", selector=RUN_ID_LABEL),
+    *(Reads(api, kind, selector=RUN_ID_LABEL, optional=True) for kind, api in CHILD_KINDS.items()),
+)
 
 
 async def setup(manager: Manager) -> KaiwoCollector:
     """Register the collectors on ``manager``'s registry, over the same shared informers the controllers use."""
-    workloads = {kind: await manager.informer(API, kind) for kind in ("KaiwoJob", "KaiwoService")}
-    collector = KaiwoCollector(workloads, await manager.informer(API, "KaiwoQueueConfig"))
+    sources = await resolve(manager, READS, owner="the metrics collectors")
+    workloads = {kind: sources[kind] for kind in ("KaiwoJob", "KaiwoService")}
+    collector = KaiwoCollector(workloads, sources["KaiwoQueueConfig"])
     registry = manager.metrics.registry
     registry.register(collector)
     registry.register(
         AdminCollector(
             workloads,
-            cluster_queues=await _optional(manager, KUEUE_API, "ClusterQueue"),
-            local_queues=await _optional(manager, KUEUE_API, "LocalQueue"),
-            nodes=await manager.informer("v1", "Node"),
-            pods=await manager.informer("v1", "Pod", label_selector=RUN_ID_LABEL),
+            cluster_queues=sources.get("ClusterQueue"),
+            local_queues=sources.get("LocalQueue"),
+            nodes=sources["Node"],
+            pods=sources["Pod"],
         )
     )
     errors = Counter(
@@ -335,8 +340,8 @@ async def setup(manager: Manager) -> KaiwoCollector:
         informer.add_handler(
             FuncHandler(add=functools.partial(latency.workload_added, kind), delete=latency.workload_deleted)
         )
-    for child, api_version in CHILD_KINDS.items():
-        inf = await _optional(manager, api_version, child, label_selector=RUN_ID_LABEL)
+    for child in CHILD_KINDS:
+        inf = sources.get(child)
         if inf is not None:
             inf.add_handler(FuncHandler(add=latency.child_added))
     return collector

@@ -16,6 +16,7 @@ import logging
 from typing import Any
 
 from kaiwo.controllers import settings
+from kaiwo.runtime.builder import ControllerSpec, For, Watches, build
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.informer import Informer
@@ -77,18 +78,35 @@ class NodeTaints:
         return None
 
 
-async def setup(manager: Manager) -> Controller:
-    nodes = await manager.informer("v1", "Node")
-    configs = await manager.informer(settings.KAIWO_CONFIG_API, "KaiwoConfig")
-    ctrl = Controller("gpu-node-taints", NodeTaints(manager.client, nodes, configs), workers=1)
-    ctrl.watches(
-        nodes,
-        update_filter=lambda old, new: (
-            old.get("spec") != new.get("spec")
-            or old["metadata"].get("annotations") != new["metadata"].get("annotations")
-            or is_gpu_node(old) != is_gpu_node(new)
-        ),
+# --- wiring ------------------------------------------------------------------------------------------------
+
+
+def taints_may_change(old: Obj, new: Obj) -> bool:
+    """Only a node's spec, annotations or GPU capacity decide its taints (status heartbeats do not)."""
+    return (
+        old.get("spec") != new.get("spec")
+        or old["metadata"].get("annotations") != new["metadata"].get("annotations")
+        or is_gpu_node(old) != is_gpu_node(new)
     )
-    ctrl.watches(configs, lambda _: [Request(None, n["metadata"]["name"]) for n in nodes.objects()])
-    manager.add(ctrl)
+
+
+def every_node(r: NodeTaints, _: Obj) -> list[Request]:
+    """The KaiwoConfig changed: every node's taints may have to change."""
+    return [Request(None, n["metadata"]["name"]) for n in r.nodes.objects()]
+
+
+SPEC = ControllerSpec(
+    "gpu-node-taints",
+    (
+        For("v1", "Node", predicate=taints_may_change),
+        Watches(settings.KAIWO_CONFIG_API, "KaiwoConfig", mapper=every_node),
+    ),
+    workers=1,
+)
+
+
+async def setup(manager: Manager) -> Controller:
+    ctrl, _ = await build(
+        manager, SPEC, lambda sources: NodeTaints(manager.client, sources["Node"], sources["KaiwoConfig"])
+    )
     return ctrl

@@ -33,8 +33,8 @@ from kaiwo.api import crds
 from kaiwo.api import queueconfig as api_queueconfig
 from kaiwo.api.schema import apply_defaults
 from kaiwo.controllers import settings
-from kaiwo.controllers.kueue import served_api as served_kueue_api
 from kaiwo.runtime.apply import Applier
+from kaiwo.runtime.builder import ControllerSpec, For, Reads, Sources, Watches, build
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
@@ -64,7 +64,7 @@ class Caches:
     namespaces: Informer
     kueue: dict[str, Informer]  # kind -> informer (Topology only when the cluster serves it)
     topology_api: str | None
-    kueue_api: str = KUEUE  # the Kueue version this cluster serves (kaiwo.controllers.kueue)
+    kueue_api: str = KUEUE  # the Kueue version this cluster serves (the first of KUEUE_APIS, see setup)
     workloads: Informer | None = None  # Kueue Workloads: named as what holds a terminating ClusterQueue
 
 
@@ -364,57 +364,53 @@ def _terminating_changed(old: Obj, new: Obj) -> bool:
     return bool(old["metadata"].get("deletionTimestamp")) != bool(new["metadata"].get("deletionTimestamp"))
 
 
-async def topology_api(client: Client) -> str | None:
-    for version in TOPOLOGY_VERSIONS:
-        try:
-            await client.resource(version, "Topology")
-            return version
-        except ApiError as e:
-            if not e.not_found:
-                raise
-    return None
+# --- wiring ------------------------------------------------------------------------------------------------
+
+SINGLETON = (Request(None, NAME),)
 
 
-async def _optional_informer(manager: Manager, api_version: str, kind: str) -> Informer | None:
-    try:
-        return await manager.informer(api_version, kind)
-    except ApiError as e:
-        if e.not_found:
-            return None
-        raise
+def to_singleton(_: object, __: Obj) -> tuple[Request, ...]:
+    """Any change -> the one KaiwoQueueConfig."""
+    return SINGLETON
+
+
+def owned_to_singleton(_: object, obj: Obj) -> tuple[Request, ...]:
+    """A Kueue object -> the KaiwoQueueConfig, when it is one the operator made (others are not ours)."""
+    return SINGLETON if queueconfig.owned_by_kaiwo(obj) else ()
+
+
+OWNED_KUEUE_KINDS = ("ResourceFlavor", "ClusterQueue", "LocalQueue", "WorkloadPriorityClass")
+SPEC = ControllerSpec(
+    "kaiwoqueueconfig",
+    (
+        For(API, KIND),
+        Watches("v1", "Node", mapper=to_singleton, predicate=_node_changed),
+        Watches("v1", "Namespace", mapper=to_singleton, predicate=_terminating_changed),
+        Watches(settings.KAIWO_CONFIG_API, "KaiwoConfig", mapper=to_singleton, optional=True),
+        *(Watches(queueconfig.KUEUE_APIS, k, mapper=owned_to_singleton) for k in OWNED_KUEUE_KINDS),
+        Watches(TOPOLOGY_VERSIONS, "Topology", mapper=owned_to_singleton, optional=True),
+        Reads(queueconfig.KUEUE_APIS, "Workload", optional=True),
+    ),
+    workers=1,  # a singleton: one worker is all it can use
+)
 
 
 async def setup(manager: Manager, workers: int = 1) -> Controller:
     """Register the controller and its watches with ``manager``."""
-    client = manager.client
-    topo = await topology_api(client)
-    kueue_api = await served_kueue_api(client)
-    kinds = ["ResourceFlavor", "ClusterQueue", "LocalQueue", "WorkloadPriorityClass"]
-    kueue = {k: await manager.informer(kueue_api, k) for k in kinds}
-    if topo:
-        kueue["Topology"] = await manager.informer(topo, "Topology")
-    try:
-        kaiwo_configs: Informer | None = await manager.informer(settings.KAIWO_CONFIG_API, "KaiwoConfig")
-    except ApiError:
-        kaiwo_configs = None
-    caches = Caches(
-        queue_configs=await manager.informer(API, KIND),
-        kaiwo_configs=kaiwo_configs,
-        nodes=await manager.informer("v1", "Node"),
-        namespaces=await manager.informer("v1", "Namespace"),
-        kueue=kueue,
-        topology_api=topo,
-        kueue_api=kueue_api,
-        workloads=await _optional_informer(manager, kueue_api, "Workload"),
-    )
-    ctrl = Controller("kaiwoqueueconfig", QueueConfigReconciler(client, caches), workers=workers)
-    singleton = (Request(None, NAME),)
-    ctrl.watches(caches.queue_configs)
-    ctrl.watches(caches.nodes, lambda _: singleton, update_filter=_node_changed)
-    ctrl.watches(caches.namespaces, lambda _: singleton, update_filter=_terminating_changed)
-    if kaiwo_configs is not None:
-        ctrl.watches(kaiwo_configs, lambda _: singleton)
-    for inf in kueue.values():
-        ctrl.watches(inf, lambda o: singleton if queueconfig.owned_by_kaiwo(o) else ())
-    manager.add(ctrl)
+
+    def reconciler(sources: Sources) -> QueueConfigReconciler:
+        kinds = (*OWNED_KUEUE_KINDS, "Topology")
+        caches = Caches(
+            queue_configs=sources[KIND],
+            kaiwo_configs=sources.get("KaiwoConfig"),
+            nodes=sources["Node"],
+            namespaces=sources["Namespace"],
+            kueue={k: inf for k in kinds if (inf := sources.get(k)) is not None},
+            topology_api=sources.served("Topology"),
+            kueue_api=sources.served("ClusterQueue") or KUEUE,
+            workloads=sources.get("Workload"),
+        )
+        return QueueConfigReconciler(manager.client, caches)
+
+    ctrl, _ = await build(manager, SPEC, reconciler, workers=workers)
     return ctrl

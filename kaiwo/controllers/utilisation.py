@@ -39,8 +39,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from kaiwo.controllers import settings
 from kaiwo.gpumetrics.reader import GpuSample, MetricsError, PodUtilization, Source, by_pod, read
 from kaiwo.runtime.apply import Applier
+from kaiwo.runtime.builder import ControllerSpec, Reads, Sources, build
 from kaiwo.runtime.client import Client
-from kaiwo.runtime.controller import Controller, Request, Result
+from kaiwo.runtime.controller import Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.manager import Manager
@@ -252,25 +253,36 @@ class UtilisationMonitor:
             await self.events.emit(cr, "WorkloadTermination", new["conditions"][-1]["message"], warning=True)
 
 
-class Poller(Controller):
-    """A controller with one key that requeues itself: a periodic task that runs only while leading."""
+# --- wiring ------------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        super().start()
-        self.queue.add(KEY)
+# A poller: one key that requeues itself, so it runs only while this replica leads.
+SPEC = ControllerSpec(
+    "resource-monitor",
+    (
+        Reads(settings.KAIWO_CONFIG_API, "KaiwoConfig"),
+        *(Reads(API, k) for k in KINDS),
+        Reads("v1", "Pod", selector=RUN_ID_LABEL),
+        Reads("v1", "Node"),
+    ),
+    workers=1,
+    seed=(KEY,),
+)
 
 
 async def setup(manager: Manager, source: Source) -> UtilisationMonitor:
     """Register the monitor with ``manager`` (informers shared with the workload controllers)."""
-    monitor = UtilisationMonitor(
-        manager.client,
-        source,
-        await manager.informer(settings.KAIWO_CONFIG_API, "KaiwoConfig"),
-        tuple([await manager.informer(API, k) for k in KINDS]),
-        await manager.informer("v1", "Pod", label_selector=RUN_ID_LABEL),
-        registry=manager.metrics.registry,
-        nodes=await manager.informer("v1", "Node"),
-    )
-    manager.metrics.registry.register(monitor.collector)
-    manager.add(Poller("resource-monitor", monitor, workers=1))
-    return monitor
+
+    def monitor(sources: Sources) -> UtilisationMonitor:
+        return UtilisationMonitor(
+            manager.client,
+            source,
+            sources["KaiwoConfig"],
+            tuple(sources[k] for k in KINDS),
+            sources["Pod"],
+            registry=manager.metrics.registry,
+            nodes=sources["Node"],
+        )
+
+    _, reconciler = await build(manager, SPEC, monitor)
+    manager.metrics.registry.register(reconciler.collector)
+    return reconciler

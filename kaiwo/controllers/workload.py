@@ -40,8 +40,9 @@ from typing import Any
 from opentelemetry import trace
 
 from kaiwo.api.config import KaiwoConfigSpec
-from kaiwo.controllers import kueue, settings
+from kaiwo.controllers import settings
 from kaiwo.runtime.apply import Applier, Expectations, desired_hash
+from kaiwo.runtime.builder import ControllerSpec, For, Owns, Reads, Sources, Watches, build
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
@@ -51,7 +52,7 @@ from kaiwo.translate import gpus, nodepools, storage
 from kaiwo.translate import preemption as pre
 from kaiwo.translate import status as st
 from kaiwo.translate.meta import INVALID_SPEC, TranslateError
-from kaiwo.translate.queueconfig import KUEUE_API
+from kaiwo.translate.queueconfig import KUEUE_API, KUEUE_APIS
 from kaiwo.translate.workload import Children, Facts, desired_children
 
 log = logging.getLogger(__name__)
@@ -62,17 +63,6 @@ NAME_LABEL = "kaiwo.silogen.ai/name"
 KAIWO_KINDS = ("KaiwoJob", "KaiwoService")
 ERROR_RETRY = 60.0
 SHARED_DOWNLOAD_POLL = 2.0  # seconds between looks at a download shared through the download cache
-CHILD_KINDS = {
-    # kind -> (apiVersion, owner kinds that may own it)
-    "Job": "batch/v1",
-    "Deployment": "apps/v1",
-    "Service": "v1",
-    "PersistentVolumeClaim": "v1",
-    "ConfigMap": "v1",
-    "RayJob": "ray.io/v1",
-    "AppWrapper": "workload.codeflare.dev/v1beta2",
-}
-WORKLOAD_KINDS = ("Job", "RayJob", "Deployment", "AppWrapper")
 EVENTS = {
     "PENDING": "WorkloadPending",
     "STARTING": "WorkloadStarting",
@@ -85,16 +75,13 @@ EVENTS = {
     "TERMINATED": "WorkloadTerminated",
 }
 WARNING_PHASES = ("FAILED", "ERROR", "TERMINATING")
-# Kinds whose ``spec.suspend`` Kueue owns once they exist (it admits by un-suspending, preempts by suspending):
-# the operator sets it only when it creates them (an AppWrapper gets it from its webhook, which the apiserver
-# may book under our manager); see ``WorkloadReconciler._apply_one``.
-KUEUE_SUSPENDS = ("Job", "RayJob", "AppWrapper")
 SUSPEND_MANAGER_SUFFIX = "-suspend"
 WEBHOOK_UNAVAILABLE = "WebhookUnavailable"  # an admission webhook could not be called (its server is down)
 WEBHOOK_DENIED = "WebhookDenied"
 WEBHOOK_DOWN = (WEBHOOK_UNAVAILABLE,)  # transient: the workload stays as it is and is retried with backoff
 WEBHOOK_RETRY_MAX = 20.0
 MAX_REMEMBERED = 10_000  # per-object memos (events sent, webhook attempts); the oldest is dropped first
+Observed = tuple[st.Phase, list[Obj]]  # a workload child's phase, with the conditions that explain it
 
 
 @dataclass(frozen=True)
@@ -130,6 +117,22 @@ class Caches:
     local_queues: Informer | None
     kaiwo_workloads: tuple[Informer, ...] = ()  # KaiwoJobs and KaiwoServices: where GPU demand is looked for
     ray_services: Informer | None = None  # RayServices the AppWrapper controller made (KaiwoService only)
+
+    @classmethod
+    def of(cls, sources: Sources, kind: str) -> Caches:
+        """The caches of the ``kind`` controller, from its resolved sources (``spec(kind)``)."""
+        return cls(
+            primary=sources[kind],
+            children={k: inf for k in CHILD_KINDS if (inf := sources.get(k)) is not None},
+            workloads=sources.get("Workload"),
+            pods=sources["Pod"],
+            nodes=sources["Node"],
+            kaiwo_configs=sources.get("KaiwoConfig"),
+            queue_configs=sources.get("KaiwoQueueConfig"),
+            local_queues=sources.get("LocalQueue"),
+            kaiwo_workloads=tuple(sources[k] for k in KAIWO_KINDS),
+            ray_services=sources.get("RayService"),
+        )
 
 
 def _rfc3339(epoch: float) -> str:
@@ -447,19 +450,25 @@ class WorkloadReconciler:
     def _observe_live(self, live: Obj) -> tuple[st.Phase, list[Obj]]:
         return self._observe_child(live, live)
 
-    def _observe_child(self, main: Obj, live: Obj | None) -> tuple[st.Phase, list[Obj]]:
-        kind = main["kind"]
-        if kind == "Deployment":
-            return self._observe_deployment(main, live)
-        admitted, message = self._admission(live)
-        cond = st.condition("Admitted", admitted, "Admitted" if admitted else "Pending", message)
-        if kind == "Job":
-            return st.job_phase(live, admitted), [cond]
-        if kind == "RayJob":
-            phase = st.rayjob_phase(live, admitted)
-            finished = st.rayjob_condition(phase)
-            return phase, [cond, finished] if finished else [cond]
-        phase = st.rayservice_phase(live, self._ray_service(main))
+    def _observe_child(self, main: Obj, live: Obj | None) -> Observed:
+        observe = CHILD_KINDS[main["kind"]].observe
+        assert observe is not None, main["kind"]  # main is one of WORKLOAD_KINDS
+        return observe(self, main, live)
+
+    def _observe_job(self, desired: Obj, live: Obj | None) -> Observed:
+        admitted, cond = self._admitted(live)
+        return st.job_phase(live, admitted), [cond]
+
+    def _observe_rayjob(self, desired: Obj, live: Obj | None) -> Observed:
+        admitted, cond = self._admitted(live)
+        phase = st.rayjob_phase(live, admitted)
+        finished = st.rayjob_condition(phase)
+        return phase, [cond, finished] if finished else [cond]
+
+    def _observe_appwrapper(self, desired: Obj, live: Obj | None) -> Observed:
+        """A Ray service: readiness comes from the RayService the AppWrapper controller made."""
+        _, cond = self._admitted(live)
+        phase = st.rayservice_phase(live, self._ray_service(desired))
         return phase, [cond, st.serve_condition(phase)] if live is not None else [cond]
 
     def _ray_service(self, appwrapper: Obj) -> Obj | None:
@@ -502,6 +511,11 @@ class WorkloadReconciler:
             return False, st.WAITING_FOR_ADMISSION
         owned = self.caches.workloads.by_index("owner", child["metadata"]["uid"])
         return st.admission(owned[0] if owned else None)
+
+    def _admitted(self, child: Obj | None) -> tuple[bool, Obj]:
+        """Whether Kueue admitted ``child`` (through its Workload), and the Admitted condition saying so."""
+        admitted, message = self._admission(child)
+        return admitted, st.condition("Admitted", admitted, "Admitted" if admitted else "Pending", message)
 
     def _deployment_pods(self, deployment: Obj) -> tuple[int, int]:
         """(live pods, pods still behind Kueue's admission gate) of a Deployment; terminating pods do not count."""
@@ -566,100 +580,131 @@ class WorkloadReconciler:
             for obj in inf.by_index("owner", uid):
                 meta = obj["metadata"]
                 await self.client.delete(
-                    CHILD_KINDS[kind], kind, meta["name"], meta.get("namespace"), propagation="Foreground"
+                    CHILD_KINDS[kind].api_version, kind, meta["name"], meta.get("namespace"), propagation="Foreground"
                 )
 
 
-async def _optional(manager: Manager, api_version: str, kind: str, **kw: Any) -> Informer | None:
-    try:
-        return await manager.informer(api_version, kind, **kw)
-    except ApiError as e:
-        if e.not_found:
-            log.warning("%s/%s is not served by this cluster; related features are off", api_version, kind)
-            return None
-        raise
+@dataclass(frozen=True)
+class ChildKind:
+    """A kind of object the workload controllers make for a Kaiwo workload (all labelled with its run id)."""
+
+    api_version: str
+    # The workload child (at most one per Kaiwo object): how its phase and conditions are observed. None: a
+    # supporting child (storage, networking), which does not decide the phase.
+    observe: Callable[[WorkloadReconciler, Obj, Obj | None], Observed] | None = None
+    # Kueue owns ``spec.suspend`` once the child exists (it admits by un-suspending, preempts by suspending): the
+    # operator sets it only on creation (an AppWrapper gets it from its webhook, which the apiserver may book
+    # under our manager); see ``WorkloadReconciler._apply_one``.
+    kueue_suspends: bool = False
+
+
+# Every child kind, one line each: the workload controllers cache, own, apply and delete exactly these.
+CHILD_KINDS: dict[str, ChildKind] = {
+    "Job": ChildKind("batch/v1", WorkloadReconciler._observe_job, kueue_suspends=True),
+    "Deployment": ChildKind("apps/v1", WorkloadReconciler._observe_deployment),
+    "Service": ChildKind("v1"),
+    "PersistentVolumeClaim": ChildKind("v1"),
+    "ConfigMap": ChildKind("v1"),
+    "RayJob": ChildKind("ray.io/v1", WorkloadReconciler._observe_rayjob, kueue_suspends=True),
+    "AppWrapper": ChildKind(
+        "workload.codeflare.dev/v1beta2", WorkloadReconciler._observe_appwrapper, kueue_suspends=True
+    ),
+}
+WORKLOAD_KINDS = tuple(kind for kind, c in CHILD_KINDS.items() if c.observe is not None)
+KUEUE_SUSPENDS = tuple(kind for kind, c in CHILD_KINDS.items() if c.kueue_suspends)
+
+
+# --- wiring ------------------------------------------------------------------------------------------------
+
+
+def victims(r: WorkloadReconciler, changed: Obj) -> list[Request]:
+    """A pending GPU workload (either kind) -> the RUNNING workloads of ``r``'s kind with a duration it may
+    preempt (looked up by claim in the primary cache's victim index: no scan per event)."""
+    if pre.pending_since(changed) is None:
+        return []
+    queue = settings.current(r.caches.kaiwo_configs).default_cluster_queue_name
+    primary = r.caches.primary
+    candidates = (v for k in pre.victim_keys(changed, queue) for v in primary.by_index(pre.VICTIM_INDEX, k))
+    return [Request.of(v) for v in candidates if pre.is_demand_for(changed, v, queue)]
+
+
+def workload_owner(r: WorkloadReconciler, wl: Obj) -> list[Request]:
+    """A Kueue Workload -> the Kaiwo object (of ``r``'s kind) that owns the child the Workload admits."""
+    meta = wl["metadata"]
+    out = []
+    for ref in meta.get("ownerReferences") or []:
+        child_inf = r.caches.children.get(ref.get("kind", ""))
+        child = child_inf.get_by(ref["name"], meta.get("namespace")) if child_inf else None
+        if child is not None:
+            out += [
+                Request(meta.get("namespace"), o["name"])
+                for o in child["metadata"].get("ownerReferences") or []
+                if o.get("kind") == r.kind
+            ]
+    return out
+
+
+def pod_owner(r: WorkloadReconciler, pod: Obj) -> list[Request]:
+    """A labelled pod -> its Kaiwo object, only if it is of ``r``'s kind (both controllers see every labelled
+    pod; a key for the other kind would be a wasted reconcile)."""
+    meta = pod["metadata"]
+    name = (meta.get("labels") or {}).get(NAME_LABEL)
+    if name is None or r.caches.primary.get_by(name, meta.get("namespace")) is None:
+        return []
+    return [Request(meta.get("namespace"), name)]
+
+
+def named_owner(_: object, obj: Obj) -> list[Request]:
+    """An object labelled with a Kaiwo object's name -> that object (a RayService is owned by its AppWrapper,
+    so it is mapped by the name label, not the owner)."""
+    meta = obj["metadata"]
+    name = (meta.get("labels") or {}).get(NAME_LABEL)
+    return [Request(meta.get("namespace"), name)] if name is not None else []
+
+
+def spec(kind: str) -> ControllerSpec:
+    """The KaiwoJob or KaiwoService controller's sources (pure data: ``kaiwo.rbac`` reads it too)."""
+    return ControllerSpec(
+        kind.lower(),
+        (
+            For(API, kind, indexes=((pre.VICTIM_INDEX, pre.victim_index),)),
+            *(Watches(API, peer, mapper=victims) for peer in KAIWO_KINDS),
+            *(Owns(c.api_version, k, selector=RUN_ID_LABEL, optional=True) for k, c in CHILD_KINDS.items()),
+            Watches(KUEUE_APIS, "Workload", mapper=workload_owner, optional=True),
+            Watches("v1", "Pod", mapper=pod_owner, selector=RUN_ID_LABEL),
+            # Ray services: readiness comes from the RayService inside the AppWrapper
+            *(
+                (Watches("ray.io/v1", "RayService", mapper=named_owner, selector=RUN_ID_LABEL, optional=True),)
+                if kind == "KaiwoService"
+                else ()
+            ),
+            Reads("v1", "Node"),
+            Reads(settings.KAIWO_CONFIG_API, "KaiwoConfig", optional=True),
+            Reads(API, "KaiwoQueueConfig", optional=True),
+            Reads(KUEUE_APIS, "LocalQueue", optional=True),
+        ),
+    )
+
+
+SPECS = {kind: spec(kind) for kind in KAIWO_KINDS}
 
 
 async def setup(
     manager: Manager, kind: str, workers: int = 2, downloader_image: str = storage.DOWNLOADER_IMAGE
 ) -> Controller:
     """Register the KaiwoJob or KaiwoService controller with ``manager``."""
-    kueue_api = await kueue.served_api(manager.client)
-    children: dict[str, Informer] = {}
-    for child_kind, api_version in CHILD_KINDS.items():
-        inf = await _optional(manager, api_version, child_kind, label_selector=RUN_ID_LABEL)
-        if inf is not None:
-            children[child_kind] = inf
-    caches = Caches(
-        primary=await manager.informer(API, kind),
-        children=children,
-        workloads=await _optional(manager, kueue_api, "Workload"),
-        pods=await manager.informer("v1", "Pod", label_selector=RUN_ID_LABEL),
-        nodes=await manager.informer("v1", "Node"),
-        kaiwo_configs=await _optional(manager, settings.KAIWO_CONFIG_API, "KaiwoConfig"),
-        queue_configs=await _optional(manager, API, "KaiwoQueueConfig"),
-        local_queues=await _optional(manager, kueue_api, "LocalQueue"),
-    )
-    caches.kaiwo_workloads = tuple([await manager.informer(API, k) for k in KAIWO_KINDS])
-    if kind == "KaiwoService":  # Ray services: readiness comes from the RayService inside the AppWrapper
-        caches.ray_services = await _optional(manager, "ray.io/v1", "RayService", label_selector=RUN_ID_LABEL)
-    name = kind.lower()
-    reconciler = WorkloadReconciler(
-        manager.client, kind, caches, f"kaiwo-{name}", kueue_api=kueue_api, downloader_image=downloader_image
-    )
-    ctrl = Controller(name, reconciler, workers=workers)
-    ctrl.watches(caches.primary)
 
-    def victims(changed: Obj) -> list[Request]:
-        """A pending GPU workload (either kind) -> the RUNNING workloads with a duration it may preempt."""
-        if pre.pending_since(changed) is None:
-            return []
-        queue = settings.current(caches.kaiwo_configs).default_cluster_queue_name
-        candidates = (v for k in pre.victim_keys(changed, queue) for v in caches.primary.by_index(pre.VICTIM_INDEX, k))
-        return [Request.of(v) for v in candidates if pre.is_demand_for(changed, v, queue)]
-
-    caches.primary.add_index(pre.VICTIM_INDEX, pre.victim_index)  # victims by claim: no scan per event
-
-    for peer in caches.kaiwo_workloads:
-        ctrl.watches(peer, victims)
-    for inf in children.values():
-        ctrl.owns(inf, API, kind)
-    if caches.workloads is not None:
-        wl_children = children
-
-        def workload_owner(wl: Obj) -> list[Request]:
-            out = []
-            for ref in wl["metadata"].get("ownerReferences") or []:
-                child_inf = wl_children.get(ref.get("kind", ""))
-                child = child_inf.get_by(ref["name"], wl["metadata"].get("namespace")) if child_inf else None
-                if child is not None:
-                    out += [
-                        Request(wl["metadata"].get("namespace"), r["name"])
-                        for r in child["metadata"].get("ownerReferences") or []
-                        if r.get("kind") == kind
-                    ]
-            return out
-
-        ctrl.watches(caches.workloads, workload_owner)
-
-    def pod_owner(pod: Obj) -> list[Request]:
-        """A labelled pod -> its Kaiwo object, only if it is of this controller's kind (both controllers see
-        every labelled pod; a key for the other kind would be a wasted reconcile)."""
-        meta = pod["metadata"]
-        name = (meta.get("labels") or {}).get(NAME_LABEL)
-        if name is None or caches.primary.get_by(name, meta.get("namespace")) is None:
-            return []
-        return [Request(meta.get("namespace"), name)]
-
-    ctrl.watches(caches.pods, pod_owner)
-    if caches.ray_services is not None:  # owned by the AppWrapper, so mapped by the name label, not the owner
-        ctrl.watches(
-            caches.ray_services,
-            lambda rs: (
-                [Request(rs["metadata"].get("namespace"), rs["metadata"]["labels"][NAME_LABEL])]
-                if NAME_LABEL in (rs["metadata"].get("labels") or {})
-                else []
-            ),
+    def reconciler(sources: Sources) -> WorkloadReconciler:
+        # Kueue objects are written in the version its Workloads are read in (the preferred one if not served)
+        kueue_api = sources.served("Workload") or KUEUE_API
+        return WorkloadReconciler(
+            manager.client,
+            kind,
+            Caches.of(sources, kind),
+            f"kaiwo-{kind.lower()}",
+            kueue_api=kueue_api,
+            downloader_image=downloader_image,
         )
-    manager.add(ctrl)
+
+    ctrl, _ = await build(manager, SPECS[kind], reconciler, workers=workers)
     return ctrl

@@ -100,8 +100,10 @@ class Controller:
         metrics: RuntimeMetrics | None = None,
         clock: Clock | None = None,
         tracer: trace.Tracer | None = None,
+        seed: tuple[Request, ...] = (),
     ) -> None:
         self.name = name
+        self.seed = seed  # keys enqueued at every start: a poller's one key, which requeues itself
         self.reconciler = reconciler
         self.workers = workers
         self.metrics = metrics or RuntimeMetrics()
@@ -151,7 +153,8 @@ class Controller:
         informer.add_handler(FuncHandler(add, update, delete))
 
     def owns(self, informer: Informer, owner_api_version: str, owner_kind: str) -> None:
-        """Enqueue the controlling owner of every changed child."""
+        """Enqueue the controlling owner of every changed child (controllers are wired declaratively by
+        kaiwo.runtime.builder, which calls ``watches`` and ``owns``)."""
         self.watches(informer, owner_mapper(owner_api_version, owner_kind))
 
     def resync(self) -> int:
@@ -169,6 +172,8 @@ class Controller:
         self.metrics.max_concurrent.labels(self.name).set(self.workers)
         self.metrics.active_workers.labels(self.name).set(0)
         self._tasks = [asyncio.create_task(self._worker(), name=f"{self.name}-worker-{i}") for i in range(self.workers)]
+        for key in self.seed:
+            self.queue.add(key)
 
     async def stop(self, drain_timeout: float = DRAIN_TIMEOUT) -> None:
         """Hand out no more queued keys; let in-flight reconciles finish (up to ``drain_timeout``; 0 cancels them

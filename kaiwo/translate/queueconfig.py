@@ -16,10 +16,11 @@ Choices where upstream differs or is silent:
 
 Kueue API version: objects are written in ``KUEUE_API`` (``v1beta2``, Kueue's storage version, so reads and
 writes need no conversion webhook and keep working while Kueue is down). A cluster whose Kueue serves only
-``v1beta1`` gets ``v1beta1`` objects (the controllers discover which, ``kaiwo.controllers.kueue``). The
-KaiwoQueueConfig's ClusterQueue spec keeps the ``v1beta1`` shape users know; for ``v1beta2`` it is converted as
-Kueue's own conversion does: ``cohort`` -> ``cohortName``, ``admissionChecks`` ->
-``admissionChecksStrategy.admissionChecks[].name``, flavor fungibility ``Borrow``/``Preempt`` -> ``MayStopSearch``.
+``v1beta1`` gets ``v1beta1`` objects (the controllers' Kueue sources list ``KUEUE_APIS``; the first served
+wins, kaiwo.runtime.builder). The KaiwoQueueConfig's ClusterQueue spec keeps the ``v1beta1`` shape users
+know; for ``v1beta2`` it is converted as Kueue's own conversion does: ``cohort`` -> ``cohortName``,
+``admissionChecks`` -> ``admissionChecksStrategy.admissionChecks[].name``, flavor fungibility
+``Borrow``/``Preempt`` -> ``MayStopSearch``.
 """
 
 from __future__ import annotations

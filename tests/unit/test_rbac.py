@@ -8,7 +8,11 @@ import pytest
 
 from kaiwo import rbac
 from kaiwo.api import crds
-from kaiwo.controllers import workload
+from kaiwo.controllers import gpuworkload, metrics, nodetaints, queueconfig, utilisation, workload
+from kaiwo.gpumetrics.config import GpuFeatures
+from kaiwo.gpumetrics.reader import Source
+from kaiwo.runtime.client import Resource
+from kaiwo.runtime.manager import Manager, ManagerOptions
 
 
 def test_committed_rbac_template_is_current() -> None:
@@ -60,8 +64,34 @@ def test_reads_come_from_the_controllers_informers() -> None:
     reads = rbac.informed_kinds()
     assert ("v1", "Pod") in reads and ("kueue.x-k8s.io/v1beta2", "Workload") in reads
     assert {("kaiwo.silogen.ai/v1alpha1", k) for k in ("KaiwoJob", "KaiwoService", "KaiwoQueueConfig")} <= reads
-    for kind, api_version in workload.CHILD_KINDS.items():  # the owned children are watched
-        assert (api_version, kind) in reads
+    for kind, child in workload.CHILD_KINDS.items():  # the owned children are watched
+        assert (child.api_version, kind) in reads
+
+
+class EveryKind:
+    """API discovery that serves every kind (in the first version asked for): all optional sources resolve."""
+
+    def __init__(self) -> None:
+        self.observers: list[object] = []
+
+    async def resource(self, api_version: str, kind: str) -> Resource:
+        return Resource(api_version, kind, rbac.resource_name(kind), namespaced=True)
+
+
+async def test_the_wiring_declares_every_cache_the_controllers_set_up() -> None:
+    mgr = Manager(EveryKind(), ManagerOptions(health_address="", metrics_address=""))  # type: ignore[arg-type]
+    await queueconfig.setup(mgr)
+    for kind in ("KaiwoJob", "KaiwoService"):
+        await workload.setup(mgr, kind)
+    await metrics.setup(mgr)
+    await nodetaints.setup(mgr)
+    source = Source(("http://gpu-exporter/metrics",), 30.0)
+    await utilisation.setup(mgr, source)
+    await gpuworkload.setup(mgr, GpuFeatures(monitoring=source, preemption=source), identity="rbac")
+    asked = {(api_version, kind) for api_version, kind, _, _ in mgr.informers}
+    declared = {(s.api_versions[0], s.kind) for spec in rbac.WIRING for s in spec.sources}
+    assert asked == declared  # nothing read around the specs, nothing declared but unused
+    assert asked <= rbac.informed_kinds()
 
 
 def rules_for(group: str, resource: str) -> list[list[str]]:
