@@ -146,6 +146,7 @@ class WorkloadReconciler:
         wall: Callable[[], float] = time.time,
         kueue_api: str = KUEUE_API,
         downloader_image: str = storage.DOWNLOADER_IMAGE,
+        background_events: bool = False,
     ) -> None:
         self.client = client
         self.kueue_api = kueue_api  # the Kueue API version this cluster serves (discovered at setup)
@@ -153,7 +154,8 @@ class WorkloadReconciler:
         self.caches = caches
         self.wall = wall  # wall-clock epoch seconds: status times and duration deadlines are wall-clock
         self.applier = Applier(client, field_manager)
-        self.events = EventRecorder(client, field_manager)
+        # In the manager, events are sent in the background: a reconcile never waits for one (runtime/events.py).
+        self.events = EventRecorder(client, field_manager, background=background_events)
         # LocalQueues created but not yet in the cache: concurrent reconciles in one namespace create it once.
         self.queue_creates = Expectations(ttl=30.0)
         self._spec_events: dict[str, tuple[int, str]] = {}  # uid -> (generation, reason) of the last SpecNotApplied
@@ -605,7 +607,13 @@ async def setup(
         caches.ray_services = await _optional(manager, "ray.io/v1", "RayService", label_selector=RUN_ID_LABEL)
     name = kind.lower()
     reconciler = WorkloadReconciler(
-        manager.client, kind, caches, f"kaiwo-{name}", kueue_api=kueue_api, downloader_image=downloader_image
+        manager.client,
+        kind,
+        caches,
+        f"kaiwo-{name}",
+        kueue_api=kueue_api,
+        downloader_image=downloader_image,
+        background_events=True,
     )
     ctrl = Controller(name, reconciler, workers=workers)
     ctrl.watches(caches.primary)
