@@ -43,7 +43,16 @@ from dataclasses import asdict, dataclass, field
 import aiohttp
 
 from kaiwo import __version__
-from kaiwo.controllers import gpuworkload, metrics, nodetaints, queueconfig, settings, utilisation, workload
+from kaiwo.controllers import (
+    cached_fields,
+    gpuworkload,
+    metrics,
+    nodetaints,
+    queueconfig,
+    settings,
+    utilisation,
+    workload,
+)
 from kaiwo.gpumetrics import config as gpuconfig
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.leader import LeaderElectionConfig, identity_from_env
@@ -338,6 +347,7 @@ async def run(cfg: Config) -> int:
             drain_timeout=cfg.drain_timeout,
             cache_sync_timeout=cfg.cache_sync_timeout,
             watch_idle_timeout=cfg.watch_idle_timeout,
+            transforms=cached_fields.TRANSFORMS,  # the caches keep only what the controllers read
         )
         await wait_for_apiserver(client)
         if le is not None:
