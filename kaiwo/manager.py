@@ -175,7 +175,10 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument("--metrics-cert-key", default=env("KAIWO_METRICS_CERT_KEY", "tls.key"))
     p.add_argument("--health-probe-bind-address", default=env("KAIWO_HEALTH_PROBE_BIND_ADDRESS", ":8081"))
     p.add_argument(
-        "--workers", type=int, default=env("KAIWO_WORKERS", "2"), help="concurrent reconciles per controller"
+        "--workers",
+        type=int,
+        default=env("KAIWO_WORKERS", str(workload.DEFAULT_WORKERS)),
+        help="concurrent reconciles per workload controller (asyncio tasks; docs/performance.md)",
     )
     p.add_argument(
         "--drain-timeout",

@@ -95,6 +95,9 @@ WEBHOOK_DENIED = "WebhookDenied"
 WEBHOOK_DOWN = (WEBHOOK_UNAVAILABLE,)  # transient: the workload stays as it is and is retried with backoff
 WEBHOOK_RETRY_MAX = 20.0
 MAX_REMEMBERED = 10_000  # per-object memos (events sent, webhook attempts); the oldest is dropped first
+# Concurrent reconciles per workload controller. A reconcile mostly waits on the apiserver and a worker is an
+# asyncio task, so many are cheap; 2 (a Go operator's habit) left a burst queueing (docs/performance.md).
+DEFAULT_WORKERS = 32
 
 
 @dataclass(frozen=True)
@@ -583,7 +586,7 @@ async def _optional(manager: Manager, api_version: str, kind: str, **kw: Any) ->
 
 
 async def setup(
-    manager: Manager, kind: str, workers: int = 2, downloader_image: str = storage.DOWNLOADER_IMAGE
+    manager: Manager, kind: str, workers: int = DEFAULT_WORKERS, downloader_image: str = storage.DOWNLOADER_IMAGE
 ) -> Controller:
     """Register the KaiwoJob or KaiwoService controller with ``manager``."""
     kueue_api = await kueue.served_api(manager.client)
