@@ -43,7 +43,16 @@ from dataclasses import asdict, dataclass, field
 import aiohttp
 
 from kaiwo import __version__
-from kaiwo.controllers import gpuworkload, metrics, nodetaints, queueconfig, settings, utilisation, workload
+from kaiwo.controllers import (
+    cached_fields,
+    gpuworkload,
+    metrics,
+    nodetaints,
+    queueconfig,
+    settings,
+    utilisation,
+    workload,
+)
 from kaiwo.gpumetrics import config as gpuconfig
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.leader import LeaderElectionConfig, identity_from_env
@@ -166,7 +175,10 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument("--metrics-cert-key", default=env("KAIWO_METRICS_CERT_KEY", "tls.key"))
     p.add_argument("--health-probe-bind-address", default=env("KAIWO_HEALTH_PROBE_BIND_ADDRESS", ":8081"))
     p.add_argument(
-        "--workers", type=int, default=env("KAIWO_WORKERS", "2"), help="concurrent reconciles per controller"
+        "--workers",
+        type=int,
+        default=env("KAIWO_WORKERS", str(workload.DEFAULT_WORKERS)),
+        help="concurrent reconciles per workload controller (asyncio tasks; docs/performance.md)",
     )
     p.add_argument(
         "--drain-timeout",
@@ -338,6 +350,7 @@ async def run(cfg: Config) -> int:
             drain_timeout=cfg.drain_timeout,
             cache_sync_timeout=cfg.cache_sync_timeout,
             watch_idle_timeout=cfg.watch_idle_timeout,
+            transforms=cached_fields.TRANSFORMS,  # the caches keep only what the controllers read
         )
         await wait_for_apiserver(client)
         if le is not None:

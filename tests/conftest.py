@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from kaiwo.api import crds
+from kaiwo.devcluster.addons import DEFAULT_ADDONS
 from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.objects import has_condition
@@ -32,8 +33,12 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster
         return
     state = Path(os.environ.get("KAIWO_E2E_STATE") or tmp_path_factory.mktemp("devcluster"))
     cluster = DevCluster(state)
-    reused = cluster.status().phase == "ready"  # a cluster already running in KAIWO_E2E_STATE is kept running
-    cluster.up(attach=True, complete_after_ms=2000, timeout=1800)
+    st = cluster.status()
+    reused = st.phase == "ready"  # a cluster already running in KAIWO_E2E_STATE is kept running, with its addons
+    # Jaeger runs from the start, so the apiserver's trace exporter connects at once instead of redialling with
+    # gRPC backoff when the tracing tests start it (the apiserver samples only traced requests: no cost otherwise).
+    addons = st.data.get("addons") if reused else (*DEFAULT_ADDONS, "jaeger")
+    cluster.up(attach=True, complete_after_ms=2000, timeout=1800, addons=addons)
     try:
         yield cluster
     finally:

@@ -82,6 +82,9 @@ WEBHOOK_DOWN = (WEBHOOK_UNAVAILABLE,)  # transient: the workload stays as it is 
 WEBHOOK_RETRY_MAX = 20.0
 MAX_REMEMBERED = 10_000  # per-object memos (events sent, webhook attempts); the oldest is dropped first
 Observed = tuple[st.Phase, list[Obj]]  # a workload child's phase, with the conditions that explain it
+# Concurrent reconciles per workload controller. A reconcile mostly waits on the apiserver and a worker is an
+# asyncio task, so many are cheap; 2 (a Go operator's habit) left a burst queueing (docs/performance.md).
+DEFAULT_WORKERS = 32
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class WorkloadReconciler:
         wall: Callable[[], float] = time.time,
         kueue_api: str = KUEUE_API,
         downloader_image: str = storage.DOWNLOADER_IMAGE,
+        background_events: bool = False,
     ) -> None:
         self.client = client
         self.kueue_api = kueue_api  # the Kueue API version this cluster serves (discovered at setup)
@@ -156,7 +160,8 @@ class WorkloadReconciler:
         self.caches = caches
         self.wall = wall  # wall-clock epoch seconds: status times and duration deadlines are wall-clock
         self.applier = Applier(client, field_manager)
-        self.events = EventRecorder(client, field_manager)
+        # In the manager, events are sent in the background: a reconcile never waits for one (runtime/events.py).
+        self.events = EventRecorder(client, field_manager, background=background_events)
         # LocalQueues created but not yet in the cache: concurrent reconciles in one namespace create it once.
         self.queue_creates = Expectations(ttl=30.0)
         self._spec_events: dict[str, tuple[int, str]] = {}  # uid -> (generation, reason) of the last SpecNotApplied
@@ -690,7 +695,7 @@ SPECS = {kind: spec(kind) for kind in KAIWO_KINDS}
 
 
 async def setup(
-    manager: Manager, kind: str, workers: int = 2, downloader_image: str = storage.DOWNLOADER_IMAGE
+    manager: Manager, kind: str, workers: int = DEFAULT_WORKERS, downloader_image: str = storage.DOWNLOADER_IMAGE
 ) -> Controller:
     """Register the KaiwoJob or KaiwoService controller with ``manager``."""
 
@@ -704,6 +709,7 @@ async def setup(
             f"kaiwo-{kind.lower()}",
             kueue_api=kueue_api,
             downloader_image=downloader_image,
+            background_events=True,
         )
 
     ctrl, _ = await build(manager, SPECS[kind], reconciler, workers=workers)

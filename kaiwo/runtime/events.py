@@ -8,14 +8,26 @@ reason and message) is not created again; the earlier Event is patched instead, 
 ``lastTimestamp`` moved and its ``series`` (count, last observed time) updated, so a flapping condition shows
 as one line "x12 over 3m". A per-object token bucket (``BURST`` events, then one per ``REFILL_SECONDS``)
 drops floods, as client-go's spam filter does.
+
+With ``background=True`` (the workload controllers: docs/design/runtime.md#events), ``emit`` only queues the
+event and returns; the request is sent by a sender task, as client-go's broadcaster does, so a reconcile never
+waits for an event round trip. Contracts of the background mode:
+- the events of one involved object are sent in the order they were emitted (one lane per object, by uid;
+  ``LANES`` lanes send concurrently), and the timestamps are those of ``emit``, not of the send;
+- at most ``QUEUE_SIZE`` events wait per lane; more are dropped and counted (client-go drops at 1,000 too):
+  events never hold back reconciles nor grow without bound;
+- a lane's sender task exists only while its lane has events, so an idle recorder holds no task;
+- ``flush()`` waits until every queued event has been sent or given up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
-from collections import OrderedDict
+import zlib
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +37,8 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 CACHE_SIZE = 4096  # remembered distinct events (client-go: 4096)
 BURST, REFILL_SECONDS = 25, 300.0  # per involved object (client-go's spam filter defaults)
+LANES = 4  # background mode: concurrent senders (one object's events always share a lane)
+QUEUE_SIZE = 1000  # background mode: events waiting per lane before new ones are dropped
 
 
 @dataclass
@@ -44,13 +58,26 @@ def _now(micro: bool = False) -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass
+class _Pending:
+    obj: Obj  # the involved object's identity (apiVersion, kind, metadata) when the event was emitted
+    reason: str
+    message: str
+    kind: str  # Normal or Warning
+    at: tuple[str, str]  # (timestamp, micro timestamp) of emit
+
+
 class EventRecorder:
-    def __init__(self, client: Client, component: str) -> None:
+    def __init__(self, client: Client, component: str, *, background: bool = False) -> None:
         self.client = client
         self.component = component
+        self.background = background
         self._seen: OrderedDict[tuple[str, ...], _Seen] = OrderedDict()
         self._buckets: dict[str, _Bucket] = {}
+        self._lanes: list[deque[_Pending]] = [deque() for _ in range(LANES)]
+        self._senders: list[asyncio.Task[None] | None] = [None] * LANES
         self.dropped = 0  # events the spam filter dropped (observability and tests)
+        self.overflowed = 0  # background mode: events dropped because their lane was full
 
     def _allow(self, uid: str) -> bool:
         now = time.monotonic()
@@ -66,22 +93,57 @@ class EventRecorder:
         return True
 
     async def emit(self, obj: Obj, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record an event on ``obj``: sent now, or queued in background mode (then this returns at once)."""
         meta = obj["metadata"]
-        message = message[:1024]
-        kind = "Warning" if warning else "Normal"
-        uid = str(meta.get("uid") or f"{meta.get('namespace')}/{meta['name']}")
-        key = (obj["kind"], uid, kind, reason, message)
+        pending = _Pending(
+            {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": meta},
+            reason,
+            message[:1024],
+            "Warning" if warning else "Normal",
+            (_now(), _now(micro=True)),
+        )
+        uid = _uid(meta)
         if not self._allow(uid):
             self.dropped += 1
             return
+        if not self.background:
+            await self._send(pending)
+            return
+        lane = zlib.crc32(uid.encode()) % LANES
+        if len(self._lanes[lane]) >= QUEUE_SIZE:
+            self.overflowed += 1
+            log.warning("event queue full; dropped event %s on %s", reason, meta["name"])
+            return
+        self._lanes[lane].append(pending)
+        if self._senders[lane] is None:
+            self._senders[lane] = asyncio.create_task(self._drain(lane), name=f"events-{self.component}-{lane}")
+
+    async def flush(self) -> None:
+        """Wait until every queued event has been sent (or given up)."""
+        while running := [t for t in self._senders if t is not None]:
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _drain(self, lane: int) -> None:
+        """Send a lane's events in order until it is empty; then the task ends (a new emit starts another)."""
+        queue = self._lanes[lane]
+        try:
+            while queue:
+                await self._send(queue[0])
+                queue.popleft()
+        finally:
+            self._senders[lane] = None
+
+    async def _send(self, p: _Pending) -> None:
+        meta = p.obj["metadata"]
+        key = (p.obj["kind"], _uid(meta), p.kind, p.reason, p.message)
         seen = self._seen.get(key)
         try:
-            if seen is not None and await self._repeat(seen):
+            if seen is not None and await self._repeat(seen, p.at):
                 self._seen.move_to_end(key)
                 return
-            created = await self.client.create(self._event(obj, reason, message, kind))
+            created = await self.client.create(self._event(p))
         except Exception as e:  # best effort
-            log.warning("could not record event %s on %s: %s", reason, meta["name"], e)
+            log.warning("could not record event %s on %s: %s", p.reason, meta["name"], e)
             return
         made = (created or {}).get("metadata") or {}
         if not made.get("name"):
@@ -90,7 +152,7 @@ class EventRecorder:
         if len(self._seen) > CACHE_SIZE:
             self._seen.popitem(last=False)
 
-    async def _repeat(self, seen: _Seen) -> bool:
+    async def _repeat(self, seen: _Seen, at: tuple[str, str]) -> bool:
         """Count one more occurrence on the existing Event; False if it is gone (Events expire after an hour)."""
         count = seen.count + 1
         try:
@@ -100,8 +162,8 @@ class EventRecorder:
                 seen.name,
                 {
                     "count": count,
-                    "lastTimestamp": _now(),
-                    "series": {"count": count, "lastObservedTime": _now(micro=True)},
+                    "lastTimestamp": at[0],
+                    "series": {"count": count, "lastObservedTime": at[1]},
                 },
                 seen.namespace,
             )
@@ -112,27 +174,30 @@ class EventRecorder:
         seen.count = count
         return True
 
-    def _event(self, obj: Obj, reason: str, message: str, kind: str) -> Obj:
-        meta = obj["metadata"]
-        now = _now()
+    def _event(self, p: _Pending) -> Obj:
+        meta = p.obj["metadata"]
         return {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta.get("namespace") or "default"},
             "involvedObject": {
-                "apiVersion": obj["apiVersion"],
-                "kind": obj["kind"],
+                "apiVersion": p.obj["apiVersion"],
+                "kind": p.obj["kind"],
                 "name": meta["name"],
                 "namespace": meta.get("namespace"),
                 "uid": meta.get("uid"),
                 "resourceVersion": meta.get("resourceVersion"),
             },
-            "reason": reason,
-            "message": message,
-            "type": kind,
+            "reason": p.reason,
+            "message": p.message,
+            "type": p.kind,
             "source": {"component": self.component},
             "reportingComponent": self.component,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
+            "firstTimestamp": p.at[0],
+            "lastTimestamp": p.at[0],
             "count": 1,
         }
+
+
+def _uid(meta: Obj) -> str:
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta['name']}")

@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -48,6 +49,8 @@ class ManagerOptions:
     cache_sync_timeout: float = 120.0  # then start the controllers whose caches synced (controller-runtime: 2 min)
     drain_timeout: float = DRAIN_TIMEOUT  # graceful stop: wait this long for in-flight reconciles
     watch_idle_timeout: float = WATCH_IDLE_TIMEOUT  # a watch silent this long (no event, no bookmark) is replaced
+    # (API group, kind) -> the transform every informer of that kind applies to its objects (fields to drop)
+    transforms: Mapping[tuple[str, str], Transform] = field(default_factory=dict)
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -88,8 +91,10 @@ class Manager:
         label_selector: str | None = None,
         transform: Transform | None = None,
     ) -> Informer:
-        """The one shared informer for this type (namespace and label selector); created on first use."""
+        """The one shared informer for this type (namespace and label selector); created on first use. Without
+        ``transform``, the one ``options.transforms`` names for the kind applies."""
         key = (api_version, kind, namespace, label_selector)
+        transform = transform or self.options.transforms.get((api_version.rpartition("/")[0], kind))
         if key not in self.informers:
             res = await self.client.resource(api_version, kind)
             inf = Informer(

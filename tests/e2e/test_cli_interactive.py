@@ -120,7 +120,9 @@ async def test_exec_it_is_an_interactive_shell_with_the_terminals_size(
         if term.proc.poll() is None:
             term.proc.kill()
     # upstream's form: --command is a shell line, and on a terminal it is interactive with a TTY by default
-    line = "echo ready; read x; echo got-$x; tty"
+    # kwok copies the command's terminal output until the command exits; under load it can stop before it has
+    # copied the last line, so the command lingers a moment after it (kaiwo itself reads until the stream ends)
+    line = "echo ready; read x; echo got-$x; tty; sleep 1"
     term = Terminal(["exec", running, "-n", namespace, "--command", line], env, rows=24, cols=80)
     await asyncio.to_thread(term.expect, "ready")
     term.type("hello\n")

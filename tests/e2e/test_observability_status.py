@@ -147,7 +147,8 @@ async def test_status_shows_the_schedulers_message_for_an_unschedulable_pod(
 
     async def unschedulable() -> Obj | None:
         doc = orjson.loads((await kaiwo(kubeconfig, "status", "job/unbound", "-n", namespace, "-o", "json")).stdout)
-        pods = [f for f in doc["findings"] if f["subject"].startswith("Pod/") and "not schedulable" in f["message"]]
+        # the pod may first show Kueue's scheduling gate (SchedulingGated) before the scheduler has tried it
+        pods = [f for f in doc["findings"] if f["subject"].startswith("Pod/") and "Unschedulable" in f["message"]]
         return doc if pods else None
 
     doc = await eventually(unschedulable, "an unschedulable pod finding", timeout=60)
