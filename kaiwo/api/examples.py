@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from kaiwo.api.groups import KAIWO_API as KAIWO
+from kaiwo.api.groups import KAIWO_CONFIG_API
+
 JsonDict = dict[str, Any]
-KAIWO = "kaiwo.silogen.ai/v1alpha1"
 
 BATCH_JOB: JsonDict = {
     "apiVersion": KAIWO,
@@ -287,7 +289,7 @@ QUEUE_CONFIG: JsonDict = {
 }
 
 KAIWO_CONFIG: JsonDict = {
-    "apiVersion": "config.kaiwo.silogen.ai/v1alpha1",
+    "apiVersion": KAIWO_CONFIG_API,
     "kind": "KaiwoConfig",
     "metadata": {"name": "kaiwo"},
     "spec": {

@@ -15,11 +15,10 @@ from pydantic import Field
 from kaiwo.api.base import CrdInfo, KaiwoModel, PrinterColumn
 from kaiwo.api.config import GpuAggregationPolicy, GpuPreemptionPolicy
 from kaiwo.api.core import Condition, ObjectMeta, conditions_field
+from kaiwo.api.groups import KAIWO_API, KAIWO_GROUP, VERSION, KaiwoApiVersion
 from kaiwo.api.types import Duration, Time
 
-GROUP = "kaiwo.silogen.ai"
-VERSION = "v1alpha1"
-API_VERSION: Final = "kaiwo.silogen.ai/v1alpha1"
+API_VERSION: Final = KAIWO_API
 KIND: Final = "GpuWorkload"
 
 Percent = Annotated[float, Field(ge=0, le=100)]
@@ -122,7 +121,7 @@ class GpuWorkload(KaiwoModel):
     preempt, because it opted in with `kaiwo.silogen.ai/gpu-preemption.*` annotations. Created and updated by
     Kaiwo; kept after the workload is gone, as a record."""
 
-    api_version: Literal["kaiwo.silogen.ai/v1alpha1"] = API_VERSION
+    api_version: KaiwoApiVersion = API_VERSION
     kind: Literal["GpuWorkload"] = KIND
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: GpuWorkloadSpec = Field(description="The tracked workload and its settings.")
@@ -131,7 +130,7 @@ class GpuWorkload(KaiwoModel):
 
 CRD = CrdInfo(
     model=GpuWorkload,
-    group=GROUP,
+    group=KAIWO_GROUP,
     version=VERSION,
     kind=KIND,
     plural="gpuworkloads",

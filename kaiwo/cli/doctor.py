@@ -25,6 +25,7 @@ import yaml
 
 from kaiwo.api import crds
 from kaiwo.api import labels as L
+from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.cli import explain, kueueinfo
 from kaiwo.cli.inspect import DocFormat, optional_list, readable
 from kaiwo.cli.render import quantity, table
@@ -33,7 +34,6 @@ from kaiwo.runtime.client import Client
 
 Obj = dict[str, Any]
 CRD_API = "apiextensions.k8s.io/v1"
-API = "kaiwo.silogen.ai/v1alpha1"
 LEASE_NAME = "83fc2279.silogen.ai"  # kaiwo.manager.LEASE_NAME (not imported: it pulls in the whole operator)
 # Kueue's integrations Kaiwo's children need: Jobs, the pods of Deployments, RayJobs, RayClusters (RayServices),
 # AppWrappers.

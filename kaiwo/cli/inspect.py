@@ -11,7 +11,8 @@ import typer
 import yaml
 
 from kaiwo.api import labels as L
-from kaiwo.api.config import API_VERSION as KAIWO_CONFIG_API
+from kaiwo.api.groups import KAIWO_API as API
+from kaiwo.api.groups import KAIWO_CONFIG_API
 from kaiwo.cli import explain, gpuview, kueueinfo, render, userconfig
 from kaiwo.cli.errors import USAGE, CliError
 from kaiwo.cli.lookup import get_workload, pods_of
@@ -22,7 +23,6 @@ from kaiwo.translate import kueuestate
 from kaiwo.translate.meta import sanitize_user
 
 Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
 KUEUE = "kueue.x-k8s.io/v1beta1"
 CHILD_KINDS = (
     ("batch/v1", "Job"),

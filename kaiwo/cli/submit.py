@@ -13,6 +13,7 @@ import orjson
 import typer
 import yaml
 
+from kaiwo.api.groups import KAIWO_API
 from kaiwo.cli import userconfig
 from kaiwo.cli.errors import USAGE, CliError
 from kaiwo.cli.manifests import Defaults, choose_defaults, fill, is_workload, load_documents, place
@@ -130,7 +131,7 @@ async def wait_for(out: Output, client: Client, objs: list[Obj], timeout: float)
         while pending:
             for key, generation in list(pending.items()):
                 kind, ns, name = key
-                obj = await client.get_or_none("kaiwo.silogen.ai/v1alpha1", kind, name, ns)
+                obj = await client.get_or_none(KAIWO_API, kind, name, ns)
                 label = f"{workload_type({'kind': kind})}/{name}"
                 if obj is None:
                     raise CliError(f"{label} was deleted while waiting", "")

@@ -41,6 +41,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import Counter
 
+from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import settings
 from kaiwo.gpumetrics import reclaim
 from kaiwo.gpumetrics.config import EnvDefaults, GpuFeatures
@@ -57,7 +58,6 @@ from kaiwo.translate.queueconfig import KUEUE_API
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
 KIND = "GpuWorkload"
 FIELD_MANAGER = "kaiwo-gpuworkload"
 MAX_DEPTH = 10

@@ -37,6 +37,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kaiwo.api.common import WorkloadStatus
+from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import workload
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.controller import Request, Result
@@ -48,7 +49,6 @@ from kaiwo.translate.preemption import requested_gpus
 from kaiwo.translate.queueconfig import KUEUE_API
 
 Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
 STATUSES = tuple(s.value or "NEW" for s in WorkloadStatus)  # NEW is "" in the API: no status written yet
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from kaiwo.api import crds
 from kaiwo.api import queueconfig as api_queueconfig
+from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.api.schema import apply_defaults
 from kaiwo.controllers import settings
 from kaiwo.controllers.kueue import served_api as served_kueue_api
@@ -44,7 +45,6 @@ from kaiwo.translate import kueuestate, nodepools, queueconfig
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
 KIND = "KaiwoQueueConfig"
 NAME = "kaiwo"
 FIELD_MANAGER = "kaiwo-queueconfig"

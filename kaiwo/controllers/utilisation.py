@@ -36,6 +36,7 @@ from prometheus_client import Counter
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import settings
 from kaiwo.gpumetrics.reader import GpuSample, MetricsError, PodUtilization, Source, by_pod, read
 from kaiwo.runtime.apply import Applier
@@ -50,7 +51,6 @@ from kaiwo.translate.preemption import epoch, go_duration
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
 KINDS = ("KaiwoJob", "KaiwoService")
 RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 CONDITION = "ResourceUnderutilization"

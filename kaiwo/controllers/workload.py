@@ -40,6 +40,7 @@ from typing import Any
 from opentelemetry import trace
 
 from kaiwo.api.config import KaiwoConfigSpec
+from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import kueue, settings
 from kaiwo.runtime.apply import Applier, Expectations, desired_hash
 from kaiwo.runtime.client import ApiError, Client
@@ -56,7 +57,6 @@ from kaiwo.translate.workload import Children, Facts, desired_children
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
 RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 NAME_LABEL = "kaiwo.silogen.ai/name"
 KAIWO_KINDS = ("KaiwoJob", "KaiwoService")
