@@ -31,8 +31,8 @@ from kaiwo.cli.inspect import DocFormat, optional_list, readable
 from kaiwo.cli.render import quantity, table
 from kaiwo.cli.session import ContextOpt, KubeconfigOpt, Target, output, run
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 CRD_API = "apiextensions.k8s.io/v1"
 LEASE_NAME = "83fc2279.silogen.ai"  # kaiwo.manager.LEASE_NAME (not imported: it pulls in the whole operator)
 # Kueue's integrations Kaiwo's children need: Jobs, the pods of Deployments, RayJobs, RayClusters (RayServices),

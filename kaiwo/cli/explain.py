@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kaiwo.cli.render import quantity
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import kueuestate
 
-Obj = dict[str, Any]
 KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"
 GPU_KEYS = ("amd.com/gpu", "nvidia.com/gpu")
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 from kaiwo.cli.render import human_duration, parse_time
-
-Obj = dict[str, Any]
+from kaiwo.runtime.objects import Obj
 
 
 def _since(stamp: str | None, now: dt.datetime) -> str:

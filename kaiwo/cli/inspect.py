@@ -19,10 +19,10 @@ from kaiwo.cli.lookup import get_workload, pods_of
 from kaiwo.cli.refs import WorkloadRef, parse_ref
 from kaiwo.cli.session import ContextOpt, KubeconfigOpt, NamespaceOpt, Target, handled, output, run
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import kueuestate
 from kaiwo.translate.meta import sanitize_user
 
-Obj = dict[str, Any]
 KUEUE = "kueue.x-k8s.io/v1beta1"
 CHILD_KINDS = (
     ("batch/v1", "Job"),

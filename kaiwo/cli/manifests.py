@@ -16,9 +16,9 @@ import yaml
 from kaiwo.api import labels as L
 from kaiwo.api.groups import KAIWO_API
 from kaiwo.cli.errors import CliError
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate.meta import sanitize_user
 
-Obj = dict[str, Any]
 WORKLOAD_KINDS = ("KaiwoJob", "KaiwoService")
 
 

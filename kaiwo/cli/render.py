@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kaiwo.api import labels as L
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import kueuestate
 
-Obj = dict[str, Any]
 GPU_KEYS = ("amd.com/gpu", "nvidia.com/gpu")
 
 

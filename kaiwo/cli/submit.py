@@ -21,8 +21,8 @@ from kaiwo.cli.refs import qualified_name
 from kaiwo.cli.render import conditions_problem, phase, workload_type
 from kaiwo.cli.session import ContextOpt, KubeconfigOpt, NamespaceOpt, Output, Target, handled, output, run
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 FIELD_MANAGER = "kaiwo-cli"
 DONE = {"job": {"COMPLETE"}, "service": {"RUNNING"}}
 BAD = {"FAILED", "ERROR", "TERMINATED"}

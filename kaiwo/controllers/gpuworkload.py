@@ -52,12 +52,12 @@ from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.leader import LeaderElectionConfig, LeaderElector, identity_from_env
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import status as st
 from kaiwo.translate.preemption import epoch
 from kaiwo.translate.queueconfig import KUEUE_API
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 KIND = "GpuWorkload"
 FIELD_MANAGER = "kaiwo-gpuworkload"
 MAX_DEPTH = 10

@@ -43,12 +43,12 @@ from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.controller import Request, Result
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import kueuestate
 from kaiwo.translate.nodepools import NODEPOOL_LABEL
 from kaiwo.translate.preemption import requested_gpus
 from kaiwo.translate.queueconfig import KUEUE_API
 
-Obj = dict[str, Any]
 STATUSES = tuple(s.value or "NEW" for s in WorkloadStatus)  # NEW is "" in the API: no status written yet
 
 

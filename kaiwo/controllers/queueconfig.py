@@ -41,10 +41,10 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import kueuestate, nodepools, queueconfig
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 KIND = "KaiwoQueueConfig"
 NAME = "kaiwo"
 FIELD_MANAGER = "kaiwo-queueconfig"

@@ -29,7 +29,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from prometheus_client import Counter
@@ -45,12 +44,11 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import condition
+from kaiwo.runtime.objects import Obj, condition
 from kaiwo.translate import status as st
 from kaiwo.translate.preemption import epoch, go_duration
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 KINDS = ("KaiwoJob", "KaiwoService")
 RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 CONDITION = "ResourceUnderutilization"

@@ -48,6 +48,7 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import gpus, nodepools, storage
 from kaiwo.translate import preemption as pre
 from kaiwo.translate import status as st
@@ -56,7 +57,6 @@ from kaiwo.translate.queueconfig import KUEUE_API
 from kaiwo.translate.workload import Children, Facts, desired_children
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 NAME_LABEL = "kaiwo.silogen.ai/name"
 KAIWO_KINDS = ("KaiwoJob", "KaiwoService")

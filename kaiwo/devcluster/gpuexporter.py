@@ -36,10 +36,10 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from kaiwo.gpumetrics.reader import AMD_METRIC, NVIDIA_METRIC
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.informer import ApiListerWatcher, Informer
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate.preemption import go_duration
 
 log = logging.getLogger("kaiwo.devcluster.gpuexporter")
-Obj = dict[str, Any]
 UTILIZATION_ANNOTATION = "kwok.kaiwo.dev/gpu-utilization"
 BUSY = 100.0
 VENDOR_RESOURCES = {"amd": "amd.com/gpu", "nvidia": "nvidia.com/gpu"}

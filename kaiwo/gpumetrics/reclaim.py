@@ -25,10 +25,10 @@ from typing import Any
 
 from kaiwo.api.config import KaiwoGpuPreemptionConfig
 from kaiwo.gpumetrics.config import EnvDefaults
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import quantity
 from kaiwo.translate.preemption import epoch, go_duration
 
-Obj = dict[str, Any]
 PREFIX = "kaiwo.silogen.ai/gpu-preemption."
 GPU_RESOURCES = ("amd.com/gpu", "nvidia.com/gpu")
 DEFAULT_THRESHOLD = 5.0

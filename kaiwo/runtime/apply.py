@@ -22,13 +22,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 DEFAULT_HASH_ANNOTATION = "kaiwo.silogen.ai/desired-hash"
 MAX_REMEMBERED_WRITES = 10_000  # status writes the cache has not shown yet; older entries are dropped first
 StatusDiffers = Callable[[Obj, Obj], bool]

@@ -17,12 +17,11 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
 
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.objects import Obj
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 CACHE_SIZE = 4096  # remembered distinct events (client-go: 4096)
 BURST, REFILL_SECONDS = 25, 300.0  # per involved object (client-go's spam filter defaults)
 

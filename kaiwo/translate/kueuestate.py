@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-Obj = dict[str, Any]
+from kaiwo.runtime.objects import Obj
+
 ACTIVE_KINDS = ("ClusterQueue", "LocalQueue")  # kinds whose status carries Kueue's Active condition
 MAX_NAMED = 5  # holders named in a message; the rest are counted
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
-Obj = dict[str, Any]
+from kaiwo.runtime.objects import Obj
+
 TERMINAL = frozenset({"COMPLETE", "FAILED", "TERMINATED"})
 KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"  # scheduling gate on pods Kueue has not admitted yet
 # Until Kueue says more (a QuotaReserved message such as "couldn't assign flavors"), one message for every step
