@@ -30,6 +30,7 @@ from kaiwo.cli import explain, kueueinfo
 from kaiwo.cli.inspect import DocFormat, optional_list, readable
 from kaiwo.cli.render import quantity, table
 from kaiwo.cli.session import ContextOpt, KubeconfigOpt, Target, output, run
+from kaiwo.runtime import timestamps
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.objects import Obj
 
@@ -185,7 +186,7 @@ async def check_namespaces(client: Client, kueue_config: Obj | None) -> list[Che
 
 
 def _parse_time(ts: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+    return timestamps.parse(ts) if ts else None
 
 
 async def check_operator(client: Client, namespace: str) -> list[Check]:

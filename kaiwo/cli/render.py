@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kaiwo.api import labels as L
+from kaiwo.runtime import timestamps
 from kaiwo.runtime.objects import Obj
 from kaiwo.translate import kueuestate
 
@@ -24,7 +25,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def parse_time(ts: str | None) -> dt.datetime | None:
     if not ts:
         return None
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return timestamps.parse(ts)
 
 
 def human_duration(seconds: float) -> str:

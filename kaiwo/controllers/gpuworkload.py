@@ -31,7 +31,6 @@ Settings of each record: its spec (from the annotations) -> KaiwoConfig ``gpuPre
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -53,8 +52,8 @@ from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.leader import LeaderElectionConfig, LeaderElector, identity_from_env
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.timestamps import epoch, rfc3339
 from kaiwo.translate import status as st
-from kaiwo.translate.preemption import epoch
 from kaiwo.translate.queueconfig import KUEUE_API
 
 log = logging.getLogger(__name__)
@@ -85,10 +84,6 @@ OWNER_KINDS = {
     "RayService": "ray.io/v1",
     "AppWrapper": "workload.codeflare.dev/v1beta2",
 }
-
-
-def _rfc3339(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def record_name(kind: str, name: str, uid: str) -> str:
@@ -321,7 +316,7 @@ class Records:
         old: Obj = record.get("status") or {}
         phase = old.get("phase") or ""
         now = self.wall()
-        stamp = _rfc3339(now)
+        stamp = rfc3339(now)
         if phase == "Preempting":
             return await self._preempt(record, old, s, stamp)
         if phase in TERMINAL:
@@ -374,7 +369,7 @@ class Records:
 
     def _observe(self, record: Obj, old: Obj, pods: list[Obj], s: reclaim.Settings, now: float) -> Obj:
         ns = record["metadata"]["namespace"]
-        stamp = _rfc3339(now)
+        stamp = rfc3339(now)
         previous = {tp["podName"]: tp.get("gpuMetrics") or [] for tp in old.get("trackedPods") or []}
         tracked, changed = [], False
         for p in pods:
@@ -580,7 +575,7 @@ class Evaluator:
             status = {
                 **(record.get("status") or {}),
                 "phase": "Preempting",
-                "preemptedAt": _rfc3339(now),
+                "preemptedAt": rfc3339(now),
                 "preemptionReason": d.reason,
             }
             if d.preempted_for:

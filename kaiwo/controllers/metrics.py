@@ -26,7 +26,6 @@ runtime's controller-runtime metrics):
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ from kaiwo.runtime.controller import Request, Result
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.timestamps import epoch
 from kaiwo.translate import kueuestate
 from kaiwo.translate.nodepools import NODEPOOL_LABEL
 from kaiwo.translate.preemption import requested_gpus
@@ -52,9 +52,10 @@ from kaiwo.translate.queueconfig import KUEUE_API
 STATUSES = tuple(s.value or "NEW" for s in WorkloadStatus)  # NEW is "" in the API: no status written yet
 
 
-def _created(obj: Obj) -> float:
+def _age(obj: Obj, now: float) -> float:
+    """Seconds since ``obj`` was created (0 when the apiserver has not stamped it)."""
     stamp = obj["metadata"].get("creationTimestamp")
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else time.time()
+    return now - epoch(stamp) if stamp else 0.0
 
 
 class KaiwoCollector(Collector):
@@ -85,7 +86,7 @@ class KaiwoCollector(Collector):
                 n[status] = n.get(status, 0) + 1
                 g[status] = g.get(status, 0) + requested_gpus(obj)
                 if status == WorkloadStatus.PENDING:
-                    oldest = max(oldest, now - _created(obj))
+                    oldest = max(oldest, _age(obj, now))
             for status in n:
                 count.add_metric([kind, status], n[status])
                 gpus.add_metric([kind, status], g[status])
@@ -188,7 +189,7 @@ class AdminCollector(Collector):
             for obj in informer.objects():
                 if (obj.get("status") or {}).get("status") == WorkloadStatus.PENDING:
                     queue = (obj.get("spec") or {}).get("clusterQueue") or self.default_queue()
-                    ages[queue] = max(ages.get(queue, 0.0), now - _created(obj))
+                    ages[queue] = max(ages.get(queue, 0.0), _age(obj, now))
         for queue, age in sorted(ages.items()):
             oldest.add_metric([queue], age)
         yield from (cq_metric, active, lq_metric, oldest)

@@ -24,7 +24,6 @@ counted in ``kaiwo_gpu_metrics_read_errors_total``. Workloads without samples ke
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -45,8 +44,9 @@ from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import Obj, condition
+from kaiwo.runtime.timestamps import epoch, rfc3339
 from kaiwo.translate import status as st
-from kaiwo.translate.preemption import epoch, go_duration
+from kaiwo.translate.preemption import go_duration
 
 log = logging.getLogger(__name__)
 KINDS = ("KaiwoJob", "KaiwoService")
@@ -83,10 +83,6 @@ def termination_due(cond: Obj | None, after: float, now: float) -> bool:
     if not cond or cond.get("status") != "True" or not cond.get("lastTransitionTime"):
         return False
     return now - epoch(cond["lastTransitionTime"]) >= after
-
-
-def _rfc3339(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def with_condition(old: Obj, cond: Obj, now: str, phase: str | None = None) -> Obj:
@@ -220,14 +216,14 @@ class UtilisationMonitor:
             old = parse_node_figure((live["metadata"].get("annotations") or {}).get(NODE_ANNOTATION))
             if old is not None and abs(old[0] - value) < NODE_STEP and now - old[1] < NODE_REFRESH:
                 continue
-            figure = f"{value:g}@{_rfc3339(now)}"
+            figure = f"{value:g}@{rfc3339(now)}"
             await self.client.patch("v1", "Node", node, {"metadata": {"annotations": {NODE_ANNOTATION: figure}}})
 
     async def _publish(self, cr: Obj, verdict: Assessment, terminate_after: float | None, now: float) -> None:
         old = cr.get("status") or {}
         prev = condition(cr, CONDITION)
         uid = cr["metadata"]["uid"]
-        stamp = _rfc3339(now)
+        stamp = rfc3339(now)
         cond = st.condition(
             CONDITION, verdict.low, "GpuUtilizationLow" if verdict.low else "GpuUtilizationNormal", verdict.message
         )

@@ -30,7 +30,6 @@ Per reconcile of a workload:
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -49,6 +48,8 @@ from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.timestamps import epoch as timestamp_epoch
+from kaiwo.runtime.timestamps import rfc3339
 from kaiwo.translate import gpus, nodepools, storage
 from kaiwo.translate import preemption as pre
 from kaiwo.translate import status as st
@@ -130,10 +131,6 @@ class Caches:
     local_queues: Informer | None
     kaiwo_workloads: tuple[Informer, ...] = ()  # KaiwoJobs and KaiwoServices: where GPU demand is looked for
     ray_services: Informer | None = None  # RayServices the AppWrapper controller made (KaiwoService only)
-
-
-def _rfc3339(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class WorkloadReconciler:
@@ -524,7 +521,7 @@ class WorkloadReconciler:
         and same-queue, same-vendor GPU demand has waited long enough. Returns (phase, seconds until a recheck)."""
         now = self.wall()
         start = (cr.get("status") or {}).get("startTime")
-        p = pre.preemptability(pre.epoch(start) if start else now, cr["spec"]["duration"], now)
+        p = pre.preemptability(timestamp_epoch(start) if start else now, cr["spec"]["duration"], now)
         conditions.append(p.condition)
         if not p.expired:
             return "RUNNING", p.seconds_left
@@ -548,7 +545,7 @@ class WorkloadReconciler:
         old = cr.get("status") or {}
         epoch = self.wall()
         new = st.next_status(
-            old, phase, conditions, now=_rfc3339(epoch), now_epoch=epoch, generation=cr["metadata"].get("generation", 0)
+            old, phase, conditions, now=rfc3339(epoch), now_epoch=epoch, generation=cr["metadata"].get("generation", 0)
         )
         if await self.applier.write_status(cr, new, st.differs) is None:
             return  # nothing changed, or the cache has not shown our identical last write yet

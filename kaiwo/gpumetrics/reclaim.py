@@ -26,8 +26,9 @@ from typing import Any
 from kaiwo.api.config import KaiwoGpuPreemptionConfig
 from kaiwo.gpumetrics.config import EnvDefaults
 from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.timestamps import epoch
 from kaiwo.translate import quantity
-from kaiwo.translate.preemption import epoch, go_duration
+from kaiwo.translate.preemption import go_duration
 
 PREFIX = "kaiwo.silogen.ai/gpu-preemption."
 GPU_RESOURCES = ("amd.com/gpu", "nvidia.com/gpu")

@@ -12,12 +12,12 @@ Pure: callers pass the objects they read and ``now`` (epoch seconds); nothing he
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.timestamps import epoch
 
 DEFAULT_VENDOR = "amd"
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -37,10 +37,6 @@ def go_duration(text: str) -> float:
     if pos != len(text) or not text:
         raise ValueError(f"{text!r} is not a Go duration (e.g. 90s, 5m, 1h30m)")
     return total
-
-
-def epoch(timestamp: str) -> float:
-    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ COMPLETE | FAILED, ERROR (recoverable), TERMINATING -> TERMINATED.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.timestamps import epoch
 
 TERMINAL = frozenset({"COMPLETE", "FAILED", "TERMINATED"})
 KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"  # scheduling gate on pods Kueue has not admitted yet
@@ -216,10 +216,6 @@ def rayjob_condition(phase: Phase) -> Obj | None:
     return condition("RayJobFinished", True, phase.reason, phase.message)
 
 
-def _epoch(ts: str) -> float:
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-
-
 def next_status(old: Obj, phase: str, conditions: list[Obj], *, now: str, now_epoch: float, generation: int) -> Obj:
     """The new status: merged conditions (transition times kept when unchanged), start/completion times,
     duration and observedGeneration."""
@@ -239,14 +235,14 @@ def next_status(old: Obj, phase: str, conditions: list[Obj], *, now: str, now_ep
         start = now
     if start:
         status["startTime"] = start
-        status["duration"] = max(0, int(now_epoch - _epoch(start)))
+        status["duration"] = max(0, int(now_epoch - epoch(start)))
     completion = old.get("completionTime")
     if phase in TERMINAL and not completion:
         completion = now
     if completion:
         status["completionTime"] = completion
         if start:
-            status["duration"] = max(0, int(_epoch(completion) - _epoch(start)))
+            status["duration"] = max(0, int(epoch(completion) - epoch(start)))
     return status
 
 
