@@ -143,7 +143,7 @@ class Discovery:
         self.records = records
         self.wall = wall
         self.kind = kind
-        self.events = EventRecorder(client, FIELD_MANAGER)
+        self.events = EventRecorder(client, FIELD_MANAGER, wall=wall)
 
     def _start(self, req: Request) -> tuple[Obj | None, dict[str, int]]:
         if self.kind == "Pod":
@@ -271,7 +271,7 @@ class Records:
         self.shared = shared
         self.env = env
         self.wall = wall
-        self.events = EventRecorder(client, FIELD_MANAGER)
+        self.events = EventRecorder(client, FIELD_MANAGER, wall=wall)
         self.evaluator: Controller | None = None
 
     def settings_of(self, record: Obj) -> reclaim.Settings:
@@ -487,11 +487,11 @@ class Evaluator:
         self.caches = caches
         self.shared = shared
         self.records = records
-        self.elector = LeaderElector(client, lease)
+        self.elector = LeaderElector(client, lease, wall=wall)
         self.renewed = -1e9  # monotonic time of the last successful renewal
         self.interval = interval
         self.wall = wall
-        self.events = EventRecorder(client, FIELD_MANAGER)
+        self.events = EventRecorder(client, FIELD_MANAGER, wall=wall)
 
     def demands(self) -> list[reclaim.Demand]:
         out: list[reclaim.Demand] = []
@@ -548,7 +548,7 @@ class Evaluator:
     async def holds_lease(self) -> bool:
         """Renew the Lease only when a third of its duration has passed since the last renewal (an evaluation
         triggered by every change must not write the Lease every time)."""
-        now = time.monotonic()
+        now = self.elector.clock.now()
         if now - self.renewed < self.elector.config.lease_duration / 3:
             return True
         if await self.elector.try_acquire_or_renew():

@@ -157,7 +157,7 @@ class UtilisationMonitor:
         self.pods = pods
         self.wall = wall
         self.applier = Applier(client, FIELD_MANAGER)
-        self.events = EventRecorder(client, FIELD_MANAGER)
+        self.events = EventRecorder(client, FIELD_MANAGER, wall=wall)
         self.collector = UtilisationCollector()
         self.read_errors = Counter(
             "kaiwo_gpu_metrics_read_errors", "Failed reads of the GPU metrics endpoints", ["reader"], registry=registry

@@ -150,7 +150,7 @@ class WorkloadReconciler:
         self.caches = caches
         self.wall = wall  # wall-clock epoch seconds: status times and duration deadlines are wall-clock
         self.applier = Applier(client, field_manager)
-        self.events = EventRecorder(client, field_manager)
+        self.events = EventRecorder(client, field_manager, wall=wall)
         # LocalQueues created but not yet in the cache: concurrent reconciles in one namespace create it once.
         self.queue_creates = Expectations(ttl=30.0)
         self._spec_events: dict[str, tuple[int, str]] = {}  # uid -> (generation, reason) of the last SpecNotApplied

@@ -12,14 +12,16 @@ drops floods, as client-go's spam filter does.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.clock import Clock, RealClock
 from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.timestamps import rfc3339, rfc3339_micro
 
 log = logging.getLogger(__name__)
 CACHE_SIZE = 4096  # remembered distinct events (client-go: 4096)
@@ -39,20 +41,20 @@ class _Bucket:
     at: float
 
 
-def _now(micro: bool = False) -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
-
-
 class EventRecorder:
-    def __init__(self, client: Client, component: str) -> None:
+    def __init__(
+        self, client: Client, component: str, *, clock: Clock | None = None, wall: Callable[[], float] = time.time
+    ) -> None:
         self.client = client
         self.component = component
+        self.clock: Clock = clock or RealClock()  # refills the spam filter's buckets
+        self.wall = wall  # wall-clock epoch seconds: the Events' timestamps
         self._seen: OrderedDict[tuple[str, ...], _Seen] = OrderedDict()
         self._buckets: dict[str, _Bucket] = {}
         self.dropped = 0  # events the spam filter dropped (observability and tests)
 
     def _allow(self, uid: str) -> bool:
-        now = time.monotonic()
+        now = self.clock.now()
         b = self._buckets.get(uid) or _Bucket(float(BURST), now)
         b.tokens = min(float(BURST), b.tokens + (now - b.at) / REFILL_SECONDS)
         b.at = now
@@ -91,7 +93,7 @@ class EventRecorder:
 
     async def _repeat(self, seen: _Seen) -> bool:
         """Count one more occurrence on the existing Event; False if it is gone (Events expire after an hour)."""
-        count = seen.count + 1
+        count, now = seen.count + 1, self.wall()
         try:
             await self.client.patch(
                 "v1",
@@ -99,8 +101,8 @@ class EventRecorder:
                 seen.name,
                 {
                     "count": count,
-                    "lastTimestamp": _now(),
-                    "series": {"count": count, "lastObservedTime": _now(micro=True)},
+                    "lastTimestamp": rfc3339(now),
+                    "series": {"count": count, "lastObservedTime": rfc3339_micro(now)},
                 },
                 seen.namespace,
             )
@@ -113,7 +115,7 @@ class EventRecorder:
 
     def _event(self, obj: Obj, reason: str, message: str, kind: str) -> Obj:
         meta = obj["metadata"]
-        now = _now()
+        now = rfc3339(self.wall())
         return {
             "apiVersion": "v1",
             "kind": "Event",
