@@ -32,7 +32,7 @@ from kaiwo.cli.render import quantity, table
 from kaiwo.cli.session import ContextOpt, KubeconfigOpt, Target, output, run
 from kaiwo.runtime import timestamps
 from kaiwo.runtime.client import Client
-from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.objects import Obj, status_condition
 
 CRD_API = "apiextensions.k8s.io/v1"
 LEASE_NAME = "83fc2279.silogen.ai"  # kaiwo.manager.LEASE_NAME (not imported: it pulls in the whole operator)
@@ -259,7 +259,7 @@ async def check_queue_config(client: Client) -> list[Check]:
             )
         ]
     st = cfg.get("status") or {}
-    cond: Obj = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
+    cond = status_condition(st, "Ready") or {}
     if st.get("status") != "READY":
         return [
             Check(

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kaiwo.cli.render import quantity
-from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.objects import Obj, condition, has_condition
 from kaiwo.translate import kueuestate
 
 KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"
@@ -30,14 +30,6 @@ class Finding:
 
     def as_dict(self) -> Obj:
         return asdict(self)
-
-
-def condition(obj: Obj | None, ctype: str) -> Obj | None:
-    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
-
-
-def is_true(obj: Obj | None, ctype: str) -> bool:
-    return (condition(obj, ctype) or {}).get("status") == "True"
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
@@ -139,7 +131,7 @@ def workload_findings(wl: Obj) -> list[Finding]:
         )
     elif evicted and evicted.get("status") == "True":
         found.append(Finding("warning", subject, f"evicted ({evicted.get('reason')}): {evicted.get('message', '')}"))
-    if is_true(wl, "Finished") or is_true(wl, "Admitted"):
+    if has_condition(wl, "Finished") or has_condition(wl, "Admitted"):
         return found
     reserved = condition(wl, "QuotaReserved")
     reason = (reserved or {}).get("reason") or "Pending"
@@ -211,9 +203,9 @@ def child_findings(child: Obj, events: Sequence[Obj]) -> list[Finding]:
             )
         ]
     if kind == "Job" and name.endswith("-download"):
-        if is_true(child, "Complete"):
+        if has_condition(child, "Complete"):
             return [Finding("info", subject, "download complete")]
-        if is_true(child, "Failed"):
+        if has_condition(child, "Failed"):
             failed = condition(child, "Failed") or {}
             return [
                 Finding(

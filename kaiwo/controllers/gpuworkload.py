@@ -51,7 +51,7 @@ from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.leader import LeaderElectionConfig, LeaderElector, identity_from_env
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.objects import Obj, merge_condition, status_condition
 from kaiwo.runtime.timestamps import epoch, rfc3339
 from kaiwo.translate import status as st
 from kaiwo.translate.queueconfig import KUEUE_API
@@ -224,19 +224,6 @@ class Discovery:
         return None
 
 
-def _cond(status: Obj, ctype: str) -> Obj | None:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == ctype), None)
-
-
-def _set_cond(status: Obj, cond: Obj, now: str) -> None:
-    prev = _cond(status, cond["type"])
-    same = prev is not None and prev.get("status") == cond["status"] and prev.get("lastTransitionTime")
-    new = {**cond, "lastTransitionTime": prev["lastTransitionTime"] if same and prev else now}
-    status["conditions"] = sorted(
-        [c for c in status.get("conditions") or [] if c.get("type") != cond["type"]] + [new], key=lambda c: c["type"]
-    )
-
-
 async def write_status(client: Client, record: Obj, status: Obj) -> Obj | None:
     """Patch ``record``'s status to ``status`` unless equal; the patch carries the cached resourceVersion, so a
     write based on a stale cache (the evaluator and the reconcile both write) fails with a conflict instead of
@@ -404,8 +391,9 @@ class Records:
             new["ownerChain"] = chain
         if phase == "Idle":
             new["idleSince"] = old.get("idleSince") or stamp
-        if phase == "Active" and _cond(new, "PreemptionFailed"):
-            _set_cond(new, st.condition("PreemptionFailed", False, "Active", "the workload became active again"), stamp)
+        if phase == "Active" and status_condition(new, "PreemptionFailed"):
+            back = st.condition("PreemptionFailed", False, "Active", "the workload became active again")
+            new["conditions"] = merge_condition(new.get("conditions") or [], back, stamp)
         return new
 
     async def _preempt(self, record: Obj, old: Obj, s: reclaim.Settings, stamp: str) -> Result | None:
@@ -418,7 +406,8 @@ class Records:
                 raise
             new = {**old, "phase": "Idle"}
             message = f"may not delete {ref['kind']}/{ref['name']}: {e.message}"
-            _set_cond(new, st.condition("PreemptionFailed", True, "Forbidden", message), stamp)
+            forbidden = st.condition("PreemptionFailed", True, "Forbidden", message)
+            new["conditions"] = merge_condition(new.get("conditions") or [], forbidden, stamp)
             if await write_status(self.client, record, new) is not None:
                 await self.events.emit(record, "PreemptionFailed", message, warning=True)
             return None
@@ -515,7 +504,7 @@ class Evaluator:
             phase = status.get("phase")
             if phase not in ("Idle", "Preempting"):
                 continue
-            if phase == "Idle" and (_cond(status, "PreemptionFailed") or {}).get("status") == "True":
+            if phase == "Idle" and (status_condition(status, "PreemptionFailed") or {}).get("status") == "True":
                 continue  # it cannot be deleted; it is picked again once it has been Active
             resources = record["spec"].get("gpuResources") or {}
             if not resources:

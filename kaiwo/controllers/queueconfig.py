@@ -42,7 +42,7 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.objects import Obj, status_condition
 from kaiwo.runtime.timestamps import epoch, rfc3339
 from kaiwo.translate import kueuestate, nodepools, queueconfig
 
@@ -316,7 +316,7 @@ class QueueConfigReconciler:
         ok = not errors and not problems
         message = "all Kueue objects are in sync and active" if ok else " | ".join(errors + problems)[:1000]
         reason = "Synced" if ok else "SyncFailed" if errors else "KueueObjectNotReady"
-        prev = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), None)
+        prev = status_condition(old, "Ready")
         unchanged = (
             prev and prev.get("status") == str(ok) and prev.get("reason") == reason and prev.get("message") == message
         )

@@ -43,7 +43,7 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import Obj, condition
+from kaiwo.runtime.objects import Obj, condition, merge_condition
 from kaiwo.runtime.timestamps import epoch, rfc3339
 from kaiwo.translate import status as st
 from kaiwo.translate.preemption import go_duration
@@ -87,16 +87,7 @@ def termination_due(cond: Obj | None, after: float, now: float) -> bool:
 
 def with_condition(old: Obj, cond: Obj, now: str, phase: str | None = None) -> Obj:
     """``old`` status with ``cond`` set (transition time kept when its status is unchanged), optionally a new phase."""
-    conditions = [dict(c) for c in old.get("conditions") or []]
-    prev = next((c for c in conditions if c.get("type") == cond["type"]), None)
-    new = {
-        **cond,
-        "lastTransitionTime": prev["lastTransitionTime"]
-        if prev and prev.get("status") == cond["status"] and prev.get("lastTransitionTime")
-        else now,
-    }
-    conditions = [c for c in conditions if c.get("type") != cond["type"]] + [new]
-    out = {**old, "conditions": sorted(conditions, key=lambda c: c["type"])}
+    out = {**old, "conditions": merge_condition(old.get("conditions") or [], cond, now)}
     if phase is not None:
         out["status"] = phase
     return out

@@ -25,7 +25,7 @@ from typing import Any
 
 from kaiwo.api.config import KaiwoGpuPreemptionConfig
 from kaiwo.gpumetrics.config import EnvDefaults
-from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.objects import Obj, condition
 from kaiwo.runtime.timestamps import epoch
 from kaiwo.translate import quantity
 from kaiwo.translate.preemption import go_duration
@@ -136,13 +136,9 @@ def pod_gpus(pod: Obj) -> dict[str, int]:
     return gpu_requests((pod.get("spec") or {}).get("containers") or [])
 
 
-def _cond(obj: Obj | None, ctype: str) -> Obj | None:
-    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
-
-
 def quota_pending_for_gpu(workload: Obj | None, resources: Iterable[str]) -> bool:
     """A Kueue Workload whose QuotaReserved=False message names one of ``resources``."""
-    c = _cond(workload, "QuotaReserved")
+    c = condition(workload, "QuotaReserved")
     if c is None or c.get("status") != "False":
         return False
     message = (c.get("message") or "").lower()
@@ -151,7 +147,7 @@ def quota_pending_for_gpu(workload: Obj | None, resources: Iterable[str]) -> boo
 
 def unschedulable_for_gpu(pod: Obj, resources: Iterable[str]) -> bool:
     """PodScheduled=False/Unschedulable because of ``Insufficient <gpu resource>``."""
-    c = _cond(pod, "PodScheduled")
+    c = condition(pod, "PodScheduled")
     if c is None or c.get("status") != "False" or c.get("reason") != "Unschedulable":
         return False
     message = (c.get("message") or "").lower()
@@ -245,9 +241,9 @@ def workload_gpus(workload: Obj) -> dict[str, int]:
 
 def kueue_demand(workload: Obj, cluster_queue: str | None) -> list[Demand]:
     """The GPU demand of a Kueue Workload that waits for quota (none once reserved, finished or inactive)."""
-    if (_cond(workload, "QuotaReserved") or {}).get("status") == "True":
+    if (condition(workload, "QuotaReserved") or {}).get("status") == "True":
         return []
-    if _cond(workload, "Finished") or (workload.get("spec") or {}).get("active") is False or not cluster_queue:
+    if condition(workload, "Finished") or (workload.get("spec") or {}).get("active") is False or not cluster_queue:
         return []
     totals = workload_gpus(workload)
     meta = workload["metadata"]

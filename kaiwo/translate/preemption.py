@@ -16,7 +16,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kaiwo.runtime.objects import Obj
+from kaiwo.api.common import WorkloadCondition
+from kaiwo.runtime.objects import Obj, condition
 from kaiwo.runtime.timestamps import epoch
 
 DEFAULT_VENDOR = "amd"
@@ -100,9 +101,9 @@ def pending_since(cr: Obj) -> float | None:
     status = cr.get("status") or {}
     if status.get("status") != "PENDING" or requested_gpus(cr) <= 0:
         return None
-    for c in status.get("conditions") or []:
-        if c.get("type") == "Admitted" and c.get("status") == "False" and c.get("lastTransitionTime"):
-            return epoch(c["lastTransitionTime"])
+    admitted = condition(cr, WorkloadCondition.ADMITTED) or {}
+    if admitted.get("status") == "False" and admitted.get("lastTransitionTime"):
+        return epoch(admitted["lastTransitionTime"])
     created = cr["metadata"].get("creationTimestamp")
     return epoch(created) if created else None
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from kaiwo.api.common import TERMINAL as TERMINAL  # re-exported: the workload controller's st.TERMINAL
 from kaiwo.api.common import WorkloadCondition, WorkloadStatus
-from kaiwo.runtime.objects import Obj, has_condition
+from kaiwo.runtime.objects import Obj, has_condition, merge_condition
 from kaiwo.runtime.objects import condition as condition_of
 from kaiwo.runtime.timestamps import epoch
 
@@ -216,21 +216,10 @@ def rayjob_condition(phase: Phase) -> Obj | None:
 def next_status(old: Obj, phase: str, conditions: list[Obj], *, now: str, now_epoch: float, generation: int) -> Obj:
     """The new status: merged conditions (transition times kept when unchanged), start/completion times,
     duration and observedGeneration."""
-    previous = {c["type"]: c for c in old.get("conditions") or []}
-    merged = {t: dict(c) for t, c in previous.items()}
+    merged: list[Obj] = list(old.get("conditions") or [])
     for c in conditions:
-        prev = previous.get(c["type"])
-        same = prev is not None and prev.get("status") == c["status"]
-        merged[c["type"]] = {
-            **c,
-            "observedGeneration": generation,
-            "lastTransitionTime": prev["lastTransitionTime"] if same and prev else now,
-        }
-    status: Obj = {
-        "status": str(phase),
-        "conditions": [merged[t] for t in sorted(merged)],
-        "observedGeneration": generation,
-    }
+        merged = merge_condition(merged, {**c, "observedGeneration": generation}, now)
+    status: Obj = {"status": str(phase), "conditions": merged, "observedGeneration": generation}
     start = old.get("startTime")
     if phase == WorkloadStatus.RUNNING and not start:
         start = now
