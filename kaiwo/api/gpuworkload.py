@@ -38,7 +38,11 @@ class GpuWorkloadPhase(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (GpuWorkloadPhase.PREEMPTED, GpuWorkloadPhase.DELETED)
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES: Final = frozenset({GpuWorkloadPhase.PREEMPTED, GpuWorkloadPhase.DELETED})
+"""A record in these phases tracks nothing any more; it is deleted once its ``ttlAfterFinished`` has passed."""
 
 
 class WorkloadReference(KaiwoModel):

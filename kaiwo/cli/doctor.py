@@ -26,6 +26,7 @@ import yaml
 from kaiwo.api import crds
 from kaiwo.api import labels as L
 from kaiwo.api.groups import KAIWO_API as API
+from kaiwo.api.queueconfig import QueueConfigStatus
 from kaiwo.cli import explain, kueueinfo
 from kaiwo.cli.inspect import DocFormat, optional_list, readable
 from kaiwo.cli.render import quantity, table
@@ -260,7 +261,7 @@ async def check_queue_config(client: Client) -> list[Check]:
         ]
     st = cfg.get("status") or {}
     cond = status_condition(st, "Ready") or {}
-    if st.get("status") != "READY":
+    if st.get("status") != QueueConfigStatus.READY:
         return [
             Check(
                 "queues",

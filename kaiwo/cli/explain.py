@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from kaiwo.api.common import TERMINAL
 from kaiwo.cli.render import quantity
 from kaiwo.runtime.objects import Obj, condition, has_condition
 from kaiwo.translate import kueuestate
@@ -257,7 +258,7 @@ def findings(
 ) -> list[Finding]:
     """Everything that explains the workload's phase, blocking findings first."""
     phase = (obj.get("status") or {}).get("status") or ""
-    done = phase in ("COMPLETE", "FAILED", "TERMINATED")
+    done = phase in TERMINAL
     found = [] if done else namespace_findings(obj["metadata"].get("namespace", ""), namespace, kueue_selector)
     if not done:
         found += queue_findings(queue, local_queue, cluster_queue, kueue)

@@ -13,6 +13,7 @@ import orjson
 import typer
 import yaml
 
+from kaiwo.api.common import WorkloadStatus
 from kaiwo.api.groups import KAIWO_API
 from kaiwo.cli import userconfig
 from kaiwo.cli.errors import USAGE, CliError
@@ -24,8 +25,8 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.objects import Obj
 
 FIELD_MANAGER = "kaiwo-cli"
-DONE = {"job": {"COMPLETE"}, "service": {"RUNNING"}}
-BAD = {"FAILED", "ERROR", "TERMINATED"}
+DONE = {"job": {WorkloadStatus.COMPLETE}, "service": {WorkloadStatus.RUNNING}}
+BAD = {WorkloadStatus.FAILED, WorkloadStatus.ERROR, WorkloadStatus.TERMINATED}
 
 
 class DryRun(StrEnum):

@@ -40,6 +40,8 @@ from typing import Any
 import aiohttp
 from prometheus_client import Counter
 
+from kaiwo.api.gpuworkload import TERMINAL_PHASES
+from kaiwo.api.gpuworkload import GpuWorkloadPhase as GpuPhase
 from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import settings
 from kaiwo.gpumetrics import reclaim
@@ -51,7 +53,7 @@ from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.leader import LeaderElectionConfig, LeaderElector, identity_from_env
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import Obj, merge_condition, status_condition
+from kaiwo.runtime.objects import Obj, has_condition, merge_condition, status_condition
 from kaiwo.runtime.timestamps import epoch, rfc3339
 from kaiwo.translate import status as st
 from kaiwo.translate.queueconfig import KUEUE_API
@@ -64,12 +66,11 @@ EVAL_LEASE = "gpu-preemption-eval"
 EVAL_KEY = Request(None, "evaluate")
 SCRAPE_KEY = Request(None, "scrape")
 NOT_OPTED_TTL = 60.0  # seconds a pod found not opted in is not resolved again
-TERMINAL = ("Preempted", "Deleted")
-PHASE_EVENTS = {
-    "Idle": ("WorkloadIdle", False),
-    "Active": ("WorkloadActive", False),
-    "PendingGpu": ("WorkloadPendingGpu", True),
-    "PendingOther": ("WorkloadPending", False),
+PHASE_EVENTS: dict[str, tuple[str, bool]] = {  # phase -> (event reason, warning)
+    GpuPhase.IDLE: ("WorkloadIdle", False),
+    GpuPhase.ACTIVE: ("WorkloadActive", False),
+    GpuPhase.PENDING_GPU: ("WorkloadPendingGpu", True),
+    GpuPhase.PENDING_OTHER: ("WorkloadPending", False),
 }
 # Owner kinds the operator reads to find a root owner, and may delete to preempt it (the chart's RBAC).
 OWNER_KINDS = {
@@ -304,14 +305,14 @@ class Records:
         phase = old.get("phase") or ""
         now = self.wall()
         stamp = rfc3339(now)
-        if phase == "Preempting":
+        if phase == GpuPhase.PREEMPTING:
             return await self._preempt(record, old, s, stamp)
-        if phase in TERMINAL:
+        if phase in TERMINAL_PHASES:
             return await self._expire(record, old, s, now)
         ref = record["spec"]["workloadRef"]
         owner = await self.client.get_or_none(ref["apiVersion"], ref["kind"], ref["name"], req.namespace)
         if owner is None or owner["metadata"].get("uid") != ref["uid"]:
-            new = {**old, "phase": "Deleted", "finishedAt": stamp}
+            new = {**old, "phase": GpuPhase.DELETED.value, "finishedAt": stamp}
             for k in ("idleSince", "aggregatedUtilization", "trackedPods"):
                 new.pop(k, None)
             if await write_status(self.client, record, new) is not None:
@@ -350,7 +351,7 @@ class Records:
             util = new.get("aggregatedUtilization")
             detail = f" (utilisation {util}%, threshold {s.threshold:g}%)" if util is not None else ""
             await self.events.emit(record, reason, f"the workload is {new_phase}{detail}", warning=warning)
-            if self.evaluator is not None and new_phase in ("Idle", "PendingGpu", "Active"):
+            if self.evaluator is not None and new_phase in (GpuPhase.IDLE, GpuPhase.PENDING_GPU, GpuPhase.ACTIVE):
                 self.evaluator.queue.add(EVAL_KEY)
         return None
 
@@ -379,7 +380,7 @@ class Records:
             pods, self.owner_workload(record, pods), resources, old.get("phase") or "", util, s.threshold
         )
         new = {k: v for k, v in old.items() if k not in ("trackedPods", "aggregatedUtilization", "idleSince")}
-        new["phase"] = phase
+        new["phase"] = str(phase)
         if tracked:
             new["trackedPods"] = tracked
         if util is not None:
@@ -389,9 +390,9 @@ class Records:
         chain = self.shared.chains.get((ns, record["metadata"]["name"]))
         if chain:
             new["ownerChain"] = chain
-        if phase == "Idle":
+        if phase == GpuPhase.IDLE:
             new["idleSince"] = old.get("idleSince") or stamp
-        if phase == "Active" and status_condition(new, "PreemptionFailed"):
+        if phase == GpuPhase.ACTIVE and status_condition(new, "PreemptionFailed"):
             back = st.condition("PreemptionFailed", False, "Active", "the workload became active again")
             new["conditions"] = merge_condition(new.get("conditions") or [], back, stamp)
         return new
@@ -404,14 +405,14 @@ class Records:
         except ApiError as e:
             if e.status != 403:
                 raise
-            new = {**old, "phase": "Idle"}
+            new = {**old, "phase": GpuPhase.IDLE.value}
             message = f"may not delete {ref['kind']}/{ref['name']}: {e.message}"
             forbidden = st.condition("PreemptionFailed", True, "Forbidden", message)
             new["conditions"] = merge_condition(new.get("conditions") or [], forbidden, stamp)
             if await write_status(self.client, record, new) is not None:
                 await self.events.emit(record, "PreemptionFailed", message, warning=True)
             return None
-        new = {**old, "phase": "Preempted", "finishedAt": stamp}
+        new = {**old, "phase": GpuPhase.PREEMPTED.value, "finishedAt": stamp}
         new.pop("idleSince", None)
         if await write_status(self.client, record, new) is not None:
             why = old.get("preemptionReason") or "idle"
@@ -454,7 +455,7 @@ class Scraper:
         self.shared.roots = {uid: root for uid, root in self.shared.roots.items() if uid in live}
         self.shared.not_opted = {uid: t for uid, t in self.shared.not_opted.items() if uid in live}
         for record in self.caches.records.objects():
-            if ((record.get("status") or {}).get("phase") or "") not in TERMINAL:
+            if ((record.get("status") or {}).get("phase") or "") not in TERMINAL_PHASES:
                 self.records.queue.add(Request.of(record))
         return Result(requeue_after=self.source.interval)
 
@@ -502,9 +503,10 @@ class Evaluator:
         for record in self.caches.records.objects():
             status = record.get("status") or {}
             phase = status.get("phase")
-            if phase not in ("Idle", "Preempting"):
+            if phase not in (GpuPhase.IDLE, GpuPhase.PREEMPTING):
                 continue
-            if phase == "Idle" and (status_condition(status, "PreemptionFailed") or {}).get("status") == "True":
+            idle = phase == GpuPhase.IDLE
+            if idle and has_condition(record, "PreemptionFailed"):
                 continue  # it cannot be deleted; it is picked again once it has been Active
             resources = record["spec"].get("gpuResources") or {}
             if not resources:
@@ -524,12 +526,12 @@ class Evaluator:
                     key=f"{record['metadata']['namespace']}/{record['metadata']['name']}",
                     resource=resource,
                     gpus=gpus,
-                    idle_since=epoch(status["idleSince"]) if phase == "Idle" and status.get("idleSince") else None,
+                    idle_since=epoch(status["idleSince"]) if idle and status.get("idleSince") else None,
                     grace=s.grace,
                     policy=s.policy,
                     cluster_queue=admission.get("clusterQueue"),
                     nodes=nodes,
-                    preempting_for=(status.get("preemptedFor") or "Always") if phase == "Preempting" else None,
+                    preempting_for=(status.get("preemptedFor") or "Always") if phase == GpuPhase.PREEMPTING else None,
                 )
             )
         return out
@@ -563,7 +565,7 @@ class Evaluator:
                 continue
             status = {
                 **(record.get("status") or {}),
-                "phase": "Preempting",
+                "phase": GpuPhase.PREEMPTING.value,
                 "preemptedAt": rfc3339(now),
                 "preemptionReason": d.reason,
             }

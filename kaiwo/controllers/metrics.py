@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 
 from kaiwo.api.common import WorkloadStatus
 from kaiwo.api.groups import KAIWO_API as API
+from kaiwo.api.queueconfig import QueueConfigStatus
 from kaiwo.controllers import workload
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.controller import Request, Result
@@ -94,7 +95,7 @@ class KaiwoCollector(Collector):
         yield from (count, gpus, pending)
         ready = GaugeMetricFamily("kaiwo_queueconfig_ready", "1 when the KaiwoQueueConfig kaiwo is READY, else 0")
         config = self.queue_configs.get_by("kaiwo") if self.queue_configs is not None else None
-        ready.add_metric([], int(((config or {}).get("status") or {}).get("status") == "READY"))
+        ready.add_metric([], int(((config or {}).get("status") or {}).get("status") == QueueConfigStatus.READY))
         yield ready
 
 

@@ -33,6 +33,7 @@ from typing import Any
 from kaiwo.api import crds
 from kaiwo.api import queueconfig as api_queueconfig
 from kaiwo.api.groups import KAIWO_API as API
+from kaiwo.api.queueconfig import QueueConfigStatus
 from kaiwo.api.schema import apply_defaults
 from kaiwo.controllers import settings
 from kaiwo.controllers.kueue import served_api as served_kueue_api
@@ -332,7 +333,8 @@ class QueueConfigReconciler:
                 "observedGeneration": live["metadata"].get("generation", 0),
             }
         )
-        status = {"status": "READY" if ok else "FAILED", "conditions": [condition]}
+        phase = QueueConfigStatus.READY if ok else QueueConfigStatus.FAILED
+        status = {"status": phase.value, "conditions": [condition]}
         await self.applier.write_status(live, status)
         if problems and not unchanged:
             await self.events.emit(live, f"{KIND}KueueObjectNotReady", " | ".join(problems)[:1000], warning=True)

@@ -34,6 +34,7 @@ from prometheus_client import Counter
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from kaiwo.api.common import WorkloadCondition, WorkloadStatus
 from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import settings
 from kaiwo.gpumetrics.reader import GpuSample, MetricsError, PodUtilization, Source, by_pod, read
@@ -51,7 +52,7 @@ from kaiwo.translate.preemption import go_duration
 log = logging.getLogger(__name__)
 KINDS = ("KaiwoJob", "KaiwoService")
 RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
-CONDITION = "ResourceUnderutilization"
+CONDITION = WorkloadCondition.RESOURCE_UNDERUTILIZATION
 KEY = Request(None, "gpu-utilisation")
 FIELD_MANAGER = "kaiwo-resource-monitor"
 NODE_ANNOTATION = "kaiwo.silogen.ai/gpu-utilization"
@@ -85,11 +86,11 @@ def termination_due(cond: Obj | None, after: float, now: float) -> bool:
     return now - epoch(cond["lastTransitionTime"]) >= after
 
 
-def with_condition(old: Obj, cond: Obj, now: str, phase: str | None = None) -> Obj:
+def with_condition(old: Obj, cond: Obj, now: str, phase: WorkloadStatus | None = None) -> Obj:
     """``old`` status with ``cond`` set (transition time kept when its status is unchanged), optionally a new phase."""
     out = {**old, "conditions": merge_condition(old.get("conditions") or [], cond, now)}
     if phase is not None:
-        out["status"] = phase
+        out["status"] = str(phase)
     return out
 
 
@@ -178,7 +179,7 @@ class UtilisationMonitor:
                 meta = cr["metadata"]
                 if targets and meta.get("namespace") not in targets:
                     continue
-                if (cr.get("status") or {}).get("status") != "RUNNING":
+                if (cr.get("status") or {}).get("status") != WorkloadStatus.RUNNING:
                     continue
                 verdict = assess(per_workload.get(meta["uid"], []), cfg.low_utilization_threshold)
                 if verdict is None:
@@ -223,7 +224,10 @@ class UtilisationMonitor:
         if terminate:
             reason = f"GPU utilisation stayed low for at least {terminate_after:g}s: {verdict.message}"
             new = with_condition(
-                new, st.condition("WorkloadTerminatedEarly", False, "GpuUtilizationLow", reason), stamp, "TERMINATING"
+                new,
+                st.condition(WorkloadCondition.WORKLOAD_TERMINATED_EARLY, False, "GpuUtilizationLow", reason),
+                stamp,
+                WorkloadStatus.TERMINATING,
             )
         await self.applier.write_status(cr, new)
         announced = self.published.get(uid, prev.get("status") == "True" if prev else None)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaiwo.api.config import KaiwoGpuPreemptionConfig
+from kaiwo.api.gpuworkload import GpuWorkloadPhase
 from kaiwo.gpumetrics.config import EnvDefaults
 from kaiwo.runtime.objects import Obj, condition
 from kaiwo.runtime.timestamps import epoch
@@ -179,18 +180,18 @@ def phase(
     resources = list(resources)
     if not pods:
         if quota_pending_for_gpu(owner_workload, resources):
-            return "PendingGpu"
-        return current or "PendingOther"
+            return GpuWorkloadPhase.PENDING_GPU
+        return current or GpuWorkloadPhase.PENDING_OTHER
     for p in pods:
         if (p.get("status") or {}).get("phase") == "Pending" and unschedulable_for_gpu(p, resources):
-            return "PendingGpu"
+            return GpuWorkloadPhase.PENDING_GPU
     if not any((p.get("status") or {}).get("phase") == "Running" for p in pods):
         if quota_pending_for_gpu(owner_workload, resources):
-            return "PendingGpu"
-        return "PendingOther"
+            return GpuWorkloadPhase.PENDING_GPU
+        return GpuWorkloadPhase.PENDING_OTHER
     # Without samples a workload is not known to be idle, so it is not: reclaiming GPUs on no evidence (an
     # exporter that lags, or labels that do not name the pod) would stop running work.
-    return "Active" if util is None or util >= threshold else "Idle"
+    return GpuWorkloadPhase.ACTIVE if util is None or util >= threshold else GpuWorkloadPhase.IDLE
 
 
 # --- demand and victims --------------------------------------------------------------------------------------
