@@ -41,6 +41,12 @@ class GpuWorkloadPhase(StrEnum):
         return self in TERMINAL_PHASES
 
 
+class GpuWorkloadCondition(StrEnum):
+    """Condition types on a GpuWorkload."""
+
+    PREEMPTION_FAILED = "PreemptionFailed"  # the root owner may not be deleted (RBAC); not picked until Active again
+
+
 TERMINAL_PHASES: Final = frozenset({GpuWorkloadPhase.PREEMPTED, GpuWorkloadPhase.DELETED})
 """A record in these phases tracks nothing any more; it is deleted once its ``ttlAfterFinished`` has passed."""
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kaiwo.api.common import TERMINAL
+from kaiwo.api.common import TERMINAL, WorkloadCondition
 from kaiwo.cli.render import quantity
 from kaiwo.runtime.objects import Obj, condition, has_condition
 from kaiwo.translate import kueuestate
@@ -222,7 +222,7 @@ def child_findings(child: Obj, events: Sequence[Obj]) -> list[Finding]:
 
 
 def preemption_findings(obj: Obj) -> list[Finding]:
-    c = condition(obj, "Preemptable")
+    c = condition(obj, WorkloadCondition.PREEMPTABLE)
     if c and c.get("status") == "True":
         return [Finding("info", f"{obj['kind']}/{obj['metadata']['name']}", f"preemptable: {c.get('message', '')}")]
     return []
@@ -279,7 +279,7 @@ def phase_reason(obj: Obj) -> tuple[str, str]:
     phase = status.get("status") or "NEW"
     conds = status.get("conditions") or []
     bad = next((c for c in conds if c.get("status") == "False" and c.get("message")), None)
-    admitted = next((c for c in conds if c.get("type") == "Admitted" and c.get("message")), None)
+    admitted = next((c for c in conds if c.get("type") == WorkloadCondition.ADMITTED and c.get("message")), None)
     chosen = bad or admitted or next((c for c in conds if c.get("message")), None)
     return phase, (f"{chosen.get('reason', '')}: {chosen['message']}" if chosen else "")
 

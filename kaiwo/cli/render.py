@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kaiwo.api import labels as L
+from kaiwo.api.common import WorkloadCondition
 from kaiwo.runtime import timestamps
 from kaiwo.runtime.objects import Obj
 from kaiwo.translate import kueuestate
@@ -73,10 +74,14 @@ def gpus(obj: Obj) -> int:
     return int(spec.get("gpusPerReplica") or 0) * int(spec.get("replicas") or 1)
 
 
+# Conditions that inform (the workload may be preempted, it uses its GPUs little) and never explain a wait.
+INFORMATIONAL = (WorkloadCondition.PREEMPTABLE, WorkloadCondition.RESOURCE_UNDERUTILIZATION)
+
+
 def conditions_problem(obj: Obj) -> str:
     """The message of the first False condition that explains a wait or an error ("" if none)."""
     for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("status") == "False" and c.get("type") not in ("Preemptable", "ResourceUnderutilization"):
+        if c.get("status") == "False" and c.get("type") not in INFORMATIONAL:
             return f"{c.get('type')}: {c.get('message') or c.get('reason') or ''}"
     return ""
 

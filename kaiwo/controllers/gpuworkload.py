@@ -41,6 +41,7 @@ import aiohttp
 from prometheus_client import Counter
 
 from kaiwo.api.gpuworkload import TERMINAL_PHASES
+from kaiwo.api.gpuworkload import GpuWorkloadCondition as GpuCond
 from kaiwo.api.gpuworkload import GpuWorkloadPhase as GpuPhase
 from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import settings
@@ -392,8 +393,8 @@ class Records:
             new["ownerChain"] = chain
         if phase == GpuPhase.IDLE:
             new["idleSince"] = old.get("idleSince") or stamp
-        if phase == GpuPhase.ACTIVE and status_condition(new, "PreemptionFailed"):
-            back = st.condition("PreemptionFailed", False, "Active", "the workload became active again")
+        if phase == GpuPhase.ACTIVE and status_condition(new, GpuCond.PREEMPTION_FAILED):
+            back = st.condition(GpuCond.PREEMPTION_FAILED, False, "Active", "the workload became active again")
             new["conditions"] = merge_condition(new.get("conditions") or [], back, stamp)
         return new
 
@@ -407,7 +408,7 @@ class Records:
                 raise
             new = {**old, "phase": GpuPhase.IDLE.value}
             message = f"may not delete {ref['kind']}/{ref['name']}: {e.message}"
-            forbidden = st.condition("PreemptionFailed", True, "Forbidden", message)
+            forbidden = st.condition(GpuCond.PREEMPTION_FAILED, True, "Forbidden", message)
             new["conditions"] = merge_condition(new.get("conditions") or [], forbidden, stamp)
             if await write_status(self.client, record, new) is not None:
                 await self.events.emit(record, "PreemptionFailed", message, warning=True)
@@ -506,7 +507,7 @@ class Evaluator:
             if phase not in (GpuPhase.IDLE, GpuPhase.PREEMPTING):
                 continue
             idle = phase == GpuPhase.IDLE
-            if idle and has_condition(record, "PreemptionFailed"):
+            if idle and has_condition(record, GpuCond.PREEMPTION_FAILED):
                 continue  # it cannot be deleted; it is picked again once it has been Active
             resources = record["spec"].get("gpuResources") or {}
             if not resources:
