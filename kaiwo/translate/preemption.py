@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from kaiwo.api.common import WorkloadCondition, WorkloadStatus
 from kaiwo.runtime.objects import Obj, condition
-from kaiwo.runtime.timestamps import epoch
+from kaiwo.runtime.timestamps import epoch as epoch  # re-exported: tests read Kaiwo timestamps through it
 from kaiwo.translate import status as st
 
 DEFAULT_VENDOR = "amd"

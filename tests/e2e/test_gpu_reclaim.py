@@ -26,7 +26,7 @@ from kaiwo.gpumetrics.reader import Source
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import condition
-from kaiwo.runtime.timestamps import epoch as pre_epoch
+from kaiwo.translate.preemption import epoch as pre_epoch
 from tests.e2e.helpers import eventually
 from tests.e2e.test_workloads import kaiwojob, phase_is
 
