@@ -15,7 +15,7 @@ from typing import Any
 
 from kaiwo.api.common import TERMINAL, WorkloadCondition
 from kaiwo.cli.render import quantity
-from kaiwo.runtime.objects import Obj, condition, has_condition
+from kaiwo.runtime.objects import Obj, condition, has_condition, status_condition
 from kaiwo.translate import kueuestate
 
 KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"
@@ -279,7 +279,8 @@ def phase_reason(obj: Obj) -> tuple[str, str]:
     phase = status.get("status") or "NEW"
     conds = status.get("conditions") or []
     bad = next((c for c in conds if c.get("status") == "False" and c.get("message")), None)
-    admitted = next((c for c in conds if c.get("type") == WorkloadCondition.ADMITTED and c.get("message")), None)
+    admitted = status_condition(status, WorkloadCondition.ADMITTED)
+    admitted = admitted if admitted and admitted.get("message") else None
     chosen = bad or admitted or next((c for c in conds if c.get("message")), None)
     return phase, (f"{chosen.get('reason', '')}: {chosen['message']}" if chosen else "")
 
