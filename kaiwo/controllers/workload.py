@@ -485,12 +485,12 @@ class WorkloadReconciler:
             else "waiting for the Deployment's pods"
         )
         phase = st.deployment_phase(live, pods, gated)
-        conditions = [st.condition(Cond.ADMITTED, admitted, "Admitted" if admitted else "Pending", message)]
+        conditions = [st.condition("Admitted", admitted, "Admitted" if admitted else "Pending", message)]
         if live is not None:  # the deadline message must be visible on the Kaiwo object, and clear on recovery
             stuck = phase.reason == "ProgressDeadlineExceeded"
             conditions.append(
                 st.condition(
-                    Cond.PROGRESSING,
+                    "Progressing",
                     not stuck,
                     phase.reason if stuck else "WithinDeadline",
                     phase.message if stuck else "the Deployment progresses",
