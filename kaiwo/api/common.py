@@ -85,6 +85,24 @@ class WorkloadCondition(StrEnum):
     RAY_JOB_FINISHED = "RayJobFinished"  # a Ray KaiwoJob's outcome as KubeRay reports it
 
 
+class WorkloadEvent(StrEnum):
+    """Reasons of the Events on KaiwoJob and KaiwoService: one per phase transition, and a few more."""
+
+    PENDING = "WorkloadPending"
+    STARTING = "WorkloadStarting"
+    RUNNING = "WorkloadRunning"
+    COMPLETE = "WorkloadComplete"
+    FAILED = "WorkloadFailed"
+    ERROR = "WorkloadError"
+    DOWNLOADING = "WorkloadDownloading"
+    TERMINATION = "WorkloadTermination"  # TERMINATING: duration preemption or GPU underutilisation
+    TERMINATED = "WorkloadTerminated"
+    SPEC_NOT_APPLIED = "SpecNotApplied"  # a child was rejected (once per generation and reason)
+    PREEMPTABLE = "Preemptable"  # the duration has passed
+    GPU_UNDERUTILIZED = "GpuUnderutilized"
+    GPU_UTILIZATION_NORMAL = "GpuUtilizationNormal"
+
+
 class SecretVolume(KaiwoModel):
     """A Secret mounted as files into every container of the workload."""
 

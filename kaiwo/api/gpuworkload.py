@@ -47,6 +47,20 @@ class GpuWorkloadCondition(StrEnum):
     PREEMPTION_FAILED = "PreemptionFailed"  # the root owner may not be deleted (RBAC); not picked until Active again
 
 
+class GpuWorkloadEvent(StrEnum):
+    """Reasons of the Events on a GpuWorkload."""
+
+    IDLE = "WorkloadIdle"
+    ACTIVE = "WorkloadActive"
+    PENDING_GPU = "WorkloadPendingGpu"
+    PENDING = "WorkloadPending"  # PendingOther
+    DELETED = "WorkloadDeleted"  # the tracked workload is gone
+    PREEMPTION_STARTED = "PreemptionStarted"
+    PREEMPTION_FAILED = "PreemptionFailed"
+    PREEMPTED = "WorkloadPreempted"
+    INVALID_ANNOTATION = "InvalidAnnotation"
+
+
 TERMINAL_PHASES: Final = frozenset({GpuWorkloadPhase.PREEMPTED, GpuWorkloadPhase.DELETED})
 """A record in these phases tracks nothing any more; it is deleted once its ``ttlAfterFinished`` has passed."""
 

@@ -42,6 +42,7 @@ from prometheus_client import Counter
 
 from kaiwo.api.gpuworkload import TERMINAL_PHASES
 from kaiwo.api.gpuworkload import GpuWorkloadCondition as GpuCond
+from kaiwo.api.gpuworkload import GpuWorkloadEvent as GpuEvent
 from kaiwo.api.gpuworkload import GpuWorkloadPhase as GpuPhase
 from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import settings
@@ -67,11 +68,11 @@ EVAL_LEASE = "gpu-preemption-eval"
 EVAL_KEY = Request(None, "evaluate")
 SCRAPE_KEY = Request(None, "scrape")
 NOT_OPTED_TTL = 60.0  # seconds a pod found not opted in is not resolved again
-PHASE_EVENTS: dict[str, tuple[str, bool]] = {  # phase -> (event reason, warning)
-    GpuPhase.IDLE: ("WorkloadIdle", False),
-    GpuPhase.ACTIVE: ("WorkloadActive", False),
-    GpuPhase.PENDING_GPU: ("WorkloadPendingGpu", True),
-    GpuPhase.PENDING_OTHER: ("WorkloadPending", False),
+PHASE_EVENTS: dict[str, tuple[GpuEvent, bool]] = {  # phase -> (event reason, warning)
+    GpuPhase.IDLE: (GpuEvent.IDLE, False),
+    GpuPhase.ACTIVE: (GpuEvent.ACTIVE, False),
+    GpuPhase.PENDING_GPU: (GpuEvent.PENDING_GPU, True),
+    GpuPhase.PENDING_OTHER: (GpuEvent.PENDING, False),
 }
 # Owner kinds the operator reads to find a root owner, and may delete to preempt it (the chart's RBAC).
 OWNER_KINDS = {
@@ -215,7 +216,7 @@ class Discovery:
             try:
                 created = await self.client.create(record)
                 for problem in problems:
-                    await self.events.emit(created, "InvalidAnnotation", problem, warning=True)
+                    await self.events.emit(created, GpuEvent.INVALID_ANNOTATION, problem, warning=True)
             except ApiError as e:
                 if not e.conflict:
                     raise
@@ -318,7 +319,7 @@ class Records:
                 new.pop(k, None)
             if await write_status(self.client, record, new) is not None:
                 await self.events.emit(
-                    record, "WorkloadDeleted", f"{ref['kind']}/{ref['name']} is gone; this record is kept for its TTL"
+                    record, GpuEvent.DELETED, f"{ref['kind']}/{ref['name']} is gone; this record is kept for its TTL"
                 )
             return Result(requeue_after=s.ttl) if s.ttl > 0 else None
         namespace = self.caches.namespaces.get_by(req.namespace or "")
@@ -411,13 +412,13 @@ class Records:
             forbidden = st.condition(GpuCond.PREEMPTION_FAILED, True, "Forbidden", message)
             new["conditions"] = merge_condition(new.get("conditions") or [], forbidden, stamp)
             if await write_status(self.client, record, new) is not None:
-                await self.events.emit(record, "PreemptionFailed", message, warning=True)
+                await self.events.emit(record, GpuEvent.PREEMPTION_FAILED, message, warning=True)
             return None
         new = {**old, "phase": GpuPhase.PREEMPTED.value, "finishedAt": stamp}
         new.pop("idleSince", None)
         if await write_status(self.client, record, new) is not None:
             why = old.get("preemptionReason") or "idle"
-            await self.events.emit(record, "WorkloadPreempted", f"deleted {ref['kind']}/{ref['name']}: {why}")
+            await self.events.emit(record, GpuEvent.PREEMPTED, f"deleted {ref['kind']}/{ref['name']}: {why}")
         return Result(requeue_after=s.ttl) if s.ttl > 0 else None
 
     async def _expire(self, record: Obj, old: Obj, s: reclaim.Settings, now: float) -> Result | None:
@@ -573,7 +574,7 @@ class Evaluator:
             if d.preempted_for:
                 status["preemptedFor"] = d.preempted_for
             if await write_status(self.client, record, status) is not None:
-                await self.events.emit(record, "PreemptionStarted", d.reason, warning=True)
+                await self.events.emit(record, GpuEvent.PREEMPTION_STARTED, d.reason, warning=True)
         return Result(requeue_after=self.interval)
 
 

@@ -34,7 +34,7 @@ from prometheus_client import Counter
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from kaiwo.api.common import WorkloadCondition, WorkloadStatus
+from kaiwo.api.common import WorkloadCondition, WorkloadEvent, WorkloadStatus
 from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import settings
 from kaiwo.gpumetrics.reader import GpuSample, MetricsError, PodUtilization, Source, by_pod, read
@@ -233,12 +233,12 @@ class UtilisationMonitor:
         announced = self.published.get(uid, prev.get("status") == "True" if prev else None)
         if announced != verdict.low and (announced is not None or verdict.low):
             if verdict.low:
-                await self.events.emit(cr, "GpuUnderutilized", verdict.message, warning=True)
+                await self.events.emit(cr, WorkloadEvent.GPU_UNDERUTILIZED, verdict.message, warning=True)
             else:
-                await self.events.emit(cr, "GpuUtilizationNormal", verdict.message)
+                await self.events.emit(cr, WorkloadEvent.GPU_UTILIZATION_NORMAL, verdict.message)
         self.published[uid] = verdict.low
         if terminate:
-            await self.events.emit(cr, "WorkloadTermination", new["conditions"][-1]["message"], warning=True)
+            await self.events.emit(cr, WorkloadEvent.TERMINATION, new["conditions"][-1]["message"], warning=True)
 
 
 class Poller(Controller):

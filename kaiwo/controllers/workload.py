@@ -39,6 +39,7 @@ from typing import Any
 from opentelemetry import trace
 
 from kaiwo.api.common import WorkloadCondition as Cond
+from kaiwo.api.common import WorkloadEvent as Event
 from kaiwo.api.common import WorkloadStatus as Status
 from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.api.groups import KAIWO_API as API
@@ -77,15 +78,15 @@ CHILD_KINDS = {
 }
 WORKLOAD_KINDS = ("Job", "RayJob", "Deployment", "AppWrapper")
 EVENTS = {
-    Status.PENDING: "WorkloadPending",
-    Status.STARTING: "WorkloadStarting",
-    Status.RUNNING: "WorkloadRunning",
-    Status.COMPLETE: "WorkloadComplete",
-    Status.FAILED: "WorkloadFailed",
-    Status.ERROR: "WorkloadError",
-    Status.DOWNLOADING: "WorkloadDownloading",
-    Status.TERMINATING: "WorkloadTermination",
-    Status.TERMINATED: "WorkloadTerminated",
+    Status.PENDING: Event.PENDING,
+    Status.STARTING: Event.STARTING,
+    Status.RUNNING: Event.RUNNING,
+    Status.COMPLETE: Event.COMPLETE,
+    Status.FAILED: Event.FAILED,
+    Status.ERROR: Event.ERROR,
+    Status.DOWNLOADING: Event.DOWNLOADING,
+    Status.TERMINATING: Event.TERMINATION,
+    Status.TERMINATED: Event.TERMINATED,
 }
 WARNING_PHASES = (Status.FAILED, Status.ERROR, Status.TERMINATING)
 # Kinds whose ``spec.suspend`` Kueue owns once they exist (it admits by un-suspending, preempts by suspending):
@@ -292,7 +293,7 @@ class WorkloadReconciler:
             del self._spec_events[next(iter(self._spec_events))]
         if was.get("status") == "False" and was.get("reason") == reason and old.get("observedGeneration") == generation:
             return
-        await self.events.emit(cr, "SpecNotApplied", message, warning=True)
+        await self.events.emit(cr, Event.SPEC_NOT_APPLIED, message, warning=True)
 
     def _webhook_backoff(self, cr: Obj) -> float:
         """Seconds until the next try while an admission webhook is down: doubling from 1 s, at most 20 s."""
@@ -559,7 +560,7 @@ class WorkloadReconciler:
         expired = next((c for c in conditions if c["type"] == Cond.PREEMPTABLE and c["status"] == "True"), None)
         was = condition(cr, Cond.PREEMPTABLE) or {}
         if expired is not None and was.get("status") != "True":
-            await self.events.emit(cr, "Preemptable", expired["message"])
+            await self.events.emit(cr, Event.PREEMPTABLE, expired["message"])
 
     async def _delete_children(self, cr: Obj) -> None:
         uid = cr["metadata"]["uid"]
