@@ -40,11 +40,11 @@ from typing import Any
 import aiohttp
 from prometheus_client import Counter
 
+from kaiwo.api import groups
 from kaiwo.api.gpuworkload import TERMINAL_PHASES
 from kaiwo.api.gpuworkload import GpuWorkloadCondition as GpuCond
 from kaiwo.api.gpuworkload import GpuWorkloadEvent as GpuEvent
 from kaiwo.api.gpuworkload import GpuWorkloadPhase as GpuPhase
-from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import settings
 from kaiwo.gpumetrics import reclaim
 from kaiwo.gpumetrics.config import EnvDefaults, GpuFeatures
@@ -61,6 +61,7 @@ from kaiwo.translate import status as st
 from kaiwo.translate.queueconfig import KUEUE_API
 
 log = logging.getLogger(__name__)
+API = groups.KAIWO_API
 KIND = "GpuWorkload"
 FIELD_MANAGER = "kaiwo-gpuworkload"
 MAX_DEPTH = 10

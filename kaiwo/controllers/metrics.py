@@ -35,8 +35,8 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kaiwo.api import groups
 from kaiwo.api.common import WorkloadStatus
-from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.api.queueconfig import QueueConfigStatus
 from kaiwo.controllers import workload
 from kaiwo.runtime.client import ApiError
@@ -50,6 +50,7 @@ from kaiwo.translate.nodepools import NODEPOOL_LABEL
 from kaiwo.translate.preemption import requested_gpus
 from kaiwo.translate.queueconfig import KUEUE_API
 
+API = groups.KAIWO_API
 STATUSES = tuple(s.value or "NEW" for s in WorkloadStatus)  # NEW is "" in the API: no status written yet
 
 

@@ -30,9 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kaiwo.api import crds
+from kaiwo.api import crds, groups
 from kaiwo.api import queueconfig as api_queueconfig
-from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.api.queueconfig import QueueConfigStatus
 from kaiwo.api.schema import apply_defaults
 from kaiwo.controllers import settings
@@ -48,6 +47,7 @@ from kaiwo.runtime.timestamps import epoch, rfc3339
 from kaiwo.translate import kueuestate, nodepools, queueconfig
 
 log = logging.getLogger(__name__)
+API = groups.KAIWO_API
 KIND = "KaiwoQueueConfig"
 NAME = "kaiwo"
 FIELD_MANAGER = "kaiwo-queueconfig"

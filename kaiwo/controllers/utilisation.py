@@ -34,8 +34,8 @@ from prometheus_client import Counter
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from kaiwo.api import groups
 from kaiwo.api.common import WorkloadCondition, WorkloadEvent, WorkloadStatus
-from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import settings
 from kaiwo.gpumetrics.reader import GpuSample, MetricsError, PodUtilization, Source, by_pod, read
 from kaiwo.runtime.apply import Applier
@@ -50,6 +50,7 @@ from kaiwo.translate import status as st
 from kaiwo.translate.preemption import go_duration
 
 log = logging.getLogger(__name__)
+API = groups.KAIWO_API
 KINDS = ("KaiwoJob", "KaiwoService")
 RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 CONDITION = WorkloadCondition.RESOURCE_UNDERUTILIZATION

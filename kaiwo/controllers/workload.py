@@ -38,11 +38,11 @@ from typing import Any
 
 from opentelemetry import trace
 
+from kaiwo.api import groups
 from kaiwo.api.common import WorkloadCondition as Cond
 from kaiwo.api.common import WorkloadEvent as Event
 from kaiwo.api.common import WorkloadStatus as Status
 from kaiwo.api.config import KaiwoConfigSpec
-from kaiwo.api.groups import KAIWO_API as API
 from kaiwo.controllers import kueue, settings
 from kaiwo.runtime.apply import Applier, Expectations, desired_hash
 from kaiwo.runtime.client import ApiError, Client
@@ -61,6 +61,7 @@ from kaiwo.translate.queueconfig import KUEUE_API
 from kaiwo.translate.workload import Children, Facts, desired_children
 
 log = logging.getLogger(__name__)
+API = groups.KAIWO_API
 RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 NAME_LABEL = "kaiwo.silogen.ai/name"
 KAIWO_KINDS = ("KaiwoJob", "KaiwoService")
