@@ -89,7 +89,7 @@ EVENTS = {
     Status.TERMINATING: Event.TERMINATION,
     Status.TERMINATED: Event.TERMINATED,
 }
-WARNING_PHASES = (Status.FAILED, Status.ERROR, Status.TERMINATING)
+WARNING_PHASES = ("FAILED", "ERROR", "TERMINATING")
 # Kinds whose ``spec.suspend`` Kueue owns once they exist (it admits by un-suspending, preempts by suspending):
 # the operator sets it only when it creates them (an AppWrapper gets it from its webhook, which the apiserver
 # may book under our manager); see ``WorkloadReconciler._apply_one``.
