@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ class _NoAliases(yaml.SafeDumper):
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+# Typed values (phases, condition types) are StrEnums: shown as the string they are on the wire.
+_NoAliases.add_multi_representer(StrEnum, lambda dumper, value: dumper.represent_str(str(value)))
 
 
 def dump(value: Any) -> str:

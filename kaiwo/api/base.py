@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-JsonDict = dict[str, Any]
+from kaiwo.runtime.objects import Obj
 
 
 class KaiwoModel(BaseModel):
@@ -29,11 +29,11 @@ class KaiwoModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-def wire(model: BaseModel, *, include_defaults: bool = False) -> JsonDict:
+def wire(model: BaseModel, *, include_defaults: bool = False) -> Obj:
     """The JSON-ready dict of ``model`` with JSON names, leaving out None values and, unless
     ``include_defaults``, fields that were never set (so a server-side apply claims only what was meant).
     Top-level objects always keep ``apiVersion`` and ``kind``."""
-    data: JsonDict = model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=not include_defaults)
+    data: Obj = model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=not include_defaults)
     for name in ("api_version", "kind"):
         if name in type(model).model_fields:
             data[type(model).model_fields[name].alias or name] = getattr(model, name)
@@ -53,8 +53,8 @@ class Rule:
     # FieldValueDuplicate is left out on purpose: the apiserver prints it without the message.
     reason: Literal["FieldValueInvalid", "FieldValueForbidden", "FieldValueRequired"] | None = None
 
-    def to_json(self) -> JsonDict:
-        out: JsonDict = {"rule": self.rule, "message": self.message}
+    def to_json(self) -> Obj:
+        out: Obj = {"rule": self.rule, "message": self.message}
         if self.message_expression:
             out["messageExpression"] = self.message_expression
         if self.field_path:
@@ -73,9 +73,9 @@ def k8s(
     int64: bool = False,
     int32: bool = False,
     default: Any = None,
-) -> JsonDict:
+) -> Obj:
     """Kubernetes schema keywords for a field or a model (``json_schema_extra``)."""
-    out: JsonDict = {}
+    out: Obj = {}
     if rules:
         out["x-kubernetes-validations"] = [r.to_json() for r in rules]
     if list_type:
@@ -93,7 +93,7 @@ def k8s(
     return out
 
 
-def crd_default(value: Any) -> JsonDict:
+def crd_default(value: Any) -> Obj:
     """The CRD default of a field whose Python default comes from a ``default_factory``."""
     return {"default": value}
 
@@ -108,8 +108,8 @@ class PrinterColumn:
     description: str = ""
     format: str = ""
 
-    def to_json(self) -> JsonDict:
-        out: JsonDict = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
+    def to_json(self) -> Obj:
+        out: Obj = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
         if self.description:
             out["description"] = self.description
         if self.format:

@@ -15,12 +15,14 @@ upstream silently mis-handled):
   configured (the download Job `<name>-download` must fit a 63-character label); 47 when Ray is used (KubeRay appends
   suffixes); with Ray also a DNS-1035 label (KubeRay makes Services from it).
 
-Condition types are upstream's plus `SpecApplied` (docs/design/decisions.md D3).
+Condition types are upstream's plus `SpecApplied` (docs/design/decisions.md D3) and the ones explaining a child's
+state: `Progressing` (a Deployment's rollout), `ServeReady` (Ray Serve) and `RayJobFinished` (KubeRay's outcome).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Final
 
 from pydantic import ConfigDict, Field
 
@@ -49,7 +51,7 @@ class WorkloadStatus(StrEnum):
     @property
     def terminal(self) -> bool:
         """Reconciling a terminal workload changes nothing."""
-        return self in (WorkloadStatus.COMPLETE, WorkloadStatus.FAILED, WorkloadStatus.TERMINATED)
+        return self in TERMINAL
 
     @property
     def active(self) -> bool:
@@ -63,6 +65,10 @@ class WorkloadStatus(StrEnum):
         )
 
 
+TERMINAL: Final = frozenset({WorkloadStatus.COMPLETE, WorkloadStatus.FAILED, WorkloadStatus.TERMINATED})
+"""The phases a workload never leaves: its children are gone or finished, nothing is reconciled any more."""
+
+
 class WorkloadCondition(StrEnum):
     """Condition types on KaiwoJob and KaiwoService."""
 
@@ -74,6 +80,27 @@ class WorkloadCondition(StrEnum):
     WORKLOAD_TERMINATED_EARLY = "WorkloadTerminatedEarly"
     RESOURCE_UNDERUTILIZATION = "ResourceUnderutilization"
     SPEC_APPLIED = "SpecApplied"
+    PROGRESSING = "Progressing"  # a Deployment's rollout (KaiwoService)
+    SERVE_READY = "ServeReady"  # a Ray KaiwoService's Serve applications
+    RAY_JOB_FINISHED = "RayJobFinished"  # a Ray KaiwoJob's outcome as KubeRay reports it
+
+
+class WorkloadEvent(StrEnum):
+    """Reasons of the Events on KaiwoJob and KaiwoService: one per phase transition, and a few more."""
+
+    PENDING = "WorkloadPending"
+    STARTING = "WorkloadStarting"
+    RUNNING = "WorkloadRunning"
+    COMPLETE = "WorkloadComplete"
+    FAILED = "WorkloadFailed"
+    ERROR = "WorkloadError"
+    DOWNLOADING = "WorkloadDownloading"
+    TERMINATION = "WorkloadTermination"  # TERMINATING: duration preemption or GPU underutilisation
+    TERMINATED = "WorkloadTerminated"
+    SPEC_NOT_APPLIED = "SpecNotApplied"  # a child was rejected (once per generation and reason)
+    PREEMPTABLE = "Preemptable"  # the duration has passed
+    GPU_UNDERUTILIZED = "GpuUnderutilized"
+    GPU_UTILIZATION_NORMAL = "GpuUtilizationNormal"
 
 
 class SecretVolume(KaiwoModel):

@@ -15,11 +15,10 @@ from pydantic import Field
 
 from kaiwo.api.base import CrdInfo, KaiwoModel, Rule, crd_default
 from kaiwo.api.core import ObjectMeta
+from kaiwo.api.groups import CONFIG_GROUP, KAIWO_CONFIG_API, VERSION, KaiwoConfigApiVersion
 from kaiwo.api.types import DnsLabel, DnsSubdomain, Duration, QualifiedName, QuantityString, QueueName
 
-GROUP = "config.kaiwo.silogen.ai"
-VERSION = "v1alpha1"
-API_VERSION: Final = "config.kaiwo.silogen.ai/v1alpha1"
+API_VERSION: Final = KAIWO_CONFIG_API
 KIND: Final = "KaiwoConfig"
 SINGLETON_NAME = "kaiwo"
 
@@ -230,7 +229,7 @@ class KaiwoConfig(KaiwoModel):
     """Kaiwo's runtime settings. There is one, named `kaiwo`; Kaiwo creates an empty one (all defaults) at
     start-up if it is missing, and picks up changes without a restart."""
 
-    api_version: Literal["config.kaiwo.silogen.ai/v1alpha1"] = API_VERSION
+    api_version: KaiwoConfigApiVersion = API_VERSION
     kind: Literal["KaiwoConfig"] = KIND
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: KaiwoConfigSpec = Field(
@@ -242,7 +241,7 @@ class KaiwoConfig(KaiwoModel):
 
 CRD = CrdInfo(
     model=KaiwoConfig,
-    group=GROUP,
+    group=CONFIG_GROUP,
     version=VERSION,
     kind=KIND,
     plural="kaiwoconfigs",

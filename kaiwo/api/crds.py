@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from kaiwo.api import config, generated, gpuworkload, kaiwojob, kaiwoservice, queueconfig
 from kaiwo.api.base import CrdInfo
 from kaiwo.api.schema import openapi_schema
+from kaiwo.runtime.objects import Obj
 
-JsonDict = dict[str, Any]
 ALL: tuple[CrdInfo, ...] = (kaiwojob.CRD, kaiwoservice.CRD, queueconfig.CRD, config.CRD, gpuworkload.CRD)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO_ROOT / "charts" / "kaiwo" / "crds"
@@ -41,7 +40,7 @@ KIND_DESCRIPTION = (
 )
 
 
-def root_schema(info: CrdInfo) -> JsonDict:
+def root_schema(info: CrdInfo) -> Obj:
     """The openAPIV3Schema of a kind: the model's schema with the standard object envelope."""
     schema = openapi_schema(info.model)
     props = schema["properties"]
@@ -53,9 +52,9 @@ def root_schema(info: CrdInfo) -> JsonDict:
     return schema
 
 
-def crd(info: CrdInfo) -> JsonDict:
+def crd(info: CrdInfo) -> Obj:
     """The CustomResourceDefinition of a kind."""
-    version: JsonDict = {
+    version: Obj = {
         "name": info.version,
         "served": True,
         "storage": True,
@@ -65,7 +64,7 @@ def crd(info: CrdInfo) -> JsonDict:
         version["subresources"] = {"status": {}}
     if info.printer_columns:
         version["additionalPrinterColumns"] = [c.to_json() for c in info.printer_columns]
-    names: JsonDict = {
+    names: Obj = {
         "kind": info.kind,
         "listKind": f"{info.kind}List",
         "plural": info.plural,
@@ -95,7 +94,7 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _str)
 
 
-def to_yaml(obj: JsonDict, *, sort_keys: bool = True) -> str:
+def to_yaml(obj: Obj, *, sort_keys: bool = True) -> str:
     """YAML with multi-line strings as block scalars."""
     return yaml.dump(obj, Dumper=_Dumper, sort_keys=sort_keys, allow_unicode=True, width=100)
 
@@ -109,13 +108,13 @@ def render() -> dict[str, str]:
     return {file_name(info): HEADER + to_yaml(crd(info)) for info in ALL}
 
 
-def load(text: str) -> JsonDict:
+def load(text: str) -> Obj:
     """A generated CRD file back as an object (for installing it)."""
-    obj: JsonDict = yaml.safe_load(text)
+    obj: Obj = yaml.safe_load(text)
     return obj
 
 
-def installable() -> list[JsonDict]:
+def installable() -> list[Obj]:
     """Every CRD, ready for a server-side apply."""
     return [crd(info) for info in ALL]
 

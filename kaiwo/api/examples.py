@@ -7,12 +7,11 @@ namespace.
 
 from __future__ import annotations
 
-from typing import Any
+from kaiwo.api.groups import KAIWO_API as KAIWO
+from kaiwo.api.groups import KAIWO_CONFIG_API
+from kaiwo.runtime.objects import Obj
 
-JsonDict = dict[str, Any]
-KAIWO = "kaiwo.silogen.ai/v1alpha1"
-
-BATCH_JOB: JsonDict = {
+BATCH_JOB: Obj = {
     "apiVersion": KAIWO,
     "kind": "KaiwoJob",
     "metadata": {"name": "dpo-singlenode"},
@@ -31,7 +30,7 @@ BATCH_JOB: JsonDict = {
     },
 }
 
-RAY_JOB: JsonDict = {
+RAY_JOB: Obj = {
     "apiVersion": KAIWO,
     "kind": "KaiwoJob",
     "metadata": {"name": "deepspeed-zero3-multinode"},
@@ -47,7 +46,7 @@ RAY_JOB: JsonDict = {
     },
 }
 
-STORAGE_JOB: JsonDict = {
+STORAGE_JOB: Obj = {
     "apiVersion": KAIWO,
     "kind": "KaiwoJob",
     "metadata": {"name": "download-and-train"},
@@ -116,7 +115,7 @@ STORAGE_JOB: JsonDict = {
     },
 }
 
-SERVICE: JsonDict = {
+SERVICE: Obj = {
     "apiVersion": KAIWO,
     "kind": "KaiwoService",
     "metadata": {"name": "vllm-openai"},
@@ -134,7 +133,7 @@ SERVICE: JsonDict = {
     },
 }
 
-RAY_SERVICE: JsonDict = {
+RAY_SERVICE: Obj = {
     "apiVersion": KAIWO,
     "kind": "KaiwoService",
     "metadata": {"name": "online-inference-vllm"},
@@ -175,7 +174,7 @@ RAY_SERVICE: JsonDict = {
     },
 }
 
-JOB_WITH_BASE_SPEC: JsonDict = {
+JOB_WITH_BASE_SPEC: Obj = {
     "apiVersion": KAIWO,
     "kind": "KaiwoJob",
     "metadata": {"name": "custom-job"},
@@ -196,7 +195,7 @@ JOB_WITH_BASE_SPEC: JsonDict = {
     },
 }
 
-QUEUE_CONFIG: JsonDict = {
+QUEUE_CONFIG: Obj = {
     "apiVersion": KAIWO,
     "kind": "KaiwoQueueConfig",
     "metadata": {"name": "kaiwo"},
@@ -286,8 +285,8 @@ QUEUE_CONFIG: JsonDict = {
     },
 }
 
-KAIWO_CONFIG: JsonDict = {
-    "apiVersion": "config.kaiwo.silogen.ai/v1alpha1",
+KAIWO_CONFIG: Obj = {
+    "apiVersion": KAIWO_CONFIG_API,
     "kind": "KaiwoConfig",
     "metadata": {"name": "kaiwo"},
     "spec": {
@@ -310,7 +309,7 @@ KAIWO_CONFIG: JsonDict = {
     },
 }
 
-GPU_WORKLOAD: JsonDict = {
+GPU_WORKLOAD: Obj = {
     "apiVersion": KAIWO,
     "kind": "GpuWorkload",
     "metadata": {"name": "job-train-1a2b3c4d"},
@@ -330,7 +329,7 @@ GPU_WORKLOAD: JsonDict = {
     },
 }
 
-EXAMPLES: dict[str, list[tuple[str, JsonDict]]] = {
+EXAMPLES: dict[str, list[tuple[str, Obj]]] = {
     "KaiwoJob": [
         ("A batch job on 4 GPUs", BATCH_JOB),
         ("A Ray job on 16 GPUs", RAY_JOB),

@@ -15,11 +15,10 @@ from pydantic import Field
 from kaiwo.api.base import CrdInfo, KaiwoModel, PrinterColumn
 from kaiwo.api.config import GpuAggregationPolicy, GpuPreemptionPolicy
 from kaiwo.api.core import Condition, ObjectMeta, conditions_field
+from kaiwo.api.groups import KAIWO_API, KAIWO_GROUP, VERSION, KaiwoApiVersion
 from kaiwo.api.types import Duration, Time
 
-GROUP = "kaiwo.silogen.ai"
-VERSION = "v1alpha1"
-API_VERSION: Final = "kaiwo.silogen.ai/v1alpha1"
+API_VERSION: Final = KAIWO_API
 KIND: Final = "GpuWorkload"
 
 Percent = Annotated[float, Field(ge=0, le=100)]
@@ -39,7 +38,31 @@ class GpuWorkloadPhase(StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self in (GpuWorkloadPhase.PREEMPTED, GpuWorkloadPhase.DELETED)
+        return self in TERMINAL_PHASES
+
+
+class GpuWorkloadCondition(StrEnum):
+    """Condition types on a GpuWorkload."""
+
+    PREEMPTION_FAILED = "PreemptionFailed"  # the root owner may not be deleted (RBAC); not picked until Active again
+
+
+class GpuWorkloadEvent(StrEnum):
+    """Reasons of the Events on a GpuWorkload."""
+
+    IDLE = "WorkloadIdle"
+    ACTIVE = "WorkloadActive"
+    PENDING_GPU = "WorkloadPendingGpu"
+    PENDING = "WorkloadPending"  # PendingOther
+    DELETED = "WorkloadDeleted"  # the tracked workload is gone
+    PREEMPTION_STARTED = "PreemptionStarted"
+    PREEMPTION_FAILED = "PreemptionFailed"
+    PREEMPTED = "WorkloadPreempted"
+    INVALID_ANNOTATION = "InvalidAnnotation"
+
+
+TERMINAL_PHASES: Final = frozenset({GpuWorkloadPhase.PREEMPTED, GpuWorkloadPhase.DELETED})
+"""A record in these phases tracks nothing any more; it is deleted once its ``ttlAfterFinished`` has passed."""
 
 
 class WorkloadReference(KaiwoModel):
@@ -122,7 +145,7 @@ class GpuWorkload(KaiwoModel):
     preempt, because it opted in with `kaiwo.silogen.ai/gpu-preemption.*` annotations. Created and updated by
     Kaiwo; kept after the workload is gone, as a record."""
 
-    api_version: Literal["kaiwo.silogen.ai/v1alpha1"] = API_VERSION
+    api_version: KaiwoApiVersion = API_VERSION
     kind: Literal["GpuWorkload"] = KIND
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: GpuWorkloadSpec = Field(description="The tracked workload and its settings.")
@@ -131,7 +154,7 @@ class GpuWorkload(KaiwoModel):
 
 CRD = CrdInfo(
     model=GpuWorkload,
-    group=GROUP,
+    group=KAIWO_GROUP,
     version=VERSION,
     kind=KIND,
     plural="gpuworkloads",

@@ -13,11 +13,10 @@ from pydantic import Field
 from kaiwo.api.base import CrdInfo, KaiwoModel, PrinterColumn, crd_default
 from kaiwo.api.common import WorkloadSpec, WorkloadStatusFields, workload_rules
 from kaiwo.api.core import ObjectMeta
+from kaiwo.api.groups import KAIWO_API, KAIWO_GROUP, VERSION, KaiwoApiVersion
 from kaiwo.api.types import Embedded, Time
 
-GROUP = "kaiwo.silogen.ai"
-VERSION = "v1alpha1"
-API_VERSION: Final = "kaiwo.silogen.ai/v1alpha1"
+API_VERSION: Final = KAIWO_API
 KIND: Final = "KaiwoJob"
 
 
@@ -59,7 +58,7 @@ class KaiwoJob(KaiwoModel):
     """A batch workload (training, fine-tuning, batch inference) that Kaiwo queues through Kueue and runs as a
     batch Job or, with `ray: true`, as a RayJob. It finishes as COMPLETE or FAILED."""
 
-    api_version: Literal["kaiwo.silogen.ai/v1alpha1"] = API_VERSION
+    api_version: KaiwoApiVersion = API_VERSION
     kind: Literal["KaiwoJob"] = KIND
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: KaiwoJobSpec = Field(
@@ -72,7 +71,7 @@ class KaiwoJob(KaiwoModel):
 
 CRD = CrdInfo(
     model=KaiwoJob,
-    group=GROUP,
+    group=KAIWO_GROUP,
     version=VERSION,
     kind=KIND,
     plural="kaiwojobs",

@@ -14,11 +14,10 @@ from pydantic import Field
 from kaiwo.api.base import CrdInfo, KaiwoModel, PrinterColumn, crd_default
 from kaiwo.api.common import WorkloadSpec, WorkloadStatusFields, workload_rules
 from kaiwo.api.core import ObjectMeta
+from kaiwo.api.groups import KAIWO_API, KAIWO_GROUP, VERSION, KaiwoApiVersion
 from kaiwo.api.types import Embedded
 
-GROUP = "kaiwo.silogen.ai"
-VERSION = "v1alpha1"
-API_VERSION: Final = "kaiwo.silogen.ai/v1alpha1"
+API_VERSION: Final = KAIWO_API
 KIND: Final = "KaiwoService"
 
 
@@ -59,7 +58,7 @@ class KaiwoService(KaiwoModel):
     """A long-running service (e.g. online inference) that Kaiwo queues through Kueue and runs as a Deployment
     or, with `ray: true`, as a Ray Serve RayService. It stays RUNNING until deleted or terminated."""
 
-    api_version: Literal["kaiwo.silogen.ai/v1alpha1"] = API_VERSION
+    api_version: KaiwoApiVersion = API_VERSION
     kind: Literal["KaiwoService"] = KIND
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: KaiwoServiceSpec = Field(
@@ -72,7 +71,7 @@ class KaiwoService(KaiwoModel):
 
 CRD = CrdInfo(
     model=KaiwoService,
-    group=GROUP,
+    group=KAIWO_GROUP,
     version=VERSION,
     kind=KIND,
     plural="kaiwoservices",

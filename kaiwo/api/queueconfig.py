@@ -16,11 +16,10 @@ from pydantic import ConfigDict, Field
 
 from kaiwo.api.base import CrdInfo, KaiwoModel, PrinterColumn, Rule, crd_default, k8s
 from kaiwo.api.core import Condition, LabelSelector, ObjectMeta, Taint, Toleration, conditions_field
+from kaiwo.api.groups import KAIWO_API, KAIWO_GROUP, VERSION, KaiwoApiVersion
 from kaiwo.api.types import DnsLabel, DnsSubdomain, LabelValue, QualifiedName, Quantity, QueueName
 
-GROUP = "kaiwo.silogen.ai"
-VERSION = "v1alpha1"
-API_VERSION: Final = "kaiwo.silogen.ai/v1alpha1"
+API_VERSION: Final = KAIWO_API
 KIND: Final = "KaiwoQueueConfig"
 SINGLETON_NAME = "kaiwo"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -405,7 +404,7 @@ class KaiwoQueueConfig(KaiwoModel):
     WorkloadPriorityClasses and Topologies. There is one, named `kaiwo`; Kaiwo creates it from the nodes it
     finds if it is missing."""
 
-    api_version: Literal["kaiwo.silogen.ai/v1alpha1"] = API_VERSION
+    api_version: KaiwoApiVersion = API_VERSION
     kind: Literal["KaiwoQueueConfig"] = KIND
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: KaiwoQueueConfigSpec = Field(
@@ -418,7 +417,7 @@ class KaiwoQueueConfig(KaiwoModel):
 
 CRD = CrdInfo(
     model=KaiwoQueueConfig,
-    group=GROUP,
+    group=KAIWO_GROUP,
     version=VERSION,
     kind=KIND,
     plural="kaiwoqueueconfigs",

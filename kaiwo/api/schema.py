@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-JsonDict = dict[str, Any]
+from kaiwo.runtime.objects import Obj
 
 ALLOWED_KEYWORDS = frozenset(
     {
@@ -63,14 +63,14 @@ class SchemaError(ValueError):
     """The model cannot be expressed as a structural schema; the message names the path."""
 
 
-def openapi_schema(model: type[BaseModel]) -> JsonDict:
+def openapi_schema(model: type[BaseModel]) -> Obj:
     """The structural OpenAPI schema of ``model``."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
-    defs: JsonDict = raw.pop("$defs", {})
+    defs: Obj = raw.pop("$defs", {})
     return _convert(raw, defs, model.__name__)
 
 
-def _resolve(node: JsonDict, defs: JsonDict, path: str) -> JsonDict:
+def _resolve(node: Obj, defs: Obj, path: str) -> Obj:
     """``node`` with its ``$ref`` / single ``allOf`` / nullable ``anyOf`` merged away (siblings win)."""
     node = dict(node)
     if "$ref" in node:
@@ -90,9 +90,9 @@ def _resolve(node: JsonDict, defs: JsonDict, path: str) -> JsonDict:
     return node
 
 
-def _convert(node: JsonDict, defs: JsonDict, path: str) -> JsonDict:
+def _convert(node: Obj, defs: Obj, path: str) -> Obj:
     node = _resolve(node, defs, path)
-    out: JsonDict = {}
+    out: Obj = {}
     for key, value in node.items():
         if key in ("title", "$defs", "examples"):
             continue
@@ -146,7 +146,7 @@ def _unwrap(text: str) -> str:
     return "\n\n".join(paragraphs)
 
 
-def walk(schema: JsonDict, path: str = "") -> list[tuple[str, JsonDict]]:
+def walk(schema: Obj, path: str = "") -> list[tuple[str, Obj]]:
     """Every node of a converted schema with its field path (``spec.env[].name``), depth first, sorted."""
     nodes = [(path, schema)]
     for name in sorted(schema.get("properties", {})):
@@ -159,11 +159,11 @@ def walk(schema: JsonDict, path: str = "") -> list[tuple[str, JsonDict]]:
     return nodes
 
 
-def apply_defaults(schema: JsonDict, value: Any) -> Any:
+def apply_defaults(schema: Obj, value: Any) -> Any:
     """``value`` with the schema's defaults filled in, as the apiserver stores it (defaults of absent fields,
     recursively, including inside defaulted values)."""
     if isinstance(value, dict) and schema.get("type") == "object":
-        props: JsonDict = schema.get("properties", {})
+        props: Obj = schema.get("properties", {})
         out = dict(value)
         for name, sub in props.items():
             if name not in out and "default" in sub:

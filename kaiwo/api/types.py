@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PlainSerializer, WithJsonSchema
 
+from kaiwo.runtime.timestamps import rfc3339
+
 QUANTITY_PATTERN = (
     r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
@@ -84,14 +86,10 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _rfc3339(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 Time = Annotated[
     datetime,
     AfterValidator(_utc),
-    PlainSerializer(_rfc3339, return_type=str, when_used="json"),
+    PlainSerializer(lambda value: rfc3339(value.timestamp()), return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 """A timestamp (``metav1.Time``); naive datetimes are taken as UTC."""

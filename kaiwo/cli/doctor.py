@@ -25,15 +25,17 @@ import yaml
 
 from kaiwo.api import crds
 from kaiwo.api import labels as L
+from kaiwo.api.groups import KAIWO_API as API
+from kaiwo.api.queueconfig import QueueConfigStatus
 from kaiwo.cli import explain, kueueinfo
 from kaiwo.cli.inspect import DocFormat, optional_list, readable
 from kaiwo.cli.render import quantity, table
 from kaiwo.cli.session import ContextOpt, KubeconfigOpt, Target, output, run
+from kaiwo.runtime import timestamps
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.objects import Obj, status_condition
 
-Obj = dict[str, Any]
 CRD_API = "apiextensions.k8s.io/v1"
-API = "kaiwo.silogen.ai/v1alpha1"
 LEASE_NAME = "83fc2279.silogen.ai"  # kaiwo.manager.LEASE_NAME (not imported: it pulls in the whole operator)
 # Kueue's integrations Kaiwo's children need: Jobs, the pods of Deployments, RayJobs, RayClusters (RayServices),
 # AppWrappers.
@@ -185,7 +187,7 @@ async def check_namespaces(client: Client, kueue_config: Obj | None) -> list[Che
 
 
 def _parse_time(ts: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+    return timestamps.parse(ts) if ts else None
 
 
 async def check_operator(client: Client, namespace: str) -> list[Check]:
@@ -258,8 +260,8 @@ async def check_queue_config(client: Client) -> list[Check]:
             )
         ]
     st = cfg.get("status") or {}
-    cond: Obj = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
-    if st.get("status") != "READY":
+    cond = status_condition(st, "Ready") or {}
+    if st.get("status") != QueueConfigStatus.READY:
         return [
             Check(
                 "queues",

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from kaiwo.api.common import TERMINAL, WorkloadCondition
 from kaiwo.cli.render import quantity
+from kaiwo.runtime.objects import Obj, condition, has_condition, status_condition
 from kaiwo.translate import kueuestate
 
-Obj = dict[str, Any]
 KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"
 GPU_KEYS = ("amd.com/gpu", "nvidia.com/gpu")
 
@@ -30,14 +31,6 @@ class Finding:
 
     def as_dict(self) -> Obj:
         return asdict(self)
-
-
-def condition(obj: Obj | None, ctype: str) -> Obj | None:
-    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
-
-
-def is_true(obj: Obj | None, ctype: str) -> bool:
-    return (condition(obj, ctype) or {}).get("status") == "True"
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
@@ -139,7 +132,7 @@ def workload_findings(wl: Obj) -> list[Finding]:
         )
     elif evicted and evicted.get("status") == "True":
         found.append(Finding("warning", subject, f"evicted ({evicted.get('reason')}): {evicted.get('message', '')}"))
-    if is_true(wl, "Finished") or is_true(wl, "Admitted"):
+    if has_condition(wl, "Finished") or has_condition(wl, "Admitted"):
         return found
     reserved = condition(wl, "QuotaReserved")
     reason = (reserved or {}).get("reason") or "Pending"
@@ -211,9 +204,9 @@ def child_findings(child: Obj, events: Sequence[Obj]) -> list[Finding]:
             )
         ]
     if kind == "Job" and name.endswith("-download"):
-        if is_true(child, "Complete"):
+        if has_condition(child, "Complete"):
             return [Finding("info", subject, "download complete")]
-        if is_true(child, "Failed"):
+        if has_condition(child, "Failed"):
             failed = condition(child, "Failed") or {}
             return [
                 Finding(
@@ -229,7 +222,7 @@ def child_findings(child: Obj, events: Sequence[Obj]) -> list[Finding]:
 
 
 def preemption_findings(obj: Obj) -> list[Finding]:
-    c = condition(obj, "Preemptable")
+    c = condition(obj, WorkloadCondition.PREEMPTABLE)
     if c and c.get("status") == "True":
         return [Finding("info", f"{obj['kind']}/{obj['metadata']['name']}", f"preemptable: {c.get('message', '')}")]
     return []
@@ -265,7 +258,7 @@ def findings(
 ) -> list[Finding]:
     """Everything that explains the workload's phase, blocking findings first."""
     phase = (obj.get("status") or {}).get("status") or ""
-    done = phase in ("COMPLETE", "FAILED", "TERMINATED")
+    done = phase in TERMINAL
     found = [] if done else namespace_findings(obj["metadata"].get("namespace", ""), namespace, kueue_selector)
     if not done:
         found += queue_findings(queue, local_queue, cluster_queue, kueue)
@@ -286,7 +279,8 @@ def phase_reason(obj: Obj) -> tuple[str, str]:
     phase = status.get("status") or "NEW"
     conds = status.get("conditions") or []
     bad = next((c for c in conds if c.get("status") == "False" and c.get("message")), None)
-    admitted = next((c for c in conds if c.get("type") == "Admitted" and c.get("message")), None)
+    admitted = status_condition(status, WorkloadCondition.ADMITTED)
+    admitted = admitted if admitted and admitted.get("message") else None
     chosen = bad or admitted or next((c for c in conds if c.get("message")), None)
     return phase, (f"{chosen.get('reason', '')}: {chosen['message']}" if chosen else "")
 

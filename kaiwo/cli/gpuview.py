@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
+from kaiwo.api.common import WorkloadCondition
 from kaiwo.cli.render import human_duration, parse_time
-
-Obj = dict[str, Any]
+from kaiwo.runtime.objects import Obj, condition
 
 
 def _since(stamp: str | None, now: dt.datetime) -> str:
@@ -39,10 +38,7 @@ def workload_lines(obj: Obj, records: Sequence[Obj], now: dt.datetime) -> list[s
             lines.append(f"Idle since:  {_since(status['idleSince'], now)}")
         if status.get("preemptionReason"):
             lines.append(f"Preemption:  {status['preemptionReason']}")
-    cond = next(
-        (c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "ResourceUnderutilization"),
-        None,
-    )
+    cond = condition(obj, WorkloadCondition.RESOURCE_UNDERUTILIZATION)
     if cond is not None:
         low = cond.get("status") == "True"
         lines.append(

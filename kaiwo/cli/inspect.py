@@ -11,18 +11,18 @@ import typer
 import yaml
 
 from kaiwo.api import labels as L
-from kaiwo.api.config import API_VERSION as KAIWO_CONFIG_API
+from kaiwo.api.groups import KAIWO_API as API
+from kaiwo.api.groups import KAIWO_CONFIG_API
 from kaiwo.cli import explain, gpuview, kueueinfo, render, userconfig
 from kaiwo.cli.errors import USAGE, CliError
 from kaiwo.cli.lookup import get_workload, pods_of
 from kaiwo.cli.refs import WorkloadRef, parse_ref
 from kaiwo.cli.session import ContextOpt, KubeconfigOpt, NamespaceOpt, Target, handled, output, run
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.objects import Obj, has_condition
 from kaiwo.translate import kueuestate
 from kaiwo.translate.meta import sanitize_user
 
-Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
 KUEUE = "kueue.x-k8s.io/v1beta1"
 CHILD_KINDS = (
     ("batch/v1", "Job"),
@@ -244,7 +244,7 @@ async def describe_document(client: Client, ref: WorkloadRef, ns: str) -> Obj:
             {
                 "name": w["metadata"]["name"],
                 "owner": next((f"{r['kind']}/{r['name']}" for r in w["metadata"].get("ownerReferences") or []), None),
-                "admitted": explain.is_true(w, "Admitted"),
+                "admitted": has_condition(w, "Admitted"),
                 "clusterQueue": ((w.get("status") or {}).get("admission") or {}).get("clusterQueue"),
                 "conditions": (w.get("status") or {}).get("conditions") or [],
             }

@@ -8,13 +8,11 @@ that they could not check rather than guess.
 
 from __future__ import annotations
 
-from typing import Any
-
 import yaml
 
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 NAMESPACE = "kueue-system"
 CONFIG_MAP = "kueue-manager-config"
 CONFIG_KEY = "controller_manager_config.yaml"

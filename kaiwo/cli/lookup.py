@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import typer
 
@@ -13,8 +12,7 @@ from kaiwo.api import labels as L
 from kaiwo.cli.errors import USAGE, CliError
 from kaiwo.cli.refs import WorkloadRef
 from kaiwo.runtime.client import Client
-
-Obj = dict[str, Any]
+from kaiwo.runtime.objects import Obj
 
 
 async def get_workload(client: Client, ref: WorkloadRef, namespace: str) -> Obj:

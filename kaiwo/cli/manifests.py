@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 
 from kaiwo.api import labels as L
+from kaiwo.api.groups import KAIWO_API
 from kaiwo.cli.errors import CliError
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate.meta import sanitize_user
 
-Obj = dict[str, Any]
-KAIWO_API = "kaiwo.silogen.ai/v1alpha1"
 WORKLOAD_KINDS = ("KaiwoJob", "KaiwoService")
 
 

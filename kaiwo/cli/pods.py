@@ -23,8 +23,8 @@ from kaiwo.cli.render import GPU_KEYS
 from kaiwo.cli.session import ContextOpt, KubeconfigOpt, NamespaceOpt, Output, Target, handled, output, run
 from kaiwo.cli.streams import ExecResult, exec_in_pod, forward_connection
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 PodOpt = Annotated[str | None, typer.Option("--pod", help="Pod to use when the workload has several.")]
 ContainerOpt = Annotated[str | None, typer.Option("-c", "--container", help="Container (default: the first).")]
 RefArg = Annotated[str, typer.Argument(help="job/NAME or service/NAME.", metavar="REF")]

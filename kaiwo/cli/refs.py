@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kaiwo.api.groups import KAIWO_API, KAIWO_GROUP
 from kaiwo.cli.errors import USAGE, CliError
-from kaiwo.cli.manifests import KAIWO_API
 
-GROUP = "kaiwo.silogen.ai"
 _KINDS = {
     "KaiwoJob": ("job", "jobs", "kaiwojob", "kaiwojobs"),
     "KaiwoService": ("service", "services", "svc", "kaiwoservice", "kaiwoservices"),
@@ -41,7 +40,7 @@ def qualified_name(kind: str, name: str, api_version: str = KAIWO_API) -> str:
 
 def parse_ref(text: str) -> WorkloadRef:
     kind_part, sep, name = text.partition("/")
-    kind_part = kind_part.lower().removesuffix(f".{GROUP}")
+    kind_part = kind_part.lower().removesuffix(f".{KAIWO_GROUP}")
     if not sep or not name or "/" in name or kind_part not in _ALIASES:
         raise CliError(
             f"{text!r} is not a workload reference",

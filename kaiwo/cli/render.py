@@ -8,9 +8,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kaiwo.api import labels as L
+from kaiwo.api.common import WorkloadCondition
+from kaiwo.runtime import timestamps
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import kueuestate
 
-Obj = dict[str, Any]
 GPU_KEYS = ("amd.com/gpu", "nvidia.com/gpu")
 
 
@@ -24,7 +26,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def parse_time(ts: str | None) -> dt.datetime | None:
     if not ts:
         return None
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return timestamps.parse(ts)
 
 
 def human_duration(seconds: float) -> str:
@@ -72,10 +74,14 @@ def gpus(obj: Obj) -> int:
     return int(spec.get("gpusPerReplica") or 0) * int(spec.get("replicas") or 1)
 
 
+# Conditions that inform (the workload may be preempted, it uses its GPUs little) and never explain a wait.
+INFORMATIONAL = (WorkloadCondition.PREEMPTABLE, WorkloadCondition.RESOURCE_UNDERUTILIZATION)
+
+
 def conditions_problem(obj: Obj) -> str:
     """The message of the first False condition that explains a wait or an error ("" if none)."""
     for c in (obj.get("status") or {}).get("conditions") or []:
-        if c.get("status") == "False" and c.get("type") not in ("Preemptable", "ResourceUnderutilization"):
+        if c.get("status") == "False" and c.get("type") not in INFORMATIONAL:
             return f"{c.get('type')}: {c.get('message') or c.get('reason') or ''}"
     return ""
 

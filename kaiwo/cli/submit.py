@@ -13,6 +13,8 @@ import orjson
 import typer
 import yaml
 
+from kaiwo.api.common import WorkloadStatus
+from kaiwo.api.groups import KAIWO_API
 from kaiwo.cli import userconfig
 from kaiwo.cli.errors import USAGE, CliError
 from kaiwo.cli.manifests import Defaults, choose_defaults, fill, is_workload, load_documents, place
@@ -20,11 +22,11 @@ from kaiwo.cli.refs import qualified_name
 from kaiwo.cli.render import conditions_problem, phase, workload_type
 from kaiwo.cli.session import ContextOpt, KubeconfigOpt, NamespaceOpt, Output, Target, handled, output, run
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 FIELD_MANAGER = "kaiwo-cli"
-DONE = {"job": {"COMPLETE"}, "service": {"RUNNING"}}
-BAD = {"FAILED", "ERROR", "TERMINATED"}
+DONE = {"job": {WorkloadStatus.COMPLETE}, "service": {WorkloadStatus.RUNNING}}
+BAD = {WorkloadStatus.FAILED, WorkloadStatus.ERROR, WorkloadStatus.TERMINATED}
 
 
 class DryRun(StrEnum):
@@ -130,7 +132,7 @@ async def wait_for(out: Output, client: Client, objs: list[Obj], timeout: float)
         while pending:
             for key, generation in list(pending.items()):
                 kind, ns, name = key
-                obj = await client.get_or_none("kaiwo.silogen.ai/v1alpha1", kind, name, ns)
+                obj = await client.get_or_none(KAIWO_API, kind, name, ns)
                 label = f"{workload_type({'kind': kind})}/{name}"
                 if obj is None:
                     raise CliError(f"{label} was deleted while waiting", "")

@@ -31,16 +31,19 @@ Settings of each record: its spec (from the annotations) -> KaiwoConfig ``gpuPre
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 from prometheus_client import Counter
 
+from kaiwo.api import groups
+from kaiwo.api.gpuworkload import TERMINAL_PHASES
+from kaiwo.api.gpuworkload import GpuWorkloadCondition as GpuCond
+from kaiwo.api.gpuworkload import GpuWorkloadEvent as GpuEvent
+from kaiwo.api.gpuworkload import GpuWorkloadPhase as GpuPhase
 from kaiwo.controllers import settings
 from kaiwo.gpumetrics import reclaim
 from kaiwo.gpumetrics.config import EnvDefaults, GpuFeatures
@@ -52,13 +55,13 @@ from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.leader import LeaderElectionConfig, LeaderElector, identity_from_env
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj, has_condition, merge_condition, status_condition
+from kaiwo.runtime.timestamps import epoch, rfc3339
 from kaiwo.translate import status as st
-from kaiwo.translate.preemption import epoch
 from kaiwo.translate.queueconfig import KUEUE_API
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
+API = groups.KAIWO_API
 KIND = "GpuWorkload"
 FIELD_MANAGER = "kaiwo-gpuworkload"
 MAX_DEPTH = 10
@@ -66,12 +69,11 @@ EVAL_LEASE = "gpu-preemption-eval"
 EVAL_KEY = Request(None, "evaluate")
 SCRAPE_KEY = Request(None, "scrape")
 NOT_OPTED_TTL = 60.0  # seconds a pod found not opted in is not resolved again
-TERMINAL = ("Preempted", "Deleted")
-PHASE_EVENTS = {
-    "Idle": ("WorkloadIdle", False),
-    "Active": ("WorkloadActive", False),
-    "PendingGpu": ("WorkloadPendingGpu", True),
-    "PendingOther": ("WorkloadPending", False),
+PHASE_EVENTS: dict[str, tuple[GpuEvent, bool]] = {  # phase -> (event reason, warning)
+    GpuPhase.IDLE: (GpuEvent.IDLE, False),
+    GpuPhase.ACTIVE: (GpuEvent.ACTIVE, False),
+    GpuPhase.PENDING_GPU: (GpuEvent.PENDING_GPU, True),
+    GpuPhase.PENDING_OTHER: (GpuEvent.PENDING, False),
 }
 # Owner kinds the operator reads to find a root owner, and may delete to preempt it (the chart's RBAC).
 OWNER_KINDS = {
@@ -86,10 +88,6 @@ OWNER_KINDS = {
     "RayService": "ray.io/v1",
     "AppWrapper": "workload.codeflare.dev/v1beta2",
 }
-
-
-def _rfc3339(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def record_name(kind: str, name: str, uid: str) -> str:
@@ -149,7 +147,7 @@ class Discovery:
         self.records = records
         self.wall = wall
         self.kind = kind
-        self.events = EventRecorder(client, FIELD_MANAGER)
+        self.events = EventRecorder(client, FIELD_MANAGER, wall=wall)
 
     def _start(self, req: Request) -> tuple[Obj | None, dict[str, int]]:
         if self.kind == "Pod":
@@ -219,7 +217,7 @@ class Discovery:
             try:
                 created = await self.client.create(record)
                 for problem in problems:
-                    await self.events.emit(created, "InvalidAnnotation", problem, warning=True)
+                    await self.events.emit(created, GpuEvent.INVALID_ANNOTATION, problem, warning=True)
             except ApiError as e:
                 if not e.conflict:
                     raise
@@ -228,19 +226,6 @@ class Discovery:
             self.shared.chains[(req.namespace or "", name)] = " -> ".join(chain)
         self.records.queue.add(Request(req.namespace, name))
         return None
-
-
-def _cond(status: Obj, ctype: str) -> Obj | None:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == ctype), None)
-
-
-def _set_cond(status: Obj, cond: Obj, now: str) -> None:
-    prev = _cond(status, cond["type"])
-    same = prev is not None and prev.get("status") == cond["status"] and prev.get("lastTransitionTime")
-    new = {**cond, "lastTransitionTime": prev["lastTransitionTime"] if same and prev else now}
-    status["conditions"] = sorted(
-        [c for c in status.get("conditions") or [] if c.get("type") != cond["type"]] + [new], key=lambda c: c["type"]
-    )
 
 
 async def write_status(client: Client, record: Obj, status: Obj) -> Obj | None:
@@ -277,7 +262,7 @@ class Records:
         self.shared = shared
         self.env = env
         self.wall = wall
-        self.events = EventRecorder(client, FIELD_MANAGER)
+        self.events = EventRecorder(client, FIELD_MANAGER, wall=wall)
         self.evaluator: Controller | None = None
 
     def settings_of(self, record: Obj) -> reclaim.Settings:
@@ -322,20 +307,20 @@ class Records:
         old: Obj = record.get("status") or {}
         phase = old.get("phase") or ""
         now = self.wall()
-        stamp = _rfc3339(now)
-        if phase == "Preempting":
+        stamp = rfc3339(now)
+        if phase == GpuPhase.PREEMPTING:
             return await self._preempt(record, old, s, stamp)
-        if phase in TERMINAL:
+        if phase in TERMINAL_PHASES:
             return await self._expire(record, old, s, now)
         ref = record["spec"]["workloadRef"]
         owner = await self.client.get_or_none(ref["apiVersion"], ref["kind"], ref["name"], req.namespace)
         if owner is None or owner["metadata"].get("uid") != ref["uid"]:
-            new = {**old, "phase": "Deleted", "finishedAt": stamp}
+            new = {**old, "phase": GpuPhase.DELETED.value, "finishedAt": stamp}
             for k in ("idleSince", "aggregatedUtilization", "trackedPods"):
                 new.pop(k, None)
             if await write_status(self.client, record, new) is not None:
                 await self.events.emit(
-                    record, "WorkloadDeleted", f"{ref['kind']}/{ref['name']} is gone; this record is kept for its TTL"
+                    record, GpuEvent.DELETED, f"{ref['kind']}/{ref['name']} is gone; this record is kept for its TTL"
                 )
             return Result(requeue_after=s.ttl) if s.ttl > 0 else None
         namespace = self.caches.namespaces.get_by(req.namespace or "")
@@ -369,13 +354,13 @@ class Records:
             util = new.get("aggregatedUtilization")
             detail = f" (utilisation {util}%, threshold {s.threshold:g}%)" if util is not None else ""
             await self.events.emit(record, reason, f"the workload is {new_phase}{detail}", warning=warning)
-            if self.evaluator is not None and new_phase in ("Idle", "PendingGpu", "Active"):
+            if self.evaluator is not None and new_phase in (GpuPhase.IDLE, GpuPhase.PENDING_GPU, GpuPhase.ACTIVE):
                 self.evaluator.queue.add(EVAL_KEY)
         return None
 
     def _observe(self, record: Obj, old: Obj, pods: list[Obj], s: reclaim.Settings, now: float) -> Obj:
         ns = record["metadata"]["namespace"]
-        stamp = _rfc3339(now)
+        stamp = rfc3339(now)
         previous = {tp["podName"]: tp.get("gpuMetrics") or [] for tp in old.get("trackedPods") or []}
         tracked, changed = [], False
         for p in pods:
@@ -398,7 +383,7 @@ class Records:
             pods, self.owner_workload(record, pods), resources, old.get("phase") or "", util, s.threshold
         )
         new = {k: v for k, v in old.items() if k not in ("trackedPods", "aggregatedUtilization", "idleSince")}
-        new["phase"] = phase
+        new["phase"] = str(phase)
         if tracked:
             new["trackedPods"] = tracked
         if util is not None:
@@ -408,10 +393,11 @@ class Records:
         chain = self.shared.chains.get((ns, record["metadata"]["name"]))
         if chain:
             new["ownerChain"] = chain
-        if phase == "Idle":
+        if phase == GpuPhase.IDLE:
             new["idleSince"] = old.get("idleSince") or stamp
-        if phase == "Active" and _cond(new, "PreemptionFailed"):
-            _set_cond(new, st.condition("PreemptionFailed", False, "Active", "the workload became active again"), stamp)
+        if phase == GpuPhase.ACTIVE and status_condition(new, GpuCond.PREEMPTION_FAILED):
+            back = st.condition(GpuCond.PREEMPTION_FAILED, False, "Active", "the workload became active again")
+            new["conditions"] = merge_condition(new.get("conditions") or [], back, stamp)
         return new
 
     async def _preempt(self, record: Obj, old: Obj, s: reclaim.Settings, stamp: str) -> Result | None:
@@ -422,17 +408,18 @@ class Records:
         except ApiError as e:
             if e.status != 403:
                 raise
-            new = {**old, "phase": "Idle"}
+            new = {**old, "phase": GpuPhase.IDLE.value}
             message = f"may not delete {ref['kind']}/{ref['name']}: {e.message}"
-            _set_cond(new, st.condition("PreemptionFailed", True, "Forbidden", message), stamp)
+            forbidden = st.condition(GpuCond.PREEMPTION_FAILED, True, "Forbidden", message)
+            new["conditions"] = merge_condition(new.get("conditions") or [], forbidden, stamp)
             if await write_status(self.client, record, new) is not None:
-                await self.events.emit(record, "PreemptionFailed", message, warning=True)
+                await self.events.emit(record, GpuEvent.PREEMPTION_FAILED, message, warning=True)
             return None
-        new = {**old, "phase": "Preempted", "finishedAt": stamp}
+        new = {**old, "phase": GpuPhase.PREEMPTED.value, "finishedAt": stamp}
         new.pop("idleSince", None)
         if await write_status(self.client, record, new) is not None:
             why = old.get("preemptionReason") or "idle"
-            await self.events.emit(record, "WorkloadPreempted", f"deleted {ref['kind']}/{ref['name']}: {why}")
+            await self.events.emit(record, GpuEvent.PREEMPTED, f"deleted {ref['kind']}/{ref['name']}: {why}")
         return Result(requeue_after=s.ttl) if s.ttl > 0 else None
 
     async def _expire(self, record: Obj, old: Obj, s: reclaim.Settings, now: float) -> Result | None:
@@ -471,7 +458,7 @@ class Scraper:
         self.shared.roots = {uid: root for uid, root in self.shared.roots.items() if uid in live}
         self.shared.not_opted = {uid: t for uid, t in self.shared.not_opted.items() if uid in live}
         for record in self.caches.records.objects():
-            if ((record.get("status") or {}).get("phase") or "") not in TERMINAL:
+            if ((record.get("status") or {}).get("phase") or "") not in TERMINAL_PHASES:
                 self.records.queue.add(Request.of(record))
         return Result(requeue_after=self.source.interval)
 
@@ -493,11 +480,11 @@ class Evaluator:
         self.caches = caches
         self.shared = shared
         self.records = records
-        self.elector = LeaderElector(client, lease)
+        self.elector = LeaderElector(client, lease, wall=wall)
         self.renewed = -1e9  # monotonic time of the last successful renewal
         self.interval = interval
         self.wall = wall
-        self.events = EventRecorder(client, FIELD_MANAGER)
+        self.events = EventRecorder(client, FIELD_MANAGER, wall=wall)
 
     def demands(self) -> list[reclaim.Demand]:
         out: list[reclaim.Demand] = []
@@ -519,9 +506,10 @@ class Evaluator:
         for record in self.caches.records.objects():
             status = record.get("status") or {}
             phase = status.get("phase")
-            if phase not in ("Idle", "Preempting"):
+            if phase not in (GpuPhase.IDLE, GpuPhase.PREEMPTING):
                 continue
-            if phase == "Idle" and (_cond(status, "PreemptionFailed") or {}).get("status") == "True":
+            idle = phase == GpuPhase.IDLE
+            if idle and has_condition(record, GpuCond.PREEMPTION_FAILED):
                 continue  # it cannot be deleted; it is picked again once it has been Active
             resources = record["spec"].get("gpuResources") or {}
             if not resources:
@@ -541,12 +529,12 @@ class Evaluator:
                     key=f"{record['metadata']['namespace']}/{record['metadata']['name']}",
                     resource=resource,
                     gpus=gpus,
-                    idle_since=epoch(status["idleSince"]) if phase == "Idle" and status.get("idleSince") else None,
+                    idle_since=epoch(status["idleSince"]) if idle and status.get("idleSince") else None,
                     grace=s.grace,
                     policy=s.policy,
                     cluster_queue=admission.get("clusterQueue"),
                     nodes=nodes,
-                    preempting_for=(status.get("preemptedFor") or "Always") if phase == "Preempting" else None,
+                    preempting_for=(status.get("preemptedFor") or "Always") if phase == GpuPhase.PREEMPTING else None,
                 )
             )
         return out
@@ -554,7 +542,7 @@ class Evaluator:
     async def holds_lease(self) -> bool:
         """Renew the Lease only when a third of its duration has passed since the last renewal (an evaluation
         triggered by every change must not write the Lease every time)."""
-        now = time.monotonic()
+        now = self.elector.clock.now()
         if now - self.renewed < self.elector.config.lease_duration / 3:
             return True
         if await self.elector.try_acquire_or_renew():
@@ -580,14 +568,14 @@ class Evaluator:
                 continue
             status = {
                 **(record.get("status") or {}),
-                "phase": "Preempting",
-                "preemptedAt": _rfc3339(now),
+                "phase": GpuPhase.PREEMPTING.value,
+                "preemptedAt": rfc3339(now),
                 "preemptionReason": d.reason,
             }
             if d.preempted_for:
                 status["preemptedFor"] = d.preempted_for
             if await write_status(self.client, record, status) is not None:
-                await self.events.emit(record, "PreemptionStarted", d.reason, warning=True)
+                await self.events.emit(record, GpuEvent.PREEMPTION_STARTED, d.reason, warning=True)
         return Result(requeue_after=self.interval)
 
 

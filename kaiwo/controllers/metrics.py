@@ -26,7 +26,6 @@ runtime's controller-runtime metrics):
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -36,26 +35,30 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kaiwo.api import groups
 from kaiwo.api.common import WorkloadStatus
+from kaiwo.api.queueconfig import QueueConfigStatus
 from kaiwo.controllers import workload
 from kaiwo.runtime.builder import Reads, resolve
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.controller import Request, Result
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.timestamps import epoch
 from kaiwo.translate import kueuestate
 from kaiwo.translate.nodepools import NODEPOOL_LABEL
 from kaiwo.translate.preemption import requested_gpus
 from kaiwo.translate.queueconfig import KUEUE_API
 
-Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
+API = groups.KAIWO_API
 STATUSES = tuple(s.value or "NEW" for s in WorkloadStatus)  # NEW is "" in the API: no status written yet
 
 
-def _created(obj: Obj) -> float:
+def _age(obj: Obj, now: float) -> float:
+    """Seconds since ``obj`` was created (0 when the apiserver has not stamped it)."""
     stamp = obj["metadata"].get("creationTimestamp")
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else time.time()
+    return now - epoch(stamp) if stamp else 0.0
 
 
 class KaiwoCollector(Collector):
@@ -86,7 +89,7 @@ class KaiwoCollector(Collector):
                 n[status] = n.get(status, 0) + 1
                 g[status] = g.get(status, 0) + requested_gpus(obj)
                 if status == WorkloadStatus.PENDING:
-                    oldest = max(oldest, now - _created(obj))
+                    oldest = max(oldest, _age(obj, now))
             for status in n:
                 count.add_metric([kind, status], n[status])
                 gpus.add_metric([kind, status], g[status])
@@ -94,7 +97,7 @@ class KaiwoCollector(Collector):
         yield from (count, gpus, pending)
         ready = GaugeMetricFamily("kaiwo_queueconfig_ready", "1 when the KaiwoQueueConfig kaiwo is READY, else 0")
         config = self.queue_configs.get_by("kaiwo") if self.queue_configs is not None else None
-        ready.add_metric([], int(((config or {}).get("status") or {}).get("status") == "READY"))
+        ready.add_metric([], int(((config or {}).get("status") or {}).get("status") == QueueConfigStatus.READY))
         yield ready
 
 
@@ -189,7 +192,7 @@ class AdminCollector(Collector):
             for obj in informer.objects():
                 if (obj.get("status") or {}).get("status") == WorkloadStatus.PENDING:
                     queue = (obj.get("spec") or {}).get("clusterQueue") or self.default_queue()
-                    ages[queue] = max(ages.get(queue, 0.0), now - _created(obj))
+                    ages[queue] = max(ages.get(queue, 0.0), _age(obj, now))
         for queue, age in sorted(ages.items()):
             oldest.add_metric([queue], age)
         yield from (cq_metric, active, lq_metric, oldest)

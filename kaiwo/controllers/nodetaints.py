@@ -13,7 +13,6 @@ node's resourceVersion (a concurrent change of the node makes it fail with a con
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from kaiwo.controllers import settings
 from kaiwo.runtime.builder import ControllerSpec, For, Watches, build
@@ -21,9 +20,9 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 ANNOTATION = "kaiwo.silogen.ai/gpu-taint"
 GPU_RESOURCES = ("amd.com/gpu", "nvidia.com/gpu")
 

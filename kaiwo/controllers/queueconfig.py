@@ -23,14 +23,16 @@ changes nothing emits nothing.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kaiwo.api import crds
+from kaiwo.api import crds, groups
 from kaiwo.api import queueconfig as api_queueconfig
+from kaiwo.api.queueconfig import QueueConfigStatus
 from kaiwo.api.schema import apply_defaults
 from kaiwo.controllers import settings
 from kaiwo.runtime.apply import Applier
@@ -40,11 +42,12 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj, status_condition
+from kaiwo.runtime.timestamps import epoch, rfc3339
 from kaiwo.translate import kueuestate, nodepools, queueconfig
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
+API = groups.KAIWO_API
 KIND = "KaiwoQueueConfig"
 NAME = "kaiwo"
 FIELD_MANAGER = "kaiwo-queueconfig"
@@ -112,12 +115,13 @@ def merge_defaults(spec: Obj, defaults: Obj, default_queue: str) -> Obj:
 
 
 class QueueConfigReconciler:
-    def __init__(self, client: Client, caches: Caches) -> None:
+    def __init__(self, client: Client, caches: Caches, wall: Callable[[], float] = time.time) -> None:
         self.client = client
         self.caches = caches
+        self.wall = wall  # wall-clock epoch seconds: condition transition times and Kueue objects' ages
         self.applier = Applier(client, FIELD_MANAGER)
         self.node_applier = Applier(client, NODE_FIELD_MANAGER, hash_annotation="kaiwo.silogen.ai/nodepool-hash")
-        self.events = EventRecorder(client, FIELD_MANAGER)
+        self.events = EventRecorder(client, FIELD_MANAGER, wall=wall)
 
     async def reconcile(self, req: Request) -> Result | None:
         if req.name != NAME:
@@ -192,7 +196,7 @@ class QueueConfigReconciler:
                 if existing is None:  # just created: its watch event brings the live state
                     continue
                 v = kueuestate.verdict(kind, existing, cluster_queues=cqs, workloads=workloads)
-                if v.state == "Unknown" and _age(existing) < KUEUE_REPORT_GRACE:
+                if v.state == "Unknown" and _age(existing, self.wall()) < KUEUE_REPORT_GRACE:
                     unreported = True  # Kueue reports within moments: no FAILED flicker for a new object
                     continue
                 if not v.ok:
@@ -313,7 +317,7 @@ class QueueConfigReconciler:
         ok = not errors and not problems
         message = "all Kueue objects are in sync and active" if ok else " | ".join(errors + problems)[:1000]
         reason = "Synced" if ok else "SyncFailed" if errors else "KueueObjectNotReady"
-        prev = next((c for c in old.get("conditions") or [] if c.get("type") == "Ready"), None)
+        prev = status_condition(old, "Ready")
         unchanged = (
             prev and prev.get("status") == str(ok) and prev.get("reason") == reason and prev.get("message") == message
         )
@@ -325,26 +329,21 @@ class QueueConfigReconciler:
                 "status": str(ok),
                 "reason": reason,
                 "message": message,
-                "lastTransitionTime": _now(),
+                "lastTransitionTime": rfc3339(self.wall()),
                 "observedGeneration": live["metadata"].get("generation", 0),
             }
         )
-        status = {"status": "READY" if ok else "FAILED", "conditions": [condition]}
+        phase = QueueConfigStatus.READY if ok else QueueConfigStatus.FAILED
+        status = {"status": phase.value, "conditions": [condition]}
         await self.applier.write_status(live, status)
         if problems and not unchanged:
             await self.events.emit(live, f"{KIND}KueueObjectNotReady", " | ".join(problems)[:1000], warning=True)
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _age(obj: Obj) -> float:
+def _age(obj: Obj, now: float) -> float:
     """Seconds since the object was created (0 when unknown)."""
     created = obj["metadata"].get("creationTimestamp")
-    if not created:
-        return 0.0
-    return (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds()
+    return now - epoch(created) if created else 0.0
 
 
 def _node_changed(old: Obj, new: Obj) -> bool:

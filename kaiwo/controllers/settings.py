@@ -7,10 +7,10 @@ import logging
 from pydantic import ValidationError
 
 from kaiwo.api.config import KaiwoConfigSpec
+from kaiwo.api.groups import KAIWO_CONFIG_API as KAIWO_CONFIG_API  # re-exported: controllers read KaiwoConfig by it
 from kaiwo.runtime.informer import Informer
 
 log = logging.getLogger(__name__)
-KAIWO_CONFIG_API = "config.kaiwo.silogen.ai/v1alpha1"
 SINGLETON = "kaiwo"
 
 

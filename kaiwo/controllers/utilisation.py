@@ -24,18 +24,18 @@ counted in ``kaiwo_gpu_metrics_read_errors_total``. Workloads without samples ke
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from prometheus_client import Counter
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from kaiwo.api import groups
+from kaiwo.api.common import WorkloadCondition, WorkloadEvent, WorkloadStatus
 from kaiwo.controllers import settings
 from kaiwo.gpumetrics.reader import GpuSample, MetricsError, PodUtilization, Source, by_pod, read
 from kaiwo.runtime.apply import Applier
@@ -45,16 +45,16 @@ from kaiwo.runtime.controller import Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import condition
+from kaiwo.runtime.objects import Obj, condition, merge_condition
+from kaiwo.runtime.timestamps import epoch, rfc3339
 from kaiwo.translate import status as st
-from kaiwo.translate.preemption import epoch, go_duration
+from kaiwo.translate.preemption import go_duration
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
+API = groups.KAIWO_API
 KINDS = ("KaiwoJob", "KaiwoService")
 RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
-CONDITION = "ResourceUnderutilization"
+CONDITION = WorkloadCondition.RESOURCE_UNDERUTILIZATION
 KEY = Request(None, "gpu-utilisation")
 FIELD_MANAGER = "kaiwo-resource-monitor"
 NODE_ANNOTATION = "kaiwo.silogen.ai/gpu-utilization"
@@ -88,24 +88,11 @@ def termination_due(cond: Obj | None, after: float, now: float) -> bool:
     return now - epoch(cond["lastTransitionTime"]) >= after
 
 
-def _rfc3339(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def with_condition(old: Obj, cond: Obj, now: str, phase: str | None = None) -> Obj:
+def with_condition(old: Obj, cond: Obj, now: str, phase: WorkloadStatus | None = None) -> Obj:
     """``old`` status with ``cond`` set (transition time kept when its status is unchanged), optionally a new phase."""
-    conditions = [dict(c) for c in old.get("conditions") or []]
-    prev = next((c for c in conditions if c.get("type") == cond["type"]), None)
-    new = {
-        **cond,
-        "lastTransitionTime": prev["lastTransitionTime"]
-        if prev and prev.get("status") == cond["status"] and prev.get("lastTransitionTime")
-        else now,
-    }
-    conditions = [c for c in conditions if c.get("type") != cond["type"]] + [new]
-    out = {**old, "conditions": sorted(conditions, key=lambda c: c["type"])}
+    out = {**old, "conditions": merge_condition(old.get("conditions") or [], cond, now)}
     if phase is not None:
-        out["status"] = phase
+        out["status"] = str(phase)
     return out
 
 
@@ -164,7 +151,7 @@ class UtilisationMonitor:
         self.pods = pods
         self.wall = wall
         self.applier = Applier(client, FIELD_MANAGER)
-        self.events = EventRecorder(client, FIELD_MANAGER)
+        self.events = EventRecorder(client, FIELD_MANAGER, wall=wall)
         self.collector = UtilisationCollector()
         self.read_errors = Counter(
             "kaiwo_gpu_metrics_read_errors", "Failed reads of the GPU metrics endpoints", ["reader"], registry=registry
@@ -194,7 +181,7 @@ class UtilisationMonitor:
                 meta = cr["metadata"]
                 if targets and meta.get("namespace") not in targets:
                     continue
-                if (cr.get("status") or {}).get("status") != "RUNNING":
+                if (cr.get("status") or {}).get("status") != WorkloadStatus.RUNNING:
                     continue
                 verdict = assess(per_workload.get(meta["uid"], []), cfg.low_utilization_threshold)
                 if verdict is None:
@@ -223,14 +210,14 @@ class UtilisationMonitor:
             old = parse_node_figure((live["metadata"].get("annotations") or {}).get(NODE_ANNOTATION))
             if old is not None and abs(old[0] - value) < NODE_STEP and now - old[1] < NODE_REFRESH:
                 continue
-            figure = f"{value:g}@{_rfc3339(now)}"
+            figure = f"{value:g}@{rfc3339(now)}"
             await self.client.patch("v1", "Node", node, {"metadata": {"annotations": {NODE_ANNOTATION: figure}}})
 
     async def _publish(self, cr: Obj, verdict: Assessment, terminate_after: float | None, now: float) -> None:
         old = cr.get("status") or {}
         prev = condition(cr, CONDITION)
         uid = cr["metadata"]["uid"]
-        stamp = _rfc3339(now)
+        stamp = rfc3339(now)
         cond = st.condition(
             CONDITION, verdict.low, "GpuUtilizationLow" if verdict.low else "GpuUtilizationNormal", verdict.message
         )
@@ -239,18 +226,21 @@ class UtilisationMonitor:
         if terminate:
             reason = f"GPU utilisation stayed low for at least {terminate_after:g}s: {verdict.message}"
             new = with_condition(
-                new, st.condition("WorkloadTerminatedEarly", False, "GpuUtilizationLow", reason), stamp, "TERMINATING"
+                new,
+                st.condition(WorkloadCondition.WORKLOAD_TERMINATED_EARLY, False, "GpuUtilizationLow", reason),
+                stamp,
+                WorkloadStatus.TERMINATING,
             )
         await self.applier.write_status(cr, new)
         announced = self.published.get(uid, prev.get("status") == "True" if prev else None)
         if announced != verdict.low and (announced is not None or verdict.low):
             if verdict.low:
-                await self.events.emit(cr, "GpuUnderutilized", verdict.message, warning=True)
+                await self.events.emit(cr, WorkloadEvent.GPU_UNDERUTILIZED, verdict.message, warning=True)
             else:
-                await self.events.emit(cr, "GpuUtilizationNormal", verdict.message)
+                await self.events.emit(cr, WorkloadEvent.GPU_UTILIZATION_NORMAL, verdict.message)
         self.published[uid] = verdict.low
         if terminate:
-            await self.events.emit(cr, "WorkloadTermination", new["conditions"][-1]["message"], warning=True)
+            await self.events.emit(cr, WorkloadEvent.TERMINATION, new["conditions"][-1]["message"], warning=True)
 
 
 # --- wiring ------------------------------------------------------------------------------------------------

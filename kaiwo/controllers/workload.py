@@ -30,15 +30,17 @@ Per reconcile of a workload:
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from opentelemetry import trace
 
+from kaiwo.api import groups
+from kaiwo.api.common import WorkloadCondition as Cond
+from kaiwo.api.common import WorkloadEvent as Event
+from kaiwo.api.common import WorkloadStatus as Status
 from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.controllers import settings
 from kaiwo.runtime.apply import Applier, Expectations, desired_hash
@@ -48,6 +50,9 @@ from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj, condition
+from kaiwo.runtime.timestamps import epoch as timestamp_epoch
+from kaiwo.runtime.timestamps import rfc3339
 from kaiwo.translate import gpus, nodepools, storage
 from kaiwo.translate import preemption as pre
 from kaiwo.translate import status as st
@@ -56,23 +61,22 @@ from kaiwo.translate.queueconfig import KUEUE_API, KUEUE_APIS
 from kaiwo.translate.workload import Children, Facts, desired_children
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
-API = "kaiwo.silogen.ai/v1alpha1"
+API = groups.KAIWO_API
 RUN_ID_LABEL = "kaiwo.silogen.ai/run-id"
 NAME_LABEL = "kaiwo.silogen.ai/name"
 KAIWO_KINDS = ("KaiwoJob", "KaiwoService")
 ERROR_RETRY = 60.0
 SHARED_DOWNLOAD_POLL = 2.0  # seconds between looks at a download shared through the download cache
 EVENTS = {
-    "PENDING": "WorkloadPending",
-    "STARTING": "WorkloadStarting",
-    "RUNNING": "WorkloadRunning",
-    "COMPLETE": "WorkloadComplete",
-    "FAILED": "WorkloadFailed",
-    "ERROR": "WorkloadError",
-    "DOWNLOADING": "WorkloadDownloading",
-    "TERMINATING": "WorkloadTermination",
-    "TERMINATED": "WorkloadTerminated",
+    Status.PENDING: Event.PENDING,
+    Status.STARTING: Event.STARTING,
+    Status.RUNNING: Event.RUNNING,
+    Status.COMPLETE: Event.COMPLETE,
+    Status.FAILED: Event.FAILED,
+    Status.ERROR: Event.ERROR,
+    Status.DOWNLOADING: Event.DOWNLOADING,
+    Status.TERMINATING: Event.TERMINATION,
+    Status.TERMINATED: Event.TERMINATED,
 }
 WARNING_PHASES = ("FAILED", "ERROR", "TERMINATING")
 SUSPEND_MANAGER_SUFFIX = "-suspend"
@@ -138,10 +142,6 @@ class Caches:
         )
 
 
-def _rfc3339(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class WorkloadReconciler:
     def __init__(
         self,
@@ -161,7 +161,7 @@ class WorkloadReconciler:
         self.wall = wall  # wall-clock epoch seconds: status times and duration deadlines are wall-clock
         self.applier = Applier(client, field_manager)
         # In the manager, events are sent in the background: a reconcile never waits for one (runtime/events.py).
-        self.events = EventRecorder(client, field_manager, background=background_events)
+        self.events = EventRecorder(client, field_manager, background=background_events, wall=wall)
         # LocalQueues created but not yet in the cache: concurrent reconciles in one namespace create it once.
         self.queue_creates = Expectations(ttl=30.0)
         self._spec_events: dict[str, tuple[int, str]] = {}  # uid -> (generation, reason) of the last SpecNotApplied
@@ -179,15 +179,15 @@ class WorkloadReconciler:
         phase = old.get("status") or ""
         if phase in st.TERMINAL:
             return None
-        if phase == "TERMINATING":
+        if phase == Status.TERMINATING:
             await self._delete_children(cr)
-            why: Obj = next((c for c in old.get("conditions") or [] if c.get("type") == "WorkloadTerminatedEarly"), {})
+            why = condition(cr, Cond.WORKLOAD_TERMINATED_EARLY) or {}
             await self._set(
                 cr,
-                "TERMINATED",
+                Status.TERMINATED,
                 [
                     st.condition(
-                        "WorkloadTerminatedEarly",
+                        Cond.WORKLOAD_TERMINATED_EARLY,
                         True,
                         why.get("reason") or "EarlyTermination",
                         why.get("message") or "the workload was terminated",
@@ -205,14 +205,14 @@ class WorkloadReconciler:
         if isinstance(built, TranslateError):
             if existing is not None:  # the child runs: its state is the truth, capacity checks no longer apply
                 return await self._from_existing(cr, cfg, existing, built)
-            await self._set(cr, "ERROR", [st.condition("Schedulable", False, built.reason, built.message)])
+            await self._set(cr, Status.ERROR, [st.condition(Cond.SCHEDULABLE, False, built.reason, built.message)])
             return Result(requeue_after=ERROR_RETRY)
         queue = (cr.get("spec") or {}).get("clusterQueue") or cfg.default_cluster_queue_name
         problem = None if existing is not None else self._queue_problem(cr, queue)
         if problem:
-            await self._set(cr, "ERROR", [st.condition("Schedulable", False, *problem)])
+            await self._set(cr, Status.ERROR, [st.condition(Cond.SCHEDULABLE, False, *problem)])
             return Result(requeue_after=ERROR_RETRY)
-        schedulable = st.condition("Schedulable", True, "Schedulable", "the workload fits the cluster")
+        schedulable = st.condition(Cond.SCHEDULABLE, True, "Schedulable", "the workload fits the cluster")
         conditions = [schedulable]
 
         failures = await self._ensure_local_queue(cr, queue)  # before the download Job, which is queued too
@@ -222,14 +222,16 @@ class WorkloadReconciler:
         if download is not None:
             dl = self._live(download)
             d_phase = st.job_phase(dl, True)
-            if d_phase.status == "FAILED":
+            if d_phase.status == Status.FAILED:
                 pods = self.caches.pods.objects(cr["metadata"]["namespace"])
                 message = storage.download_failure(download, pods, d_phase.message)
                 await self._set(
-                    cr, "FAILED", [*conditions, st.condition("DownloadJobSucceeded", False, "JobFailed", message)]
+                    cr,
+                    Status.FAILED,
+                    [*conditions, st.condition(Cond.DOWNLOAD_JOB_SUCCEEDED, False, "JobFailed", message)],
                 )
                 return None
-            if d_phase.status != "COMPLETE":
+            if d_phase.status != Status.COMPLETE:
                 waiting = dl is None or bool((dl.get("spec") or {}).get("suspend"))
                 progress = (
                     ("JobPending", f"the download job waits for admission into queue {queue!r}")
@@ -237,39 +239,39 @@ class WorkloadReconciler:
                     else ("JobInProgress", "downloading into the storage volumes")
                 )
                 await self._set(
-                    cr, "DOWNLOADING", [*conditions, st.condition("DownloadJobSucceeded", False, *progress)]
+                    cr, Status.DOWNLOADING, [*conditions, st.condition(Cond.DOWNLOAD_JOB_SUCCEEDED, False, *progress)]
                 )
                 # A shared (cached) download has no owner, so its changes do not wake this workload: look again.
                 shared = not download["metadata"].get("ownerReferences")
                 return Result(requeue_after=SHARED_DOWNLOAD_POLL) if shared else None
-            conditions.append(st.condition("DownloadJobSucceeded", True, "JobCompleted", "downloads complete"))
+            conditions.append(st.condition(Cond.DOWNLOAD_JOB_SUCCEEDED, True, "JobCompleted", "downloads complete"))
 
         failures += await self._apply(built.workload)
         if failures:
             reason, message = failures[0].reason, "; ".join(f.message for f in failures)
-            conditions.append(st.condition("SpecApplied", False, reason, message))
+            conditions.append(st.condition(Cond.SPEC_APPLIED, False, reason, message))
             await self._spec_event(cr, reason, message)
         else:
-            conditions.append(st.condition("SpecApplied", True, "Applied", "children match the spec"))
+            conditions.append(st.condition(Cond.SPEC_APPLIED, True, "Applied", "children match the spec"))
         phase_now, observed = self._observe(built)
         conditions += observed
         main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
         user_error = any(f.reason not in WEBHOOK_DOWN for f in failures)
         if user_error and main is not None and self._live(main) is None:
-            phase_now = st.Phase("ERROR")  # the child cannot be created: ERROR (docs/design/decisions.md D31)
+            phase_now = st.Phase(Status.ERROR)  # the child cannot be created: ERROR (docs/design/decisions.md D31)
         result = await self._finish(cr, cfg, phase_now.status, conditions)
         if any(f.reason in WEBHOOK_DOWN for f in failures):
             return Result(requeue_after=self._webhook_backoff(cr))
         self._webhook_attempts.pop(cr["metadata"].get("uid", ""), None)
         return result
 
-    async def _finish(self, cr: Obj, cfg: KaiwoConfigSpec, status: str, conditions: list[Obj]) -> Result | None:
+    async def _finish(self, cr: Obj, cfg: KaiwoConfigSpec, status: Status, conditions: list[Obj]) -> Result | None:
         """Duration preemption of a RUNNING workload, then the status write; the requeue that follows."""
         recheck = None
-        if status == "RUNNING" and (cr.get("spec") or {}).get("duration"):
+        if status == Status.RUNNING and (cr.get("spec") or {}).get("duration"):
             status, recheck = self._duration(cr, cfg, conditions)
         await self._set(cr, status, conditions)
-        if status == "ERROR":
+        if status == Status.ERROR:
             return Result(requeue_after=ERROR_RETRY)
         return Result(requeue_after=recheck) if recheck else None
 
@@ -279,7 +281,7 @@ class WorkloadReconciler:
         is shown; an invalid edit is ``SpecApplied=False`` with one Warning event per generation."""
         conditions: list[Obj] = []
         if error.reason == INVALID_SPEC:
-            conditions.append(st.condition("SpecApplied", False, error.reason, error.message))
+            conditions.append(st.condition(Cond.SPEC_APPLIED, False, error.reason, error.message))
             await self._spec_event(cr, error.reason, error.message)
         phase, observed = self._observe_live(live)
         return await self._finish(cr, cfg, phase.status, conditions + observed)
@@ -293,13 +295,13 @@ class WorkloadReconciler:
         if self._spec_events.get(uid) == seen:
             return
         old = cr.get("status") or {}
-        was: Obj = next((c for c in old.get("conditions") or [] if c.get("type") == "SpecApplied"), {})
+        was = condition(cr, Cond.SPEC_APPLIED) or {}
         self._spec_events[uid] = seen
         if len(self._spec_events) > MAX_REMEMBERED:
             del self._spec_events[next(iter(self._spec_events))]
         if was.get("status") == "False" and was.get("reason") == reason and old.get("observedGeneration") == generation:
             return
-        await self.events.emit(cr, "SpecNotApplied", message, warning=True)
+        await self.events.emit(cr, Event.SPEC_NOT_APPLIED, message, warning=True)
 
     def _webhook_backoff(self, cr: Obj) -> float:
         """Seconds until the next try while an admission webhook is down: doubling from 1 s, at most 20 s."""
@@ -449,7 +451,7 @@ class WorkloadReconciler:
         """The phase from the workload child, with the conditions that explain it (Admitted, Progressing)."""
         main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
         if main is None:
-            return st.Phase("STARTING"), []
+            return st.Phase(Status.STARTING), []
         return self._observe_child(main, self._live(main))
 
     def _observe_live(self, live: Obj) -> tuple[st.Phase, list[Obj]]:
@@ -538,46 +540,46 @@ class WorkloadReconciler:
         )
         return len(pods), gated
 
-    def _duration(self, cr: Obj, cfg: KaiwoConfigSpec, conditions: list[Obj]) -> tuple[str, float | None]:
+    def _duration(self, cr: Obj, cfg: KaiwoConfigSpec, conditions: list[Obj]) -> tuple[Status, float | None]:
         """A RUNNING workload with ``spec.duration``: its Preemptable condition, and TERMINATING once it is expired
         and same-queue, same-vendor GPU demand has waited long enough. Returns (phase, seconds until a recheck)."""
         now = self.wall()
         start = (cr.get("status") or {}).get("startTime")
-        p = pre.preemptability(pre.epoch(start) if start else now, cr["spec"]["duration"], now)
+        p = pre.preemptability(timestamp_epoch(start) if start else now, cr["spec"]["duration"], now)
         conditions.append(p.condition)
         if not p.expired:
-            return "RUNNING", p.seconds_left
+            return Status.RUNNING, p.seconds_left
         queue = cfg.default_cluster_queue_name
         candidates = (obj for inf in self.caches.kaiwo_workloads for obj in inf.objects())
         threshold = pre.go_duration(cfg.scheduling.pending_threshold_for_preemption)
         d = pre.demand(pre.claim(cr, queue), candidates, queue, threshold, now)
         if not d.now:
-            return "RUNNING", d.next_check
+            return Status.RUNNING, d.next_check
         conditions.append(
             st.condition(
-                "WorkloadTerminatedEarly",
+                Cond.WORKLOAD_TERMINATED_EARLY,
                 False,
                 "DurationExceededWithActiveGpuDemand",
                 "terminated: the duration was exceeded and GPU work of the same queue and vendor is waiting",
             )
         )
-        return "TERMINATING", None
+        return Status.TERMINATING, None
 
-    async def _set(self, cr: Obj, phase: str, conditions: list[Obj]) -> None:
+    async def _set(self, cr: Obj, phase: Status, conditions: list[Obj]) -> None:
         old = cr.get("status") or {}
         epoch = self.wall()
         new = st.next_status(
-            old, phase, conditions, now=_rfc3339(epoch), now_epoch=epoch, generation=cr["metadata"].get("generation", 0)
+            old, phase, conditions, now=rfc3339(epoch), now_epoch=epoch, generation=cr["metadata"].get("generation", 0)
         )
         if await self.applier.write_status(cr, new, st.differs) is None:
             return  # nothing changed, or the cache has not shown our identical last write yet
         if old.get("status") != phase and phase in EVENTS:
             message = next((c["message"] for c in conditions if c["status"] == "False"), f"workload is {phase}")
             await self.events.emit(cr, EVENTS[phase], message, warning=phase in WARNING_PHASES)
-        expired = next((c for c in conditions if c["type"] == "Preemptable" and c["status"] == "True"), None)
-        was: Obj = next((c for c in old.get("conditions") or [] if c.get("type") == "Preemptable"), {})
+        expired = next((c for c in conditions if c["type"] == Cond.PREEMPTABLE and c["status"] == "True"), None)
+        was = condition(cr, Cond.PREEMPTABLE) or {}
         if expired is not None and was.get("status") != "True":
-            await self.events.emit(cr, "Preemptable", expired["message"])
+            await self.events.emit(cr, Event.PREEMPTABLE, expired["message"])
 
     async def _delete_children(self, cr: Obj) -> None:
         uid = cr["metadata"]["uid"]

@@ -23,8 +23,8 @@ import orjson
 import yaml
 
 from kaiwo.devcluster import versions
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 
 

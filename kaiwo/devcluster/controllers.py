@@ -19,7 +19,6 @@ import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -28,8 +27,7 @@ from kaiwo.devcluster.build import KUEUE_METRICS_CERT_DIR_ENV
 from kaiwo.devcluster.components import Layout, Ports
 from kaiwo.devcluster.pki import PKI
 from kaiwo.runtime.client import ApiError, Client
-
-Obj = dict[str, Any]
+from kaiwo.runtime.objects import Obj
 
 KUEUE_NAMESPACE = "kueue-system"
 KUEUE_CONFIG_MAP, KUEUE_CONFIG_KEY = "kueue-manager-config", "controller_manager_config.yaml"  # as Kueue installs it

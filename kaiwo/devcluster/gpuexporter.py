@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import logging
 import signal
 import sys
@@ -34,12 +33,13 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from kaiwo.gpumetrics.reader import AMD_METRIC, NVIDIA_METRIC
+from kaiwo.runtime import timestamps
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.informer import ApiListerWatcher, Informer
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate.preemption import go_duration
 
 log = logging.getLogger("kaiwo.devcluster.gpuexporter")
-Obj = dict[str, Any]
 UTILIZATION_ANNOTATION = "kwok.kaiwo.dev/gpu-utilization"
 BUSY = 100.0
 VENDOR_RESOURCES = {"amd": "amd.com/gpu", "nvidia": "nvidia.com/gpu"}
@@ -73,7 +73,7 @@ def scripted(text: str | None, elapsed: float) -> float:
 
 
 def _epoch(ts: str | None) -> float | None:
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() if ts else None
+    return timestamps.epoch(ts) if ts else None
 
 
 def _gpus_requested(pod: Obj, resource: str) -> tuple[int, str]:

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kaiwo.api.config import KaiwoGpuPreemptionConfig
+from kaiwo.api.gpuworkload import GpuWorkloadPhase
 from kaiwo.gpumetrics.config import EnvDefaults
+from kaiwo.runtime.objects import Obj, condition
+from kaiwo.runtime.timestamps import epoch
 from kaiwo.translate import quantity
-from kaiwo.translate.preemption import epoch, go_duration
+from kaiwo.translate.preemption import go_duration
 
-Obj = dict[str, Any]
 PREFIX = "kaiwo.silogen.ai/gpu-preemption."
 GPU_RESOURCES = ("amd.com/gpu", "nvidia.com/gpu")
 DEFAULT_THRESHOLD = 5.0
@@ -135,13 +137,9 @@ def pod_gpus(pod: Obj) -> dict[str, int]:
     return gpu_requests((pod.get("spec") or {}).get("containers") or [])
 
 
-def _cond(obj: Obj | None, ctype: str) -> Obj | None:
-    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c.get("type") == ctype), None)
-
-
 def quota_pending_for_gpu(workload: Obj | None, resources: Iterable[str]) -> bool:
     """A Kueue Workload whose QuotaReserved=False message names one of ``resources``."""
-    c = _cond(workload, "QuotaReserved")
+    c = condition(workload, "QuotaReserved")
     if c is None or c.get("status") != "False":
         return False
     message = (c.get("message") or "").lower()
@@ -150,7 +148,7 @@ def quota_pending_for_gpu(workload: Obj | None, resources: Iterable[str]) -> boo
 
 def unschedulable_for_gpu(pod: Obj, resources: Iterable[str]) -> bool:
     """PodScheduled=False/Unschedulable because of ``Insufficient <gpu resource>``."""
-    c = _cond(pod, "PodScheduled")
+    c = condition(pod, "PodScheduled")
     if c is None or c.get("status") != "False" or c.get("reason") != "Unschedulable":
         return False
     message = (c.get("message") or "").lower()
@@ -182,18 +180,18 @@ def phase(
     resources = list(resources)
     if not pods:
         if quota_pending_for_gpu(owner_workload, resources):
-            return "PendingGpu"
-        return current or "PendingOther"
+            return GpuWorkloadPhase.PENDING_GPU
+        return current or GpuWorkloadPhase.PENDING_OTHER
     for p in pods:
         if (p.get("status") or {}).get("phase") == "Pending" and unschedulable_for_gpu(p, resources):
-            return "PendingGpu"
+            return GpuWorkloadPhase.PENDING_GPU
     if not any((p.get("status") or {}).get("phase") == "Running" for p in pods):
         if quota_pending_for_gpu(owner_workload, resources):
-            return "PendingGpu"
-        return "PendingOther"
+            return GpuWorkloadPhase.PENDING_GPU
+        return GpuWorkloadPhase.PENDING_OTHER
     # Without samples a workload is not known to be idle, so it is not: reclaiming GPUs on no evidence (an
     # exporter that lags, or labels that do not name the pod) would stop running work.
-    return "Active" if util is None or util >= threshold else "Idle"
+    return GpuWorkloadPhase.ACTIVE if util is None or util >= threshold else GpuWorkloadPhase.IDLE
 
 
 # --- demand and victims --------------------------------------------------------------------------------------
@@ -244,9 +242,9 @@ def workload_gpus(workload: Obj) -> dict[str, int]:
 
 def kueue_demand(workload: Obj, cluster_queue: str | None) -> list[Demand]:
     """The GPU demand of a Kueue Workload that waits for quota (none once reserved, finished or inactive)."""
-    if (_cond(workload, "QuotaReserved") or {}).get("status") == "True":
+    if (condition(workload, "QuotaReserved") or {}).get("status") == "True":
         return []
-    if _cond(workload, "Finished") or (workload.get("spec") or {}).get("active") is False or not cluster_queue:
+    if condition(workload, "Finished") or (workload.get("spec") or {}).get("active") is False or not cluster_queue:
         return []
     totals = workload_gpus(workload)
     meta = workload["metadata"]

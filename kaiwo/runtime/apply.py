@@ -20,15 +20,14 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.clock import Clock, RealClock
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 DEFAULT_HASH_ANNOTATION = "kaiwo.silogen.ai/desired-hash"
 MAX_REMEMBERED_WRITES = 10_000  # status writes the cache has not shown yet; older entries are dropped first
 StatusDiffers = Callable[[Obj, Obj], bool]
@@ -102,12 +101,13 @@ class Applier:
 class Expectations:
     """Creates this controller made that the cache has not shown yet, per owner key (with a safety TTL)."""
 
-    def __init__(self, ttl: float = 300.0) -> None:
+    def __init__(self, ttl: float = 300.0, clock: Clock | None = None) -> None:
         self.ttl = ttl
+        self.clock: Clock = clock or RealClock()
         self._pending: dict[str, dict[str, float]] = {}
 
     def expect(self, owner: str, child: str) -> None:
-        self._pending.setdefault(owner, {})[child] = time.monotonic()
+        self._pending.setdefault(owner, {})[child] = self.clock.now()
 
     def observed(self, owner: str, child: str) -> None:
         pending = self._pending.get(owner)
@@ -120,7 +120,7 @@ class Expectations:
         pending = self._pending.get(owner)
         if not pending:
             return True
-        now = time.monotonic()
+        now = self.clock.now()
         for child, since in list(pending.items()):
             if now - since > self.ttl:  # the watch event was lost or the create silently failed: stop waiting
                 del pending[child]

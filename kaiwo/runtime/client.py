@@ -33,8 +33,8 @@ from kubernetes_asyncio import config as k8s_config
 from opentelemetry import trace
 
 from kaiwo.runtime import kubeconfig, tracing
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 DEFAULT_TIMEOUT = 30.0  # one attempt
 DEFAULT_DEADLINE = 60.0  # all attempts of one call, waits included
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504})  # for idempotent calls; 429 for every call

@@ -23,18 +23,19 @@ waits for an event round trip. Contracts of the background mode:
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
 import zlib
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.clock import Clock, RealClock
+from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.timestamps import rfc3339, rfc3339_micro
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 CACHE_SIZE = 4096  # remembered distinct events (client-go: 4096)
 BURST, REFILL_SECONDS = 25, 300.0  # per involved object (client-go's spam filter defaults)
 LANES = 4  # background mode: concurrent senders (one object's events always share a lane)
@@ -54,10 +55,6 @@ class _Bucket:
     at: float
 
 
-def _now(micro: bool = False) -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass
 class _Pending:
     obj: Obj  # the involved object's identity (apiVersion, kind, metadata) when the event was emitted
@@ -68,10 +65,20 @@ class _Pending:
 
 
 class EventRecorder:
-    def __init__(self, client: Client, component: str, *, background: bool = False) -> None:
+    def __init__(
+        self,
+        client: Client,
+        component: str,
+        *,
+        background: bool = False,
+        clock: Clock | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.component = component
         self.background = background
+        self.clock: Clock = clock or RealClock()  # refills the spam filter's buckets
+        self.wall = wall  # wall-clock epoch seconds: the Events' timestamps
         self._seen: OrderedDict[tuple[str, ...], _Seen] = OrderedDict()
         self._buckets: dict[str, _Bucket] = {}
         self._lanes: list[deque[_Pending]] = [deque() for _ in range(LANES)]
@@ -80,7 +87,7 @@ class EventRecorder:
         self.overflowed = 0  # background mode: events dropped because their lane was full
 
     def _allow(self, uid: str) -> bool:
-        now = time.monotonic()
+        now = self.clock.now()
         b = self._buckets.get(uid) or _Bucket(float(BURST), now)
         b.tokens = min(float(BURST), b.tokens + (now - b.at) / REFILL_SECONDS)
         b.at = now
@@ -100,7 +107,7 @@ class EventRecorder:
             reason,
             message[:1024],
             "Warning" if warning else "Normal",
-            (_now(), _now(micro=True)),
+            (rfc3339(now := self.wall()), rfc3339_micro(now)),
         )
         uid = _uid(meta)
         if not self._allow(uid):

@@ -36,10 +36,10 @@ import orjson
 
 from kaiwo.runtime.client import ApiError, Client, Resource
 from kaiwo.runtime.clock import Clock, RealClock
+from kaiwo.runtime.objects import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 Transform = Callable[[Obj], Obj]
 WATCH_TIMEOUT_RANGE = (300, 600)
 CLIENT_GRACE = 30.0

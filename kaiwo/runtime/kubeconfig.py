@@ -42,6 +42,8 @@ import orjson
 import yaml
 from kubernetes_asyncio.config import ConfigException
 
+from kaiwo.runtime import timestamps
+
 DEFAULT_KUBECONFIG = "~/.kube/config"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
@@ -243,10 +245,9 @@ def parse_exec_credential(raw: bytes, api_version: str) -> Mapping[str, Any]:
 
 def _parse_time(value: str) -> datetime:
     try:
-        parsed = datetime.fromisoformat(value)
+        return timestamps.parse(value)
     except (TypeError, ValueError) as e:
         raise KubeconfigError(f"exec plugin returned an invalid expirationTimestamp {value!r}") from e
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # --- TLS ---------------------------------------------------------------------------------------------------

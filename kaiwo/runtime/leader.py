@@ -21,17 +21,18 @@ D16).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.clock import Clock, RealClock, bounded
+from kaiwo.runtime.timestamps import rfc3339_micro
 
 log = logging.getLogger(__name__)
 LEASE_API = "coordination.k8s.io/v1"
@@ -39,10 +40,6 @@ LEASE_API = "coordination.k8s.io/v1"
 
 def default_identity() -> str:
     return f"{socket.gethostname()}_{secrets.token_hex(4)}"
-
-
-def _micro_time() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -68,12 +65,14 @@ class LeaderElector:
         config: LeaderElectionConfig,
         *,
         clock: Clock | None = None,
+        wall: Callable[[], float] = time.time,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
         self.client = client
         self.config = config
         self.identity = config.identity or default_identity()
         self.clock: Clock = clock or RealClock()
+        self.wall = wall  # wall-clock epoch seconds: the Lease's acquire and renew times
         self.on_change = on_change
         self._leading = False
         self._observed_spec: dict[str, Any] | None = None
@@ -161,7 +160,7 @@ class LeaderElector:
         spec_now = {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": int(cfg.lease_duration),
-            "renewTime": _micro_time(),
+            "renewTime": rfc3339_micro(self.wall()),
         }
         if lease is None:
             body = {
@@ -210,7 +209,7 @@ class LeaderElector:
         if not self._leading or self._lease is None:
             return
         spec = self._lease.get("spec") or {}
-        now = _micro_time()
+        now = rfc3339_micro(self.wall())
         body = {
             **self._lease,
             "spec": {

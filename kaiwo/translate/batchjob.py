@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import copy
 
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate.entrypoint import shell_command
-from kaiwo.translate.meta import Obj, TranslateError, child_labels, child_meta, queue_labels
+from kaiwo.translate.meta import TranslateError, child_labels, child_meta, queue_labels
 from kaiwo.translate.podtemplate import Role, Workload, mutate
 
 DEFAULT_TTL_SECONDS = 3600

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-Obj = dict[str, Any]
+from kaiwo.runtime.objects import Obj, condition
+
 ACTIVE_KINDS = ("ClusterQueue", "LocalQueue")  # kinds whose status carries Kueue's Active condition
 MAX_NAMED = 5  # holders named in a message; the rest are counted
 
@@ -30,7 +30,7 @@ class Verdict:
 
 
 def active_condition(obj: Obj) -> Obj | None:
-    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Active"), None)
+    return condition(obj, "Active")
 
 
 def _names(items: Iterable[str]) -> str:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from kaiwo.api import labels as L
-
-Obj = dict[str, Any]
+from kaiwo.runtime.objects import Obj
 
 # TranslateError reasons (also the Schedulable condition reason).
 INVALID_SPEC: Final = "InvalidSpec"

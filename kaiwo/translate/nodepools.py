@@ -14,11 +14,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
 
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate.quantity import GI, QuantityError, parse, to_cpu_string, to_memory_string
 
-Obj = dict[str, Any]
 NOMINAL_FRACTION = Fraction(9, 10)
 NODEPOOL_LABEL = "kaiwo/nodepool"
 WORKER_LABEL = "kaiwo/worker"

@@ -32,9 +32,10 @@ from kaiwo.api.base import wire
 from kaiwo.api.common import WorkloadSpec
 from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.api.storage import data_mount_path, hf_mount_path
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import downloadcache
 from kaiwo.translate.gpus import Plan
-from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, propagated_labels, system_labels
+from kaiwo.translate.meta import INVALID_SPEC, TranslateError, propagated_labels, system_labels
 from kaiwo.translate.resources import default_cpu_memory, fill_resources
 
 SKIPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)

@@ -12,13 +12,15 @@ Pure: callers pass the objects they read and ``now`` (epoch seconds); nothing he
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-Obj = dict[str, Any]
+from kaiwo.api.common import WorkloadCondition, WorkloadStatus
+from kaiwo.runtime.objects import Obj, condition
+from kaiwo.runtime.timestamps import epoch as epoch  # re-exported: tests read Kaiwo timestamps through it
+from kaiwo.translate import status as st
+
 DEFAULT_VENDOR = "amd"
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
@@ -39,10 +41,6 @@ def go_duration(text: str) -> float:
     return total
 
 
-def epoch(timestamp: str) -> float:
-    return dt.datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
 @dataclass(frozen=True)
 class Preemptability:
     expired: bool
@@ -54,24 +52,14 @@ def preemptability(start: float, duration: str, now: float) -> Preemptability:
     """The Preemptable condition of a RUNNING workload that started at ``start`` and declared ``duration``."""
     left = start + go_duration(duration) - now
     if left > 0:
+        message = f"the workload may run for {duration}"
         return Preemptability(
-            False,
-            {
-                "type": "Preemptable",
-                "status": "False",
-                "reason": "DurationNotExceeded",
-                "message": f"the workload may run for {duration}",
-            },
-            left,
+            False, st.condition(WorkloadCondition.PREEMPTABLE, False, "DurationNotExceeded", message), left
         )
+    message = f"the workload ran past its duration of {duration}"
     return Preemptability(
         True,
-        {
-            "type": "Preemptable",
-            "status": "True",
-            "reason": "DurationExceeded",
-            "message": f"the workload ran past its duration of {duration}",
-        },
+        st.condition(WorkloadCondition.PREEMPTABLE, True, "DurationExceeded", message),
         0.0,
     )
 
@@ -102,11 +90,11 @@ def pending_since(cr: Obj) -> float | None:
     The time its ``Admitted`` condition became False (it stays put while the workload waits), else its creation.
     """
     status = cr.get("status") or {}
-    if status.get("status") != "PENDING" or requested_gpus(cr) <= 0:
+    if status.get("status") != WorkloadStatus.PENDING or requested_gpus(cr) <= 0:
         return None
-    for c in status.get("conditions") or []:
-        if c.get("type") == "Admitted" and c.get("status") == "False" and c.get("lastTransitionTime"):
-            return epoch(c["lastTransitionTime"])
+    admitted = condition(cr, WorkloadCondition.ADMITTED) or {}
+    if admitted.get("status") == "False" and admitted.get("lastTransitionTime"):
+        return epoch(admitted["lastTransitionTime"])
     created = cr["metadata"].get("creationTimestamp")
     return epoch(created) if created else None
 
@@ -133,7 +121,7 @@ def is_demand_for(pending: Obj, victim: Obj, default_queue: str) -> bool:
     """Whether a change of ``pending`` can decide the fate of ``victim`` (a RUNNING workload with a duration)."""
     return (
         pending_since(pending) is not None
-        and (victim.get("status") or {}).get("status") == "RUNNING"
+        and (victim.get("status") or {}).get("status") == WorkloadStatus.RUNNING
         and bool((victim.get("spec") or {}).get("duration"))
         and claim(pending, default_queue) == claim(victim, default_queue)
     )
@@ -148,7 +136,7 @@ def victim_index(cr: Obj) -> tuple[str, ...]:
     spec, status = cr.get("spec"), cr.get("status")
     if not isinstance(spec, dict) or not isinstance(status, dict):
         return ()
-    if status.get("status") != "RUNNING" or not spec.get("duration"):
+    if status.get("status") != WorkloadStatus.RUNNING or not spec.get("duration"):
         return ()
     return (f"{spec.get('clusterQueue') or ''}/{spec.get('gpuVendor') or DEFAULT_VENDOR}",)
 

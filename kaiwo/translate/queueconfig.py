@@ -27,11 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate.nodepools import WORKER_LABEL
 
-Obj = dict[str, Any]
 KUEUE_GROUP = "kueue.x-k8s.io"
 KUEUE_API = f"{KUEUE_GROUP}/v1beta2"  # the version everything Kueue-related is read and written in
 KUEUE_V1BETA1 = f"{KUEUE_GROUP}/v1beta1"  # the fallback for a Kueue older than 0.15 (no v1beta2)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import copy
 
-from kaiwo.translate.meta import Obj, TranslateError
+from kaiwo.runtime.objects import Obj
+from kaiwo.translate.meta import TranslateError
 from kaiwo.translate.podtemplate import Role, Workload, mutate
 
 DEFAULT_WORKER_GROUP = "default-worker-group"

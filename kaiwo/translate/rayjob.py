@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import copy
 
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import raycluster
 from kaiwo.translate.entrypoint import ray_entrypoint
-from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_labels, child_meta, queue_labels
+from kaiwo.translate.meta import INVALID_SPEC, TranslateError, child_labels, child_meta, queue_labels
 from kaiwo.translate.podtemplate import Workload
 
 

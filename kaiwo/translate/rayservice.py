@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import copy
 
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import raycluster
-from kaiwo.translate.meta import Obj, TranslateError, child_labels, child_meta, queue_labels
+from kaiwo.translate.meta import TranslateError, child_labels, child_meta, queue_labels
 from kaiwo.translate.podtemplate import Workload
 
 APPWRAPPER_API = "workload.codeflare.dev/v1beta2"

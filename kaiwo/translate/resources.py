@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kaiwo.translate.meta import Obj
+from kaiwo.runtime.objects import Obj
 
 GPU_KEYS = ("amd.com/gpu", "nvidia.com/gpu")
 CPU_PER_GPU = 4

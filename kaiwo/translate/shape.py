@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError
+from kaiwo.runtime.objects import Obj
+from kaiwo.translate.meta import INVALID_SPEC, TranslateError
 
 
 @dataclass(frozen=True)

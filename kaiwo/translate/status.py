@@ -7,12 +7,14 @@ COMPLETE | FAILED, ERROR (recoverable), TERMINATING -> TERMINATED.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
-Obj = dict[str, Any]
-TERMINAL = frozenset({"COMPLETE", "FAILED", "TERMINATED"})
+from kaiwo.api.common import TERMINAL as TERMINAL  # re-exported: the workload controller's st.TERMINAL
+from kaiwo.api.common import WorkloadCondition, WorkloadStatus
+from kaiwo.runtime.objects import Obj, has_condition, merge_condition
+from kaiwo.runtime.objects import condition as condition_of
+from kaiwo.runtime.timestamps import epoch
+
 KUEUE_ADMISSION_GATE = "kueue.x-k8s.io/admission"  # scheduling gate on pods Kueue has not admitted yet
 # Until Kueue says more (a QuotaReserved message such as "couldn't assign flavors"), one message for every step
 # before admission, so the child's and the Workload's creation cost no status writes of their own
@@ -22,47 +24,35 @@ WAITING_FOR_ADMISSION = "waiting for Kueue admission"
 
 @dataclass(frozen=True)
 class Phase:
-    status: str
+    status: WorkloadStatus
     reason: str = ""
     message: str = ""
-
-
-def _cond(obj: Obj | None, ctype: str) -> Obj | None:
-    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if c.get("type") == ctype:
-            return dict(c)
-    return None
-
-
-def _true(obj: Obj | None, ctype: str) -> bool:
-    c = _cond(obj, ctype)
-    return c is not None and c.get("status") == "True"
 
 
 def admission(workload: Obj | None) -> tuple[bool, str]:
     """(admitted, message) from a Kueue Workload; no Workload yet means not admitted."""
     if workload is None:
         return False, WAITING_FOR_ADMISSION
-    if _true(workload, "Admitted"):
+    if has_condition(workload, "Admitted"):
         return True, "admitted by Kueue"
-    pending = _cond(workload, "QuotaReserved")
+    pending = condition_of(workload, "QuotaReserved")
     return False, (pending or {}).get("message") or WAITING_FOR_ADMISSION
 
 
 def job_phase(job: Obj | None, admitted: bool) -> Phase:
     if job is None:
-        return Phase("PENDING", "ChildMissing", "the Job is being created")
-    if _true(job, "Complete") or _true(job, "SuccessCriteriaMet"):
-        return Phase("COMPLETE", "JobComplete", "the Job completed")
-    if _true(job, "Failed") or _true(job, "FailureTarget"):
-        c = _cond(job, "Failed") or _cond(job, "FailureTarget") or {}
-        return Phase("FAILED", c.get("reason") or "JobFailed", c.get("message") or "the Job failed")
+        return Phase(WorkloadStatus.PENDING, "ChildMissing", "the Job is being created")
+    if has_condition(job, "Complete") or has_condition(job, "SuccessCriteriaMet"):
+        return Phase(WorkloadStatus.COMPLETE, "JobComplete", "the Job completed")
+    if has_condition(job, "Failed") or has_condition(job, "FailureTarget"):
+        c = condition_of(job, "Failed") or condition_of(job, "FailureTarget") or {}
+        return Phase(WorkloadStatus.FAILED, c.get("reason") or "JobFailed", c.get("message") or "the Job failed")
     spec, st = job.get("spec") or {}, job.get("status") or {}
     if spec.get("suspend") and not admitted:
-        return Phase("PENDING")
+        return Phase(WorkloadStatus.PENDING)
     if (st.get("ready") or 0) > 0:
-        return Phase("RUNNING")
-    return Phase("STARTING")
+        return Phase(WorkloadStatus.RUNNING)
+    return Phase(WorkloadStatus.STARTING)
 
 
 def deployment_phase(dep: Obj | None, pods: int, gated_pods: int) -> Phase:
@@ -73,19 +63,19 @@ def deployment_phase(dep: Obj | None, pods: int, gated_pods: int) -> Phase:
     D30); a progress deadline exceeded after admission is an ERROR, which recovers when a later rollout progresses.
     """
     if dep is None:
-        return Phase("PENDING", "ChildMissing", "the Deployment is being created")
+        return Phase(WorkloadStatus.PENDING, "ChildMissing", "the Deployment is being created")
     want = (dep.get("spec") or {}).get("replicas", 1)
     available = (dep.get("status") or {}).get("availableReplicas") or 0
     if available < want and gated_pods:
-        return Phase("PENDING")
-    progressing = _cond(dep, "Progressing")
+        return Phase(WorkloadStatus.PENDING)
+    progressing = condition_of(dep, "Progressing")
     if progressing and progressing.get("status") == "False" and progressing.get("reason") == "ProgressDeadlineExceeded":
-        return Phase("ERROR", "ProgressDeadlineExceeded", progressing.get("message") or "")
+        return Phase(WorkloadStatus.ERROR, "ProgressDeadlineExceeded", progressing.get("message") or "")
     if want and available >= want:
-        return Phase("RUNNING")
+        return Phase(WorkloadStatus.RUNNING)
     if pods == 0:
-        return Phase("PENDING")
-    return Phase("STARTING")
+        return Phase(WorkloadStatus.PENDING)
+    return Phase(WorkloadStatus.STARTING)
 
 
 def rayjob_phase(rayjob: Obj | None, admitted: bool) -> Phase:
@@ -102,37 +92,37 @@ def rayjob_phase(rayjob: Obj | None, admitted: bool) -> Phase:
     - otherwise (``Initializing``, ``Waiting`` for an interactive submission, ``Retrying``) -> STARTING.
     """
     if rayjob is None:
-        return Phase("PENDING", "ChildMissing", "the RayJob is being created")
+        return Phase(WorkloadStatus.PENDING, "ChildMissing", "the RayJob is being created")
     st = rayjob.get("status") or {}
     deployment = st.get("jobDeploymentStatus") or ""
     job = st.get("jobStatus") or ""
     message = st.get("message") or ""
     if deployment == "ValidationFailed":
-        return Phase("FAILED", "ValidationFailed", message or "KubeRay rejected the RayJob")
+        return Phase(WorkloadStatus.FAILED, "ValidationFailed", message or "KubeRay rejected the RayJob")
     if deployment == "Failed" or (deployment == "Complete" and job == "FAILED"):
-        return Phase("FAILED", st.get("reason") or "RayJobFailed", message or "the Ray job failed")
+        return Phase(WorkloadStatus.FAILED, st.get("reason") or "RayJobFailed", message or "the Ray job failed")
     if deployment == "Complete" and job == "STOPPED":
-        return Phase("TERMINATED", "RayJobStopped", message or "the Ray job was stopped")
+        return Phase(WorkloadStatus.TERMINATED, "RayJobStopped", message or "the Ray job was stopped")
     if deployment == "Complete":
-        return Phase("COMPLETE", "RayJobComplete", message or "the RayJob completed")
+        return Phase(WorkloadStatus.COMPLETE, "RayJobComplete", message or "the RayJob completed")
     if deployment in ("Suspended", "Suspending") or not admitted:
-        return Phase("PENDING")
+        return Phase(WorkloadStatus.PENDING)
     if deployment == "Running" and job == "RUNNING":
-        return Phase("RUNNING")
-    return Phase("STARTING")
+        return Phase(WorkloadStatus.RUNNING)
+    return Phase(WorkloadStatus.STARTING)
 
 
 def appwrapper_phase(aw: Obj | None) -> Phase:
     if aw is None:
-        return Phase("PENDING", "ChildMissing", "the AppWrapper is being created")
+        return Phase(WorkloadStatus.PENDING, "ChildMissing", "the AppWrapper is being created")
     phase = (aw.get("status") or {}).get("phase") or ""
     return {
-        "Running": Phase("RUNNING"),
-        "Succeeded": Phase("COMPLETE"),
-        "Failed": Phase("FAILED", "AppWrapperFailed", "the AppWrapper failed"),
-        "Suspended": Phase("PENDING"),
-        "": Phase("PENDING"),
-    }.get(phase, Phase("STARTING"))
+        "Running": Phase(WorkloadStatus.RUNNING),
+        "Succeeded": Phase(WorkloadStatus.COMPLETE),
+        "Failed": Phase(WorkloadStatus.FAILED, "AppWrapperFailed", "the AppWrapper failed"),
+        "Suspended": Phase(WorkloadStatus.PENDING),
+        "": Phase(WorkloadStatus.PENDING),
+    }.get(phase, Phase(WorkloadStatus.STARTING))
 
 
 # Ray Serve application and deployment states (KubeRay copies them from the Serve controller).
@@ -172,81 +162,77 @@ def rayservice_phase(aw: Obj | None, rayservice: Obj | None) -> Phase:
     new config (in the pending cluster) is an ERROR: the old config still answers, the new one will not.
     """
     outer = appwrapper_phase(aw)
-    if outer.status != "RUNNING":
+    if outer.status != WorkloadStatus.RUNNING:
         return outer
     if rayservice is None:
-        return Phase("STARTING", "RayServiceMissing", "the AppWrapper controller is creating the RayService")
+        return Phase(
+            WorkloadStatus.STARTING, "RayServiceMissing", "the AppWrapper controller is creating the RayService"
+        )
     status = rayservice.get("status") or {}
     active = status.get("activeServiceStatus") or {}
     pending = status.get("pendingServiceStatus") or {}
     serving = active if active.get("rayClusterName") else pending
     failed = _serve_problem(serving, SERVE_FAILED)
     if failed:
-        return Phase("FAILED", "RayServeDeployFailed", failed)
-    ready = _cond(rayservice, "Ready") or {}
+        return Phase(WorkloadStatus.FAILED, "RayServeDeployFailed", failed)
+    ready = condition_of(rayservice, "Ready") or {}
     if ready.get("status") == "False" and ready.get("reason") == "InitializingTimeout":
-        return Phase("FAILED", "InitializingTimeout", ready.get("message") or "the RayService did not become ready")
+        return Phase(
+            WorkloadStatus.FAILED, "InitializingTimeout", ready.get("message") or "the RayService did not become ready"
+        )
     unhealthy = _serve_problem(serving, SERVE_UNHEALTHY)
     if unhealthy:
-        return Phase("ERROR", "RayServeUnhealthy", unhealthy)
+        return Phase(WorkloadStatus.ERROR, "RayServeUnhealthy", unhealthy)
     if serving is active:
         upgrade = _serve_problem(pending, SERVE_FAILED | SERVE_UNHEALTHY)
         if upgrade:
-            return Phase("ERROR", "RayServeUpgradeFailing", f"the new config does not deploy; {upgrade}")
+            return Phase(WorkloadStatus.ERROR, "RayServeUpgradeFailing", f"the new config does not deploy; {upgrade}")
     if ready.get("status") == "True":
-        return Phase("RUNNING")
-    return Phase("STARTING", ready.get("reason") or "RayServiceNotReady", ready.get("message") or "")
+        return Phase(WorkloadStatus.RUNNING)
+    return Phase(WorkloadStatus.STARTING, ready.get("reason") or "RayServiceNotReady", ready.get("message") or "")
 
 
 def condition(ctype: str, ok: bool, reason: str, message: str) -> Obj:
-    return {"type": ctype, "status": "True" if ok else "False", "reason": reason, "message": message}
+    """A condition as written to the API (its type a plain string, a ``WorkloadCondition`` member's value)."""
+    return {"type": str(ctype), "status": "True" if ok else "False", "reason": reason, "message": message}
 
 
 def serve_condition(phase: Phase) -> Obj:
     """``ServeReady`` on a Ray KaiwoService: why it is (not yet) serving, in KubeRay's and Ray Serve's words."""
-    if phase.status == "RUNNING":
-        return condition("ServeReady", True, "Ready", "the RayService's Serve applications are ready")
-    return condition("ServeReady", False, phase.reason or "NotReady", phase.message or "waiting for the RayService")
+    if phase.status == WorkloadStatus.RUNNING:
+        return condition(WorkloadCondition.SERVE_READY, True, "Ready", "the RayService's Serve applications are ready")
+    return condition(
+        WorkloadCondition.SERVE_READY, False, phase.reason or "NotReady", phase.message or "waiting for the RayService"
+    )
 
 
 def rayjob_condition(phase: Phase) -> Obj | None:
     """``RayJobFinished`` once KubeRay reports an end: the reason and message of the Ray job's outcome."""
     if phase.status not in TERMINAL:
         return None
-    return condition("RayJobFinished", True, phase.reason, phase.message)
-
-
-def _epoch(ts: str) -> float:
-    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    return condition(WorkloadCondition.RAY_JOB_FINISHED, True, phase.reason, phase.message)
 
 
 def next_status(old: Obj, phase: str, conditions: list[Obj], *, now: str, now_epoch: float, generation: int) -> Obj:
     """The new status: merged conditions (transition times kept when unchanged), start/completion times,
     duration and observedGeneration."""
-    previous = {c["type"]: c for c in old.get("conditions") or []}
-    merged = {t: dict(c) for t, c in previous.items()}
+    merged: list[Obj] = list(old.get("conditions") or [])
     for c in conditions:
-        prev = previous.get(c["type"])
-        same = prev is not None and prev.get("status") == c["status"]
-        merged[c["type"]] = {
-            **c,
-            "observedGeneration": generation,
-            "lastTransitionTime": prev["lastTransitionTime"] if same and prev else now,
-        }
-    status: Obj = {"status": phase, "conditions": [merged[t] for t in sorted(merged)], "observedGeneration": generation}
+        merged = merge_condition(merged, {**c, "observedGeneration": generation}, now)
+    status: Obj = {"status": str(phase), "conditions": merged, "observedGeneration": generation}
     start = old.get("startTime")
-    if phase == "RUNNING" and not start:
+    if phase == WorkloadStatus.RUNNING and not start:
         start = now
     if start:
         status["startTime"] = start
-        status["duration"] = max(0, int(now_epoch - _epoch(start)))
+        status["duration"] = max(0, int(now_epoch - epoch(start)))
     completion = old.get("completionTime")
     if phase in TERMINAL and not completion:
         completion = now
     if completion:
         status["completionTime"] = completion
         if start:
-            status["duration"] = max(0, int(_epoch(completion) - _epoch(start)))
+            status["duration"] = max(0, int(epoch(completion) - epoch(start)))
     return status
 
 

@@ -32,8 +32,9 @@ import yaml
 from kaiwo import __version__
 from kaiwo.api.base import wire
 from kaiwo.api.storage import StorageSpec, data_mount_path, hf_mount_path
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import downloadcache
-from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError, child_meta, queue_labels, system_labels
+from kaiwo.translate.meta import INVALID_SPEC, TranslateError, child_meta, queue_labels, system_labels
 from kaiwo.translate.podtemplate import SECURITY_CONTEXT, SKIPPED_ANNOTATIONS, Workload
 
 # The operator's own image runs the downloader too (the Dockerfile installs the `downloader` extra).

@@ -17,8 +17,9 @@ from kaiwo.api.common import WorkloadSpec, gpu_resource_key
 from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.api.kaiwojob import KaiwoJobSpec
 from kaiwo.api.kaiwoservice import KaiwoServiceSpec
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import batchjob, deployment, gpus, rayjob, rayservice, shape, storage
-from kaiwo.translate.meta import INVALID_SPEC, Obj, TranslateError
+from kaiwo.translate.meta import INVALID_SPEC, TranslateError
 from kaiwo.translate.podtemplate import Workload
 
 

@@ -196,6 +196,9 @@ def test_status_values_are_upstreams() -> None:
         "WorkloadTerminatedEarly",
         "ResourceUnderutilization",
         "SpecApplied",
+        "Progressing",
+        "ServeReady",
+        "RayJobFinished",
     }
 
 

@@ -65,12 +65,12 @@ async def test_the_events_of_one_object_are_sent_in_the_order_emitted() -> None:
         assert sent == ["WorkloadPending", "WorkloadRunning", "WorkloadComplete"]
 
 
-async def test_timestamps_are_those_of_emit_not_of_the_send(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_timestamps_are_those_of_emit_not_of_the_send() -> None:
     server = GatedServer()
-    rec = EventRecorder(server, "kaiwo", background=True)  # type: ignore[arg-type]
-    monkeypatch.setattr(events, "_now", lambda micro=False: "2026-01-01T00:00:00Z")
+    now = [1_767_225_600.0]  # 2026-01-01T00:00:00Z
+    rec = EventRecorder(server, "kaiwo", background=True, wall=lambda: now[0])  # type: ignore[arg-type]
     await rec.emit(job("a"), "WorkloadPending", "queued")
-    monkeypatch.setattr(events, "_now", lambda micro=False: "2026-01-01T00:05:00Z")
+    now[0] += 300.0
     server.open.set()
     await rec.flush()
     assert server.created[0]["firstTimestamp"] == server.created[0]["lastTimestamp"] == "2026-01-01T00:00:00Z"

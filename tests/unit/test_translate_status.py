@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kaiwo.api.common import WorkloadStatus
 from kaiwo.translate import status as st
 
 
@@ -11,7 +12,7 @@ def job(**status: object) -> dict[str, object]:
 
 def test_job_phases() -> None:
     # just applied, not yet in the cache: created suspended, so it waits for Kueue like any unadmitted child
-    assert st.job_phase(None, False) == st.Phase("PENDING", "ChildMissing", "the Job is being created")
+    assert st.job_phase(None, False) == st.Phase(WorkloadStatus.PENDING, "ChildMissing", "the Job is being created")
     assert st.deployment_phase(None, 0, 0).status == st.rayjob_phase(None, False).status == "PENDING"
     assert st.appwrapper_phase(None).status == "PENDING"
     assert st.job_phase(job(suspend=True), False).status == "PENDING"
@@ -43,7 +44,7 @@ def test_deployment_progress_deadline_is_an_error_and_recovers() -> None:
             ]
         },
     }
-    assert st.deployment_phase(stuck, 1, 0) == st.Phase("ERROR", "ProgressDeadlineExceeded", "too slow")
+    assert st.deployment_phase(stuck, 1, 0) == st.Phase(WorkloadStatus.ERROR, "ProgressDeadlineExceeded", "too slow")
     ok = {"spec": {"replicas": 2}, "status": {"availableReplicas": 2}}
     assert st.deployment_phase(ok, 2, 0).status == "RUNNING"
 
