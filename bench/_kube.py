@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 DEFAULT_STATE = Path("/tmp/kd-bench")
 
 

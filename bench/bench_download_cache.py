@@ -26,11 +26,12 @@ from typing import Any
 
 from bench._kube import write_results
 from kaiwo.api import crds
+from kaiwo.api.groups import KAIWO_API
 from kaiwo.controllers import queueconfig, workload
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
 
-API = "kaiwo.silogen.ai/v1alpha1"
+API = KAIWO_API
 RESULTS = Path(__file__).parent / "results" / "download_cache.json"
 DONE = ("RUNNING", "COMPLETE")
 KUEUE = "kueue.x-k8s.io/v1beta1"

@@ -44,13 +44,14 @@ from typing import Any
 import orjson
 
 from bench._kube import BenchError, machine, print_machine, write_results
+from kaiwo.api.groups import KAIWO_API
 from kaiwo.devcluster.process import _die_with_parent
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "e2e.json"
-KAIWO = "kaiwo.silogen.ai/v1alpha1"
+KAIWO = KAIWO_API
 NAMESPACES = 10
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 CLK_TCK = os.sysconf("SC_CLK_TCK")

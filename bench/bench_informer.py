@@ -64,11 +64,11 @@ from kaiwo.runtime.informer import (
     Transform,
     strip_managed_fields,
 )
+from kaiwo.runtime.objects import Obj
 
 RESULTS = Path(__file__).parent / "results" / "informer.json"
 TARGET_BYTES_PER_OBJECT = 3000
 VARIANTS = ("baseline", "intern", "page-strip", "page-strip+intern")
-Obj = dict[str, Any]
 
 
 # --- variants --------------------------------------------------------------------------------------------------

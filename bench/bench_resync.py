@@ -61,6 +61,7 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.informer import Informer, by_label
 from kaiwo.runtime.manager import Manager, ManagerOptions
+from kaiwo.runtime.objects import Obj
 
 RESULTS = Path(__file__).parent / "results" / "resync.json"
 TARGET_CPU_S = 2.0
@@ -68,7 +69,6 @@ TARGET_REQUESTS = 0
 CHILD_LABEL = "bench.kaiwo/child"
 PARENT_LABEL = "app.kubernetes.io/name"  # set on every parent by bench._kube.configmap
 CONTROLLER = "bench-resync"
-Obj = dict[str, Any]
 
 
 def desired_child(parent: Obj) -> Obj:

@@ -32,10 +32,10 @@ from kaiwo.runtime.clock import Clock, RealClock
 from kaiwo.runtime.informer import FuncHandler, Informer
 from kaiwo.runtime.logs import log_context
 from kaiwo.runtime.metrics import QueueMetricsAdapter, RuntimeMetrics
+from kaiwo.runtime.objects import Obj
 from kaiwo.runtime.workqueue import ShutDown, WorkQueue
 
 log = logging.getLogger(__name__)
-Obj = dict[str, Any]
 DRAIN_TIMEOUT = 20.0  # a graceful stop waits this long for in-flight reconciles (the chart's grace period is longer)
 
 

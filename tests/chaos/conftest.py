@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
@@ -28,11 +27,10 @@ import yaml
 from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.manager import LEASE_NAME
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.objects import Obj
 from tests.chaos.proxy import FaultProxy
 from tests.e2e import helpers
 from tests.e2e.helpers import eventually
-
-Obj = dict[str, Any]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

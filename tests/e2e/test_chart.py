@@ -23,10 +23,10 @@ from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.devcluster.build import ensure_binaries
 from kaiwo.devcluster.components import free_port
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.objects import Obj
 from tests.e2e.conftest import CHART, helm, render_chart, service_account_kubeconfig
 from tests.e2e.helpers import API, eventually, http_ok
 
-Obj = dict[str, Any]
 ALL_OPTIONS = str(CHART / "ci" / "all-options-values.yaml")
 LEASE = "83fc2279.silogen.ai"
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -17,8 +16,6 @@ from kaiwo.runtime.client import Client
 from tests.e2e.conftest import CHART, helm, render_chart
 from tests.e2e.helpers import eventually
 from tests.kueue_config import KAIWO_RELEVANT, dev_kueue_config, guide_kueue_values
-
-Obj = dict[str, Any]
 
 
 def helm_fails(*args: str) -> str:

@@ -20,8 +20,6 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from tests.e2e.helpers import API, Cli, eventually, kaiwojob, ok, phase_is
 
-Obj = dict[str, Any]
-
 
 def job_yaml(name: str, **spec: Any) -> str:
     return yaml.safe_dump(kaiwojob(name, None, **spec))

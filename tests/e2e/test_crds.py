@@ -20,8 +20,8 @@ from kaiwo.api.config import KaiwoConfigSpec
 from kaiwo.api.kaiwojob import KaiwoJob
 from kaiwo.api.schema import apply_defaults
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 FIELD_MANAGER = "kaiwo-e2e-crds"
 BY_KIND = {info.kind: info for info in crds.ALL}
 

@@ -12,7 +12,6 @@ import copy
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 import pytest
@@ -26,9 +25,8 @@ from kaiwo.controllers import queueconfig
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.leader import LeaderElectionConfig
 from kaiwo.runtime.manager import Manager, ManagerOptions
+from kaiwo.runtime.objects import Obj
 from tests.e2e.helpers import API, eventually
-
-Obj = dict[str, Any]
 
 
 @dataclass

@@ -7,15 +7,12 @@ side of the flow only; the downloads themselves are proven against real storage 
 
 from __future__ import annotations
 
-from typing import Any
-
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import condition
+from kaiwo.runtime.objects import Obj, condition
 from tests.e2e.helpers import eventually, kaiwojob, phase_is
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
-Obj = dict[str, Any]
 
 
 def downloads(cache: bool = False) -> Obj:

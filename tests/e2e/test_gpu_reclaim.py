@@ -25,11 +25,10 @@ from kaiwo.gpumetrics.config import GpuFeatures
 from kaiwo.gpumetrics.reader import Source
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
-from kaiwo.runtime.objects import condition
+from kaiwo.runtime.objects import Obj, condition
 from kaiwo.translate.preemption import epoch as pre_epoch
 from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
 
-Obj = dict[str, Any]
 LONG = "600s"
 OPT = "kaiwo.silogen.ai/gpu-preemption."
 

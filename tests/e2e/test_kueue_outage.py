@@ -17,17 +17,15 @@ import os
 import re
 import signal
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.runtime.client import Client
-from kaiwo.runtime.objects import condition
+from kaiwo.runtime.objects import Obj, condition
 from tests.e2e.conftest import running_operator
 from tests.e2e.helpers import API, event_reasons, eventually, kaiwojob, phase_is
 
-Obj = dict[str, Any]
 HOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 ADMISSION = "admissionregistration.k8s.io/v1"
 CLOSED = "https://127.0.0.1:1"  # nothing listens on port 1: connection refused

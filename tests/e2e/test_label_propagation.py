@@ -5,14 +5,11 @@ also survives the re-apply depends on the controller leaving ``spec.suspend`` to
 
 from __future__ import annotations
 
-from typing import Any
-
 from kaiwo.runtime.apply import DEFAULT_HASH_ANNOTATION
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj
 from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
-
-Obj = dict[str, Any]
 
 
 async def relabel_running_job(client: Client, namespace: str) -> tuple[Obj, Obj, Obj]:

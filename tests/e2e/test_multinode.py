@@ -7,13 +7,10 @@ preferred one (a required rule would leave a pod that Kueue placed beside its si
 
 from __future__ import annotations
 
-from typing import Any
-
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj
 from tests.e2e.helpers import eventually, kaiwojob, phase_is
-
-Obj = dict[str, Any]
 
 
 async def job_pods(client: Client, namespace: str, name: str, count: int) -> list[Obj]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
 
 import orjson
 from typer.testing import CliRunner, Result
@@ -17,10 +16,10 @@ from typer.testing import CliRunner, Result
 from kaiwo.cli.main import app
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj
 from tests.e2e.helpers import API, eventually
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
-Obj = dict[str, Any]
 
 
 async def kaiwo(kubeconfig: str, *args: str) -> Result:

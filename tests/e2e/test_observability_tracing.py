@@ -32,9 +32,8 @@ from kaiwo.devcluster.build import ensure_binaries
 from kaiwo.devcluster.cluster import DevCluster
 from kaiwo.devcluster.components import Ports
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.objects import Obj
 from tests.e2e.helpers import API, eventually, http_ok
-
-Obj = dict[str, Any]
 
 
 async def apiserver_reports(client: Client, ui: str) -> bool:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate.queueconfig import MANAGED_BY_LABEL
 from tests.e2e.conftest import running_operator
 from tests.e2e.helpers import API, eventually
@@ -21,7 +21,6 @@ from tests.e2e.helpers import API, eventually
 KUEUE = "kueue.x-k8s.io/v1beta1"
 AMD_FLAVOR = "amd-mi300x-8gpu-115core-1382gi"
 CPU_FLAVOR = "cpu-only-0gpu-28core-115gi"
-Obj = dict[str, Any]
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,10 @@ stopped, failed and unhealthy states need a running Ray; they are pinned by the 
 
 from __future__ import annotations
 
-from typing import Any
-
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import condition
+from kaiwo.runtime.objects import Obj, condition
 from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
-
-Obj = dict[str, Any]
 
 
 async def test_ray_service_is_not_running_before_the_rayservice_is_ready(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -20,14 +19,13 @@ from hypothesis import strategies as st
 from kaiwo.controllers.settings import KAIWO_CONFIG_API
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import condition
+from kaiwo.runtime.objects import Obj, condition
 from kaiwo.translate.meta import TranslateError
 from kaiwo.translate.workload import Facts, desired_children
 from tests.builders import KaiwoJobBuilder, KaiwoServiceBuilder
 from tests.e2e.helpers import API, event_reasons, eventually, kaiwojob, phase_is
 from tests.strategies import KIND_OF, mutated
 
-Obj = dict[str, Any]
 LONG = {"kwok.kaiwo.dev/duration": "600s"}  # the pod runs until deleted, as far as a test is concerned
 NAME_LABEL = "kaiwo.silogen.ai/name"
 

@@ -19,14 +19,13 @@ import pytest
 from kaiwo.controllers.settings import KAIWO_CONFIG_API
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import condition
+from kaiwo.runtime.objects import Obj, condition
 from tests.builders import KaiwoServiceBuilder
 from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
 AMD_GPUS = 32
 LONG = {"kwok.kaiwo.dev/duration": "600s"}  # the pods run until deleted, as far as a test is concerned
-Obj = dict[str, Any]
 
 
 def kaiwoservice(name: str, ns: str, **spec: Any) -> Obj:

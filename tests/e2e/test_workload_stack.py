@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 
 from kaiwo.runtime.client import Client
-from kaiwo.runtime.objects import condition, has_condition
+from kaiwo.runtime.objects import Obj, condition, has_condition
 from tests.e2e.helpers import eventually
 
-Obj = dict[str, Any]
 KUEUE = "kueue.x-k8s.io/v1beta2"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"

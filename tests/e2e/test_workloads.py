@@ -7,14 +7,10 @@ the fake GPU nodes.
 
 from __future__ import annotations
 
-from typing import Any
-
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
 from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
-
-Obj = dict[str, Any]
 
 
 async def test_busybox_job_completes_after_admission(client: Client, namespace: str, operator: Manager) -> None:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kaiwo.runtime.apply import DEFAULT_HASH_ANNOTATION, Applier, Expectations, desired_hash
+from kaiwo.runtime.objects import Obj
 from tests.builders import ObjectBuilder
 from tests.fakes import Call, RecordingClient
-
-Obj = dict[str, Any]
 
 
 def thing(namespace: str | None = None) -> ObjectBuilder:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from kaiwo.cli import explain
+from kaiwo.runtime.objects import Obj
 from tests.builders import KaiwoJobBuilder
 
-Obj = dict[str, Any]
 SELECTOR = {"matchLabels": {"kueue-managed": "true"}}
 
 

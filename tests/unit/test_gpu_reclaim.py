@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kaiwo.api.config import KaiwoGpuPreemptionConfig
 from kaiwo.gpumetrics.config import EnvDefaults, env_defaults
 from kaiwo.gpumetrics.reclaim import (
@@ -21,9 +19,9 @@ from kaiwo.gpumetrics.reclaim import (
     resolve,
     spec_overrides,
 )
+from kaiwo.runtime.objects import Obj
 from tests.builders import NodeBuilder, PodBuilder, WorkloadBuilder
 
-Obj = dict[str, Any]
 NOW = 10_000.0
 AMD, NV = "amd.com/gpu", "nvidia.com/gpu"
 

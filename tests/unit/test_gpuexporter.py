@@ -4,7 +4,6 @@ through the real reader as each vendor's format."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from prometheus_client.exposition import generate_latest
@@ -13,9 +12,9 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from kaiwo.devcluster.gpuexporter import families, gpus, parse_script, scripted
 from kaiwo.gpumetrics.reader import parse
+from kaiwo.runtime.objects import Obj
 from tests.builders import NodeBuilder, PodBuilder
 
-Obj = dict[str, Any]
 T0 = 1_700_000_000.0
 START = "2023-11-14T22:13:20Z"  # == T0
 

@@ -14,10 +14,10 @@ from kaiwo.runtime.client import ApiError, Resource
 from kaiwo.runtime.controller import Controller, Request
 from kaiwo.runtime.informer import Informer, object_key
 from kaiwo.runtime.leader import LeaderElectionConfig
+from kaiwo.runtime.objects import Obj
 from tests.builders import JobBuilder, KaiwoJobBuilder, PodBuilder, WorkloadBuilder
 from tests.fakes import cache
 
-Obj = dict[str, Any]
 T0 = 1_700_000_000.0
 OPT = "kaiwo.silogen.ai/gpu-preemption."
 

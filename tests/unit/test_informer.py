@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kaiwo.runtime.clock import FakeClock
 from kaiwo.runtime.informer import (
     BACKOFF_MAX,
@@ -11,9 +9,8 @@ from kaiwo.runtime.informer import (
     ResourceVersionExpired,
     by_label,
 )
+from kaiwo.runtime.objects import Obj
 from tests.fakes import Events, Script, cm, run_until_idle
-
-Obj = dict[str, Any]
 
 
 async def test_list_then_watch_events_in_order() -> None:

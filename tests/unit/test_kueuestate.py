@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import kueuestate
-
-Obj = dict[str, Any]
 
 
 def cq(

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from typing import Any
 
 import pytest
 
 from kaiwo.runtime.client import ApiError, Resource
 from kaiwo.runtime.clock import FakeClock
 from kaiwo.runtime.leader import LeaderElectionConfig, LeaderElector
+from kaiwo.runtime.objects import Obj
 
-Obj = dict[str, Any]
 CFG = {"namespace": "ns", "name": "lock", "lease_duration": 15.0, "renew_deadline": 10.0, "retry_period": 2.0}
 
 

@@ -10,8 +10,7 @@ from typing import Any
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.manager import Manager, ManagerOptions
-
-Obj = dict[str, Any]
+from kaiwo.runtime.objects import Obj
 
 
 class Lists:

@@ -9,8 +9,7 @@ import pytest
 
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.metrics_auth import MetricsAuthorizer, self_signed_pair, server_tls
-
-Obj = dict[str, Any]
+from kaiwo.runtime.objects import Obj
 
 
 class FakeApi:

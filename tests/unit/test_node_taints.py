@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kaiwo.controllers.nodetaints import ANNOTATION, desired_patch
+from kaiwo.runtime.objects import Obj
 from tests.builders import NodeBuilder
 
-Obj = dict[str, Any]
 KEY = "kaiwo.silogen.ai/gpu"
 
 

@@ -4,7 +4,6 @@ that leave the backlog, event aggregation, and the preemption-victim index."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import aiohttp
 import pytest
@@ -15,11 +14,10 @@ from kaiwo.runtime.clock import FakeClock
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.events import BURST, EventRecorder
 from kaiwo.runtime.informer import FuncHandler, Informer
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import preemption as pre
 from tests.builders import KaiwoJobBuilder
 from tests.fakes import Events, Script, cm, run_until_idle
-
-Obj = dict[str, Any]
 
 
 def test_only_idempotent_calls_are_retried_on_server_errors_and_every_call_on_429() -> None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate import preemption as pre
 from tests.builders import KaiwoJobBuilder
 
-Obj = dict[str, Any]
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 THRESHOLD = 300.0
 

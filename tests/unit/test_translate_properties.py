@@ -16,13 +16,13 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kaiwo.runtime.objects import Obj
 from kaiwo.translate.gpus import GpuPool
 from kaiwo.translate.meta import INSUFFICIENT_GPUS, INVALID_SPEC, NO_GPUS, UNEVEN_GPUS, TranslateError
 from kaiwo.translate.workload import Children, Facts, desired_children
 from tests.builders import KaiwoJobBuilder, KaiwoServiceBuilder
 from tests.strategies import FIELDS, JSON, KIND_OF, VALID, mutated
 
-Obj = dict[str, Any]
 FACTS = Facts(gpu_pools=(GpuPool("amd", 8, 2),))
 
 

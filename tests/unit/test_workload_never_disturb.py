@@ -16,10 +16,10 @@ from kaiwo.controllers.workload import SUSPEND_MANAGER_SUFFIX, WEBHOOK_RETRY_MAX
 from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.controller import Request
 from kaiwo.runtime.informer import object_key
+from kaiwo.runtime.objects import Obj
 from tests.builders import WorkloadBuilder
 from tests.fakes import Call, RecordingClient, workload_reconciler
 
-Obj = dict[str, Any]
 REQ = Request("ns", "train")
 SPEC_EVENT = "SpecNotApplied"
 MANAGER = "kaiwo-kaiwojob"
