@@ -20,8 +20,10 @@ import pytest
 
 from kaiwo.controllers.workload import Caches, WorkloadReconciler
 from kaiwo.devcluster import topology
-from kaiwo.runtime.client import ApiError
+from kaiwo.rbac import resource_name
+from kaiwo.runtime.client import ApiError, Resource
 from kaiwo.runtime.clock import FakeClock
+from kaiwo.runtime.controller import Request, Result
 from kaiwo.runtime.informer import FuncHandler, Informer, object_key
 from kaiwo.runtime.objects import Obj
 from tests.builders import KaiwoJobBuilder
@@ -347,3 +349,32 @@ async def run_until_idle(inf: Informer, script: Script, clock: FakeClock, advanc
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+class Discovery:
+    """The part of a client a manager uses before it runs: API discovery of the given (apiVersion, kind)s, or of
+    every kind with ``every``; anything else is ``error`` (404 by default)."""
+
+    def __init__(self, *served: tuple[str, str], error: int = 404, every: bool = False) -> None:
+        self.served = set(served)
+        self.every = every
+        self.error = error
+        self.observers: list[object] = []
+        self.asked: list[tuple[str, str]] = []
+
+    async def resource(self, api_version: str, kind: str) -> Resource:
+        self.asked.append((api_version, kind))
+        if self.every or (api_version, kind) in self.served:
+            return Resource(api_version, kind, resource_name(kind), namespaced=True)
+        raise ApiError(self.error, {"reason": "NotFound", "message": f"no {kind} in {api_version}"})
+
+
+class RecordingReconciler:
+    """A reconciler that only records the keys it is asked to reconcile."""
+
+    def __init__(self) -> None:
+        self.seen: list[Request] = []
+
+    async def reconcile(self, request: Request) -> Result | None:
+        self.seen.append(request)
+        return None

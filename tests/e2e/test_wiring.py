@@ -11,22 +11,14 @@ import pytest
 
 from kaiwo.runtime.builder import ControllerSpec, For, Reads, Watches, build, resolve
 from kaiwo.runtime.client import ApiError, Client
-from kaiwo.runtime.controller import Request, Result
+from kaiwo.runtime.controller import Request
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import Obj
 from kaiwo.translate.queueconfig import KUEUE_API
 from tests.e2e.helpers import eventually
+from tests.fakes import RecordingReconciler
 
 NOT_SERVED = "nothing.kaiwo.silogen.ai/v1"
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.seen: list[Request] = []
-
-    async def reconcile(self, request: Request) -> Result | None:
-        self.seen.append(request)
-        return None
 
 
 def nothing(_: object, __: Obj) -> list[Request]:
@@ -55,7 +47,7 @@ async def test_optional_and_candidate_sources_follow_the_servers_discovery(
         sources = await resolve(mgr, [Reads(("kueue.x-k8s.io/v9", KUEUE_API), "Workload")])
         assert sources.served("Workload") == KUEUE_API
 
-        ctrl, recorder = await build(mgr, spec, lambda _: Recorder())
+        ctrl, recorder = await build(mgr, spec, lambda _: RecordingReconciler())
         assert "Nothing (nothing.kaiwo.silogen.ai/v1) is not served by this cluster" in caplog.text
         assert [i.name for i in ctrl.sources] == ["ConfigMap.v1"]
         run = asyncio.create_task(mgr.run(stop))

@@ -11,44 +11,20 @@ from collections.abc import Iterable
 import pytest
 
 from kaiwo.runtime.builder import ControllerSpec, For, Owns, Reads, Sources, Watches, build, reads, resolve
-from kaiwo.runtime.client import ApiError, Resource
-from kaiwo.runtime.controller import Request, Result
+from kaiwo.runtime.client import ApiError
+from kaiwo.runtime.controller import Request
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import Obj
 from kaiwo.runtime.workqueue import WorkQueue
 from kaiwo.translate.queueconfig import KUEUE_API, KUEUE_APIS, KUEUE_V1BETA1
 from tests.builders import JobBuilder, NodeBuilder, ObjectBuilder
+from tests.fakes import Discovery, RecordingReconciler
 
 API = "example.kaiwo.silogen.ai/v1"
 
 
-class Discovery:
-    """The part of a client a manager uses before it runs: API discovery of the given (apiVersion, kind)s."""
-
-    def __init__(self, *served: tuple[str, str], error: int = 404) -> None:
-        self.served = set(served)
-        self.error = error
-        self.observers: list[object] = []
-        self.asked: list[tuple[str, str]] = []
-
-    async def resource(self, api_version: str, kind: str) -> Resource:
-        self.asked.append((api_version, kind))
-        if (api_version, kind) in self.served:
-            return Resource(api_version, kind, kind.lower() + "s", namespaced=True)
-        raise ApiError(self.error, {"reason": "NotFound", "message": f"no {kind} in {api_version}"})
-
-
 def manager(*served: tuple[str, str], error: int = 404) -> Manager:
     return Manager(Discovery(*served, error=error), ManagerOptions(health_address="", metrics_address=""))  # type: ignore[arg-type]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.seen: list[Request] = []
-
-    async def reconcile(self, request: Request) -> Result | None:
-        self.seen.append(request)
-        return None
 
 
 async def queued(queue: WorkQueue[Request]) -> set[Request]:
@@ -61,9 +37,9 @@ async def queued(queue: WorkQueue[Request]) -> set[Request]:
     return out
 
 
-def node_of(recorder: Recorder, node: Obj) -> Iterable[Request]:
+def node_of(recorder: RecordingReconciler, node: Obj) -> Iterable[Request]:
     """A test mapper: a node -> the Thing named in its ``thing`` label (and it proves it got the reconciler)."""
-    assert isinstance(recorder, Recorder)
+    assert isinstance(recorder, RecordingReconciler)
     name = (node["metadata"].get("labels") or {}).get("thing")
     return [Request("default", name)] if name else []
 
@@ -134,7 +110,7 @@ async def test_an_optional_source_not_served_is_skipped_with_one_warning(caplog:
     mgr = manager((API, "Thing"))
     spec = ControllerSpec("x", (For(API, "Thing"), Watches(KUEUE_APIS, "Workload", mapper=node_of, optional=True)))
     with caplog.at_level(logging.WARNING, logger="kaiwo.runtime.builder"):
-        ctrl, _ = await build(mgr, spec, lambda sources: Recorder())
+        ctrl, _ = await build(mgr, spec, lambda sources: RecordingReconciler())
     warnings = [r.getMessage() for r in caplog.records]
     assert warnings == [
         f"Workload ({KUEUE_API} or {KUEUE_V1BETA1}) is not served by this cluster; controller x goes on without it"
@@ -145,9 +121,9 @@ async def test_an_optional_source_not_served_is_skipped_with_one_warning(caplog:
 async def test_the_reconciler_sees_none_for_a_skipped_source() -> None:
     seen: list[Sources] = []
 
-    def factory(sources: Sources) -> Recorder:
+    def factory(sources: Sources) -> RecordingReconciler:
         seen.append(sources)
-        return Recorder()
+        return RecordingReconciler()
 
     await build(manager(), ControllerSpec("x", (Reads("v1", "ConfigMap", optional=True),)), factory)
     assert seen[0].get("ConfigMap") is None and seen[0].served("ConfigMap") is None
@@ -182,8 +158,8 @@ async def test_caches_are_shared_and_indexed() -> None:
 
 async def test_each_source_enqueues_what_its_kind_says() -> None:
     mgr = manager(*SERVED)
-    ctrl, reconciler = await build(mgr, SPEC, lambda sources: Recorder(), workers=3)
-    assert ctrl.workers == 3 and mgr.controllers == [ctrl] and isinstance(reconciler, Recorder)
+    ctrl, reconciler = await build(mgr, SPEC, lambda sources: RecordingReconciler(), workers=3)
+    assert ctrl.workers == 3 and mgr.controllers == [ctrl] and isinstance(reconciler, RecordingReconciler)
     assert [i.name for i in ctrl.sources] == [f"Thing.{API}", "Job.batch/v1", "Node.v1"]
     assert [i.name for i in ctrl.primary] == [f"Thing.{API}"]
     by_kind = {key[1]: inf for key, inf in mgr.informers.items()}
@@ -212,7 +188,7 @@ async def test_each_source_enqueues_what_its_kind_says() -> None:
 
 async def test_seed_keys_are_enqueued_when_the_controller_starts() -> None:
     key = Request(None, "tick")
-    recorder = Recorder()
+    recorder = RecordingReconciler()
     ctrl = await build(manager(), ControllerSpec("poller", workers=1, seed=(key,)), lambda _: recorder)
     assert len(ctrl[0].queue) == 0  # registered, not started: nothing yet
     ctrl[0].start()

@@ -12,7 +12,6 @@ from kaiwo.controllers import cached_fields
 from kaiwo.controllers.metrics import _pod_gpus
 from kaiwo.gpumetrics import reclaim
 from kaiwo.runtime.apply import Applier
-from kaiwo.runtime.client import Resource
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import Obj
 from kaiwo.translate import gpus, nodepools
@@ -20,6 +19,7 @@ from kaiwo.translate import status as st
 from kaiwo.translate.meta import TranslateError
 from kaiwo.translate.workload import Facts, desired_children
 from tests.builders import KaiwoJobBuilder, NodeBuilder, WorkloadBuilder
+from tests.fakes import Discovery
 
 
 def translated_job() -> tuple[Obj, Obj]:
@@ -89,15 +89,8 @@ def test_a_pod_keeps_its_gpus_gates_node_and_status() -> None:
 
 
 async def test_the_manager_gives_every_informer_of_a_kind_its_transform() -> None:
-    class Discovery:
-        def __init__(self) -> None:
-            self.observers: list[object] = []
-
-        async def resource(self, api_version: str, kind: str) -> Resource:
-            return Resource(api_version, kind, kind.lower() + "s", namespaced=True)
-
     mgr = Manager(
-        Discovery(),  # type: ignore[arg-type]
+        Discovery(every=True),  # type: ignore[arg-type]
         ManagerOptions(health_address="", metrics_address="", transforms=cached_fields.TRANSFORMS),
     )
     labelled = await mgr.informer("batch/v1", "Job", label_selector="kaiwo.silogen.ai/run-id")

@@ -7,10 +7,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from kaiwo.runtime.controller import Controller, Request, Result
+from kaiwo.runtime.controller import Controller, Request
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import Obj
+from tests.fakes import RecordingReconciler
 
 
 class Lists:
@@ -30,15 +31,6 @@ class Lists:
         yield {}
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.seen: list[Request] = []
-
-    async def reconcile(self, request: Request) -> Result | None:
-        self.seen.append(request)
-        return None
-
-
 class NoClient:
     def __init__(self) -> None:
         self.observers: list[Any] = []
@@ -54,7 +46,7 @@ async def test_a_cache_that_cannot_sync_holds_back_only_the_controllers_watching
     good, stuck = Informer(Lists(True), name="Good.v1"), Informer(Lists(False), name="Optional.example.com/v1")
     mgr.informers[("v1", "Good", None, None)] = good
     mgr.informers[("example.com/v1", "Optional", None, None)] = stuck
-    r1, r2 = Recorder(), Recorder()
+    r1, r2 = RecordingReconciler(), RecordingReconciler()
     c1, c2 = Controller("uses-good", r1), Controller("uses-optional", r2)
     c1.watches(good)
     c2.watches(stuck)
@@ -74,7 +66,7 @@ async def test_a_dead_informer_fails_readiness_and_ends_run_with_1() -> None:
     mgr = manager()
     inf = Informer(Lists(True), name="Good.v1")
     mgr.informers[("v1", "Good", None, None)] = inf
-    c = Controller("c", Recorder())
+    c = Controller("c", RecordingReconciler())
     c.watches(inf)
     mgr.add(c)
     real_run = inf.run

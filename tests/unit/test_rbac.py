@@ -11,8 +11,8 @@ from kaiwo.api import crds
 from kaiwo.controllers import gpuworkload, metrics, nodetaints, queueconfig, utilisation, workload
 from kaiwo.gpumetrics.config import GpuFeatures
 from kaiwo.gpumetrics.reader import Source
-from kaiwo.runtime.client import Resource
 from kaiwo.runtime.manager import Manager, ManagerOptions
+from tests.fakes import Discovery
 
 
 def test_committed_rbac_template_is_current() -> None:
@@ -68,18 +68,8 @@ def test_reads_come_from_the_controllers_informers() -> None:
         assert (child.api_version, kind) in reads
 
 
-class EveryKind:
-    """API discovery that serves every kind (in the first version asked for): all optional sources resolve."""
-
-    def __init__(self) -> None:
-        self.observers: list[object] = []
-
-    async def resource(self, api_version: str, kind: str) -> Resource:
-        return Resource(api_version, kind, rbac.resource_name(kind), namespaced=True)
-
-
 async def test_the_wiring_declares_every_cache_the_controllers_set_up() -> None:
-    mgr = Manager(EveryKind(), ManagerOptions(health_address="", metrics_address=""))  # type: ignore[arg-type]
+    mgr = Manager(Discovery(every=True), ManagerOptions(health_address="", metrics_address=""))  # type: ignore[arg-type]
     await queueconfig.setup(mgr)
     for kind in ("KaiwoJob", "KaiwoService"):
         await workload.setup(mgr, kind)
