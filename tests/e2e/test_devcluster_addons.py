@@ -1,10 +1,11 @@
 """`kaiwo-dev up --addons`: only the chosen addons run (here KubeRay, and Jaeger, which receives the apiserver's
-spans), and a running cluster is not silently reused with other ones. Starts a private cluster, so it only runs
-where the binaries are built here."""
+spans), a running cluster is not silently reused with other ones, and a SIGKILLed supervisor takes every component
+with it. Starts a private cluster, so it only runs where the binaries are built here."""
 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import aiohttp
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from kaiwo.devcluster import controllers
 from kaiwo.devcluster.cluster import ClusterError, DevCluster
+from kaiwo.devcluster.process import pid_alive
 from kaiwo.runtime.client import Client
 from tests.e2e.helpers import eventually
 
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def test_only_the_chosen_addons_run(tmp_path: Path) -> None:
+async def test_only_the_chosen_addons_run_and_die_with_their_supervisor(tmp_path: Path) -> None:
     cluster = DevCluster(tmp_path / "state")
     try:
         kubeconfig = cluster.up(addons=("kuberay", "jaeger"), progress=lambda _: None)
@@ -65,5 +67,14 @@ async def test_only_the_chosen_addons_run(tmp_path: Path) -> None:
                     return "apiserver" in ((await r.json()).get("data") or [])
 
             await eventually(apiserver_traced, "the apiserver's spans in the jaeger addon", timeout=30)
+        # No orphans: a supervisor killed without a chance to clean up takes its components with it.
+        pids = [c["pid"] for c in cluster.status().data["components"].values()]
+        os.kill(st.data["pid"], signal.SIGKILL)
+
+        async def all_dead() -> bool:
+            return not any(pid_alive(p) for p in pids)
+
+        await eventually(all_dead, "every component gone after the supervisor's SIGKILL", timeout=15, interval=0.1)
+        assert cluster.status().phase == "failed"
     finally:
         cluster.down()
