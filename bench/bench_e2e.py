@@ -237,6 +237,16 @@ class Cluster:
         if out.returncode != 0:
             raise BenchError(f"kubectl {' '.join(args)} failed: {out.stderr[-2000:]}")
 
+    def profile_apiserver(self, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+        """Start a CPU profile of kube-apiserver (its /debug/pprof) for ``seconds``, written to ``out``."""
+        url = f"/debug/pprof/profile?seconds={seconds:.0f}"
+        with open(out, "wb") as f:
+            return subprocess.Popen(
+                [self.kubectl, "--kubeconfig", self.kubeconfig, "get", "--raw", url],
+                stdout=f,
+                stderr=subprocess.DEVNULL,
+            )
+
     def cpu(self, names: tuple[str, ...] = COMPONENTS) -> dict[str, float]:
         return {n: cpu_seconds(p) for n, p in self.pids.items() if n in names and Path(f"/proc/{p}").exists()}
 
@@ -404,6 +414,17 @@ def latencies(created: dict[str, float], seen: dict[str, float]) -> dict[str, fl
     }
 
 
+def print_profile(profile: Path, lines: int = 40) -> None:
+    """The top of an apiserver CPU profile by cumulative time (``go tool pprof``; skipped without Go)."""
+    go = shutil.which("go")
+    if go is None or not profile.stat().st_size:
+        print(f"  apiserver profile: {profile} (no `go` to summarise it)" if go is None else "  no apiserver profile")
+        return
+    out = subprocess.run([go, "tool", "pprof", "-top", "-cum", str(profile)], capture_output=True, text=True)
+    print(f"  apiserver CPU profile ({profile}), top {lines} by cumulative time:")
+    print("\n".join("    " + line for line in out.stdout.splitlines()[:lines]), flush=True)
+
+
 def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in sorted(set(after) | set(before))}
 
@@ -440,9 +461,10 @@ class Run:
         self.total += n
         return objs
 
-    async def burst(self, n: int, timeout: float) -> dict[str, Any]:
+    async def burst(self, n: int, timeout: float, profile: Path | None = None, seconds: float = 0) -> dict[str, Any]:
         objs = self.next_objs(n)
         req0, cpu0, ccpu0 = self.op.requests(), cpu_seconds(self.op.pid), self.cluster.cpu()
+        profiler = self.cluster.profile_apiserver(profile, seconds) if profile and seconds else None
         t0 = time.monotonic()
         created = await create_many(self.client, objs)
         create_s = time.monotonic() - t0
@@ -456,6 +478,9 @@ class Run:
         req1 = await quiet(self.op)
         child, _ = self.watcher.seen()
         verbs = delta(req1, req0)
+        if profiler is not None and profile is not None:
+            profiler.wait()
+            print_profile(profile)
         return {
             "n": n,
             "create_s": round(create_s, 2),
@@ -575,7 +600,9 @@ async def run_operator(which: str, args: argparse.Namespace, state: Path, log_di
         run = Run(op, cluster, client, watcher, prefix)
         result["bursts"] = []
         for n in args.bursts:
-            b = await run.burst(n, timeout=args.timeout)
+            first = n == args.bursts[0]
+            profile = log_dir / f"{which}-apiserver-burst{n}.pprof" if first and args.profile_seconds else None
+            b = await run.burst(n, timeout=args.timeout, profile=profile, seconds=args.profile_seconds)
             result["bursts"].append(b)
             print(
                 f"  burst {n}: children {b['children_s']} s, statuses {b['statuses_s']} s, "
@@ -668,6 +695,12 @@ def main() -> int:
     p.add_argument("--rest", type=int, default=10000, help="KaiwoJobs held for the at-rest footprint; 0 skips")
     p.add_argument("--workers", type=int, default=None, help="our --workers (default: the manager's default)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds any one wait may take")
+    p.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=0.0,
+        help="profile kube-apiserver's CPU for this long from the start of the first burst (0: no profile)",
+    )
     p.add_argument("--state", type=Path, default=Path("/tmp/kd-bench-e2e"), help="the local cluster's state folder")
     args = p.parse_args()
     args.bursts = [int(b) for b in args.bursts.split(",") if b]

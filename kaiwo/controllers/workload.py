@@ -18,7 +18,8 @@ Per reconcile of a workload:
    the same rejected object is not resent until it or the child changes; a webhook that is down is retried
    with backoff (1 s doubling to 20 s) and keeps the phase (the user has nothing to fix);
 5. derive the phase from the child and Kueue's Workload (kaiwo.translate.status); a Deployment is PENDING
-   until its pods have passed Kueue's admission gate;
+   until its pods have passed Kueue's admission gate. A pass that has just created the workload child stops
+   here: the child's own event brings the next pass, which writes the status (docs/design/decisions.md D35);
 6. duration preemption (kaiwo.translate.preemption, docs/design/decisions.md D12): a RUNNING workload with
    ``spec.duration`` gets ``Preemptable`` and is requeued at its deadline; once expired it becomes TERMINATING when a
    KaiwoJob or KaiwoService of the same ClusterQueue and GPU vendor has pended with GPUs for longer than
@@ -246,7 +247,15 @@ class WorkloadReconciler:
                 return Result(requeue_after=SHARED_DOWNLOAD_POLL) if shared else None
             conditions.append(st.condition(Cond.DOWNLOAD_JOB_SUCCEEDED, True, "JobCompleted", "downloads complete"))
 
+        main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
+        creating = main is not None and self._live(main) is None
         failures += await self._apply(built.workload)
+        if creating and not failures:
+            # Created just now: the child's own watch event wakes the next pass at once, and that pass writes the
+            # status from what the cache shows then. A PENDING written here would be one more CR status write in a
+            # burst, by whose end Kueue has often admitted the child (docs/design/decisions.md D35).
+            self._webhook_attempts.pop(cr["metadata"].get("uid", ""), None)
+            return None
         if failures:
             reason, message = failures[0].reason, "; ".join(f.message for f in failures)
             conditions.append(st.condition(Cond.SPEC_APPLIED, False, reason, message))
@@ -255,7 +264,6 @@ class WorkloadReconciler:
             conditions.append(st.condition(Cond.SPEC_APPLIED, True, "Applied", "children match the spec"))
         phase_now, observed = self._observe(built)
         conditions += observed
-        main = next((o for o in built.workload if o["kind"] in WORKLOAD_KINDS), None)
         user_error = any(f.reason not in WEBHOOK_DOWN for f in failures)
         if user_error and main is not None and self._live(main) is None:
             phase_now = st.Phase(Status.ERROR)  # the child cannot be created: ERROR (docs/design/decisions.md D31)

@@ -143,7 +143,8 @@ async def test_the_story_of_a_reconcile_and_its_apply_records() -> None:
     """workload_reconciler() is the KaiwoJob reconcile of test_workload_writes on the shared fake; ``story`` names
     the phase of a status write and the reason of an Event, ``applies`` keeps the field manager and force."""
     reconciler, client, caches = workload_reconciler()
-    await reconciler.reconcile(Request("ns", "train"))
+    await reconciler.reconcile(Request("ns", "train"))  # creates the Job (docs/design/decisions.md D35)
+    await reconciler.reconcile(Request("ns", "train"))  # the Job is in the cache: the status follows
     assert client.writes == ["create LocalQueue", "apply Job", "patch KaiwoJob/status", "create Event"]
     assert client.story == ["create LocalQueue", "apply Job", "status PENDING", "event WorkloadPending"]
     assert client.event_reasons == ["WorkloadPending"]

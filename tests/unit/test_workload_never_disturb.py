@@ -215,6 +215,7 @@ async def test_a_webhook_that_is_down_is_a_condition_one_event_and_bounded_backo
     assert client.event_reasons.count(SPEC_EVENT) == 1, client.writes
 
     client.reject = None
+    assert await reconciler.reconcile(REQ) is None  # creates the child; its appearance brings the status pass (D35)
     assert await reconciler.reconcile(REQ) is None
     assert condition(caches, "SpecApplied")["status"] == "True"
 
