@@ -11,9 +11,9 @@ import ssl
 from dataclasses import dataclass
 
 import aiohttp
-from kubernetes_asyncio.config import ConfigException
 
 from kaiwo.runtime.client import ApiError
+from kaiwo.runtime.kubeconfig import KubeconfigError
 
 USAGE = 2  # exit code of a command line that cannot work (as click's own usage errors)
 
@@ -33,7 +33,7 @@ def explain(exc: BaseException, server: str = "") -> CliError | None:
     where = f" at {server}" if server else ""
     if isinstance(exc, CliError):
         return exc
-    if isinstance(exc, ConfigException):
+    if isinstance(exc, KubeconfigError):
         return CliError(
             f"cannot use the kubeconfig: {exc}",
             "set KUBECONFIG or pass --kubeconfig (and --context) for the cluster you want",

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from kubernetes_asyncio import config as k8s_config
 from rich.console import Console
 from rich.markup import escape
 
 from kaiwo.cli.errors import CliError, explain
 from kaiwo.runtime.client import Client
+from kaiwo.runtime.kubeconfig import KubeConfig, KubeconfigError, kubeconfig_paths
 
 T = TypeVar("T")
 
@@ -119,14 +119,14 @@ class Target:
         if self.namespace:
             return self.namespace
         try:
-            contexts, active = k8s_config.list_kube_config_contexts(self.kubeconfig_path())
-        except k8s_config.ConfigException as e:
+            config = KubeConfig.read(kubeconfig_paths(self.kubeconfig_path()))
+        except KubeconfigError as e:
             raise CliError(f"cannot read the kubeconfig: {e}", "check the file given by --kubeconfig/KUBECONFIG") from e
-        chosen = next((c for c in contexts if c.get("name") == self.context), None) if self.context else active
-        if self.context and chosen is None:
-            names = ", ".join(sorted(c.get("name", "") for c in contexts))
+        if self.context and self.context not in config.contexts:
+            names = ", ".join(sorted(config.contexts))
             raise CliError(f"no context {self.context!r} in the kubeconfig", f"pick one of: {names}", code=2)
-        return str(((chosen or {}).get("context") or {}).get("namespace") or "default")
+        chosen = config.contexts.get(self.context or config.current_context) or {}
+        return str(chosen.get("namespace") or "default")
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[Client]:

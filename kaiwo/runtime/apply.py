@@ -29,7 +29,11 @@ from kaiwo.runtime.clock import Clock, RealClock
 from kaiwo.runtime.objects import Obj
 
 DEFAULT_HASH_ANNOTATION = "kaiwo.silogen.ai/desired-hash"
-MAX_REMEMBERED_WRITES = 10_000  # status writes the cache has not shown yet; older entries are dropped first
+# Status writes the cache may not have shown yet, oldest dropped first. An entry matters only until the watch
+# delivers the write (milliseconds to seconds), and each holds a status, so the last 2,048 writes are kept rather
+# than one per object: 10,000 settled workloads do not keep 10,000 statuses twice (docs/performance.md). Dropping
+# an entry too early costs at most one identical status write.
+MAX_REMEMBERED_WRITES = 2048
 StatusDiffers = Callable[[Obj, Obj], bool]
 
 

@@ -29,10 +29,10 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import orjson
-from kubernetes_asyncio import config as k8s_config
 from opentelemetry import trace
 
 from kaiwo.runtime import kubeconfig, tracing
+from kaiwo.runtime.kubeconfig import KubeconfigError
 from kaiwo.runtime.objects import Obj
 
 DEFAULT_TIMEOUT = 30.0  # one attempt
@@ -148,7 +148,7 @@ class Client:
         """kubeconfig if given or found, else the in-cluster service account."""
         try:
             return await cls.from_kubeconfig(kubeconfig, context)
-        except k8s_config.ConfigException:
+        except KubeconfigError:
             if kubeconfig:
                 raise
             return cls.in_cluster()

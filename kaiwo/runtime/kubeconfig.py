@@ -40,7 +40,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 import yaml
-from kubernetes_asyncio.config import ConfigException
 
 from kaiwo.runtime import timestamps
 
@@ -51,10 +50,8 @@ EXEC_TIMEOUT = 60.0  # an exec plugin that hangs must not hang every request beh
 CONNECTION_LIMIT = 100  # simultaneous connections per client; every open watch holds one
 
 
-class KubeconfigError(ConfigException):
-    """The kubeconfig (or in-cluster environment) cannot produce a working transport; the message names why.
-
-    A ``ConfigException`` so callers that handled kubernetes_asyncio's loader errors keep working."""
+class KubeconfigError(Exception):
+    """The kubeconfig (or in-cluster environment) cannot produce a working transport; the message names why."""
 
 
 class Credentials(Protocol):
