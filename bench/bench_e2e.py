@@ -292,7 +292,7 @@ from kaiwo.runtime.client import Client
 
 async def main(kubeconfig, prefix, out):
     client = await Client.from_kubeconfig(kubeconfig)
-    seen_child, seen_status = {}, {}
+    seen_child, seen_status, seen_done = {}, {}, {}
     async def watch(path, record, test):
         rv = (await client.request("GET", path, params={"limit": 1}))["metadata"]["resourceVersion"]
         while True:
@@ -309,7 +309,7 @@ async def main(kubeconfig, prefix, out):
     async def dump():
         while True:
             await asyncio.sleep(0.5)
-            data = orjson.dumps({"child": seen_child, "status": seen_status})
+            data = orjson.dumps({"child": seen_child, "status": seen_status, "done": seen_done})
             with open(out + ".tmp", "wb") as f:
                 f.write(data)
             import os; os.replace(out + ".tmp", out)
@@ -318,6 +318,8 @@ async def main(kubeconfig, prefix, out):
         watch("/apis/batch/v1/jobs", seen_child, lambda o: True),
         watch("/apis/kaiwo.silogen.ai/v1alpha1/kaiwojobs", seen_status,
               lambda o: bool((o.get("status") or {}).get("status"))),
+        watch("/apis/kaiwo.silogen.ai/v1alpha1/kaiwojobs", seen_done,
+              lambda o: (o.get("status") or {}).get("status") in ("COMPLETE", "FAILED")),
         dump(),
     )
 
@@ -346,6 +348,13 @@ class Watcher:
         except (OSError, orjson.JSONDecodeError):
             return {}, {}
         return data["child"], data["status"]
+
+    def done(self) -> dict[str, float]:
+        """KaiwoJob key -> when it was first seen COMPLETE or FAILED."""
+        try:
+            return dict(orjson.loads(self.out.read_bytes())["done"])
+        except (OSError, orjson.JSONDecodeError, KeyError):
+            return {}
 
     def stop(self) -> None:
         self.proc.kill()
@@ -507,6 +516,10 @@ class Run:
         if total > self.total:
             created = await create_many(self.client, self.next_objs(total - self.total))
             await wait_for(set(created), lambda: self.watcher.seen()[1], timeout, "statuses", self.op)
+        # Settled means no transition is left: every KaiwoJob has finished (Kueue admits the backlog over minutes,
+        # and a restart while it does would count those transitions' status writes as resync cost).
+        every = {f"{self.prefix}{i % NAMESPACES}/kj-{i:06d}" for i in range(self.counter)}
+        await wait_for(every, self.watcher.done, timeout, "finished KaiwoJobs", self.op)
         await quiet(self.op, settle=5.0, timeout=300.0)
         rss = status_kib(self.op.pid, "VmRSS")
         hwm = status_kib(self.op.pid, "VmHWM")
