@@ -8,6 +8,7 @@ slow and lossy for custom resources.
 Every call has a timeout per attempt and a caller deadline over all attempts. What is retried (with
 exponential backoff and jitter, never sooner than the server's Retry-After, never past the deadline):
 - any verb on 429 (the server did not process it) and on a connection that could not be opened (nothing sent);
+  a 429 also holds every other call of the client until the server accepts work again (kaiwo.runtime.pushback);
 - idempotent calls only on 5xx, timeouts and broken connections: GET, PUT (a replace carries its
   resourceVersion, so a repeat after a lost answer is a 409, not a second write), and server-side apply or merge
   PATCH (applying them twice gives the same object). POST and DELETE are not retried there: a repeat could
@@ -34,6 +35,7 @@ from opentelemetry import trace
 from kaiwo.runtime import kubeconfig, tracing
 from kaiwo.runtime.kubeconfig import KubeconfigError
 from kaiwo.runtime.objects import Obj
+from kaiwo.runtime.pushback import Pushback
 
 DEFAULT_TIMEOUT = 30.0  # one attempt
 DEFAULT_DEADLINE = 60.0  # all attempts of one call, waits included
@@ -120,6 +122,13 @@ def _api_error(status: int, raw: bytes, method: str, path: str) -> ApiError:
     return ApiError(status, decoded, method, path)
 
 
+def _with_retry_after(err: ApiError, headers: Mapping[str, str]) -> ApiError:
+    if "Retry-After" in headers:
+        with contextlib.suppress(ValueError):
+            err.retry_after = float(headers["Retry-After"])
+    return err
+
+
 class Client:
     """Thin async REST client. Create with ``await Client.from_kubeconfig(...)``; close with ``await close()``."""
 
@@ -134,6 +143,7 @@ class Client:
         self._discovered: set[str] = set()
         self.max_attempts = 5
         self.retried = 0  # attempts repeated (observability and tests)
+        self.pushback = Pushback()  # the server's 429s hold every call of this client (kaiwo.runtime.pushback)
 
     @classmethod
     async def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Client:
@@ -206,17 +216,36 @@ class Client:
         attempt = 0
         while True:
             attempt += 1
+            # Calls without retries (lease renewals) bypass the shared gate: APF serves leader election at its own
+            # priority level, and a renewal must not wait behind workload requests.
+            probe = await self.pushback.admit(end) if retries else False
             left = end - time.monotonic()
             try:
-                return await self._once(method, path, params, data, content_type, max(min(timeout, left), 0.001))
-            except (ApiError, aiohttp.ClientError, TimeoutError) as e:
-                if not retries or attempt >= self.max_attempts or not retryable(e, is_idempotent):
-                    raise
-                delay = retry_delay(attempt, e)
-                if time.monotonic() + delay >= end:
-                    raise
-                self.retried += 1
-                await asyncio.sleep(delay)
+                result = await self._once(method, path, params, data, content_type, max(min(timeout, left), 0.001))
+            except ApiError as e:
+                if e.status == 429:
+                    self.pushback.throttled(retry_delay(0, e), probe=probe)
+                else:
+                    self.pushback.answered()
+                failure: BaseException = e
+            except (aiohttp.ClientError, TimeoutError) as e:
+                if probe:
+                    self.pushback.abandoned()
+                failure = e
+            except asyncio.CancelledError:
+                if probe:
+                    self.pushback.abandoned()
+                raise
+            else:
+                self.pushback.answered()
+                return result
+            if not retries or attempt >= self.max_attempts or not retryable(failure, is_idempotent):
+                raise failure
+            delay = retry_delay(attempt, failure)
+            if time.monotonic() + delay >= end:
+                raise failure
+            self.retried += 1
+            await asyncio.sleep(delay)
 
     async def _once(
         self,
@@ -247,11 +276,7 @@ class Client:
             span.set_attribute("http.request.method", method)
             span.set_attribute("http.response.status_code", resp.status)
             if resp.status >= 400:
-                err = _api_error(resp.status, raw, method, path)
-                if "Retry-After" in resp.headers:
-                    with contextlib.suppress(ValueError):
-                        err.retry_after = float(resp.headers["Retry-After"])
-                raise err
+                raise _with_retry_after(_api_error(resp.status, raw, method, path), resp.headers)
             return orjson.loads(raw) if raw else None
 
     def _observe(self, method: str, code: int) -> None:
@@ -279,16 +304,28 @@ class Client:
         idle_timeout: float | None = None,
     ) -> AsyncIterator[aiohttp.StreamReader]:
         """The raw body of a GET (pod logs, watches), unbuffered; ``timeout=None`` for follow-mode streams.
-        ``method`` only names the request in metrics and errors (a watch is a GET)."""
+        ``method`` only names the request in metrics and errors (a watch is a GET). A stream waits at the
+        pushback gate like any call, for at most DEFAULT_TIMEOUT."""
         headers = await self._headers(None)
-        async with self.session.get(
-            self._url(path, params),
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=DEFAULT_TIMEOUT, sock_read=idle_timeout),
-        ) as resp:
+        probe = await self.pushback.admit(time.monotonic() + DEFAULT_TIMEOUT)
+        try:
+            resp = await self.session.get(
+                self._url(path, params),
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=DEFAULT_TIMEOUT, sock_read=idle_timeout),
+            )
+        except BaseException:
+            if probe:
+                self.pushback.abandoned()
+            raise
+        async with resp:  # releases the connection (closed when the body was not read to its end)
             self._observe(method, resp.status)
             if resp.status >= 400:
-                raise _api_error(resp.status, await resp.read(), method, path)
+                err = _api_error(resp.status, await resp.read(), method, path)
+                if resp.status == 429:
+                    self.pushback.throttled(retry_delay(0, _with_retry_after(err, resp.headers)), probe=probe)
+                raise err
+            self.pushback.answered()
             yield resp.content
 
     async def websocket(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -44,6 +45,7 @@ class FaultProxy:
         self.delay = 0.0
         self.retry_after = 1
         self.throttled = 0  # requests answered with 429
+        self.throttled_by: Counter[str] = Counter()  # "VERB /path" without query -> requests answered with 429
         self.connections = 0  # client connections accepted
         self._flowing = asyncio.Event()
         self._flowing.set()
@@ -143,6 +145,8 @@ class FaultProxy:
             if length:
                 await reader.readexactly(length)
             self.throttled += 1
+            verb, _, rest = head.split(b"\r\n", 1)[0].decode().partition(" ")
+            self.throttled_by[f"{verb} {rest.split(' ', 1)[0].split('?', 1)[0]}"] += 1
             body = orjson.dumps(
                 {
                     "kind": "Status",

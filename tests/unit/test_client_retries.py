@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -81,3 +82,59 @@ async def test_no_retries_means_one_attempt(served: tuple[Server, Client]) -> No
     with pytest.raises(ApiError):
         await client.request("GET", "/x", retries=False)
     assert server.hits == {"GET": 1}
+
+
+async def _storm(client: Client, callers: int, deadline: float) -> list[BaseException | None]:
+    async def call(i: int) -> BaseException | None:
+        try:
+            await client.request("GET", f"/x/{i}", deadline=deadline)
+        except (ApiError, TimeoutError) as e:
+            return e
+        return None
+
+    return list(await asyncio.gather(*(call(i) for i in range(callers))))
+
+
+async def test_a_429_holds_every_caller_of_the_client_and_then_lets_one_probe_at_a_time(
+    served: tuple[Server, Client],
+) -> None:
+    server, client = served
+    server.status, server.retry_after = 429, "1"
+    outcomes = await _storm(client, callers=30, deadline=3.5)
+    # 30 callers at once: each first attempt may start before the first 429 returns; after it, one probe per
+    # Retry-After (at about 1, 2 and 3 s). Retrying independently would be 30 callers x 4 attempts.
+    assert all(isinstance(o, ApiError | TimeoutError) for o in outcomes)
+    assert server.hits["GET"] <= 30 + 4, server.hits
+    assert client.pushback.active and client.pushback.episodes == 1
+
+
+async def test_the_first_answer_that_is_not_429_opens_the_gate_for_all(served: tuple[Server, Client]) -> None:
+    server, client = served
+    server.status, server.retry_after = 429, "1"
+    with pytest.raises(ApiError):
+        await client.request("GET", "/first", retries=False)
+    client.pushback.throttled(1.0, probe=False)  # what a retried call records on that answer
+    server.status = 200
+    started = time.monotonic()
+    outcomes = await _storm(client, callers=20, deadline=10)
+    took = time.monotonic() - started
+    assert outcomes == [None] * 20
+    assert not client.pushback.active
+    assert 0.9 <= took < 2.0, "held until the Retry-After, then the probe's success released everyone at once"
+    assert server.hits["GET"] == 1 + 20, "no caller was sent twice"
+
+
+async def test_a_caller_held_past_its_deadline_gets_a_timeout_and_calls_without_retries_bypass_the_gate(
+    served: tuple[Server, Client],
+) -> None:
+    server, client = served
+    server.status = 200
+    client.pushback.throttled(30.0, probe=False)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await client.request("GET", "/held", deadline=0.5)
+    assert 0.4 <= time.monotonic() - started < 1.5
+    assert "GET" not in server.hits, "a held call sends nothing"
+    await client.request("PUT", "/lease", body={}, retries=False)  # a lease renewal is not held
+    assert server.hits == {"PUT": 1}
+    assert not client.pushback.active, "its answer tells the client the server accepts work again"
