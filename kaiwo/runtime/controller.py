@@ -128,27 +128,31 @@ class Controller:
         """Enqueue keys for every change of ``informer``'s objects: the object itself, or what ``mapper`` says.
 
         ``update_filter(old, new)`` may drop updates that cannot matter (controller-runtime's predicates);
-        adds and deletes always pass.
+        adds and deletes always pass. Changes of the primary objects themselves are enqueued at normal priority;
+        changes of other objects (children, related kinds: through ``mapper``) and the initial list at low
+        priority, so that under load a new or edited primary object is worked on before the status passes its
+        children's churn asks for (docs/design/runtime.md#workqueue).
         """
         to_keys: Mapper = mapper or (lambda obj: (Request.of(obj),))
+        related = mapper is not None
         if informer not in self.sources:
             self.sources.append(informer)
-        if mapper is None:
+        if not related:
             self.primary.append(informer)
 
         def add(obj: Obj, initial: bool) -> None:
             for req in to_keys(obj):
-                self.queue.add(req, low_priority=initial)
+                self.queue.add(req, low_priority=initial or related)
 
         def update(old: Obj, new: Obj) -> None:
             if update_filter is not None and not update_filter(old, new):
                 return
             for req in {*to_keys(old), *to_keys(new)}:
-                self.queue.add(req)
+                self.queue.add(req, low_priority=related)
 
         def delete(obj: Obj) -> None:
             for req in to_keys(obj):
-                self.queue.add(req)
+                self.queue.add(req, low_priority=related)
 
         informer.add_handler(FuncHandler(add, update, delete))
 

@@ -121,3 +121,41 @@ def test_owner_mapper_follows_the_controller_reference_of_the_right_kind() -> No
     mapper = owner_mapper("kaiwo.silogen.ai/v1alpha1", "KaiwoJob")
     assert list(mapper(child)) == [Request("ns", "job")]
     assert list(owner_mapper("other.group/v1", "KaiwoJob")(child)) == []
+
+
+class HandlerSink:
+    """Stands in for an informer: keeps the handler a controller registers, so the test can deliver events."""
+
+    def __init__(self) -> None:
+        self.handler: Any = None
+
+    def add_handler(self, handler: Any) -> None:
+        self.handler = handler
+
+
+def _obj(kind: str, name: str, owner: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns", "uid": f"uid-{name}"}
+    if owner:
+        meta["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Parent", "name": owner, "uid": f"uid-{owner}", "controller": True}
+        ]
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta}
+
+
+async def test_changes_of_primary_objects_go_before_the_status_passes_their_children_ask_for() -> None:
+    rec = Scripted()
+    ctrl = Controller("c", rec, clock=FakeClock(), workers=1)
+    primary, children = HandlerSink(), HandlerSink()
+    ctrl.watches(primary)  # type: ignore[arg-type]
+    ctrl.owns(children, "v1", "Parent")  # type: ignore[arg-type]
+    children.handler.on_add(_obj("Child", "c-old", owner="old"), False)  # churn of an existing parent's child
+    children.handler.on_update(_obj("Child", "c-old2", owner="old2"), _obj("Child", "c-old2", owner="old2"))
+    primary.handler.on_add(_obj("Parent", "new"), False)  # a new primary object
+    primary.handler.on_update(_obj("Parent", "edited"), _obj("Parent", "edited"))
+    primary.handler.on_add(_obj("Parent", "listed"), True)  # the initial list
+    order = [await ctrl.queue.get() for _ in range(5)]
+    assert order[:2] == [Request("ns", "new"), Request("ns", "edited")]
+    assert set(order[2:]) == {Request("ns", "old"), Request("ns", "old2"), Request("ns", "listed")}
+    children.handler.on_add(_obj("Child", "c-x", owner="x"), False)
+    primary.handler.on_update(_obj("Parent", "x"), _obj("Parent", "x"))  # a live change promotes the waiting key
+    assert await ctrl.queue.get() == Request("ns", "x")
