@@ -67,6 +67,19 @@ class Reconciler(Protocol):
 Mapper = Callable[[Obj], Iterable[Request]]
 
 
+_VOLATILE_METADATA = frozenset({"resourceVersion", "managedFields"})
+
+
+def only_status_changed(old: Obj, new: Obj) -> bool:
+    """Whether an update changed nothing but status: same generation (spec), same metadata apart from the
+    resourceVersion and field ownership (labels, annotations, finalizers, deletion, owners). False for kinds
+    without a generation, whose spec changes cannot be told from status changes this way."""
+    om, nm = old.get("metadata") or {}, new.get("metadata") or {}
+    if om.get("generation") is None or om.get("generation") != nm.get("generation") or len(om) != len(nm):
+        return False
+    return all(k in _VOLATILE_METADATA or nm.get(k) == v for k, v in om.items())
+
+
 def owner_mapper(owner_api_version: str, owner_kind: str, *, controller_only: bool = True) -> Mapper:
     """Map an object to its owner of the given kind via ownerReferences (controller-runtime's EnqueueOwner)."""
     group = owner_api_version.rsplit("/", 1)[0] if "/" in owner_api_version else ""
@@ -129,9 +142,10 @@ class Controller:
 
         ``update_filter(old, new)`` may drop updates that cannot matter (controller-runtime's predicates);
         adds and deletes always pass. Changes of the primary objects themselves are enqueued at normal priority;
-        changes of other objects (children, related kinds: through ``mapper``) and the initial list at low
-        priority, so that under load a new or edited primary object is worked on before the status passes its
-        children's churn asks for (docs/design/runtime.md#workqueue).
+        the initial list, updates of a primary object that only touch its status (our own status writes) and
+        changes of other objects (children, related kinds: through ``mapper``) at low priority, so that under
+        load a new or edited primary object is worked on before the status passes that churn asks for
+        (docs/design/runtime.md#workqueue).
         """
         to_keys: Mapper = mapper or (lambda obj: (Request.of(obj),))
         related = mapper is not None
@@ -147,8 +161,9 @@ class Controller:
         def update(old: Obj, new: Obj) -> None:
             if update_filter is not None and not update_filter(old, new):
                 return
+            low = related or only_status_changed(old, new)
             for req in {*to_keys(old), *to_keys(new)}:
-                self.queue.add(req, low_priority=related)
+                self.queue.add(req, low_priority=low)
 
         def delete(obj: Obj) -> None:
             for req in to_keys(obj):

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from kaiwo.runtime.clock import FakeClock
-from kaiwo.runtime.controller import Controller, Request, Result, owner_mapper
+from kaiwo.runtime.controller import Controller, Request, Result, only_status_changed, owner_mapper
 from kaiwo.runtime.metrics import RuntimeMetrics
 
 
@@ -159,3 +159,31 @@ async def test_changes_of_primary_objects_go_before_the_status_passes_their_chil
     children.handler.on_add(_obj("Child", "c-x", owner="x"), False)
     primary.handler.on_update(_obj("Parent", "x"), _obj("Parent", "x"))  # a live change promotes the waiting key
     assert await ctrl.queue.get() == Request("ns", "x")
+
+
+def test_an_update_that_only_touches_status_is_told_from_spec_and_metadata_changes() -> None:
+    base = {"metadata": {"name": "a", "generation": 1, "resourceVersion": "1", "labels": {"x": "1"}}, "status": {}}
+
+    def changed(**meta: Any) -> dict[str, Any]:
+        return {"metadata": {**base["metadata"], "resourceVersion": "2", **meta}, "status": {"phase": "RUNNING"}}
+
+    assert only_status_changed(base, changed())
+    assert only_status_changed(base, changed(managedFields=[]) | {"metadata": base["metadata"]})
+    assert not only_status_changed(base, changed(generation=2))
+    assert not only_status_changed(base, changed(labels={"x": "2"}))
+    assert not only_status_changed(base, changed(deletionTimestamp="2026-11-29T00:00:00Z"))
+    assert not only_status_changed(base, changed(finalizers=["kaiwo"]))
+    no_generation = {"metadata": {"name": "n", "resourceVersion": "1"}}
+    assert not only_status_changed(no_generation, {"metadata": {"name": "n", "resourceVersion": "2"}})
+
+
+async def test_our_own_status_write_of_a_primary_object_is_a_low_priority_pass() -> None:
+    ctrl = Controller("c", Scripted(), clock=FakeClock(), workers=1)
+    primary = HandlerSink()
+    ctrl.watches(primary)  # type: ignore[arg-type]
+    old = _obj("Parent", "written") | {"status": {}}
+    old["metadata"] |= {"generation": 1, "resourceVersion": "1"}
+    new = {**old, "metadata": {**old["metadata"], "resourceVersion": "2"}, "status": {"phase": "RUNNING"}}
+    primary.handler.on_update(old, new)
+    primary.handler.on_add(_obj("Parent", "new"), False)
+    assert [await ctrl.queue.get() for _ in range(2)] == [Request("ns", "new"), Request("ns", "written")]
