@@ -175,7 +175,7 @@ class UtilisationMonitor:
                 per_workload.setdefault(run_id, []).append(util)
         targets = set(cfg.target_namespaces or ())
         seen: dict[tuple[str, str, str], float] = {}
-        now = self.wall()
+        verdicts: list[tuple[Obj, Assessment]] = []
         for inf in self.workloads:
             for cr in inf.objects():
                 meta = cr["metadata"]
@@ -187,9 +187,15 @@ class UtilisationMonitor:
                 if verdict is None:
                     continue
                 seen[(cr["kind"], meta["namespace"], meta["name"])] = verdict.mean
-                after = go_duration(cfg.terminate_underutilized_after) if cfg.terminate_underutilized else None
-                await self._publish(cr, verdict, after, now)
+                verdicts.append((cr, verdict))
+        # The gauge shows this poll's figures before any status is written: whoever sees a condition can read
+        # the figure behind it.
         self.collector.values = seen
+        now = self.wall()
+        terminating = cfg.terminate_underutilized and verdicts
+        after = go_duration(cfg.terminate_underutilized_after) if terminating else None
+        for cr, verdict in verdicts:
+            await self._publish(cr, verdict, after, now)
         if self.nodes is not None:
             await self._annotate_nodes(samples)
         live = {cr["metadata"]["uid"] for inf in self.workloads for cr in inf.objects()}
