@@ -223,10 +223,7 @@ class Client:
             try:
                 result = await self._once(method, path, params, data, content_type, max(min(timeout, left), 0.001))
             except ApiError as e:
-                if e.status == 429:
-                    self.pushback.throttled(retry_delay(0, e), probe=probe)
-                else:
-                    self.pushback.answered()
+                self._answered(e, probe)
                 failure: BaseException = e
             except (aiohttp.ClientError, TimeoutError) as e:
                 if probe:
@@ -279,6 +276,14 @@ class Client:
                 raise _with_retry_after(_api_error(resp.status, raw, method, path), resp.headers)
             return orjson.loads(raw) if raw else None
 
+    def _answered(self, err: ApiError, probe: bool) -> None:
+        """Tell the pushback gate what an error answer means: a 429 holds every call, any other answer (even a
+        failure) shows the server accepts work again and ends a probe."""
+        if err.status == 429:
+            self.pushback.throttled(retry_delay(0, err), probe=probe)
+        else:
+            self.pushback.answered()
+
     def _observe(self, method: str, code: int) -> None:
         for observe in self.observers:
             observe(method, code)
@@ -321,9 +326,8 @@ class Client:
         async with resp:  # releases the connection (closed when the body was not read to its end)
             self._observe(method, resp.status)
             if resp.status >= 400:
-                err = _api_error(resp.status, await resp.read(), method, path)
-                if resp.status == 429:
-                    self.pushback.throttled(retry_delay(0, _with_retry_after(err, resp.headers)), probe=probe)
+                err = _with_retry_after(_api_error(resp.status, await resp.read(), method, path), resp.headers)
+                self._answered(err, probe)
                 raise err
             self.pushback.answered()
             yield resp.content

@@ -138,3 +138,15 @@ async def test_a_caller_held_past_its_deadline_gets_a_timeout_and_calls_without_
     await client.request("PUT", "/lease", body={}, retries=False)  # a lease renewal is not held
     assert server.hits == {"PUT": 1}
     assert not client.pushback.active, "its answer tells the client the server accepts work again"
+
+
+async def test_a_stream_probe_answered_with_an_error_that_is_not_429_opens_the_gate(
+    served: tuple[Server, Client],
+) -> None:
+    server, client = served
+    server.status = 500
+    client.pushback.throttled(0.0, probe=False)
+    with pytest.raises(ApiError):
+        async with client.open_stream("/watch", {}, timeout=5):
+            pass
+    assert not client.pushback.active, "the server answered: later calls must not wait for a probe that ended"
