@@ -45,6 +45,7 @@ import orjson
 
 from bench._kube import BenchError, machine, print_machine, write_results
 from kaiwo.api.groups import KAIWO_API
+from kaiwo.devcluster.components import GO_RUNTIME_DEFAULTS
 from kaiwo.devcluster.process import _die_with_parent
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.objects import Obj
@@ -247,6 +248,27 @@ class Cluster:
                 stderr=subprocess.DEVNULL,
             )
 
+    def requests(self) -> dict[str, float]:
+        """kube-apiserver's own ``apiserver_request_total``, summed by "VERB resource[/subresource]"."""
+        out = subprocess.run(
+            [self.kubectl, "--kubeconfig", self.kubeconfig, "get", "--raw", "/metrics"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        totals: dict[str, float] = {}
+        for line in out.stdout.splitlines():
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+            sub = labels.get("subresource", "")
+            key = f"{labels.get('verb', '')} {labels.get('resource', '')}{'/' + sub if sub else ''}"
+            totals[key] = totals.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        return totals
+
+    def peak_rss_mib(self, names: tuple[str, ...] = ("kube-apiserver", "etcd", "kueue")) -> dict[str, int]:
+        return {n: round(status_kib(p, "VmHWM") / 1024) for n, p in self.pids.items() if n in names}
+
     def cpu(self, names: tuple[str, ...] = COMPONENTS) -> dict[str, float]:
         return {n: cpu_seconds(p) for n, p in self.pids.items() if n in names and Path(f"/proc/{p}").exists()}
 
@@ -438,6 +460,12 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
     return {k: after.get(k, 0.0) - before.get(k, 0.0) for k in sorted(set(after) | set(before))}
 
 
+def top_requests(counts: dict[str, float], n: int, rows: int = 16) -> dict[str, float]:
+    """The apiserver's busiest request kinds (all clients: the operator, Kueue, controllers, kwok), per KaiwoJob."""
+    busiest = sorted(((v, k) for k, v in counts.items() if v > 0 and not k.startswith("WATCH")), reverse=True)
+    return {k: round(v / n, 2) for v, k in busiest[:rows]}
+
+
 async def quiet(op: Operator, settle: float = 3.0, timeout: float = 120.0) -> dict[str, float]:
     """Wait until the operator has sent no request for ``settle`` seconds; return its request counts."""
     deadline = time.monotonic() + timeout
@@ -473,6 +501,7 @@ class Run:
     async def burst(self, n: int, timeout: float, profile: Path | None = None, seconds: float = 0) -> dict[str, Any]:
         objs = self.next_objs(n)
         req0, cpu0, ccpu0 = self.op.requests(), cpu_seconds(self.op.pid), self.cluster.cpu()
+        api0 = await asyncio.to_thread(self.cluster.requests)
         profiler = self.cluster.profile_apiserver(profile, seconds) if profile and seconds else None
         t0 = time.monotonic()
         created = await create_many(self.client, objs)
@@ -482,9 +511,11 @@ class Run:
         # The operator's writes until every child exists (polled within 0.5 s of it): an upper bound of the
         # writes a KaiwoJob costs before its child, since early KaiwoJobs' status writes fall in the window too.
         req_children = self.op.requests()
+        api_children = await asyncio.to_thread(self.cluster.requests)
         status_at = await wait_for(keys, lambda: self.watcher.seen()[1], timeout, "statuses", self.op)
         cpu1, ccpu1 = cpu_seconds(self.op.pid), self.cluster.cpu()
         req1 = await quiet(self.op)
+        api1 = await asyncio.to_thread(self.cluster.requests)
         child, _ = self.watcher.seen()
         verbs = delta(req1, req0)
         if profiler is not None and profile is not None:
@@ -504,6 +535,9 @@ class Run:
             "operator_cpu_s": round(cpu1 - cpu0, 1),
             "cluster_cpu_s": {k: round(ccpu1[k] - ccpu0.get(k, 0.0), 1) for k in ccpu1},
             "operator_peak_rss_mib": round(status_kib(self.op.pid, "VmHWM") / 1024),
+            "cluster_peak_rss_mib": self.cluster.peak_rss_mib(),
+            "apiserver_requests_per_kaiwojob_until_children": top_requests(delta(api_children, api0), n),
+            "apiserver_requests_per_kaiwojob": top_requests(delta(api1, api0), n),
         }
 
     async def paced(self, rate: float, seconds: float, timeout: float) -> dict[str, Any]:
@@ -622,6 +656,10 @@ async def run_operator(which: str, args: argparse.Namespace, state: Path, log_di
                 f"p99 create->child {b['create_to_child']['p99_s']} s, writes/KaiwoJob {b['writes_per_kaiwojob']}",
                 flush=True,
             )
+            for title, key in (("until every child exists", "_until_children"), ("until quiet", "")):
+                busiest = b[f"apiserver_requests_per_kaiwojob{key}"]
+                print(f"  apiserver requests per KaiwoJob, all clients, {title}:", flush=True)
+                print("".join(f"    {v:6.2f}  {k}\n" for k, v in busiest.items()), end="", flush=True)
             if n == args.bursts[0] and args.paced_seconds > 0:
                 result["paced"] = await run.paced(args.paced_rate, args.paced_seconds, args.timeout)
                 print(f"  paced: p50 {result['paced']['p50_s']} s, p99 {result['paced']['p99_s']} s", flush=True)
@@ -724,6 +762,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     m = machine()
     print_machine(m)
+    # The local cluster's Go runtime settings (kaiwo-dev's defaults unless this environment sets them).
+    m["cluster_go_runtime"] = {k: os.environ.get(k, v) for k, v in GO_RUNTIME_DEFAULTS.items()}
+    print(f"cluster Go runtime: {m['cluster_go_runtime']}", flush=True)
     log_dir = Path(tempfile.mkdtemp(prefix="kaiwo-bench-e2e-"))
     print(f"operator logs: {log_dir}", flush=True)
     results = []

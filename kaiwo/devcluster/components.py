@@ -5,9 +5,11 @@ Every component listens on 127.0.0.1 only, on ports chosen free at start.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,18 @@ from kaiwo.devcluster import versions
 CHART_VALUES = Path(__file__).resolve().parents[2] / "charts" / "kaiwo" / "values.yaml"
 SERVICE_CIDR = "10.96.0.0/16"  # allocated in etcd only; nothing routes to it
 POD_CIDR = "10.244.0.0/16"  # fake pod IPs handed out by kwok; nothing routes to it
+# The Go components (control plane and controllers) trade memory for CPU: on a small machine their garbage
+# collection is a third of the apiserver's CPU under load (docs/design/architecture.md#local-cluster).
+# A value already in the environment wins, so `GOGC=100 kaiwo-dev up` gives Go's defaults.
+GO_RUNTIME_DEFAULTS = {"GOGC": "400", "GOMEMLIMIT": "2GiB"}
+
+
+def go_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) with the Go runtime defaults above where it has none."""
+    env = dict(os.environ if base is None else base)
+    for key, value in GO_RUNTIME_DEFAULTS.items():
+        env.setdefault(key, value)
+    return env
 
 
 def free_port() -> int:

@@ -249,7 +249,7 @@ class Supervisor:
         async with aiohttp.ClientSession() as http:
             for group in (("etcd",), ("kube-apiserver",), ("kube-controller-manager", "kube-scheduler", "kwok")):
                 for name in group:
-                    env = kwok_env(layout) if name == "kwok" else None
+                    env = components.go_env(kwok_env(layout) if name == "kwok" else None)
                     self._spawn(Process(name, argv[name](binaries[name], layout, ports), layout.log(name), env=env))
                 await _all(self._wait_healthy(http, name, components.health_url(name, ports)) for name in group)
             self._phase_done("control_plane")
@@ -295,7 +295,7 @@ class Supervisor:
                     launch.name,
                     launch.argv,
                     self.layout.log(launch.name),
-                    env=launch.process_env(self.layout.kubeconfig),
+                    env=components.go_env(launch.process_env(self.layout.kubeconfig)),
                 )
             )
 

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from kaiwo.devcluster import controllers
 from kaiwo.devcluster.cluster import ClusterError, DevCluster
+from kaiwo.devcluster.components import GO_RUNTIME_DEFAULTS
 from kaiwo.devcluster.process import pid_alive
 from kaiwo.runtime.client import Client
 from tests.e2e.helpers import eventually
@@ -21,6 +22,12 @@ from tests.e2e.helpers import eventually
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("KAIWO_E2E_KUBECONFIG")), reason="needs the locally built control plane"
 )
+
+
+def go_settings(pid: int, keys: dict[str, str]) -> dict[str, str]:
+    """The values of ``keys`` in the environment a process started with."""
+    pairs = (e.decode().split("=", 1) for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in e)
+    return {k: v for k, v in pairs if k in keys}
 
 
 async def test_only_the_chosen_addons_run_and_die_with_their_supervisor(tmp_path: Path) -> None:
@@ -67,6 +74,10 @@ async def test_only_the_chosen_addons_run_and_die_with_their_supervisor(tmp_path
                     return "apiserver" in ((await r.json()).get("data") or [])
 
             await eventually(apiserver_traced, "the apiserver's spans in the jaeger addon", timeout=30)
+        # The Go components run with the local cluster's GC settings (an environment value wins).
+        want = {k: os.environ.get(k, v) for k, v in GO_RUNTIME_DEFAULTS.items()}
+        for name in ("kube-apiserver", "etcd", "kuberay"):
+            assert go_settings(st.data["components"][name]["pid"], want) == want
         # No orphans: a supervisor killed without a chance to clean up takes its components with it.
         pids = [c["pid"] for c in cluster.status().data["components"].values()]
         os.kill(st.data["pid"], signal.SIGKILL)
