@@ -90,6 +90,10 @@ Observed = tuple[st.Phase, list[Obj]]  # a workload child's phase, with the cond
 # Concurrent reconciles per workload controller. A reconcile mostly waits on the apiserver and a worker is an
 # asyncio task, so many are cheap; 2 (a Go operator's habit) left a burst queueing (docs/performance.md).
 DEFAULT_WORKERS = 32
+# Children, Kueue Workloads and pods change in bursts (created, admitted, unsuspended, scheduled, running). The
+# status pass they ask for waits this long, so one pass (one status write, one event) covers a burst of them;
+# a new or edited KaiwoJob or KaiwoService does not wait (docs/design/runtime.md#related-batch).
+RELATED_BATCH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -698,6 +702,7 @@ def spec(kind: str) -> ControllerSpec:
             Reads(API, "KaiwoQueueConfig", optional=True),
             Reads(KUEUE_APIS, "LocalQueue", optional=True),
         ),
+        related_batch=RELATED_BATCH_SECONDS,
     )
 
 

@@ -27,6 +27,8 @@ Contract:
   ``Owns`` and ``Watches`` caches have synced: a ``Reads`` cache that cannot sync does not hold it back (see
   kaiwo.runtime.manager). ``seed`` keys are enqueued when the controller starts: a poller's one key that requeues
   itself.
+- ``related_batch`` (seconds, default 0): a key enqueued by an ``Owns`` or ``Watches`` change waits this long at
+  low priority, and further changes in the meantime join that one pass (docs/design/runtime.md#related-batch).
 
 ``build(manager, spec, factory)`` resolves the caches, makes the reconciler from them and registers the
 controller. Controllers sharing one reconciler state resolve once with ``resolve`` and ``wire`` each spec.
@@ -106,6 +108,7 @@ class ControllerSpec:
     sources: tuple[Source, ...] = ()
     workers: int = 2
     seed: tuple[Request, ...] = ()  # keys enqueued when the controller starts (a poller's one key)
+    related_batch: float = 0.0  # seconds keys from Owns/Watches changes wait, so a burst of them is one pass
 
     def __post_init__(self) -> None:
         primaries = [s for s in self.sources if isinstance(s, For)]
@@ -194,7 +197,9 @@ def wire(
     manager: Manager, spec: ControllerSpec, reconciler: Reconciler, sources: Sources, *, workers: int | None = None
 ) -> Controller:
     """Register a controller for ``spec`` over resolved ``sources`` (``workers`` overrides the spec's)."""
-    ctrl = Controller(spec.name, reconciler, workers=workers or spec.workers, seed=spec.seed)
+    ctrl = Controller(
+        spec.name, reconciler, workers=workers or spec.workers, seed=spec.seed, related_batch=spec.related_batch
+    )
     primary = spec.primary
     for s in spec.sources:
         inf = sources.get(s.kind)

@@ -114,9 +114,12 @@ class Controller:
         clock: Clock | None = None,
         tracer: trace.Tracer | None = None,
         seed: tuple[Request, ...] = (),
+        related_batch: float = 0.0,
     ) -> None:
         self.name = name
         self.seed = seed  # keys enqueued at every start: a poller's one key, which requeues itself
+        # Seconds a key enqueued by a related object's change waits, so a burst of such changes costs one pass.
+        self.related_batch = related_batch
         self.reconciler = reconciler
         self.workers = workers
         self.metrics = metrics or RuntimeMetrics()
@@ -145,7 +148,8 @@ class Controller:
         the initial list, updates of a primary object that only touch its status (our own status writes) and
         changes of other objects (children, related kinds: through ``mapper``) at low priority, so that under
         load a new or edited primary object is worked on before the status passes that churn asks for
-        (docs/design/runtime.md#workqueue).
+        (docs/design/runtime.md#workqueue). With ``related_batch`` > 0, keys from related objects' changes wait
+        that long, and more changes in the meantime ride along (``WorkQueue.add_after``).
         """
         to_keys: Mapper = mapper or (lambda obj: (Request.of(obj),))
         related = mapper is not None
@@ -154,20 +158,32 @@ class Controller:
         if not related:
             self.primary.append(informer)
 
+        def enqueue_related(reqs: Iterable[Request]) -> None:
+            for req in reqs:
+                self.queue.add_after(req, self.related_batch, low_priority=True)
+
         def add(obj: Obj, initial: bool) -> None:
+            if related and not initial:
+                enqueue_related(to_keys(obj))
+                return
             for req in to_keys(obj):
-                self.queue.add(req, low_priority=initial or related)
+                self.queue.add(req, low_priority=initial)
 
         def update(old: Obj, new: Obj) -> None:
             if update_filter is not None and not update_filter(old, new):
                 return
-            low = related or only_status_changed(old, new)
+            if related:
+                enqueue_related({*to_keys(old), *to_keys(new)})
+                return
             for req in {*to_keys(old), *to_keys(new)}:
-                self.queue.add(req, low_priority=low)
+                self.queue.add(req, low_priority=only_status_changed(old, new))
 
         def delete(obj: Obj) -> None:
+            if related:
+                enqueue_related(to_keys(obj))
+                return
             for req in to_keys(obj):
-                self.queue.add(req, low_priority=related)
+                self.queue.add(req)
 
         informer.add_handler(FuncHandler(add, update, delete))
 

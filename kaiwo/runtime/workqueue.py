@@ -13,8 +13,11 @@ serves when the normal one is empty, so live changes are not stuck behind thousa
 also after every ``LOW_PRIORITY_EVERY`` consecutive normal items, so a steady stream of live changes (a new
 leader's children churning) cannot starve them; a normal-priority add of such an item moves it to the normal
 FIFO. ``add_after`` adds an item once a delay has passed (several pending delays of one item collapse into
-the earliest), and ``add_rate_limited`` adds it after the delay its rate limiter chooses, which is how failed
-items are retried with backoff. ``shutdown_with_drain(discard_queued=True)`` hands out nothing more (a
+the earliest; the add is low priority only if every one of them was). A low-priority ``add_after`` of an item
+that is already queued is a no-op: the queued pass starts later and reads the newer state anyway. That is how
+a burst of related changes costs one pass (Kubernetes' Job controller batches pod events the same way).
+``add_rate_limited`` adds an item after the delay its rate limiter chooses, which is how failed items are
+retried with backoff. ``shutdown_with_drain(discard_queued=True)`` hands out nothing more (a
 graceful stop finishes only what workers hold).
 
 All methods except ``get`` and ``shutdown_with_drain`` are synchronous and must be called from the event
@@ -125,6 +128,7 @@ class WorkQueue(Generic[T]):
         # and are skipped.
         self._heap: list[tuple[float, int, T]] = []
         self._waiting: dict[T, tuple[float, int]] = {}
+        self._waiting_low: set[T] = set()  # items of _waiting whose pending add_afters were all low priority
         self._seq = itertools.count()
         # Sleeps until the head of _heap is due and adds it. Runs only while _heap is non-empty; restarted
         # when an entry becomes the new head.
@@ -233,15 +237,21 @@ class WorkQueue(Generic[T]):
 
     # -- delays and rate limiting -----------------------------------------------------------------------
 
-    def add_after(self, item: T, delay: float) -> None:
+    def add_after(self, item: T, delay: float, *, low_priority: bool = False) -> None:
         """Add the item once ``delay`` seconds have passed; the earliest of several pending times wins."""
         if self._shutting_down:
             return
+        if low_priority and item in self._dirty and item not in self._processing:
+            return  # queued already: that pass reads the cache after this change
         if delay <= 0:
-            self.add(item)
+            self.add(item, low_priority=low_priority)
             return
         ready_at = self._clock.now() + delay
         pending = self._waiting.get(item)
+        if pending is None and low_priority:
+            self._waiting_low.add(item)
+        elif not low_priority:
+            self._waiting_low.discard(item)
         if pending is not None and pending[0] <= ready_at:
             return
         seq = next(self._seq)
@@ -284,7 +294,9 @@ class WorkQueue(Generic[T]):
                 heapq.heappop(self._heap)
                 if live:
                     del self._waiting[item]
-                    self.add(item)
+                    low = item in self._waiting_low
+                    self._waiting_low.discard(item)
+                    self.add(item, low_priority=low)
             if self._heap:
                 await self._clock.sleep(self._heap[0][0] - now)
         if self._delay_task is asyncio.current_task():
@@ -331,6 +343,7 @@ class WorkQueue(Generic[T]):
             self._delay_task = None
         self._heap.clear()
         self._waiting.clear()
+        self._waiting_low.clear()
         _wake_all(self._getters)
 
 

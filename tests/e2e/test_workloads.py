@@ -36,8 +36,10 @@ async def test_busybox_job_completes_after_admission(client: Client, namespace: 
     assert lq["spec"]["clusterQueue"] == "kaiwo"
     events = await client.list("v1", "Event", namespace, fieldSelector="involvedObject.name=hello")
     reasons = [e["reason"] for e in events if e["involvedObject"]["kind"] == "KaiwoJob"]
-    # one event per transition (RUNNING may be too short to be seen: kwok completes the pod after 2 s)
-    assert {"WorkloadPending", "WorkloadComplete"} <= set(reasons) and len(reasons) == len(set(reasons)), reasons
+    # One event per transition. A phase shorter than the status pass's wait for related changes (1 s, see
+    # docs/design/runtime.md#related-batch) may never be written: here PENDING (Kueue admits at once) or RUNNING.
+    assert "WorkloadComplete" in reasons and len(reasons) == len(set(reasons)), reasons
+    assert set(reasons) <= {"WorkloadPending", "WorkloadStarting", "WorkloadRunning", "WorkloadComplete"}, reasons
     # Kueue's admission event, on the Workload it made for the Job
     admitted = [
         e

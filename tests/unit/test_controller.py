@@ -187,3 +187,25 @@ async def test_our_own_status_write_of_a_primary_object_is_a_low_priority_pass()
     primary.handler.on_update(old, new)
     primary.handler.on_add(_obj("Parent", "new"), False)
     assert [await ctrl.queue.get() for _ in range(2)] == [Request("ns", "new"), Request("ns", "written")]
+
+
+async def test_related_changes_within_the_batch_period_are_one_low_priority_pass() -> None:
+    clock = FakeClock()
+    ctrl = Controller("c", Scripted(), clock=clock, workers=1, related_batch=1.0)
+    primary, children = HandlerSink(), HandlerSink()
+    ctrl.watches(primary)  # type: ignore[arg-type]
+    ctrl.owns(children, "v1", "Parent")  # type: ignore[arg-type]
+    children.handler.on_add(_obj("Child", "c1", owner="p"), False)
+    await clock.advance(0.5)
+    children.handler.on_update(_obj("Child", "c1", owner="p"), _obj("Child", "c1", owner="p"))
+    children.handler.on_delete(_obj("Child", "c2", owner="p"))
+    assert len(ctrl.queue) == 0  # nothing before the period is over
+    primary.handler.on_add(_obj("Parent", "new"), False)  # a primary object's change does not wait
+    children.handler.on_add(_obj("Child", "listed", owner="q"), True)  # nor does the initial list
+    await clock.advance(0.5)
+    assert len(ctrl.queue) == 3
+    assert [await ctrl.queue.get() for _ in range(3)] == [
+        Request("ns", "new"),
+        Request("ns", "q"),
+        Request("ns", "p"),
+    ]

@@ -335,6 +335,55 @@ async def test_delayed_add_of_an_item_in_processing_coalesces(queue: WorkQueue[s
     assert await drain(queue) == ["a"]
 
 
+@pytest.mark.parametrize(
+    ("adds", "expected"),
+    [
+        ([True], ["b", "a"]),  # a low-priority delayed add lands in the low FIFO
+        ([False], ["a", "b"]),
+        ([True, False], ["a", "b"]),  # one normal delayed add among them makes it normal
+        ([False, True], ["a", "b"]),
+    ],
+)
+async def test_a_delayed_add_keeps_its_priority(
+    queue: WorkQueue[str], clock: FakeClock, adds: list[bool], expected: list[str]
+) -> None:
+    queue.add("b", low_priority=True)
+    for low in adds:
+        queue.add_after("a", 1, low_priority=low)
+    await clock.advance(1)
+    assert await drain(queue) == expected
+
+
+async def test_a_burst_of_low_priority_delayed_adds_is_one_pass(queue: WorkQueue[str], clock: FakeClock) -> None:
+    for _ in range(5):  # related changes spread over the batch period ride along with the first
+        queue.add_after("a", 1, low_priority=True)
+        await clock.advance(0.125)
+    assert len(queue) == 0
+    await clock.advance(0.375)
+    assert await drain(queue) == ["a"]
+    await clock.advance(10)
+    assert len(queue) == 0
+
+
+async def test_a_low_priority_delayed_add_of_a_queued_item_is_a_no_op(queue: WorkQueue[str], clock: FakeClock) -> None:
+    queue.add("a")
+    queue.add_after("a", 1, low_priority=True)  # the queued pass will read the newer state
+    assert clock.sleepers == 0
+    assert await drain(queue) == ["a"]
+    await clock.advance(1)
+    assert len(queue) == 0
+    held = await _hold(queue, "a")  # while a worker holds it, the change needs one more pass
+    queue.add_after("a", 1, low_priority=True)
+    await clock.advance(1)
+    queue.done(held)
+    assert await drain(queue) == ["a"]
+
+
+async def _hold(queue: WorkQueue[str], item: str) -> str:
+    queue.add(item)
+    return await queue.get()
+
+
 @pytest.fixture
 def queue_delayed_outside_a_loop(clock: FakeClock) -> Iterator[WorkQueue[str]]:
     q: WorkQueue[str] = WorkQueue("early", clock=clock)  # a sync fixture: no event loop is running here
