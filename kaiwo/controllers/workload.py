@@ -174,6 +174,19 @@ class WorkloadReconciler:
         # child key -> ((desired hash, live resourceVersion), failure) of the last rejected apply
         self._rejected: dict[str, tuple[tuple[str, str], Failure]] = {}
         self.downloader_image = downloader_image  # the manager's --downloader-image
+        # The GPU pools of the last node set seen, by (exclude control plane, (name, resourceVersion) of each node):
+        # every reconcile needs them, and nodes change far less often than workloads.
+        self._gpu_pools: tuple[tuple[bool, tuple[tuple[str, str], ...]], tuple[gpus.GpuPool, ...]] | None = None
+
+    def gpu_pools(self, exclude_control_plane: bool) -> tuple[gpus.GpuPool, ...]:
+        """The cluster's GPU pools, discovered again only when a node changed."""
+        nodes = self.caches.nodes.objects()
+        versions = tuple((n["metadata"]["name"], n["metadata"].get("resourceVersion", "")) for n in nodes)
+        key = (exclude_control_plane, versions)
+        if self._gpu_pools is None or self._gpu_pools[0] != key:
+            pools = nodepools.discover(nodes, exclude_control_plane=exclude_control_plane)
+            self._gpu_pools = (key, gpus.gpu_pools(pools))
+        return self._gpu_pools[1]
 
     async def reconcile(self, req: Request) -> Result | None:
         trace.get_current_span().set_attribute("kaiwo.kind", self.kind)  # the reconcile span names the Kaiwo kind
@@ -201,10 +214,8 @@ class WorkloadReconciler:
             )
             return None
         cfg = settings.current(self.caches.kaiwo_configs)
-        pools = nodepools.discover(
-            self.caches.nodes.objects(), exclude_control_plane=cfg.nodes.exclude_master_nodes_from_node_pools
-        )
-        facts = Facts(config=cfg, gpu_pools=gpus.gpu_pools(pools), downloader_image=self.downloader_image)
+        gpu_pools = self.gpu_pools(cfg.nodes.exclude_master_nodes_from_node_pools)
+        facts = Facts(config=cfg, gpu_pools=gpu_pools, downloader_image=self.downloader_image)
         built = desired_children(cr, facts)
         existing = self._existing_workload(cr)
         if isinstance(built, TranslateError):

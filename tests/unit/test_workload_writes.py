@@ -43,3 +43,18 @@ async def test_writes_per_transition_and_none_when_settled() -> None:
     for _ in range(3):
         await reconciler.reconcile(req)
     assert client.writes == []
+
+
+def test_gpu_pools_are_discovered_again_only_when_a_node_changes() -> None:
+    reconciler, _, caches = workload_reconciler()
+    nodes = caches.nodes
+    first = reconciler.gpu_pools(False)
+    assert first and reconciler.gpu_pools(False) is first, "an unchanged node set reuses the last discovery"
+    amd = next(n for n in nodes.objects() if "beta.amd.com/gpu.family.AI" in n["metadata"]["labels"])
+    key = amd["metadata"]["name"]
+    nodes.indexer.remove(key)
+    fewer = reconciler.gpu_pools(False)
+    assert sum(p.nodes for p in fewer) == sum(p.nodes for p in first) - 1, "a removed GPU node is noticed"
+    labels = {**amd["metadata"]["labels"], "beta.amd.com/gpu.family.AI": "4"}
+    nodes.indexer.put(key, {**amd, "metadata": {**amd["metadata"], "labels": labels, "resourceVersion": "9"}})
+    assert ("amd", 4) in {(p.vendor, p.gpus_per_node) for p in reconciler.gpu_pools(False)}, "a changed node too"
