@@ -42,7 +42,10 @@ T = TypeVar("T", bound=Hashable)
 __all__ = ["NoopMetrics", "QueueMetrics", "ShutDown", "WorkQueue"]
 
 
-LOW_PRIORITY_EVERY = 4  # at most this many normal items in a row while low-priority items wait
+# At most this many normal items in a row while low-priority items wait. Under load, 4 let status passes delay
+# new objects' children (paced p99 create->child 1.5-7 s at 50/s); 16 gave 2.0 s in the same runs
+# (docs/performance.md). The low lane still gets one hand-out in 17, so it is never starved.
+LOW_PRIORITY_EVERY = 16
 
 
 class ShutDown(Exception):

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from kaiwo.runtime.clock import FakeClock, RealClock
 from kaiwo.runtime.ratelimit import ItemExponentialFailureRateLimiter
-from kaiwo.runtime.workqueue import ShutDown, WorkQueue
+from kaiwo.runtime.workqueue import LOW_PRIORITY_EVERY, ShutDown, WorkQueue
 
 pytestmark = pytest.mark.timeout(30)  # a broken queue tends to hang a getter rather than fail
 
@@ -203,12 +203,13 @@ async def test_a_stream_of_live_changes_does_not_starve_low_priority_items(queue
     queue.add("resync-0", low_priority=True)
     queue.add("resync-1", low_priority=True)
     served = []
-    for i in range(10):
+    for i in range(2 * (LOW_PRIORITY_EVERY + 1)):
         queue.add(f"live-{i}")
         item = await queue.get()
         served.append(item)
         queue.done(item)
-    assert served.index("resync-0") == 4 and served.index("resync-1") == 9
+    assert served.index("resync-0") == LOW_PRIORITY_EVERY
+    assert served.index("resync-1") == 2 * LOW_PRIORITY_EVERY + 1
 
 
 async def test_low_priority_is_served_after_the_normal_fifo_empties(queue: WorkQueue[str]) -> None:
