@@ -278,6 +278,10 @@ def parse(argv: list[str] | None = None) -> Config:
 
 
 async def ensure_kaiwo_config(client: Client) -> None:
+    """Create the default KaiwoConfig if there is none. A restart over an existing one sends no write (a create
+    answered 409 would still count as one), so a resync of a settled cluster writes nothing."""
+    if await client.get_or_none(settings.KAIWO_CONFIG_API, "KaiwoConfig", settings.SINGLETON) is not None:
+        return
     try:
         await client.create(
             {

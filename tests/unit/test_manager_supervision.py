@@ -7,11 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from kaiwo.manager import ensure_kaiwo_config
 from kaiwo.runtime.controller import Controller, Request
 from kaiwo.runtime.informer import Informer
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import Obj
-from tests.fakes import RecordingReconciler
+from tests.fakes import RecordingClient, RecordingReconciler, cache
 
 
 class Lists:
@@ -81,3 +82,13 @@ async def test_a_dead_informer_fails_readiness_and_ends_run_with_1() -> None:
     code = await asyncio.wait_for(mgr.run(asyncio.Event()), 5)
     assert code == 1 and mgr.failed == "informer-Good.v1"
     assert "informer-Good.v1 died" in mgr.not_ready()
+
+
+async def test_the_default_kaiwo_config_is_created_once_and_a_restart_writes_nothing() -> None:
+    configs = cache()
+    client = RecordingClient({"KaiwoConfig": configs})
+    await ensure_kaiwo_config(client)  # type: ignore[arg-type]
+    assert client.writes == ["create KaiwoConfig"]
+    client.clear()
+    await ensure_kaiwo_config(client)  # type: ignore[arg-type]
+    assert client.writes == [], "a restart over an existing KaiwoConfig must not even try to create it"
