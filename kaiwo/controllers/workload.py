@@ -92,7 +92,8 @@ Observed = tuple[st.Phase, list[Obj]]  # a workload child's phase, with the cond
 DEFAULT_WORKERS = 32
 # Children, Kueue Workloads and pods change in bursts (created, admitted, unsuspended, scheduled, running). The
 # status pass they ask for waits this long, so one pass (one status write, one event) covers a burst of them;
-# a new or edited KaiwoJob or KaiwoService does not wait (docs/design/runtime.md#related-batch).
+# a new or edited KaiwoJob or KaiwoService does not wait (docs/design/runtime.md#related-batch;
+# docs/design/decisions.md D36).
 RELATED_BATCH_SECONDS = 1.0
 
 
