@@ -13,8 +13,9 @@ metrics), waits for the default queue configuration, and runs, cumulatively:
   exists and until every status is written; p50/p99 create->child from a watch in a separate process;
 * paced: ``--paced-rate`` KaiwoJobs/s for ``--paced-seconds`` -> p50/p99 create->child;
 * API cost per KaiwoJob by verb, from the operator's own ``rest_client_requests_total`` over each scenario;
-* rest: topped up to ``--rest`` KaiwoJobs, settled -> operator RSS; then the operator restarts over the settled
-  objects (a full resync) and the requests it sends after start-up are counted by verb;
+* rest: the queues put on hold (``stopPolicy: Hold`` in the KaiwoQueueConfig), topped up to ``--rest`` KaiwoJobs,
+  settled (finished or PENDING, nothing written for 15 s) -> operator RSS; then the operator restarts over the
+  settled objects (a full resync) and the requests it sends after start-up are counted by verb;
 * footprint: CPU-seconds of the operator, kube-apiserver, etcd and Kueue during each burst, peak RSS.
 
 Results: a table on stdout and bench/results/e2e.json. Nothing here is a test; see docs/performance.md.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import os
 import re
@@ -314,8 +316,8 @@ from kaiwo.runtime.client import Client
 
 async def main(kubeconfig, prefix, out):
     client = await Client.from_kubeconfig(kubeconfig)
-    seen_child, seen_status, seen_done = {}, {}, {}
-    async def watch(path, record, test):
+    seen_child, seen_status, phase = {}, {}, {}
+    async def watch(path, on_event):
         rv = (await client.request("GET", path, params={"limit": 1}))["metadata"]["resourceVersion"]
         while True:
             params = {"watch": "1", "resourceVersion": rv, "allowWatchBookmarks": "true", "timeoutSeconds": 3600}
@@ -325,23 +327,25 @@ async def main(kubeconfig, prefix, out):
                 rv = md.get("resourceVersion", rv)
                 if ev["type"] == "BOOKMARK" or not md.get("namespace", "").startswith(prefix):
                     continue
-                key = md["namespace"] + "/" + md["name"]
-                if key not in record and test(obj):
-                    record[key] = time.monotonic()
+                on_event(md["namespace"] + "/" + md["name"], obj, time.monotonic())
+    def job(key, obj, now):
+        seen_child.setdefault(key, now)
+    def kaiwojob(key, obj, now):
+        status = (obj.get("status") or {}).get("status")
+        if status:
+            seen_status.setdefault(key, now)
+            phase[key] = status
     async def dump():
         while True:
             await asyncio.sleep(0.5)
-            data = orjson.dumps({"child": seen_child, "status": seen_status, "done": seen_done})
+            data = orjson.dumps({"child": seen_child, "status": seen_status, "phase": phase})
             with open(out + ".tmp", "wb") as f:
                 f.write(data)
             import os; os.replace(out + ".tmp", out)
     sys.stdout.write("watching\n"); sys.stdout.flush()
     await asyncio.gather(
-        watch("/apis/batch/v1/jobs", seen_child, lambda o: True),
-        watch("/apis/kaiwo.silogen.ai/v1alpha1/kaiwojobs", seen_status,
-              lambda o: bool((o.get("status") or {}).get("status"))),
-        watch("/apis/kaiwo.silogen.ai/v1alpha1/kaiwojobs", seen_done,
-              lambda o: (o.get("status") or {}).get("status") in ("COMPLETE", "FAILED")),
+        watch("/apis/batch/v1/jobs", job),
+        watch("/apis/kaiwo.silogen.ai/v1alpha1/kaiwojobs", kaiwojob),  # one watch, so its events are decoded once
         dump(),
     )
 
@@ -371,10 +375,10 @@ class Watcher:
             return {}, {}
         return data["child"], data["status"]
 
-    def done(self) -> dict[str, float]:
-        """KaiwoJob key -> when it was first seen COMPLETE or FAILED."""
+    def phases(self) -> dict[str, str]:
+        """KaiwoJob key -> the status it was last seen with."""
         try:
-            return dict(orjson.loads(self.out.read_bytes())["done"])
+            return dict(orjson.loads(self.out.read_bytes())["phase"])
         except (OSError, orjson.JSONDecodeError, KeyError):
             return {}
 
@@ -443,6 +447,20 @@ def latencies(created: dict[str, float], seen: dict[str, float]) -> dict[str, fl
         "p99_s": round(percentile(values, 0.99), 3),
         "max_s": round(max(values), 3) if values else float("nan"),
     }
+
+
+def timeline(t0: float, created: dict[str, float], seen: dict[str, float], step: float = 5.0) -> list[list[float]]:
+    """[seconds since the burst began, KaiwoJobs created by then, their children seen by then], every ``step``
+    seconds: shows whether children trail the creates at a steady rate or stall behind them."""
+    made = sorted(created.values())
+    got = sorted(seen[k] for k in created if k in seen)
+    end = max(made[-1:] + got[-1:], default=t0)
+    rows, t = [], t0 + step
+    while True:
+        rows.append([round(t - t0, 1), bisect.bisect_right(made, t), bisect.bisect_right(got, t)])
+        if t >= end:
+            return rows
+        t += step
 
 
 def print_profile(profile: Path, lines: int = 40) -> None:
@@ -527,6 +545,7 @@ class Run:
             "children_s": round(children_at - t0, 2),
             "statuses_s": round(status_at - t0, 2),
             "create_to_child": latencies(created, child),
+            "timeline": timeline(t0, created, child),
             "requests_per_kaiwojob": {k: round(v / n, 2) for k, v in verbs.items() if v},
             "writes_per_kaiwojob": round(sum(verbs.get(v, 0.0) for v in WRITE_VERBS) / n, 2),
             "writes_per_kaiwojob_until_children": round(
@@ -546,15 +565,56 @@ class Run:
         await wait_for(set(created), lambda: self.watcher.seen()[0], timeout, "child Jobs", self.op)
         return {"rate_per_s": rate, "seconds": seconds, "n": len(objs), **latencies(created, self.watcher.seen()[0])}
 
+    async def hold_queues(self, timeout: float) -> None:
+        """Put every ClusterQueue of the KaiwoQueueConfig on hold (``stopPolicy: Hold``), as an admin would, and wait
+        until Kueue's ClusterQueue says so: Kueue then admits nothing new, so the backlog settles as it is (queued
+        KaiwoJobs stay PENDING) instead of running to the end at Kueue's pace. Both operators copy the field."""
+        qc = await self.client.get(KAIWO, "KaiwoQueueConfig", "kaiwo")
+        for cq in qc["spec"]["clusterQueues"]:
+            cq.setdefault("spec", {})["stopPolicy"] = "Hold"
+        await self.client.request("PUT", f"/apis/{KAIWO}/kaiwoqueueconfigs/kaiwo", body=qc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            cq = await cluster_queue(self.client)
+            if cq is not None and (cq.get("spec") or {}).get("stopPolicy") == "Hold":
+                return
+            await asyncio.sleep(1.0)
+        raise BenchError(f"ClusterQueue 'kaiwo' not on hold after {timeout:.0f} s")
+
+    async def cluster_quiet(self, settle: float, timeout: float) -> None:
+        """Wait until no client (Kueue, the controllers, kwok, the operator) has written anything but leases, events
+        and node heartbeats for ``settle`` seconds: nothing is left to change, so a restart meets settled objects."""
+
+        def writes() -> dict[str, float]:
+            counts = self.cluster.requests()
+            return {
+                k: v
+                for k, v in counts.items()
+                if k.split(" ")[0] in (*WRITE_VERBS, "APPLY")
+                and k.split(" ")[1].split("/")[0] not in ("leases", "events", "nodes")
+            }
+
+        deadline = time.monotonic() + timeout
+        last, since = await asyncio.to_thread(writes), time.monotonic()
+        while time.monotonic() - since < settle:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the cluster still writes after {timeout:.0f} s")
+            await asyncio.sleep(1.0)
+            now = await asyncio.to_thread(writes)
+            if now != last:
+                last, since = now, time.monotonic()
+
     async def rest(self, total: int, timeout: float, log_dir: Path) -> dict[str, Any]:
+        # Settled means no transition is left. Kueue admits a backlog over many minutes, so the queues are put on
+        # hold first: admitted KaiwoJobs finish, queued ones stay PENDING with their Job and Workload, and the
+        # cluster goes quiet with ``total`` KaiwoJobs and their children in the operator's caches.
+        await self.hold_queues(timeout)
         if total > self.total:
             created = await create_many(self.client, self.next_objs(total - self.total))
             await wait_for(set(created), lambda: self.watcher.seen()[1], timeout, "statuses", self.op)
-        # Settled means no transition is left: every KaiwoJob has finished (Kueue admits the backlog over minutes,
-        # and a restart while it does would count those transitions' status writes as resync cost).
-        every = {f"{self.prefix}{i % NAMESPACES}/kj-{i:06d}" for i in range(self.counter)}
-        await wait_for(every, self.watcher.done, timeout, "finished KaiwoJobs", self.op)
+        await self.cluster_quiet(settle=15.0, timeout=timeout)
         await quiet(self.op, settle=5.0, timeout=300.0)
+        phases = self.watcher.phases()
         rss = status_kib(self.op.pid, "VmRSS")
         hwm = status_kib(self.op.pid, "VmHWM")
         # A full resync: the operator restarts over settled objects; count what it sends once caches are synced.
@@ -565,6 +625,7 @@ class Run:
         writes = {k: v for k, v in after.items() if k in WRITE_VERBS and v}
         return {
             "kaiwojobs": self.total,
+            "phases": {p: sum(1 for v in phases.values() if v == p) for p in sorted(set(phases.values()))},
             "operator_rss_mib": round(rss / 1024),
             "operator_peak_rss_mib": round(hwm / 1024),
             "restart_requests": {k: v for k, v in after.items() if v},
@@ -605,16 +666,21 @@ async def ceiling(client: Client, n: int) -> dict[str, float]:
     return {"n": n, "seconds": round(wall, 2), "per_s": round(n / wall)}
 
 
-async def wait_queue_config(client: Client, timeout: float) -> float:
-    """Seconds until the default ClusterQueue 'kaiwo' exists (both operators create it from the nodes)."""
-    t0 = time.monotonic()
+async def cluster_queue(client: Client) -> Obj | None:
+    """Kueue's default ClusterQueue 'kaiwo' (both operators create it from the nodes), or None."""
     for version in ("kueue.x-k8s.io/v1beta2", "kueue.x-k8s.io/v1beta1"):
-        with contextlib.suppress(ApiError):
-            while time.monotonic() - t0 < timeout:
-                if await client.get_or_none(version, "ClusterQueue", "kaiwo") is not None:
-                    return time.monotonic() - t0
-                await asyncio.sleep(1.0)
-            break
+        with contextlib.suppress(ApiError):  # the version is not served
+            return await client.get_or_none(version, "ClusterQueue", "kaiwo")
+    raise BenchError("the apiserver serves no Kueue ClusterQueue version")
+
+
+async def wait_queue_config(client: Client, timeout: float) -> float:
+    """Seconds until the default ClusterQueue 'kaiwo' exists."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if await cluster_queue(client) is not None:
+            return time.monotonic() - t0
+        await asyncio.sleep(1.0)
     raise BenchError(f"no ClusterQueue 'kaiwo' after {timeout:.0f} s")
 
 
@@ -656,6 +722,7 @@ async def run_operator(which: str, args: argparse.Namespace, state: Path, log_di
                 f"p99 create->child {b['create_to_child']['p99_s']} s, writes/KaiwoJob {b['writes_per_kaiwojob']}",
                 flush=True,
             )
+            print("  timeline (s, created, children): " + "  ".join(f"{t:g}:{c}/{k}" for t, c, k in b["timeline"]))
             for title, key in (("until every child exists", "_until_children"), ("until quiet", "")):
                 busiest = b[f"apiserver_requests_per_kaiwojob{key}"]
                 print(f"  apiserver requests per KaiwoJob, all clients, {title}:", flush=True)
