@@ -14,8 +14,9 @@ event and returns; the request is sent by a sender task, as client-go's broadcas
 waits for an event round trip. Contracts of the background mode:
 - the events of one involved object are sent in the order they were emitted (one lane per object, by uid;
   ``LANES`` lanes send concurrently), and the timestamps are those of ``emit``, not of the send;
-- at most ``QUEUE_SIZE`` events wait per lane; more are dropped and counted (client-go drops at 1,000 too):
-  events never hold back reconciles nor grow without bound;
+- at most ``QUEUE_SIZE`` events wait per lane; more are dropped and counted (client-go drops at 1,000): events
+  never hold back reconciles nor grow without bound. A lane holds 2,500 so that a burst of 5,000 new KaiwoJobs
+  loses none of its PENDING events (docs/performance.md); one warning per overflow, not one per dropped event;
 - a lane's sender task exists only while its lane has events, so an idle recorder holds no task;
 - ``flush()`` waits until every queued event has been sent or given up.
 """
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 CACHE_SIZE = 4096  # remembered distinct events (client-go: 4096)
 BURST, REFILL_SECONDS = 25, 300.0  # per involved object (client-go's spam filter defaults)
 LANES = 4  # background mode: concurrent senders (one object's events always share a lane)
-QUEUE_SIZE = 1000  # background mode: events waiting per lane before new ones are dropped
+QUEUE_SIZE = 2500  # background mode: events waiting per lane before new ones are dropped
 
 
 @dataclass
@@ -83,6 +84,7 @@ class EventRecorder:
         self._buckets: dict[str, _Bucket] = {}
         self._lanes: list[deque[_Pending]] = [deque() for _ in range(LANES)]
         self._senders: list[asyncio.Task[None] | None] = [None] * LANES
+        self._overflowing = [False] * LANES  # a lane dropped events since it last had room: warned once
         self.dropped = 0  # events the spam filter dropped (observability and tests)
         self.overflowed = 0  # background mode: events dropped because their lane was full
 
@@ -119,8 +121,18 @@ class EventRecorder:
         lane = zlib.crc32(uid.encode()) % LANES
         if len(self._lanes[lane]) >= QUEUE_SIZE:
             self.overflowed += 1
-            log.warning("event queue full; dropped event %s on %s", reason, meta["name"])
+            if not self._overflowing[lane]:
+                self._overflowing[lane] = True
+                log.warning(
+                    "event queue full (%d waiting): dropping new events until it has room (first: %s on %s; "
+                    "%d dropped since start)",
+                    QUEUE_SIZE,
+                    reason,
+                    meta["name"],
+                    self.overflowed,
+                )
             return
+        self._overflowing[lane] = False
         self._lanes[lane].append(pending)
         if self._senders[lane] is None:
             self._senders[lane] = asyncio.create_task(self._drain(lane), name=f"events-{self.component}-{lane}")
@@ -150,7 +162,7 @@ class EventRecorder:
                 return
             created = await self.client.create(self._event(p))
         except Exception as e:  # best effort
-            log.warning("could not record event %s on %s: %s", p.reason, meta["name"], e)
+            log.warning("could not record event %s on %s: %r", p.reason, meta["name"], e)  # repr: TimeoutError()
             return
         made = (created or {}).get("metadata") or {}
         if not made.get("name"):

@@ -4,6 +4,7 @@ queue is bounded, an idle recorder holds no task, and aggregation still works (k
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -86,6 +87,29 @@ async def test_a_full_lane_drops_new_events_and_counts_them(monkeypatch: pytest.
     await rec.flush()
     assert [e["message"] for e in server.created] == ["message 0", "message 1", "message 2"]
     assert rec.overflowed == 2
+
+
+async def test_an_overflow_is_one_warning_until_the_lane_has_room_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(events, "QUEUE_SIZE", 2)
+    server = GatedServer()
+    rec = EventRecorder(server, "kaiwo", background=True)  # type: ignore[arg-type]
+    with caplog.at_level(logging.WARNING, logger="kaiwo.runtime.events"):
+        for i in range(6):  # 2 queued, 4 dropped: one warning
+            await rec.emit(job("a"), "R", f"first {i}")
+        server.open.set()
+        await rec.flush()
+        server.open.clear()
+        for i in range(3):  # room again, then full again: a second warning
+            await rec.emit(job("a"), "R", f"second {i}")
+        server.open.set()
+        await rec.flush()
+    warnings = [r.getMessage() for r in caplog.records if "event queue full" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    assert "first: R on a; 1 dropped since start" in warnings[0]
+    assert "5 dropped since start" in warnings[1]
+    assert rec.overflowed == 5
 
 
 async def test_repeats_are_aggregated_in_the_background_too() -> None:
