@@ -1,6 +1,6 @@
 """The apiserver's "slow down" (429 Too Many Requests), shared by every call of one client.
 
-Without it, each caller retries on its own: 32 workers per controller and a dozen informers each send a request
+Without it, each caller retries on its own: 64 workers per controller and a dozen informers each send a request
 every Retry-After seconds, and an apiserver that is already overloaded (API Priority and Fairness queues full)
 gets hundreds of requests a second that it must refuse. With it, the whole client behaves like one polite
 caller (docs/design/runtime.md, "Pushback"):

@@ -177,7 +177,7 @@ async def test_a_429_storm_costs_a_bounded_number_of_requests_and_work_converges
     assert op.exited() is None, "a 429 storm must not stop the operator"
     # The client's shared pushback (kaiwo.runtime.pushback): every call in flight when the storm begins may meet
     # one 429 (dozens: informers re-listing, workers mid-reconcile), then the whole client sends one probe per
-    # Retry-After. Callers retrying on their own (32 workers per controller) would make several hundred.
+    # Retry-After. Callers retrying on their own (64 workers per controller) would make several hundred.
     assert count <= 100 + storm / retry_after, f"{count} requests in a {storm:.0f}s 429 storm: {proxy.throttled_by}"
     await eventually(lambda: each_has_one_child(client, namespace, backlog + names), "one Job per KaiwoJob", timeout=90)
     metric("storm_converge_seconds", time.time() - ended)
