@@ -55,6 +55,7 @@ from kaiwo.controllers import (
 )
 from kaiwo.gpumetrics import config as gpuconfig
 from kaiwo.runtime.client import ApiError, Client
+from kaiwo.runtime.kubeconfig import CONNECTION_LIMIT
 from kaiwo.runtime.leader import LeaderElectionConfig, identity_from_env
 from kaiwo.runtime.logs import setup_logging
 from kaiwo.runtime.manager import Manager, ManagerOptions, stop_on_signals
@@ -331,9 +332,18 @@ async def check_lease_namespace(client: Client, namespace: str) -> None:
             raise
 
 
+def connection_limit(workers: int) -> int:
+    """Connections the operator's client may open: one per worker of the two workload controllers, and room for
+    the watches (one per cache), the event senders, the queue configuration's worker and the Lease; never fewer
+    than the client's default. With fewer, busy workers wait for a connection inside their own timeouts, and a
+    watch that reconnects waits behind them (docs/performance.md#workers)."""
+    return max(CONNECTION_LIMIT, 2 * workers + 64)
+
+
 async def run(cfg: Config) -> int:
     setup_tracing("kaiwo-operator")
     client = await Client.auto(cfg.kubeconfig, cfg.context)
+    client.connection_limit = connection_limit(cfg.workers)
     try:
         le = None
         if cfg.leader_elect:

@@ -144,6 +144,7 @@ class Client:
         self.max_attempts = 5
         self.retried = 0  # attempts repeated (observability and tests)
         self.pushback = Pushback()  # the server's 429s hold every call of this client (kaiwo.runtime.pushback)
+        self.connection_limit = kubeconfig.CONNECTION_LIMIT  # set before the first call; the session keeps it
 
     @classmethod
     async def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Client:
@@ -166,7 +167,7 @@ class Client:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = self.transport.open_session()
+            self._session = self.transport.open_session(self.connection_limit)
         return self._session
 
     async def close(self) -> None:

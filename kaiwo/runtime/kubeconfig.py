@@ -47,7 +47,7 @@ DEFAULT_KUBECONFIG = "~/.kube/config"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 EXEC_TIMEOUT = 60.0  # an exec plugin that hangs must not hang every request behind it
-CONNECTION_LIMIT = 100  # simultaneous connections per client; every open watch holds one
+CONNECTION_LIMIT = 100  # simultaneous connections per client by default; every open watch holds one
 
 
 class KubeconfigError(Exception):
@@ -70,14 +70,13 @@ class Transport:
     credentials: Credentials
     fixed_headers: tuple[tuple[str, str], ...] = ()  # impersonation, Accept-Encoding; names may repeat
 
-    def open_session(self) -> aiohttp.ClientSession:
-        """A session honouring this transport. Call inside the event loop; the caller closes it.
+    def open_session(self, limit: int = CONNECTION_LIMIT) -> aiohttp.ClientSession:
+        """A session honouring this transport, with at most ``limit`` connections (a request waiting for one spends
+        its own timeout waiting). Call inside the event loop; the caller closes it.
 
         ``trust_env`` stays off: aiohttp would read ~/.netrc and the proxy environment in a thread on every
         request; the environment's proxy was already resolved once, when the transport was built."""
-        connector = aiohttp.TCPConnector(
-            limit=CONNECTION_LIMIT, ssl=self.ssl_context if self.ssl_context is not None else True
-        )
+        connector = aiohttp.TCPConnector(limit=limit, ssl=self.ssl_context if self.ssl_context is not None else True)
         return aiohttp.ClientSession(
             connector=connector, proxy=self.proxy, headers=list(self.fixed_headers), trust_env=False
         )

@@ -18,14 +18,17 @@ import pytest
 import yaml
 from aiohttp import web
 
+from kaiwo import manager
 from kaiwo.devcluster.pki import PKI
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.kubeconfig import (
+    CONNECTION_LIMIT,
     ExecPlugin,
     KubeconfigError,
     NoCredentials,
     StaticToken,
     TokenFile,
+    Transport,
     choose_proxy,
     in_cluster,
     load_kubeconfig,
@@ -439,3 +442,19 @@ def test_data_wins_over_file_and_a_lone_client_certificate_is_an_error(tmp_path:
         )
     with pytest.raises(KubeconfigError, match="needs both client-certificate and client-key"):
         load_kubeconfig(write(tmp_path / "c", kubeconfig(cluster, {"client-certificate-data": b64(b"x")})))
+
+
+async def test_the_client_opens_at_most_its_connection_limit() -> None:
+    client = Client(Transport("http://127.0.0.1:1", None, None, NoCredentials()))
+    client.connection_limit = 250
+    try:
+        assert client.session.connector is not None and client.session.connector.limit == 250
+    finally:
+        await client.close()
+
+
+def test_the_operator_has_a_connection_for_every_worker_and_its_watches() -> None:
+    for workers in (1, 64, 128):
+        # two workload controllers, each with `workers` concurrent reconciles, plus a dozen watches
+        assert manager.connection_limit(workers) >= 2 * workers + 12 + 4
+    assert manager.connection_limit(1) == CONNECTION_LIMIT
