@@ -8,6 +8,7 @@ from kaiwo.runtime.informer import (
     Informer,
     ResourceVersionExpired,
     by_label,
+    share_strings,
 )
 from kaiwo.runtime.objects import Obj
 from tests.fakes import Events, Script, cm, run_until_idle
@@ -123,3 +124,32 @@ async def test_transform_drops_fields_before_caching() -> None:
     inf = Informer(script, clock=clock, transform=drop_labels)
     await run_until_idle(inf, script, clock)
     assert "labels" not in inf.objects()[0]["metadata"]
+
+
+def fresh(text: str) -> str:
+    """A new string object equal to ``text`` (literals are shared by the compiler already)."""
+    return "".join(list(text))
+
+
+async def test_short_strings_of_cached_objects_are_shared() -> None:
+    def labelled(name: str, rv: str) -> Obj:
+        obj = cm(name, rv)
+        obj["metadata"]["labels"] = {"team": fresh("ml-research"), "note": fresh("n" * 65)}
+        return obj
+
+    script = Script(lists=[([labelled("a", "1")], "10")], watches=[[{"type": "ADDED", "object": labelled("b", "11")}]])
+    clock = FakeClock()
+    inf = Informer(script, clock=clock)
+    await run_until_idle(inf, script, clock)
+    a, b = (o["metadata"]["labels"] for o in sorted(inf.objects(), key=lambda o: str(o["metadata"]["name"])))
+    assert a["team"] is b["team"]  # one string for both objects (listed and watched alike)
+    assert a["note"] == b["note"] and a["note"] is not b["note"]  # long values stay as they came
+
+
+def test_share_strings_reaches_into_lists_and_changes_no_value() -> None:
+    obj: Obj = {"status": {"conditions": [{"type": fresh("Ready"), "n": 1}]}, "tags": [fresh("gpu"), 2, None]}
+    before = repr(obj)
+    share_strings(obj)
+    assert repr(obj) == before
+    assert obj["status"]["conditions"][0]["type"] is "Ready"  # noqa: F632 (identity is the point)
+    assert obj["tags"][0] is "gpu"  # noqa: F632
