@@ -74,20 +74,15 @@ def share_strings(node: object) -> None:
     and Workload. Sharing them took 10,000 KaiwoJobs, Jobs and Workloads from 138 to 100 MiB in a measurement
     on a benchmark's objects (docs/performance.md#memory). Interned strings are freed with their last user, so
     unique ones (uids, timestamps) do not pile up. Equality is unchanged; only identity is shared."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if type(value) is str:
-                if len(value) <= SHARED_STRING_MAX:
-                    node[key] = sys.intern(value)
-            elif isinstance(value, (dict, list)):
-                share_strings(value)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            if type(value) is str:
-                if len(value) <= SHARED_STRING_MAX:
-                    node[i] = sys.intern(value)
-            elif isinstance(value, (dict, list)):
-                share_strings(value)
+    slots: Iterable[tuple[Any, object]] = (
+        node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    )
+    for slot, value in slots:  # replacing a value in place is safe while iterating: the size does not change
+        if type(value) is str:
+            if len(value) <= SHARED_STRING_MAX:
+                node[slot] = sys.intern(value)  # type: ignore[index]
+        elif isinstance(value, (dict, list)):
+            share_strings(value)
 
 
 def _name(method: Callable[..., Any]) -> str:
