@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 import aiohttp
@@ -78,14 +78,25 @@ async def phase_is(client: Client, kind: str, name: str, ns: str, *phases: str) 
     return obj if obj and (obj.get("status") or {}).get("status") in phases else None
 
 
-async def event_reasons(client: Client, kind: str, name: str, ns: str) -> Counter[str]:
-    """How often each reason was reported (an aggregated Event counts as often as it says it happened)."""
-    events = await client.list("v1", "Event", ns, fieldSelector=f"involvedObject.name={name}")
-    out: Counter[str] = Counter()
-    for e in events:
-        if e["involvedObject"]["kind"] == kind:
-            out[e["reason"]] += max(e.get("count") or 1, (e.get("series") or {}).get("count") or 1)
-    return out
+async def event_reasons(
+    client: Client, kind: str, name: str, ns: str, *, wait_for: Collection[str] = (), timeout: float = 30.0
+) -> Counter[str]:
+    """How often each reason was reported about ``kind``/``name`` (an aggregated Event counts as often as it says it
+    happened), once every reason in ``wait_for`` is there.
+
+    The workload controllers send events in the background, after the status write they report
+    (docs/design/runtime.md#events): a test that has just seen a phase must wait for that phase's event.
+    """
+
+    async def counted() -> Counter[str] | None:
+        events = await client.list("v1", "Event", ns, fieldSelector=f"involvedObject.name={name}")
+        out: Counter[str] = Counter()
+        for e in events:
+            if e["involvedObject"]["kind"] == kind:
+                out[e["reason"]] += max(e.get("count") or 1, (e.get("series") or {}).get("count") or 1)
+        return out if all(out[r] for r in wait_for) else None
+
+    return await eventually(counted, f"events {sorted(wait_for)} about {kind} {ns}/{name}", timeout=timeout)
 
 
 def ok(result: Result, code: int = 0) -> Result:

@@ -10,7 +10,6 @@ every second, the evaluator runs every 2 s, grace periods are a few seconds.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -27,7 +26,7 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import Obj, condition
 from kaiwo.translate.preemption import epoch as pre_epoch
-from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
+from tests.e2e.helpers import API, event_reasons, eventually, kaiwojob, phase_is
 
 LONG = "600s"
 OPT = "kaiwo.silogen.ai/gpu-preemption."
@@ -80,11 +79,6 @@ async def gpu_operator(
                 await client.patch(KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo", {"spec": {"resourceMonitoring": None}})
 
 
-async def reasons(client: Client, name: str, ns: str) -> Counter[str]:
-    events = await client.list("v1", "Event", ns, fieldSelector=f"involvedObject.name={name}")
-    return Counter(e["reason"] for e in events)
-
-
 async def record_of(client: Client, kind: str, name: str, ns: str) -> Obj | None:
     owner = await client.get_or_none(gpuworkload.OWNER_KINDS.get(kind, "v1"), kind, name, ns)
     if owner is None:
@@ -123,7 +117,7 @@ async def test_underutilisation_condition_flips_both_ways(client: Client, namesp
     normal = await eventually(lambda: underuse("False"), "ResourceUnderutilization=False", timeout=30)
     assert normal["reason"] == "GpuUtilizationNormal"
     await asyncio.sleep(2)  # more polls: no more events
-    seen = await reasons(client, "flip", namespace)
+    seen = await event_reasons(client, "KaiwoJob", "flip", namespace, wait_for={"GpuUtilizationNormal"})
     assert seen["GpuUnderutilized"] == 1 and seen["GpuUtilizationNormal"] == 1, seen
     assert (await client.get(API, "KaiwoJob", "flip", namespace))["status"]["status"] == "RUNNING"
     nodes = await client.list("v1", "Node", labelSelector="amd.com/gpu.family=AI")
@@ -159,7 +153,7 @@ async def test_forbidden_delete_gives_preemption_failed(client: Client, namespac
     assert rec["status"]["phase"] == "Idle" and condition(rec, "PreemptionFailed")["reason"] == "Forbidden"  # type: ignore[index]
     assert rec["status"]["ownerChain"] == "Pod/bare"
     await asyncio.sleep(4)  # two more evaluations: it is not picked again
-    seen = await reasons(client, name, namespace)
+    seen = await event_reasons(client, "GpuWorkload", name, namespace, wait_for={"PreemptionFailed"})
     assert seen["PreemptionStarted"] == 1 and seen["PreemptionFailed"] == 1, seen
     assert await client.get_or_none("v1", "Pod", "bare", namespace) is not None
 
@@ -177,7 +171,7 @@ async def test_always_policy_preempts_after_grace_and_the_record_expires(
         " -> Job/lazy -> KaiwoJob/lazy"
     )
     assert await client.get_or_none(API, "KaiwoJob", "lazy", namespace) is None
-    seen = await reasons(client, name, namespace)
+    seen = await event_reasons(client, "GpuWorkload", name, namespace, wait_for={"WorkloadPreempted"})
     assert seen["WorkloadIdle"] == 1 and seen["PreemptionStarted"] == 1 and seen["WorkloadPreempted"] == 1, seen
 
     async def expired() -> bool:
@@ -252,7 +246,7 @@ async def test_underutilised_workload_is_terminated_after_the_configured_time(
     low = condition(done, "ResourceUnderutilization") or {}
     assert (why.get("status"), why.get("reason")) == ("True", "GpuUtilizationLow"), why
     assert pre_epoch(why["lastTransitionTime"]) - pre_epoch(low["lastTransitionTime"]) >= 3
-    seen = await reasons(client, "sleepy", namespace)
+    seen = await event_reasons(client, "KaiwoJob", "sleepy", namespace, wait_for={"WorkloadTerminated"})
     assert seen["GpuUnderutilized"] == 1 and seen["WorkloadTermination"] == 1 and seen["WorkloadTerminated"] == 1
 
     async def job_gone() -> bool:

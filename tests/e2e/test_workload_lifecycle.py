@@ -21,7 +21,7 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import Obj, condition
 from tests.builders import KaiwoServiceBuilder
-from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
+from tests.e2e.helpers import API, event_reasons, eventually, kaiwojob, phase_is
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
 AMD_GPUS = 32
@@ -33,11 +33,6 @@ def kaiwoservice(name: str, ns: str, **spec: Any) -> Obj:
     for key, value in spec.items():
         service.spec_field(key, value)
     return service.manifest()
-
-
-async def reasons(client: Client, name: str, ns: str) -> Counter[str]:
-    events = await client.list("v1", "Event", ns, fieldSelector=f"involvedObject.name={name}")
-    return Counter(e["reason"] for e in events)
 
 
 async def settled(client: Client, kind: str, name: str, ns: str, phase: str, seconds: float) -> None:
@@ -110,7 +105,7 @@ async def test_deployment_past_its_progress_deadline_is_an_error_and_recovers(
         lambda: phase_is(client, "KaiwoService", "web", namespace, "RUNNING"), "web recovered", timeout=90
     )
     assert (condition(ok, "Progressing") or {}).get("status") == "True"
-    assert {"WorkloadError", "WorkloadRunning"} <= set(await reasons(client, "web", namespace))
+    await event_reasons(client, "KaiwoService", "web", namespace, wait_for={"WorkloadError", "WorkloadRunning"})
 
 
 async def test_deployment_is_pending_until_kueue_admits_its_pods(
@@ -209,7 +204,7 @@ async def test_storage_is_bound_and_downloaded_before_the_job_runs(
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in download["status"]["conditions"])
     job = await client.get("batch/v1", "Job", "fetch", namespace)
     assert job["metadata"]["creationTimestamp"] >= download["status"]["completionTime"]  # started after the download
-    seen = await reasons(client, "fetch", namespace)
+    seen = await event_reasons(client, "KaiwoJob", "fetch", namespace, wait_for={"WorkloadComplete"})
     assert seen["WorkloadDownloading"] == 1 and seen["WorkloadComplete"] == 1
 
 
@@ -254,7 +249,7 @@ async def test_expired_job_is_preempted_only_by_same_vendor_demand_in_its_queue(
     )
     ended = condition(gone, "WorkloadTerminatedEarly") or {}
     assert (ended.get("status"), ended.get("reason")) == ("True", "DurationExceededWithActiveGpuDemand")
-    seen = await reasons(client, "old", namespace)
+    seen = await event_reasons(client, "KaiwoJob", "old", namespace, wait_for={"WorkloadTerminated"})
     assert seen["Preemptable"] == 1 and seen["WorkloadTermination"] == 1 and seen["WorkloadTerminated"] == 1
 
     async def job_deleted() -> bool:
@@ -285,9 +280,9 @@ async def test_api_writes_per_workload(
     await eventually(lambda: phase_is(client, "KaiwoJob", "short", namespace, "COMPLETE"), "short COMPLETE", timeout=90)
     await eventually(lambda: phase_is(client, "KaiwoJob", "long", namespace, "RUNNING"), "long RUNNING", timeout=90)
     await asyncio.sleep(2)  # let trailing watch events drain
-    transitions = 0
-    for name in ("short", "long"):
-        transitions += sum(n for r, n in (await reasons(client, name, namespace)).items() if r.startswith("Workload"))
+    seen = await event_reasons(client, "KaiwoJob", "short", namespace, wait_for={"WorkloadComplete"})
+    seen += await event_reasons(client, "KaiwoJob", "long", namespace, wait_for={"WorkloadRunning"})
+    transitions = sum(n for r, n in seen.items() if r.startswith("Workload"))
     # One LocalQueue; per job one Job apply, then one status write and one event per phase transition. (Both
     # jobs fit at once, so Kueue never reports a reason to wait that would be worth a condition-only write.)
     counts = Counter(c.split()[0] for c in calls)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
-from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
+from tests.e2e.helpers import API, event_reasons, eventually, kaiwojob, phase_is
 
 
 async def test_busybox_job_completes_after_admission(client: Client, namespace: str, operator: Manager) -> None:
@@ -34,11 +34,10 @@ async def test_busybox_job_completes_after_admission(client: Client, namespace: 
     assert (requests["cpu"], requests["memory"]) == ("2", "16Gi")  # no GPUs: 2 CPU + 16Gi
     lq = await client.get("kueue.x-k8s.io/v1beta1", "LocalQueue", "kaiwo", namespace)
     assert lq["spec"]["clusterQueue"] == "kaiwo"
-    events = await client.list("v1", "Event", namespace, fieldSelector="involvedObject.name=hello")
-    reasons = [e["reason"] for e in events if e["involvedObject"]["kind"] == "KaiwoJob"]
+    reasons = await event_reasons(client, "KaiwoJob", "hello", namespace, wait_for={"WorkloadComplete"})
     # One event per transition. A phase shorter than the status pass's wait for related changes (1 s, see
     # docs/design/runtime.md#related-batch) may never be written: here PENDING (Kueue admits at once) or RUNNING.
-    assert "WorkloadComplete" in reasons and len(reasons) == len(set(reasons)), reasons
+    assert set(reasons.values()) == {1}, reasons
     assert set(reasons) <= {"WorkloadPending", "WorkloadStarting", "WorkloadRunning", "WorkloadComplete"}, reasons
     # Kueue's admission event, on the Workload it made for the Job
     admitted = [
