@@ -8,4 +8,7 @@ bash scripts/bootstrap.sh
 .venv/bin/ruff format --check kaiwo tests tools bench
 .venv/bin/mypy --cache-dir "${XDG_CACHE_HOME:-$HOME/.cache}/kaiwo/mypy"  # shared by clones: a fresh one checks in seconds
 .venv/bin/kaiwo-dev build >/dev/null  # builds show their progress here rather than inside a test fixture
-exec .venv/bin/pytest -ra "$@"
+# Two workers, each with its own local cluster, each taking whole files (module-scoped operators stay shared). The
+# e2e tests mostly wait on Kueue and the controllers, so two clusters on two cores take about half the time of one
+# (tests/conftest.py). `-n 0` after it runs serially.
+exec .venv/bin/pytest -ra -n 2 --dist loadfile "$@"

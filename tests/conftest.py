@@ -5,6 +5,12 @@ stops it at the end; the supervisor is attached to the pytest process, so even a
 processes behind. ``KAIWO_E2E_STATE=/folder`` keeps (and reuses) a cluster in that folder.
 ``KAIWO_E2E_KUBECONFIG=/path`` runs the same tests against an existing cluster instead (see tests/e2e/conftest.py).
 Only tests that ask for these fixtures start the cluster; unit tests never do.
+
+Under pytest-xdist (scripts/test.sh runs two workers, each taking whole test files) every worker is a session of
+its own with a cluster of its own: tests that change shared cluster state (the ClusterQueue `kaiwo`, the
+KaiwoConfig, the GPU nodes) never meet a test of the other worker. With ``KAIWO_E2E_STATE`` each worker keeps its
+cluster in a subfolder named after it (``gw0``, ``gw1``). An existing cluster (``KAIWO_E2E_KUBECONFIG``) is one
+cluster, so such a run must be serial (``-n 0``).
 """
 
 from __future__ import annotations
@@ -28,10 +34,14 @@ from tests.e2e.helpers import eventually
 @pytest.fixture(scope="session")
 def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster | None]:
     """The local cluster this session started, or None when testing an existing cluster."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under pytest-xdist
     if os.environ.get("KAIWO_E2E_KUBECONFIG"):
+        if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1) > 1:
+            pytest.fail("KAIWO_E2E_KUBECONFIG is one shared cluster: run its tests serially (-n 0)")
         yield None
         return
-    state = Path(os.environ.get("KAIWO_E2E_STATE") or tmp_path_factory.mktemp("devcluster"))
+    given = os.environ.get("KAIWO_E2E_STATE")
+    state = Path(given) / worker if given and worker else Path(given or tmp_path_factory.mktemp("devcluster"))
     cluster = DevCluster(state)
     st = cluster.status()
     reused = st.phase == "ready"  # a cluster already running in KAIWO_E2E_STATE is kept running, with its addons

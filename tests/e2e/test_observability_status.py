@@ -62,6 +62,13 @@ async def test_deleted_cluster_queue_under_a_running_service_is_not_ready_until_
     assert f"Workload {wl['metadata']['name']}: admitted to kaiwo" in text, text
     assert "ClusterQueue kaiwo usage/quota: amd.com/gpu " in text and "Workload: none yet" not in text, text
 
+    # The queue is shared: wait until the Workloads of earlier tests' namespaces (deleted, maybe still terminating)
+    # have left it, so that it is this test's Workload that holds the ClusterQueue.
+    async def only_ours() -> bool:
+        st = (await client.get(KUEUE, "ClusterQueue", "kaiwo")).get("status") or {}
+        return (st.get("admittedWorkloads"), st.get("reservingWorkloads")) == (1, 1)
+
+    await eventually(only_ours, "ClusterQueue kaiwo holding only this test's Workload", timeout=90)
     await client.delete(KUEUE, "ClusterQueue", "kaiwo")
     cfg = await eventually(lambda: queue_config(client, "FAILED"), "KaiwoQueueConfig FAILED", timeout=30)
     (cond,) = cfg["status"]["conditions"]
