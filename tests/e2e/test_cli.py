@@ -18,7 +18,7 @@ import yaml
 
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from tests.e2e.helpers import API, Cli, eventually, kaiwojob, ok, phase_is
+from tests.e2e.helpers import API, Cli, event_reasons, eventually, kaiwojob, ok, phase_is
 
 
 def job_yaml(name: str, **spec: Any) -> str:
@@ -128,6 +128,7 @@ async def test_running_job_list_status_logs_exec_monitor_delete(
     assert (namespace, "theirs") in [(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items]
     assert {i["spec"]["user"] for i in items} == {"someone@else.org"}  # other namespaces may hold older runs
 
+    await event_reasons(client, "KaiwoJob", "gpu", namespace, wait_for={"WorkloadRunning"})  # sent after the status
     r = ok(await cli("status", "job/gpu", "-n", namespace))
     out = r.stdout
     assert "Status:      RUNNING" in out and "User:        scientist@example.com" in out
