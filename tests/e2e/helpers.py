@@ -88,15 +88,16 @@ async def event_reasons(
     (docs/design/runtime.md#events): a test that has just seen a phase must wait for that phase's event.
     """
 
-    async def counted() -> Counter[str] | None:
+    async def counted() -> tuple[Counter[str]] | None:  # in a tuple: no events at all is an answer too
         events = await client.list("v1", "Event", ns, fieldSelector=f"involvedObject.name={name}")
         out: Counter[str] = Counter()
         for e in events:
             if e["involvedObject"]["kind"] == kind:
                 out[e["reason"]] += max(e.get("count") or 1, (e.get("series") or {}).get("count") or 1)
-        return out if all(out[r] for r in wait_for) else None
+        return (out,) if all(out[r] for r in wait_for) else None
 
-    return await eventually(counted, f"events {sorted(wait_for)} about {kind} {ns}/{name}", timeout=timeout)
+    (seen,) = await eventually(counted, f"events {sorted(wait_for)} about {kind} {ns}/{name}", timeout=timeout)
+    return seen
 
 
 def ok(result: Result, code: int = 0) -> Result:
