@@ -34,13 +34,13 @@ from tests.e2e.helpers import eventually
 @pytest.fixture(scope="session")
 def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster | None]:
     """The local cluster this session started, or None when testing an existing cluster."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under pytest-xdist
     if os.environ.get("KAIWO_E2E_KUBECONFIG"):
         if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1) > 1:
             pytest.fail("KAIWO_E2E_KUBECONFIG is one shared cluster: run its tests serially (-n 0)")
         yield None
         return
     given = os.environ.get("KAIWO_E2E_STATE")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ... under pytest-xdist
     state = Path(given) / worker if given and worker else Path(given or tmp_path_factory.mktemp("devcluster"))
     cluster = DevCluster(state)
     st = cluster.status()

@@ -30,7 +30,7 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.objects import Obj
 from tests.chaos.proxy import FaultProxy
 from tests.e2e import helpers
-from tests.e2e.helpers import eventually
+from tests.e2e.helpers import eventually, times_reported
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -208,7 +208,7 @@ async def resuspended_jobs(client: Client, ns: str) -> dict[str, int]:
     for e in await client.list("v1", "Event", ns):
         if e.get("reason") == "Suspended" and (e.get("involvedObject") or {}).get("kind") == "Job":
             name = e["involvedObject"]["name"]
-            times[name] = times.get(name, 0) + max(e.get("count") or 1, (e.get("series") or {}).get("count") or 1)
+            times[name] = times.get(name, 0) + times_reported(e)
     return {name: n for name, n in times.items() if n > 1}
 
 

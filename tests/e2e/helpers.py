@@ -78,6 +78,11 @@ async def phase_is(client: Client, kind: str, name: str, ns: str, *phases: str) 
     return obj if obj and (obj.get("status") or {}).get("status") in phases else None
 
 
+def times_reported(event: Obj) -> int:
+    """How often an Event says it happened (aggregated repeats carry a count or a series)."""
+    return max(event.get("count") or 1, (event.get("series") or {}).get("count") or 1)
+
+
 async def event_reasons(
     client: Client, kind: str, name: str, ns: str, *, wait_for: Collection[str] = (), timeout: float = 30.0
 ) -> Counter[str]:
@@ -93,7 +98,7 @@ async def event_reasons(
         out: Counter[str] = Counter()
         for e in events:
             if e["involvedObject"]["kind"] == kind:
-                out[e["reason"]] += max(e.get("count") or 1, (e.get("series") or {}).get("count") or 1)
+                out[e["reason"]] += times_reported(e)
         return (out,) if all(out[r] for r in wait_for) else None
 
     (seen,) = await eventually(counted, f"events {sorted(wait_for)} about {kind} {ns}/{name}", timeout=timeout)
