@@ -39,13 +39,26 @@ def _names(items: Iterable[str]) -> str:
     return ", ".join(items[:MAX_NAMED]) + more
 
 
+def holds_quota(workload: Obj) -> bool:
+    """Whether Kueue counts ``workload`` against its ClusterQueue, as Kueue's own cache does: quota reserved (or
+    admitted), active, and neither finished nor being deleted. A finished Workload keeps ``status.admission`` as a
+    record, for instance one Kueue finished because its Job was deleted with its namespace, but its quota is
+    released: it is in neither of the ClusterQueue's counts and holds nothing."""
+    finished = (condition(workload, "Finished") or {}).get("status") == "True"
+    return (
+        bool((workload.get("status") or {}).get("admission"))
+        and not finished
+        and (workload.get("spec") or {}).get("active") is not False
+        and not workload["metadata"].get("deletionTimestamp")
+    )
+
+
 def workloads_in(cluster_queue: str, workloads: Iterable[Obj]) -> list[str]:
-    """ns/name of the Workloads that hold quota in ``cluster_queue`` (admitted or with quota reserved)."""
+    """ns/name of the Workloads that hold quota in ``cluster_queue`` (see ``holds_quota``)."""
     return [
         f"{w['metadata'].get('namespace', '')}/{w['metadata']['name']}"
         for w in workloads
-        if ((w.get("status") or {}).get("admission") or {}).get("clusterQueue") == cluster_queue
-        and not w["metadata"].get("deletionTimestamp")
+        if ((w.get("status") or {}).get("admission") or {}).get("clusterQueue") == cluster_queue and holds_quota(w)
     ]
 
 

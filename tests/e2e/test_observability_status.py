@@ -16,8 +16,8 @@ from typer.testing import CliRunner, Result
 from kaiwo.cli.main import app
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import Obj
-from tests.e2e.helpers import API, eventually
+from kaiwo.runtime.objects import Obj, condition
+from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
 
@@ -29,11 +29,6 @@ async def kaiwo(kubeconfig: str, *args: str) -> Result:
     return result
 
 
-async def phase_is(client: Client, kind: str, name: str, ns: str, phase: str) -> Obj | None:
-    obj = await client.get_or_none(API, kind, name, ns)
-    return obj if obj and (obj.get("status") or {}).get("status") == phase else None
-
-
 async def queue_config(client: Client, status: str) -> Obj | None:
     cfg = await client.get_or_none(API, "KaiwoQueueConfig", "kaiwo")
     return cfg if cfg and (cfg.get("status") or {}).get("status") == status else None
@@ -42,6 +37,13 @@ async def queue_config(client: Client, status: str) -> Obj | None:
 async def test_deleted_cluster_queue_under_a_running_service_is_not_ready_until_it_is_back(
     client: Client, namespace: str, operator: Manager, kubeconfig: str
 ) -> None:
+    # A job that ran to the end first: Kueue keeps its finished Workload, admission and all, as a record, but the
+    # quota is released, so nothing may name it as what holds the ClusterQueue.
+    await client.create(kaiwojob("done", namespace, gpus=1))
+    await eventually(lambda: phase_is(client, "KaiwoJob", "done", namespace, "COMPLETE"), "done", timeout=90)
+    (finished,) = await client.list(KUEUE, "Workload", namespace)
+    assert condition(finished, "Finished") and finished["status"]["admission"]["clusterQueue"] == "kaiwo", finished
+
     svc = {
         "apiVersion": API,
         "kind": "KaiwoService",
@@ -51,11 +53,7 @@ async def test_deleted_cluster_queue_under_a_running_service_is_not_ready_until_
     await client.create(svc)
     await eventually(lambda: phase_is(client, "KaiwoService", "held", namespace, "RUNNING"), "held RUNNING", timeout=90)
     await eventually(lambda: queue_config(client, "READY"), "KaiwoQueueConfig READY", timeout=30)
-    (wl,) = [
-        w
-        for w in await client.list(KUEUE, "Workload", namespace)
-        if ((w.get("status") or {}).get("admission") or {}).get("clusterQueue") == "kaiwo"
-    ]
+    (wl,) = [w for w in await client.list(KUEUE, "Workload", namespace) if not condition(w, "Finished")]
 
     # `kaiwo status` finds the per-pod Workload Kueue made for the Deployment's pod, and the queue's usage.
     text = (await kaiwo(kubeconfig, "status", "service/held", "-n", namespace)).stdout
@@ -77,6 +75,7 @@ async def test_deleted_cluster_queue_under_a_running_service_is_not_ready_until_
     assert "ClusterQueue kaiwo terminating" in message, message
     assert "held by finalizer kueue.x-k8s.io/resource-in-use" in message, message
     assert f"{namespace}/{wl['metadata']['name']}" in message, message  # the admitted per-pod Workload
+    assert finished["metadata"]["name"] not in message, message  # finished: holds no quota
 
     table = (await kaiwo(kubeconfig, "status", "queues")).stdout
     total = next(line for line in table.splitlines() if line.startswith("kaiwo ") and "[TOTAL]" in line)

@@ -49,6 +49,29 @@ def test_terminating_queue_names_finalizer_and_the_workloads_it_holds() -> None:
     assert v.detail.endswith("Kueue says Terminating: m")
 
 
+def test_finished_and_deleted_workloads_hold_no_quota() -> None:
+    """Kueue keeps a finished Workload's admission as a record but releases its quota; naming it as a holder
+    would send an admin after a Workload that is not what keeps the ClusterQueue."""
+
+    def wl(name: str, *, finished: str | None = None, deleting: bool = False, active: bool | None = None) -> Obj:
+        meta: Obj = {"name": name, "namespace": "ns"} | ({"deletionTimestamp": "t"} if deleting else {})
+        status: Obj = {"admission": {"clusterQueue": "a"}}
+        if finished is not None:
+            status["conditions"] = [{"type": "Finished", "status": finished, "reason": "OwnerNotFound"}]
+        return {"metadata": meta, "spec": {} if active is None else {"active": active}, "status": status}
+
+    workloads = [
+        wl("running"),
+        wl("done", finished="True"),
+        wl("gone", deleting=True),
+        wl("off", active=False),
+        wl("odd", finished="False", active=True),
+    ]
+    assert kueuestate.workloads_in("a", workloads) == ["ns/running", "ns/odd"]
+    v = kueuestate.verdict("ClusterQueue", cq("a", deleting=True), workloads=workloads)
+    assert "reserving workload(s): ns/odd, ns/running;" in v.detail, v.detail
+
+
 def test_terminating_flavor_names_the_cluster_queues_using_it() -> None:
     flavor = {"metadata": {"name": "f", "deletionTimestamp": "t", "finalizers": ["kueue.x-k8s.io/resource-in-use"]}}
     v = kueuestate.verdict("ResourceFlavor", flavor, cluster_queues=[cq("a", flavors=("f",)), cq("b", flavors=("g",))])
