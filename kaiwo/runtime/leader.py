@@ -14,13 +14,16 @@ difference is the margin for stopping the reconciles (see docs/admin-guide.md, "
 
 Not guaranteed (as in client-go): fencing. A leader that is paused longer than the lease (e.g. a stopped VM)
 may briefly act after another has taken over; reconciles must stay idempotent. On graceful shutdown the
-leader releases the Lease (empty holder), so a successor takes over within one retry period (docs/design/decisions.md
-D16).
+leader releases the Lease (empty holder). A waiting candidate also watches the Lease, and a release (or deletion)
+wakes it at once instead of at its next retry, so a successor takes over within a round trip, not a retry period
+(docs/design/decisions.md D16). The watch is only a wake-up: whether to acquire is decided by the same read and
+write as every attempt, and without the watch (it fails, or hangs) the candidate still tries every retry period.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -30,12 +33,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.clock import Clock, RealClock, bounded
 from kaiwo.runtime.timestamps import rfc3339_micro
 
 log = logging.getLogger(__name__)
 LEASE_API = "coordination.k8s.io/v1"
+WATCH_SECONDS = 300  # a release watch is reopened this often (the apiserver ends it; we add a client margin)
 
 
 def default_identity() -> str:
@@ -80,6 +86,7 @@ class LeaderElector:
         self._lease: dict[str, Any] | None = None  # last Lease object we read or wrote (for resourceVersion)
         self._renewed_at = 0.0  # local monotonic time when our last successful acquire/renew attempt *started*
         self.leading = asyncio.Event()
+        self._released = asyncio.Event()  # set by the release watch: the Lease was released or deleted
         self.attempts = 0  # acquire/renew attempts made (observability and tests)
 
     @property
@@ -101,10 +108,43 @@ class LeaderElector:
                 self.on_change(value)
 
     async def acquire(self) -> None:
-        """Return once this candidate holds the Lease."""
-        while not await self._attempt(self.config.renew_deadline):
-            await self.clock.sleep(self.config.retry_period)
+        """Return once this candidate holds the Lease: try every retry period, and at once when the release
+        watch sees the Lease released."""
+        watch = asyncio.create_task(self._watch_releases(), name="leader-release-watch")
+        try:
+            while True:
+                self._released.clear()  # before the attempt: a release during it still wakes the next wait
+                if await self._attempt(self.config.renew_deadline):
+                    break
+                await bounded(self.clock, self._released.wait(), self.config.retry_period)
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
         self._set_leading(True)
+
+    async def _watch_releases(self) -> None:
+        """Watch the one Lease and set ``_released`` when it is released (empty holder) or deleted. Any failure
+        or end of the watch: reopen after a retry period (meanwhile the acquire loop polls as without it)."""
+        cfg = self.config
+        params = {"watch": "true", "fieldSelector": f"metadata.name={cfg.name}", "timeoutSeconds": WATCH_SECONDS}
+        refused = False
+        while True:
+            try:
+                res = await self.client.resource(LEASE_API, "Lease")
+                async for line in self.client.stream_lines(res.path(cfg.namespace), params, timeout=WATCH_SECONDS + 30):
+                    event = orjson.loads(line)
+                    kind, lease = event.get("type"), event.get("object") or {}
+                    if kind == "DELETED" or (
+                        kind in ("ADDED", "MODIFIED") and not (lease.get("spec") or {}).get("holderIdentity")
+                    ):
+                        self._released.set()
+            except ApiError as e:  # refused (RBAC without `watch` on leases?): said once, polling goes on
+                (log.debug if refused else log.warning)("leader election: cannot watch the lease: %r", e)
+                refused = True
+            except Exception as e:  # the watch is only a wake-up; polling goes on without it
+                log.debug("leader election: release watch ended: %r", e)
+            await self.clock.sleep(cfg.retry_period)
 
     async def keep_renewing(self) -> None:
         """Renew every retry period; return (leadership lost) once no renewal succeeded within renew_deadline of

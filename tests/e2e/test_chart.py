@@ -12,6 +12,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -210,45 +211,63 @@ async def test_manager_process_runs_as_the_chart_service_account(
     operator_kubeconfig: str,
     kaiwo_crds: None,
     release_namespace: str,
+    tmp_path: Path,
 ) -> None:
     """`python -m kaiwo.manager` with the chart's ServiceAccount: caches sync (every watch allowed), it leads
-    through the chart's leader-election Role, and it stops cleanly."""
-    health = free_port()
-    proc = start(
-        [
-            sys.executable,
-            "-m",
-            "kaiwo.manager",
-            f"--kubeconfig={operator_kubeconfig}",
-            f"--leader-election-namespace={release_namespace}",
-            f"--health-probe-bind-address=127.0.0.1:{health}",
-            "--metrics-bind-address=0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        await eventually(
-            lambda: http_ok(f"http://127.0.0.1:{health}/readyz"),
-            "/readyz 200 as the chart's ServiceAccount",
-            timeout=60,
-        )
+    through the chart's leader-election Role, a standby watches the Lease (the Role allows it) and takes over when
+    the leader stops, and both stop cleanly."""
+    logs: dict[subprocess.Popen[str], Path] = {}
 
-        async def holder() -> str | None:
-            lease = await client.get_or_none("coordination.k8s.io/v1", "Lease", LEASE, release_namespace)
-            return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
+    def manager(health: int) -> subprocess.Popen[str]:
+        log = tmp_path / f"manager-{len(logs)}.log"  # a file, not a pipe: a full pipe would block the manager
+        args = [sys.executable, "-m", "kaiwo.manager", f"--kubeconfig={operator_kubeconfig}"]
+        args += [f"--leader-election-namespace={release_namespace}", "--metrics-bind-address=0"]
+        with log.open("w") as err:  # the child keeps its own copy of the descriptor
+            proc = start(
+                [*args, f"--health-probe-bind-address=127.0.0.1:{health}"], stdout=subprocess.DEVNULL, stderr=err
+            )
+        logs[proc] = log
+        return proc
 
-        await eventually(holder, "the manager holding its Lease (the chart's leader-election Role)", timeout=60)
+    async def ready(health: int, what: str) -> None:
+        await eventually(lambda: http_ok(f"http://127.0.0.1:{health}/readyz"), f"/readyz 200 ({what})", timeout=60)
+
+    async def holder() -> str | None:
+        lease = await client.get_or_none("coordination.k8s.io/v1", "Lease", LEASE, release_namespace)
+        return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
+
+    async def stop(proc: subprocess.Popen[str]) -> None:
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30) == 0
+        code = await asyncio.get_running_loop().run_in_executor(None, proc.wait, 30)
+        assert code == 0, logs[proc].read_text()
+
+    try:
+        leader = manager(health := free_port())
+        await ready(health, "leader")
+        first = await eventually(holder, "the manager holding its Lease (the chart's leader-election Role)", timeout=60)
+        # A standby is ready once its caches are synced and it waits for the Lease, its release watch open.
+        standby = manager(health := free_port())
+        await ready(health, "standby")
+        await asyncio.sleep(1)  # time for the standby's watch request to be answered (or refused: logged)
+        assert await holder() == first
+        await stop(leader)
+        await eventually(lambda: _held_by_other(holder, first), "the standby holding the Lease", timeout=30)
+        await stop(standby)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.stderr is not None
+        for proc in logs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    errors = "".join(log.read_text() for log in logs.values())
     # An RBAC denial reads 'is forbidden: User "system:serviceaccount:..." cannot ...' (other 403s, such as an
     # event refused by a namespace being deleted by an earlier test, are not about the chart's permissions)
-    assert "is forbidden: User" not in proc.stderr.read()
+    assert "is forbidden: User" not in errors
+    assert "cannot watch the lease" not in errors
+
+
+async def _held_by_other(holder: Callable[[], Awaitable[str | None]], first: str | None) -> str | None:
+    now = await holder()
+    return now if now and now != first else None
 
 
 async def test_chart_scheduler_packs_gpu_pods_onto_the_fewest_nodes(

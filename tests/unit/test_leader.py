@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from kaiwo.runtime.client import ApiError, Resource
@@ -27,6 +29,8 @@ class LeaseServer:
         self.clock = clock
         self.calls: list[tuple[str, float]] = []  # (method, per-call timeout) as the elector sent them
         self.retries_asked: list[bool] = []
+        self.watchers: list[asyncio.Queue[bytes]] = []  # open watches get every write as a MODIFIED line
+        self.watch_fails = False  # a watch request fails at once (a webhook or RBAC problem, say)
 
     def client(self) -> FakeClient:
         return FakeClient(self)
@@ -65,7 +69,24 @@ class FakeClient:
         srv.rv += 1
         srv.lease = copy.deepcopy(body)
         srv.lease["metadata"]["resourceVersion"] = str(srv.rv)
+        for q in srv.watchers:
+            q.put_nowait(orjson.dumps({"type": "ADDED" if method == "POST" else "MODIFIED", "object": srv.lease}))
         return copy.deepcopy(srv.lease)
+
+    async def stream_lines(self, path: str, params: Obj, *, timeout: float) -> AsyncIterator[bytes]:
+        srv = self.server
+        assert params["watch"] == "true" and params["fieldSelector"] == "metadata.name=lock", params
+        if srv.watch_fails:
+            raise ConnectionError("watch refused")
+        q: asyncio.Queue[bytes] = asyncio.Queue()
+        srv.watchers.append(q)
+        try:
+            if srv.lease is not None:  # a watch without a resourceVersion starts with the current state
+                yield orjson.dumps({"type": "ADDED", "object": srv.lease})
+            while True:
+                yield await q.get()
+        finally:
+            srv.watchers.remove(q)
 
 
 def elector(server: LeaseServer, clock: FakeClock, identity: str) -> LeaderElector:
@@ -136,6 +157,36 @@ async def test_release_lets_the_standby_acquire_at_its_next_try() -> None:
     assert not a.is_leader and holder(server) == ""
     assert await b.try_acquire_or_renew()  # no need to wait for the lease to expire
     assert holder(server) == "b"
+
+
+async def test_a_waiting_candidate_acquires_as_soon_as_the_lease_is_released() -> None:
+    """The release watch wakes the acquire loop: no clock time passes between the release and the take-over (a
+    poll alone would wait for the retry period)."""
+    server, clock = LeaseServer(), FakeClock()
+    a, b = elector(server, clock, "a"), elector(server, clock, "b")
+    await a.acquire()
+    waiting = asyncio.create_task(b.acquire())
+    await clock.advance(0)  # b tried once, failed, and waits for its retry or a release
+    assert not b.is_leader and server.watchers
+    await a.release()
+    await asyncio.wait_for(waiting, 1)  # real seconds; the fake clock stands still
+    assert b.is_leader and holder(server) == "b" and clock.now() == 0
+    assert not server.watchers, "the release watch ends with the acquire"
+
+
+async def test_without_its_watch_a_waiting_candidate_still_acquires_at_its_next_retry() -> None:
+    server, clock = LeaseServer(), FakeClock()
+    server.watch_fails = True
+    a, b = elector(server, clock, "a"), elector(server, clock, "b")
+    await a.acquire()
+    waiting = asyncio.create_task(b.acquire())
+    await clock.advance(0)
+    await a.release()
+    await clock.advance(1.9)
+    assert not waiting.done()
+    await clock.advance(0.1)
+    await asyncio.wait_for(waiting, 1)
+    assert b.is_leader and clock.now() == 2.0
 
 
 async def test_conflicting_writes_let_exactly_one_candidate_win() -> None:

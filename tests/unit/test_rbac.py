@@ -120,4 +120,4 @@ def test_leader_election_is_a_namespaced_role() -> None:
     text = rbac.render()[rbac.FILE]
     role = text[text.index("kind: Role\n") :]
     assert "namespace: {{ .Release.Namespace }}" in role and "resources: [leases]" in role
-    assert "verbs: [get, create, update]" in role
+    assert "verbs: [get, watch, create, update]" in role
