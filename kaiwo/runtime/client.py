@@ -68,6 +68,13 @@ class ApiError(Exception):
     def gone(self) -> bool:
         return self.status == 410
 
+    @property
+    def namespace_terminating(self) -> bool:
+        """A write refused because its namespace is being deleted (the apiserver's NamespaceTerminating cause):
+        nothing to fix, the object is about to go with its namespace. (A StatusCause's type is its JSON "reason".)"""
+        causes = (self.body.get("details") or {}).get("causes") or []
+        return self.status == 403 and any(c.get("reason") == "NamespaceTerminating" for c in causes)
+
 
 def idempotent(method: str, content_type: str | None) -> bool:
     """Whether repeating the call after a lost answer cannot do anything the first one did not."""

@@ -281,6 +281,8 @@ class Controller:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(e)))
                 if isinstance(e, ApiError) and e.conflict:  # a stale cache: retry from fresher state, no traceback
                     log.info("reconcile %s: %s; retrying", req, e)
+                elif isinstance(e, ApiError) and e.namespace_terminating:  # goes with its namespace; not a fault
+                    log.info("reconcile %s: its namespace is being deleted (%s)", req, e.message)
                 else:
                     log.error("reconcile %s failed: %s", req, e, exc_info=True)
                 self.queue.add_rate_limited(req)

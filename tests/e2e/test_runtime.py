@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from kaiwo.runtime.apply import Applier
-from kaiwo.runtime.client import Client
+from kaiwo.runtime.client import ApiError, Client
 from kaiwo.runtime.controller import Controller, Request, Result
 from kaiwo.runtime.informer import ApiListerWatcher, FuncHandler, Informer
 from kaiwo.runtime.manager import Manager, ManagerOptions
@@ -206,6 +208,22 @@ async def test_silent_watch_stream_is_replaced_within_the_client_timeout(
     finally:
         await proxy.close()
         await proxied.close()
+
+
+async def test_a_write_into_a_namespace_being_deleted_is_told_apart(client: Client) -> None:
+    """The apiserver refuses new objects in a terminating namespace with a 403 whose cause is NamespaceTerminating;
+    ApiError.namespace_terminating reads it (the controllers and the event recorder then log no error)."""
+    ns = f"e2e-terminating-{secrets.token_hex(3)}"
+    await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    held = configmap("held", ns) | {"metadata": {"name": "held", "namespace": ns, "finalizers": ["kaiwo.dev/test"]}}
+    await client.create(held)  # its finalizer keeps the namespace terminating until this test removes it
+    try:
+        await client.delete("v1", "Namespace", ns)
+        with pytest.raises(ApiError) as refused:
+            await client.create(configmap("late", ns))
+        assert refused.value.status == 403 and refused.value.namespace_terminating, refused.value.body
+    finally:
+        await client.patch("v1", "ConfigMap", "held", {"metadata": {"finalizers": None}}, ns)
 
 
 async def test_apply_creates_then_skips_identical_apply(client: Client, namespace: str) -> None:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
+
+from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.clock import FakeClock
 from kaiwo.runtime.controller import Controller, Request, Result, only_status_changed, owner_mapper
 from kaiwo.runtime.metrics import RuntimeMetrics
@@ -53,6 +57,25 @@ async def test_errors_are_counted_and_retried_with_backoff() -> None:
     assert sample(m, "controller_runtime_reconcile_total", controller="c", result="error") == 2
     assert sample(m, "controller_runtime_reconcile_total", controller="c", result="success") == 1
     assert ctrl.queue.num_requeues(Request("ns", "x")) == 0  # forgotten after success
+
+
+async def test_a_namespace_being_deleted_is_retried_without_an_error_log(caplog: pytest.LogCaptureFixture) -> None:
+    """A write refused because the namespace is being deleted (403, cause NamespaceTerminating) is retried like any
+    error (the next pass finds the object gone) but logged as info without a traceback: nothing is wrong."""
+    clock = FakeClock()
+    body = {
+        "reason": "Forbidden",
+        "message": "being terminated",
+        "details": {"causes": [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}]},
+    }
+    rec = Scripted(ApiError(403, body), ApiError(403, {"reason": "Forbidden", "message": "rbac"}), None)
+    ctrl = Controller("c", rec, clock=clock, workers=1)
+    ctrl.queue.add(Request("ns", "x"))
+    with caplog.at_level(logging.INFO, logger="kaiwo.runtime.controller"):
+        await run_for(ctrl, clock, 0.05)
+    assert len(rec.calls) == 3
+    logged = [(r.levelno, bool(r.exc_info)) for r in caplog.records if "reconcile" in r.getMessage()]
+    assert logged == [(logging.INFO, False), (logging.ERROR, True)]
 
 
 async def test_requeue_after_and_requeue() -> None:

@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from kaiwo.runtime import events
+from kaiwo.runtime.client import ApiError
 from kaiwo.runtime.events import EventRecorder
 from kaiwo.runtime.objects import Obj
 
@@ -137,3 +138,24 @@ async def test_a_failing_send_is_logged_and_the_lane_goes_on() -> None:
     await rec.emit(job("a"), "Good", "second")
     await rec.flush()
     assert [e["reason"] for e in server.created] == ["Good"]
+
+
+async def test_a_namespace_being_deleted_refusing_events_is_not_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """Every event into a namespace being deleted is refused (403, cause NamespaceTerminating): expected, so it is
+    logged at debug, as client-go's recorder does; any other refusal is a warning."""
+
+    class Refusing(GatedServer):
+        async def create(self, obj: Obj) -> Obj:
+            causes = (
+                [{"reason": "NamespaceTerminating", "field": "metadata.namespace"}] if obj["reason"] == "Late" else []
+            )
+            body = {"reason": "Forbidden", "message": "being terminated", "details": {"causes": causes}}
+            raise ApiError(403, body)
+
+    rec = EventRecorder(Refusing(), "kaiwo", background=True)  # type: ignore[arg-type]
+    with caplog.at_level(logging.DEBUG, logger="kaiwo.runtime.events"):
+        await rec.emit(job("a"), "Late", "namespace going")
+        await rec.emit(job("a"), "Denied", "rbac")
+        await rec.flush()
+    levels = {r.getMessage().split()[4]: r.levelno for r in caplog.records if "could not record" in r.getMessage()}
+    assert levels == {"Late": logging.DEBUG, "Denied": logging.WARNING}
