@@ -14,10 +14,11 @@ difference is the margin for stopping the reconciles (see docs/admin-guide.md, "
 
 Not guaranteed (as in client-go): fencing. A leader that is paused longer than the lease (e.g. a stopped VM)
 may briefly act after another has taken over; reconciles must stay idempotent. On graceful shutdown the
-leader releases the Lease (empty holder). A waiting candidate also watches the Lease, and a release (or deletion)
-wakes it at once instead of at its next retry, so a successor takes over within a round trip, not a retry period
-(docs/design/decisions.md D16). The watch is only a wake-up: whether to acquire is decided by the same read and
-write as every attempt, and without the watch (it fails, or hangs) the candidate still tries every retry period.
+leader releases the Lease (empty holder). A waiting candidate also watches the Lease (docs/design/decisions.md
+D16): a release (or deletion) wakes it at once instead of at its next retry, and each renewal it sees there counts
+as an observation, made when the event arrived (never before the renewal started, so the argument above holds).
+It then tries again exactly when the lease it saw expires. Whether to acquire is decided by the same read and write
+as every attempt; without the watch (it fails, or hangs) the candidate still tries every retry period.
 """
 
 from __future__ import annotations
@@ -116,16 +117,31 @@ class LeaderElector:
                 self._released.clear()  # before the attempt: a release during it still wakes the next wait
                 if await self._attempt(self.config.renew_deadline):
                     break
-                await bounded(self.clock, self._released.wait(), self.config.retry_period)
+                await bounded(self.clock, self._released.wait(), self._until_next_try())
         finally:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
         self._set_leading(True)
 
+    def _until_next_try(self) -> float:
+        """A retry period, or less when the Lease another holds expires sooner (by what this candidate saw)."""
+        retry = self.config.retry_period
+        holder = (self._observed_spec or {}).get("holderIdentity")
+        if not holder or holder == self.identity:
+            return retry
+        expires_in = self._observed_at + self.config.lease_duration - self.clock.now()
+        return expires_in if 0 < expires_in < retry else retry  # expired and still not ours: keep the pace
+
+    def _observe(self, spec: dict[str, Any], now: float) -> None:
+        """Note the Lease spec seen at local time ``now``; its age counts from when it was first seen."""
+        if spec != self._observed_spec:
+            self._observed_spec, self._observed_at = spec, now
+
     async def _watch_releases(self) -> None:
-        """Watch the one Lease and set ``_released`` when it is released (empty holder) or deleted. Any failure
-        or end of the watch: reopen after a retry period (meanwhile the acquire loop polls as without it)."""
+        """Watch the one Lease: note each change as an observation, and set ``_released`` when it is released
+        (empty holder) or deleted. Any failure or end of the watch: reopen after a retry period (meanwhile the
+        acquire loop polls as without it)."""
         cfg = self.config
         params = {"watch": "true", "fieldSelector": f"metadata.name={cfg.name}", "timeoutSeconds": WATCH_SECONDS}
         refused = False
@@ -134,10 +150,10 @@ class LeaderElector:
                 res = await self.client.resource(LEASE_API, "Lease")
                 async for line in self.client.stream_lines(res.path(cfg.namespace), params, timeout=WATCH_SECONDS + 30):
                     event = orjson.loads(line)
-                    kind, lease = event.get("type"), event.get("object") or {}
-                    if kind == "DELETED" or (
-                        kind in ("ADDED", "MODIFIED") and not (lease.get("spec") or {}).get("holderIdentity")
-                    ):
+                    kind, spec = event.get("type"), (event.get("object") or {}).get("spec") or {}
+                    if kind in ("ADDED", "MODIFIED"):
+                        self._observe(spec, self.clock.now())
+                    if kind == "DELETED" or (kind in ("ADDED", "MODIFIED") and not spec.get("holderIdentity")):
                         self._released.set()
             except ApiError as e:  # refused (RBAC without `watch` on leases?): said once, polling goes on
                 (log.debug if refused else log.warning)("leader election: cannot watch the lease: %r", e)
@@ -211,8 +227,7 @@ class LeaderElector:
             }
             return await self._write(self._call("POST", body, timeout), started)
         spec = lease.get("spec") or {}
-        if spec != self._observed_spec:
-            self._observed_spec, self._observed_at = spec, now
+        self._observe(spec, now)
         holder = spec.get("holderIdentity") or ""
         held_by_other = holder not in ("", self.identity)
         if held_by_other and self._observed_at + cfg.lease_duration > now:

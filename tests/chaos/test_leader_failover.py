@@ -24,7 +24,7 @@ from tests.chaos.conftest import (
 from tests.e2e.helpers import assert_no_overlap, eventually
 
 BURST = 40
-LEASE_DURATION, RETRY = 15.0, 2.0
+LEASE_DURATION = 15.0
 
 
 async def test_graceful_handover_with_a_backlog_then_takeover_after_sigkill_mid_burst(
@@ -65,7 +65,9 @@ async def test_graceful_handover_with_a_backlog_then_takeover_after_sigkill_mid_
     )
     takeover = took_over - killed
     metric("failover_sigkill_seconds", takeover)
-    assert takeover <= LEASE_DURATION + RETRY + 3.0, f"takeover after SIGKILL took {takeover:.1f}s"
+    # c counts the lease from the last renewal its watch delivered and tries when that expires (runtime.md
+    # #leader-election): at most a lease duration after the kill, plus the time to start reconciling.
+    assert takeover <= LEASE_DURATION + 3.0, f"takeover after SIGKILL took {takeover:.1f}s"
     await eventually(lambda: each_has_one_child(client, namespace, names + names2), "one Job per KaiwoJob", timeout=90)
     assert_no_overlap(operators.reconciles())
     assert await resuspended_jobs(client, namespace) == {}, "a failover re-suspended running Jobs (pods restarted)"

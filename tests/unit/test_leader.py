@@ -189,6 +189,23 @@ async def test_without_its_watch_a_waiting_candidate_still_acquires_at_its_next_
     assert b.is_leader and clock.now() == 2.0
 
 
+async def test_after_a_crash_the_standby_takes_over_when_the_renewal_it_watched_expires() -> None:
+    """The standby counts the lease from each renewal as its watch delivers it, and tries again exactly when that
+    expires: polling alone would see the last renewal up to a retry period late and try up to one more after."""
+    server, clock = LeaseServer(), FakeClock()
+    a, b = elector(server, clock, "a"), elector(server, clock, "b")
+    await a.acquire()  # t=0
+    renewing = asyncio.create_task(a.keep_renewing())  # renews at t=2, 4, 6
+    await clock.advance(0.5)
+    waiting = asyncio.create_task(b.acquire())  # polls at t=0.5, 2.5, 4.5, 6.5, ...
+    await clock.advance(6.2)
+    renewing.cancel()  # t=6.7: a dies without releasing; its last renewal was at t=6
+    while not waiting.done() and clock.now() < 30:
+        await clock.advance(0.01)
+    assert b.is_leader and holder(server) == "b"
+    assert 6 + 15 <= clock.now() <= 6 + 15 + 0.02, clock.now()
+
+
 async def test_conflicting_writes_let_exactly_one_candidate_win() -> None:
     server, clock = LeaseServer(), FakeClock()
     results = await asyncio.gather(*(elector(server, clock, n).try_acquire_or_renew() for n in "abcde"))
