@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kaiwo.runtime.objects import Obj, condition
+from kaiwo.runtime.objects import Obj, condition, has_condition
 
 ACTIVE_KINDS = ("ClusterQueue", "LocalQueue")  # kinds whose status carries Kueue's Active condition
 MAX_NAMED = 5  # holders named in a message; the rest are counted
@@ -44,10 +44,9 @@ def holds_quota(workload: Obj) -> bool:
     admitted), active, and neither finished nor being deleted. A finished Workload keeps ``status.admission`` as a
     record, for instance one Kueue finished because its Job was deleted with its namespace, but its quota is
     released: it is in neither of the ClusterQueue's counts and holds nothing."""
-    finished = (condition(workload, "Finished") or {}).get("status") == "True"
     return (
         bool((workload.get("status") or {}).get("admission"))
-        and not finished
+        and not has_condition(workload, "Finished")
         and (workload.get("spec") or {}).get("active") is not False
         and not workload["metadata"].get("deletionTimestamp")
     )

@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 from kaiwo.cli.main import app
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import Obj, condition
+from kaiwo.runtime.objects import Obj, has_condition
 from tests.e2e.helpers import API, eventually, kaiwojob, phase_is
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
@@ -41,8 +41,13 @@ async def test_deleted_cluster_queue_under_a_running_service_is_not_ready_until_
     # quota is released, so nothing may name it as what holds the ClusterQueue.
     await client.create(kaiwojob("done", namespace, gpus=1))
     await eventually(lambda: phase_is(client, "KaiwoJob", "done", namespace, "COMPLETE"), "done", timeout=90)
-    (finished,) = await client.list(KUEUE, "Workload", namespace)
-    assert condition(finished, "Finished") and finished["status"]["admission"]["clusterQueue"] == "kaiwo", finished
+
+    async def finished_workload() -> Obj | None:  # Kueue marks it Finished on its own, after the Job completes
+        (wl,) = await client.list(KUEUE, "Workload", namespace)
+        return wl if has_condition(wl, "Finished") else None
+
+    finished = await eventually(finished_workload, "the job's Workload Finished", timeout=30)
+    assert finished["status"]["admission"]["clusterQueue"] == "kaiwo", finished
 
     svc = {
         "apiVersion": API,
@@ -53,7 +58,7 @@ async def test_deleted_cluster_queue_under_a_running_service_is_not_ready_until_
     await client.create(svc)
     await eventually(lambda: phase_is(client, "KaiwoService", "held", namespace, "RUNNING"), "held RUNNING", timeout=90)
     await eventually(lambda: queue_config(client, "READY"), "KaiwoQueueConfig READY", timeout=30)
-    (wl,) = [w for w in await client.list(KUEUE, "Workload", namespace) if not condition(w, "Finished")]
+    (wl,) = [w for w in await client.list(KUEUE, "Workload", namespace) if not has_condition(w, "Finished")]
 
     # `kaiwo status` finds the per-pod Workload Kueue made for the Deployment's pod, and the queue's usage.
     text = (await kaiwo(kubeconfig, "status", "service/held", "-n", namespace)).stdout
