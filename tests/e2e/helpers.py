@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import aiohttp
@@ -78,20 +78,58 @@ async def phase_is(client: Client, kind: str, name: str, ns: str, *phases: str) 
     return obj if obj and (obj.get("status") or {}).get("status") in phases else None
 
 
+async def job_pods(client: Client, namespace: str, name: str, count: int) -> list[Obj]:
+    """The ``count`` pods of batch Job ``name``, once every one is scheduled (RUNNING needs only one ready pod)."""
+
+    async def scheduled() -> list[Obj] | None:
+        pods = await client.list("v1", "Pod", namespace, labelSelector=f"batch.kubernetes.io/job-name={name}")
+        placed = [p for p in pods if (p.get("spec") or {}).get("nodeName")]
+        return placed if len(placed) == count else None
+
+    return await eventually(scheduled, f"{count} pods of {name} scheduled", timeout=90)
+
+
+async def replace_spec(client: Client, api_version: str, kind: str, name: str, spec: Obj) -> Obj:
+    """Replace a cluster-scoped object's ``spec`` whole, as a PUT would, but without a resourceVersion: a
+    controller's status write since the object was read cannot make it a conflict."""
+    return await client.patch(
+        api_version, kind, name, [{"op": "replace", "path": "/spec", "value": spec}], patch_type="json"
+    )
+
+
+def job_succeeded_at(job: Obj) -> str | None:
+    """When a batch Job was first known to have succeeded: SuccessCriteriaMet (Kubernetes >= 1.31 writes it first,
+    and Kaiwo acts on it), else Complete; None while neither is True. RFC 3339 strings compare in time order."""
+    times = [
+        c.get("lastTransitionTime") or ""
+        for c in (job.get("status") or {}).get("conditions") or []
+        if c.get("type") in ("SuccessCriteriaMet", "Complete") and c.get("status") == "True"
+    ]
+    return min(times) if times else None
+
+
 def times_reported(event: Obj) -> int:
     """How often an Event says it happened (aggregated repeats carry a count or a series)."""
     return max(event.get("count") or 1, (event.get("series") or {}).get("count") or 1)
 
 
 async def event_reasons(
-    client: Client, kind: str, name: str, ns: str, *, wait_for: Collection[str] = (), timeout: float = 30.0
+    client: Client,
+    kind: str,
+    name: str,
+    ns: str,
+    *,
+    wait_for: Collection[str] | Mapping[str, int] = (),
+    timeout: float = 30.0,
 ) -> Counter[str]:
     """How often each reason was reported about ``kind``/``name`` (an aggregated Event counts as often as it says it
-    happened), once every reason in ``wait_for`` is there.
+    happened), once every reason in ``wait_for`` is there (as often as a mapping ``{reason: times}`` says).
 
     The workload controllers send events in the background, after the status write they report
     (docs/design/runtime.md#events): a test that has just seen a phase must wait for that phase's event.
     """
+
+    need = dict(wait_for) if isinstance(wait_for, Mapping) else dict.fromkeys(wait_for, 1)
 
     async def counted() -> tuple[Counter[str]] | None:  # in a tuple: no events at all is an answer too
         events = await client.list("v1", "Event", ns, fieldSelector=f"involvedObject.name={name}")
@@ -99,9 +137,9 @@ async def event_reasons(
         for e in events:
             if e["involvedObject"]["kind"] == kind:
                 out[e["reason"]] += times_reported(e)
-        return (out,) if all(out[r] for r in wait_for) else None
+        return (out,) if all(out[r] >= times for r, times in need.items()) else None
 
-    (seen,) = await eventually(counted, f"events {sorted(wait_for)} about {kind} {ns}/{name}", timeout=timeout)
+    (seen,) = await eventually(counted, f"events {need} about {kind} {ns}/{name}", timeout=timeout)
     return seen
 
 

@@ -18,7 +18,7 @@ import yaml
 
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from tests.e2e.helpers import API, Cli, event_reasons, eventually, kaiwojob, ok, phase_is
+from tests.e2e.helpers import API, Cli, event_reasons, eventually, job_pods, kaiwojob, ok, phase_is
 
 
 def job_yaml(name: str, **spec: Any) -> str:
@@ -172,8 +172,7 @@ async def test_nvidia_monitor_and_pod_choice(cli: Cli, client: Client, namespace
     job = job_yaml("ddp", gpus=16, gpuVendor="nvidia", annotations={"kwok.kaiwo.dev/duration": "300s"})
     ok(await cli("submit", "-f", "-", "-n", namespace, input=job))
     await eventually(lambda: phase_is(client, "KaiwoJob", "ddp", namespace, "RUNNING"), "ddp RUNNING", timeout=90)
-    pods = sorted(p["metadata"]["name"] for p in await client.list("v1", "Pod", namespace))
-    assert len(pods) == 2
+    pods = sorted(p["metadata"]["name"] for p in await job_pods(client, namespace, "ddp", 2))
     r = ok(await cli("logs", "job/ddp", "-n", namespace), 2)  # not a terminal: it cannot ask which pod
     assert "has 2 pods" in r.stderr and "--pod" in r.stderr
     r = ok(await cli("logs", "job/ddp", "-n", namespace, "--pod", pods[1], "--tail", "1"))

@@ -76,6 +76,19 @@ class Terminal:
                 assert any(n.encode() in self.seen for n in needles), f"{needles!r} not seen in {self.seen!r}"
                 return
 
+    def ask_until(self, command: str, needle: str, timeout: float = 30) -> None:
+        """Type ``command`` about once a second until ``needle`` appears: for state that reaches the far end on
+        another channel than the typing (a resize travels beside stdin)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.type(command)
+            try:
+                self.expect(needle, timeout=1.0)
+                return
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+
     def wait(self) -> int:
         deadline = time.monotonic() + 30
         try:
@@ -111,9 +124,7 @@ async def test_exec_it_is_an_interactive_shell_with_the_terminals_size(
         await asyncio.to_thread(term.expect, "IS-A-TTY")
         term.resize(40, 120)
         term.proc.send_signal(signal.SIGWINCH)
-        await asyncio.sleep(0.5)
-        term.type("stty size\n")
-        await asyncio.to_thread(term.expect, "40 120")
+        await asyncio.to_thread(term.ask_until, "stty size\n", "40 120")
         term.type("exit 7\n")
         assert await asyncio.to_thread(term.wait) == 7
     finally:

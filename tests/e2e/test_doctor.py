@@ -26,7 +26,7 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.leader import LeaderElectionConfig
 from kaiwo.runtime.manager import Manager, ManagerOptions
 from kaiwo.runtime.objects import Obj
-from tests.e2e.helpers import API, eventually
+from tests.e2e.helpers import API, eventually, replace_spec
 
 
 @dataclass
@@ -51,6 +51,11 @@ async def leader(
         await queueconfig.setup(mgr)
         stop = asyncio.Event()
         op = Operator(mgr, stop, asyncio.create_task(mgr.run(stop)))
+
+        async def leading() -> bool:  # an earlier test's operator may have left the config READY and no leader
+            return mgr.elector is not None and mgr.elector.is_leader and mgr.ready
+
+        await eventually(leading, "the doctor's operator leading, its controllers started", timeout=60)
         await eventually(lambda: ready_config(client), "KaiwoQueueConfig READY", timeout=60)
         try:
             yield op
@@ -136,7 +141,7 @@ async def test_doctor_finds_one_broken_thing_at_a_time(
     # 4. The default queue config FAILED (a ClusterQueue names a namespace that does not exist).
     cfg = copy.deepcopy(await eventually(lambda: ready_config(client), "READY"))
     cfg["spec"]["clusterQueues"].append({"name": "doctor-team", "namespaces": ["no-such-namespace"], "spec": {}})
-    await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=cfg)
+    await replace_spec(client, API, "KaiwoQueueConfig", "kaiwo", cfg["spec"])
 
     async def queues_failing() -> Obj | None:
         _, checks = await doctor(kubeconfig, release_namespace)
@@ -146,7 +151,7 @@ async def test_doctor_finds_one_broken_thing_at_a_time(
     assert "no-such-namespace" in q["message"] and "kaiwo status queues" in q["fix"]
     latest = await client.get(API, "KaiwoQueueConfig", "kaiwo")
     latest["spec"]["clusterQueues"] = [c for c in latest["spec"]["clusterQueues"] if c["name"] != "doctor-team"]
-    await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=latest)
+    await replace_spec(client, API, "KaiwoQueueConfig", "kaiwo", latest["spec"])
     await eventually(lambda: ready_config(client), "READY again", timeout=30)
 
 

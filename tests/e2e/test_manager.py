@@ -53,9 +53,12 @@ async def test_manager_runs_reports_and_stops_gracefully(
             "the leader Lease",
         )
         assert lease["spec"]["holderIdentity"]
-        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{metrics}/metrics") as r:
-            text = await r.text()
-        assert 'leader_election_master_status{name="83fc2279.silogen.ai"} 1.0' in text
+
+        async def leader_metric() -> bool:  # set once acquiring returns, a moment after the Lease is written
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{metrics}/metrics") as r:
+                return 'leader_election_master_status{name="83fc2279.silogen.ai"} 1.0' in await r.text()
+
+        await eventually(leader_metric, "leader_election_master_status 1", timeout=30)
 
         # kaiwo_* metrics come from the controllers' caches: a new KaiwoJob with 3 GPUs shows up in them
         await client.create(

@@ -9,17 +9,7 @@ from __future__ import annotations
 
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
-from kaiwo.runtime.objects import Obj
-from tests.e2e.helpers import eventually, kaiwojob, phase_is
-
-
-async def job_pods(client: Client, namespace: str, name: str, count: int) -> list[Obj]:
-    async def scheduled() -> list[Obj] | None:
-        pods = await client.list("v1", "Pod", namespace, labelSelector=f"batch.kubernetes.io/job-name={name}")
-        placed = [p for p in pods if (p.get("spec") or {}).get("nodeName")]
-        return placed if len(placed) == count else None
-
-    return await eventually(scheduled, f"{count} pods of {name} scheduled", timeout=90)
+from tests.e2e.helpers import eventually, job_pods, kaiwojob, phase_is
 
 
 async def test_multi_node_jobs_get_one_pod_per_node(client: Client, namespace: str, operator: Manager) -> None:

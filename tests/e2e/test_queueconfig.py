@@ -16,7 +16,7 @@ from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import Obj
 from kaiwo.translate.queueconfig import MANAGED_BY_LABEL
 from tests.e2e.conftest import running_operator
-from tests.e2e.helpers import API, eventually
+from tests.e2e.helpers import API, eventually, replace_spec
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
 AMD_FLAVOR = "amd-mi300x-8gpu-115core-1382gi"
@@ -88,7 +88,7 @@ async def test_custom_config_is_synced_and_pruned_and_others_survive(
         }
     )
     custom["spec"]["workloadPriorityClasses"] = [{"metadata": {"name": "e2e-high"}, "value": 1000}]
-    await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=custom)
+    await replace_spec(client, API, "KaiwoQueueConfig", "kaiwo", custom["spec"])
     await eventually(lambda: client.get_or_none(KUEUE, "ClusterQueue", "team-a"), "ClusterQueue team-a")
     await eventually(lambda: client.get_or_none(KUEUE, "LocalQueue", "team-a", namespace), "LocalQueue team-a")
     await eventually(lambda: client.get_or_none(KUEUE, "WorkloadPriorityClass", "e2e-high"), "WPC e2e-high")
@@ -97,7 +97,7 @@ async def test_custom_config_is_synced_and_pruned_and_others_survive(
     assert second is not None
     second["spec"]["clusterQueues"] = [q for q in second["spec"]["clusterQueues"] if q["name"] != "team-a"]
     second["spec"]["workloadPriorityClasses"] = []
-    await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=second)
+    await replace_spec(client, API, "KaiwoQueueConfig", "kaiwo", second["spec"])
     await eventually(lambda: _absent(client, KUEUE, "ClusterQueue", "team-a"), "team-a pruned")
     await eventually(lambda: _absent(client, KUEUE, "WorkloadPriorityClass", "e2e-high"), "WPC pruned")
     await eventually(lambda: _absent(client, KUEUE, "LocalQueue", "team-a", namespace), "LocalQueue pruned")
@@ -126,7 +126,7 @@ async def test_immutable_flavor_change_is_recreated(client: Client, controller: 
     for f in cfg["spec"]["resourceFlavors"]:
         if f["name"] == CPU_FLAVOR:
             f["nodeLabels"] = {**f["nodeLabels"], "kaiwo.dev/e2e": "changed"}
-    await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=cfg)
+    await replace_spec(client, API, "KaiwoQueueConfig", "kaiwo", cfg["spec"])
 
     async def recreated() -> Obj | None:
         rf = await client.get_or_none(KUEUE, "ResourceFlavor", CPU_FLAVOR)
@@ -140,7 +140,7 @@ async def test_immutable_flavor_change_is_recreated(client: Client, controller: 
     restored = copy.deepcopy(await eventually(lambda: ready(client), "READY"))
     for f in restored["spec"]["resourceFlavors"]:
         f.get("nodeLabels", {}).pop("kaiwo.dev/e2e", None)
-    await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=restored)
+    await replace_spec(client, API, "KaiwoQueueConfig", "kaiwo", restored["spec"])
 
     async def restored_flavor() -> bool:
         rf = await client.get_or_none(KUEUE, "ResourceFlavor", CPU_FLAVOR)
@@ -170,7 +170,7 @@ async def test_missing_namespace_fails_and_recreation_recovers(client: Client, c
     await client.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     cfg = copy.deepcopy(await eventually(lambda: ready(client), "READY"))
     cfg["spec"]["clusterQueues"].append({"name": "team-ns", "namespaces": [ns], "spec": {}})
-    await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=cfg)
+    await replace_spec(client, API, "KaiwoQueueConfig", "kaiwo", cfg["spec"])
     await eventually(lambda: client.get_or_none(KUEUE, "LocalQueue", "team-ns", ns), "LocalQueue in " + ns)
     await client.delete("v1", "Namespace", ns)
     await eventually(lambda: _absent(client, "v1", "Namespace", ns), "namespace deleted", timeout=90)
@@ -188,7 +188,7 @@ async def test_missing_namespace_fails_and_recreation_recovers(client: Client, c
     assert latest is not None
     cfg = copy.deepcopy(latest)
     cfg["spec"]["clusterQueues"] = [q for q in cfg["spec"]["clusterQueues"] if q["name"] != "team-ns"]
-    await client.request("PUT", f"/apis/{API}/kaiwoqueueconfigs/kaiwo", body=cfg)
+    await replace_spec(client, API, "KaiwoQueueConfig", "kaiwo", cfg["spec"])
     await client.delete("v1", "Namespace", ns)
 
 

@@ -264,8 +264,8 @@ async def test_manager_metrics_and_reconcile_span(client: Client, kubeconfig: st
 
     class Reconciler:
         async def reconcile(self, req: Request) -> Result | None:
-            seen.append(req)
             await mgr_client.get("v1", "ConfigMap", req.name, req.namespace)
+            seen.append(req)  # after the GET: the metrics below count it
             return None
 
     mgr = Manager(
@@ -289,12 +289,19 @@ async def test_manager_metrics_and_reconcile_span(client: Client, kubeconfig: st
         assert 'workqueue_adds_total{name="configmap-test"}' in text
         assert 'rest_client_requests_total{code="200",method="GET"}' in text
         assert "controller_runtime_reconcile_time_seconds_bucket" in text
+
+        async def reconcile_span() -> Any:  # finished when the reconcile returns, after ``seen`` showed it started
+            return next(
+                (
+                    s
+                    for s in exporter.get_finished_spans()
+                    if s.name == "reconcile configmap-test" and s.attributes and s.attributes.get("name") == "traced"
+                ),
+                None,
+            )
+
+        rec_span = await eventually(reconcile_span, "the finished reconcile span", timeout=15)
         spans = exporter.get_finished_spans()
-        rec_span = next(
-            s
-            for s in spans
-            if s.name == "reconcile configmap-test" and s.attributes and s.attributes.get("name") == "traced"
-        )
         children = [s for s in spans if s.parent is not None and s.parent.span_id == rec_span.context.span_id]
         assert any(s.name.startswith("GET /api/v1/namespaces/") for s in children)
     finally:

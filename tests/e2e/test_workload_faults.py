@@ -79,7 +79,9 @@ async def test_running_job_is_never_disturbed_by_edits_labels_or_config(
         lambda: spec_applied(client, "train", namespace, "False", "ImmutableField"), "SpecApplied=False", timeout=30
     )
     await quiet(operator)
-    assert (await event_reasons(client, "KaiwoJob", "train", namespace))["SpecNotApplied"] == 1
+    assert (await event_reasons(client, "KaiwoJob", "train", namespace, wait_for={"SpecNotApplied"}))[
+        "SpecNotApplied"
+    ] == 1
 
     # 3. a KaiwoConfig change that renders the Job differently (the generated template's scheduler)
     before = await client.get_or_none(KAIWO_CONFIG_API, "KaiwoConfig", "kaiwo")
@@ -114,7 +116,9 @@ async def test_running_job_is_never_disturbed_by_edits_labels_or_config(
 
     await eventually(observed, f"generation {generation} observed", timeout=30)
     await quiet(operator)
-    assert (await event_reasons(client, "KaiwoJob", "train", namespace))["SpecNotApplied"] == 2
+    assert (await event_reasons(client, "KaiwoJob", "train", namespace, wait_for={"SpecNotApplied": 2}))[
+        "SpecNotApplied"
+    ] == 2
 
     # never disturbed: the same pod, never suspended
     assert await pod_uids(client, "train", namespace) == uids
@@ -200,7 +204,7 @@ async def test_malformed_embedded_specs_are_errors_naming_the_field(
     await quiet(operator, 2)
     for created in accepted:
         name, kind = created["metadata"]["name"], created["kind"]
-        assert (await event_reasons(client, kind, name, namespace))["WorkloadError"] == 1, name
+        assert (await event_reasons(client, kind, name, namespace, wait_for={"WorkloadError"}))["WorkloadError"] == 1
 
 
 def suspend_owners(job: Obj) -> set[str]:

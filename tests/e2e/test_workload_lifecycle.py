@@ -21,7 +21,7 @@ from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import Obj, condition
 from tests.builders import KaiwoServiceBuilder
-from tests.e2e.helpers import API, event_reasons, eventually, kaiwojob, phase_is
+from tests.e2e.helpers import API, event_reasons, eventually, job_succeeded_at, kaiwojob, phase_is
 
 KUEUE = "kueue.x-k8s.io/v1beta1"
 AMD_GPUS = 32
@@ -120,8 +120,13 @@ async def test_deployment_is_pending_until_kueue_admits_its_pods(
         lambda: phase_is(client, "KaiwoService", "svc", namespace, "PENDING"), "svc PENDING", timeout=60
     )
     assert (condition(pending, "Admitted") or {}).get("status") == "False"
-    pods = await client.list("v1", "Pod", namespace, labelSelector="app=svc")
-    assert pods and all({"name": "kueue.x-k8s.io/admission"} in p["spec"]["schedulingGates"] for p in pods)
+
+    async def gated() -> list[Obj] | None:  # PENDING may be written before the Deployment's pods exist
+        pods = await client.list("v1", "Pod", namespace, labelSelector="app=svc")
+        return pods if pods else None
+
+    pods = await eventually(gated, "the Deployment's pods", timeout=60)
+    assert all({"name": "kueue.x-k8s.io/admission"} in p["spec"].get("schedulingGates", []) for p in pods), pods
     await settled(client, "KaiwoService", "svc", namespace, "PENDING", 3)
 
     await client.delete(API, "KaiwoJob", "filler", namespace)
@@ -201,9 +206,10 @@ async def test_storage_is_bound_and_downloaded_before_the_job_runs(
     pvc = await client.get("v1", "PersistentVolumeClaim", "fetch-data", namespace)
     assert pvc["status"]["phase"] == "Bound"
     download = await client.get("batch/v1", "Job", "fetch-download", namespace)
-    assert any(c["type"] == "Complete" and c["status"] == "True" for c in download["status"]["conditions"])
+    succeeded = job_succeeded_at(download)
+    assert succeeded, download["status"]
     job = await client.get("batch/v1", "Job", "fetch", namespace)
-    assert job["metadata"]["creationTimestamp"] >= download["status"]["completionTime"]  # started after the download
+    assert job["metadata"]["creationTimestamp"] >= succeeded  # started after the download
     seen = await event_reasons(client, "KaiwoJob", "fetch", namespace, wait_for={"WorkloadComplete"})
     assert seen["WorkloadDownloading"] == 1 and seen["WorkloadComplete"] == 1
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from kaiwo.runtime.client import Client
 from kaiwo.runtime.manager import Manager
 from kaiwo.runtime.objects import condition
-from tests.e2e.helpers import API, event_reasons, eventually, kaiwojob, phase_is
+from tests.e2e.helpers import API, event_reasons, eventually, job_pods, kaiwojob, phase_is
 
 
 async def test_busybox_job_completes_after_admission(client: Client, namespace: str, operator: Manager) -> None:
@@ -71,8 +71,8 @@ async def test_multi_node_gpu_job_becomes_an_indexed_job(client: Client, namespa
     assert "WORLD_SIZE" not in env  # per process: torchrun sets it (docs/scientist-guide.md, multi-node training)
     svc = await client.get("v1", "Service", "ddp", namespace)
     assert svc["spec"]["clusterIP"] == "None"
-    pods = await client.list("v1", "Pod", namespace, labelSelector="job-name=ddp")
-    assert len(pods) == 2 and all(p["spec"]["nodeName"].startswith("amd-mi300x-") for p in pods)
+    pods = await job_pods(client, namespace, "ddp", 2)
+    assert all(p["spec"]["nodeName"].startswith("amd-mi300x-") for p in pods)
     assert {p["spec"]["schedulerName"] for p in pods} == {"kaiwo-scheduler"}  # the cluster's bin-packing profile
 
 
