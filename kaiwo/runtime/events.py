@@ -161,13 +161,14 @@ class EventRecorder:
                 self._seen.move_to_end(key)
                 return
             created = await self.client.create(self._event(p))
-        except ApiError as e:  # best effort; a namespace being deleted refuses every event, as expected
-            (log.debug if e.namespace_terminating else log.warning)(
-                "could not record event %s on %s: %r", p.reason, meta["name"], e
+        except Exception as e:  # best effort; a namespace being deleted refuses every event, as expected
+            expected = isinstance(e, ApiError) and e.namespace_terminating
+            (log.debug if expected else log.warning)(
+                "could not record event %s on %s: %r",
+                p.reason,
+                meta["name"],
+                e,  # repr: TimeoutError()
             )
-            return
-        except Exception as e:  # best effort
-            log.warning("could not record event %s on %s: %r", p.reason, meta["name"], e)  # repr: TimeoutError()
             return
         made = (created or {}).get("metadata") or {}
         if not made.get("name"):

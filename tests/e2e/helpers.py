@@ -79,12 +79,13 @@ async def phase_is(client: Client, kind: str, name: str, ns: str, *phases: str) 
 
 
 async def job_pods(client: Client, namespace: str, name: str, count: int) -> list[Obj]:
-    """The ``count`` pods of batch Job ``name``, once every one is scheduled (RUNNING needs only one ready pod)."""
+    """The pods of batch Job ``name`` once there are exactly ``count`` and every one is scheduled (RUNNING needs
+    only one ready pod)."""
 
     async def scheduled() -> list[Obj] | None:
         pods = await client.list("v1", "Pod", namespace, labelSelector=f"batch.kubernetes.io/job-name={name}")
-        placed = [p for p in pods if (p.get("spec") or {}).get("nodeName")]
-        return placed if len(placed) == count else None
+        placed = all((p.get("spec") or {}).get("nodeName") for p in pods)
+        return pods if len(pods) == count and placed else None
 
     return await eventually(scheduled, f"{count} pods of {name} scheduled", timeout=90)
 

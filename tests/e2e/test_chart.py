@@ -12,7 +12,6 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +250,12 @@ async def test_manager_process_runs_as_the_chart_service_account(
         await asyncio.sleep(1)  # time for the standby's watch request to be answered (or refused: logged)
         assert await holder() == first
         await stop(leader)
-        await eventually(lambda: _held_by_other(holder, first), "the standby holding the Lease", timeout=30)
+
+        async def taken_over() -> str | None:
+            now = await holder()
+            return now if now and now != first else None
+
+        await eventually(taken_over, "the standby holding the Lease", timeout=30)
         await stop(standby)
     finally:
         for proc in logs:
@@ -263,11 +267,6 @@ async def test_manager_process_runs_as_the_chart_service_account(
     # event refused by a namespace being deleted by an earlier test, are not about the chart's permissions)
     assert "is forbidden: User" not in errors
     assert "cannot watch the lease" not in errors
-
-
-async def _held_by_other(holder: Callable[[], Awaitable[str | None]], first: str | None) -> str | None:
-    now = await holder()
-    return now if now and now != first else None
 
 
 async def test_chart_scheduler_packs_gpu_pods_onto_the_fewest_nodes(

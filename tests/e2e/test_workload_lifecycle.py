@@ -121,11 +121,10 @@ async def test_deployment_is_pending_until_kueue_admits_its_pods(
     )
     assert (condition(pending, "Admitted") or {}).get("status") == "False"
 
-    async def gated() -> list[Obj] | None:  # PENDING may be written before the Deployment's pods exist
-        pods = await client.list("v1", "Pod", namespace, labelSelector="app=svc")
-        return pods if pods else None
+    async def deployment_pods() -> list[Obj] | None:  # PENDING may be written before the Deployment's pods exist
+        return await client.list("v1", "Pod", namespace, labelSelector="app=svc") or None
 
-    pods = await eventually(gated, "the Deployment's pods", timeout=60)
+    pods = await eventually(deployment_pods, "the Deployment's pods", timeout=60)
     assert all({"name": "kueue.x-k8s.io/admission"} in p["spec"].get("schedulingGates", []) for p in pods), pods
     await settled(client, "KaiwoService", "svc", namespace, "PENDING", 3)
 
